@@ -1,0 +1,148 @@
+"""mirror-providers: one interface to OpenAI, Anthropic and Ollama that survives a failing vendor.
+
+Importing the package is cheap: every public name below is loaded on first use.
+
+Example::
+
+    from mirror_providers.openai import OpenAIProvider
+
+    llm = OpenAIProvider(model="gpt-4o-mini")
+    print(llm.generate_sync("Capital of France?").content)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "APIError": "errors",
+    "AllProvidersFailedError": "errors",
+    "AuthenticationError": "errors",
+    "BadRequestError": "errors",
+    "Capabilities": "types",
+    "ConfigurationError": "errors",
+    "ConflictError": "errors",
+    "ConnectError": "errors",
+    "ContentPart": "types",
+    "ContextLengthExceededError": "errors",
+    "GenerateRequest": "request",
+    "GenerationResult": "types",
+    "HealthStatus": "types",
+    "HttpRequest": "transport",
+    "HttpResponse": "transport",
+    "InvalidResponseError": "errors",
+    "Message": "types",
+    "MockTransport": "transport",
+    "ModelInfo": "types",
+    "ModelNotFoundError": "errors",
+    "NotFoundError": "errors",
+    "OpenAIProvider": "providers.openai",
+    "OverloadedError": "errors",
+    "PermissionDeniedError": "errors",
+    "ProtocolError": "errors",
+    "Provider": "provider",
+    "ProviderError": "errors",
+    "ProviderStats": "types",
+    "QuotaExceededError": "errors",
+    "RateLimitError": "errors",
+    "RequestTimeout": "errors",
+    "RequestTooLargeError": "errors",
+    "RequestsTransport": "transport",
+    "RetryPolicy": "retry",
+    "RetryingTransport": "retry",
+    "ServerError": "errors",
+    "StreamChunk": "types",
+    "StreamError": "errors",
+    "StreamResponse": "transport",
+    "Tier": "types",
+    "Timeout": "transport",
+    "Tool": "types",
+    "ToolCall": "types",
+    "ToolCallDelta": "types",
+    "Transport": "transport",
+    "TransportError": "errors",
+    "TruncatedStreamError": "errors",
+    "Usage": "types",
+    "ValidationError": "errors",
+    "create_provider": "catalog",
+    "join_chunks": "types",
+    "list_models": "catalog",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mirror_providers' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from .catalog import create_provider, list_models
+    from .errors import (
+        AllProvidersFailedError,
+        APIError,
+        AuthenticationError,
+        BadRequestError,
+        ConfigurationError,
+        ConflictError,
+        ConnectError,
+        ContextLengthExceededError,
+        InvalidResponseError,
+        ModelNotFoundError,
+        NotFoundError,
+        OverloadedError,
+        PermissionDeniedError,
+        ProtocolError,
+        ProviderError,
+        QuotaExceededError,
+        RateLimitError,
+        RequestTimeout,
+        RequestTooLargeError,
+        ServerError,
+        StreamError,
+        TransportError,
+        TruncatedStreamError,
+        ValidationError,
+    )
+    from .provider import Provider
+    from .providers.openai import OpenAIProvider
+    from .request import GenerateRequest
+    from .retry import RetryingTransport, RetryPolicy
+    from .transport import (
+        HttpRequest,
+        HttpResponse,
+        MockTransport,
+        RequestsTransport,
+        StreamResponse,
+        Timeout,
+        Transport,
+    )
+    from .types import (
+        Capabilities,
+        ContentPart,
+        GenerationResult,
+        HealthStatus,
+        Message,
+        ModelInfo,
+        ProviderStats,
+        StreamChunk,
+        Tier,
+        Tool,
+        ToolCall,
+        ToolCallDelta,
+        Usage,
+        join_chunks,
+    )

@@ -1,0 +1,125 @@
+"""The one sync -> async bridge. Nothing else in the library touches asyncio.
+
+Blocking calls run on one bounded thread pool, created on first use. The library never creates,
+runs or closes an event loop: it only uses the loop it is awaited from, so it works inside
+Jupyter, FastAPI or any running loop.
+
+``iterate_in_thread`` drives a blocking iterator from a worker thread through a bounded hand-off
+(backpressure: the worker stops reading when the consumer falls ``max_buffer`` items behind).
+When the consumer stops early (break, cancellation, ``aclose``), the worker is told and closes
+the blocking iterator in its own thread, which releases the HTTP response. The worker's
+exception is re-raised unchanged, and contextvars are copied to the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import os
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+__all__ = ["get_executor", "iterate_in_thread", "run_sync", "set_max_workers"]
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_executor: ThreadPoolExecutor | None = None
+_max_workers = int(os.environ.get("MIRROR_PROVIDERS_THREADS", "0")) or 32
+
+_ITEM, _END, _ERROR = 0, 1, 2
+
+
+def set_max_workers(n: int) -> None:
+    """Size the shared thread pool (default 32, or ``MIRROR_PROVIDERS_THREADS``).
+
+    Takes effect for the pool created next; an existing pool is shut down once its work ends.
+    """
+    global _executor, _max_workers
+    if n < 1:
+        raise ValueError(f"max_workers must be >= 1, got {n}")
+    with _lock:
+        _max_workers = n
+        old, _executor = _executor, None
+    if old is not None:
+        old.shutdown(wait=False)
+
+
+def max_workers() -> int:
+    return _max_workers
+
+
+def get_executor() -> ThreadPoolExecutor:
+    """The shared thread pool behind every awaitable and batch helper."""
+    global _executor
+    ex = _executor
+    if ex is None:
+        with _lock:
+            if _executor is None:
+                _executor = ThreadPoolExecutor(_max_workers, thread_name_prefix="mirror-providers")
+            ex = _executor
+    return ex
+
+
+async def run_sync(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """Await ``fn(*args, **kwargs)`` run on the shared thread pool, contextvars copied."""
+    loop = asyncio.get_running_loop()
+    ctx = contextvars.copy_context()
+    call = functools.partial(ctx.run, fn, *args, **kwargs)
+    return await loop.run_in_executor(get_executor(), call)
+
+
+async def iterate_in_thread(
+    factory: Callable[[], Iterator[T]], *, max_buffer: int = 64
+) -> AsyncIterator[T]:
+    """Iterate ``factory()`` on a worker thread and yield its items here.
+
+    ``factory`` runs on the worker too, so opening the connection does not block the loop.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
+    space = threading.Semaphore(max_buffer)
+    stop = threading.Event()
+
+    def hand_over(kind: int, value: Any) -> bool:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+            return True
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            return False
+
+    def work() -> None:
+        it: Iterator[T] | None = None
+        try:
+            it = factory()
+            for item in it:
+                space.acquire()
+                if stop.is_set() or not hand_over(_ITEM, item):
+                    return
+            hand_over(_END, None)
+        except BaseException as exc:  # re-raised on the consumer side, unchanged
+            if not stop.is_set():
+                hand_over(_ERROR, exc)
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+
+    ctx = contextvars.copy_context()
+    loop.run_in_executor(get_executor(), ctx.run, work)
+    try:
+        while True:
+            kind, value = await queue.get()
+            if kind == _ITEM:
+                space.release()
+                yield value
+            elif kind == _END:
+                return
+            else:
+                raise value
+    finally:
+        stop.set()
+        space.release()  # wake a worker blocked on a full buffer so it sees ``stop``

@@ -1,0 +1,54 @@
+"""The registry of providers and their model tables, and ``create_provider`` from a spec string.
+
+Example::
+
+    from mirror_providers import create_provider
+
+    llm = create_provider("openai:gpt-4o-mini")          # provider id, colon, model
+    llm = create_provider("openai", model="gpt-4o")      # or the model as an argument
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import ConfigurationError
+from .providers.base import HttpProvider
+from .providers.openai import OpenAIProvider
+from .types import ModelInfo
+
+__all__ = ["PROVIDERS", "create_provider", "list_models", "parse_spec"]
+
+PROVIDERS: dict[str, type[HttpProvider]] = {
+    OpenAIProvider.provider_id: OpenAIProvider,
+}
+
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """``"openai:gpt-4o"`` -> ``("openai", "gpt-4o")``; ``"openai"`` -> ``("openai", None)``.
+
+    Only the first colon separates: Ollama tags (``ollama:llama3.1:70b``) keep theirs.
+    """
+    provider, _, model = spec.strip().partition(":")
+    if provider not in PROVIDERS:
+        raise ConfigurationError(
+            f"unknown provider {provider!r} in {spec!r}; known: {', '.join(sorted(PROVIDERS))}")
+    return provider, model or None
+
+
+def create_provider(spec: str, **kwargs: Any) -> HttpProvider:
+    """Build a provider from ``"provider"`` or ``"provider:model"``; kwargs go to its constructor."""
+    provider, model = parse_spec(spec)
+    if model is not None:
+        if kwargs.get("model") not in (None, model):
+            raise ConfigurationError(f"model given twice: {model!r} in the spec and {kwargs['model']!r}")
+        kwargs["model"] = model
+    return PROVIDERS[provider](**kwargs)
+
+
+def list_models(provider: str | None = None) -> list[tuple[str, ModelInfo]]:
+    """Every catalog row as ``(provider id, ModelInfo)``, optionally for one provider."""
+    if provider is not None and provider not in PROVIDERS:
+        raise ConfigurationError(f"unknown provider {provider!r}; known: {', '.join(sorted(PROVIDERS))}")
+    return [(pid, info) for pid, cls in sorted(PROVIDERS.items()) if provider in (None, pid)
+            for info in cls.MODELS]

@@ -1,0 +1,339 @@
+"""Every exception the library raises, and the one table from HTTP status to class.
+
+The tree::
+
+    ProviderError                       root of everything raised here (alias MirrorProvidersError)
+    ├── ConfigurationError              missing key, unknown provider/model, bad constructor argument
+    ├── ValidationError                 bad input caught before any network call (also a ValueError)
+    ├── TransportError                  the HTTP exchange itself failed
+    │   ├── ConnectError                nothing answered at that address
+    │   ├── RequestTimeout              connect or read timeout (not the builtin TimeoutError)
+    │   └── ProtocolError               broken HTTP, reset connection, undecodable body
+    ├── APIError                        the vendor answered with an error
+    │   ├── BadRequestError             400, 422
+    │   │   ├── ContextLengthExceededError
+    │   │   └── RequestTooLargeError    413
+    │   ├── AuthenticationError         401
+    │   ├── PermissionDeniedError       402, 403
+    │   ├── NotFoundError               404
+    │   │   └── ModelNotFoundError
+    │   ├── ConflictError               409
+    │   ├── RateLimitError              429 (``retry_after``)
+    │   │   └── QuotaExceededError      billing quota: waiting will not help
+    │   ├── ServerError                 5xx, 408
+    │   │   └── OverloadedError         529, "server busy"
+    │   └── InvalidResponseError        a 2xx whose body is not what the API documents
+    ├── StreamError                     a stream broke after its 200 status
+    │   └── TruncatedStreamError        ended without the vendor's terminator
+    └── AllProvidersFailedError         pooling: every member failed (``attempts``)
+
+An error event inside a stream is raised as a class that is both the classified ``APIError``
+subclass and ``StreamError`` (see :func:`stream_error_class`): ``except OverloadedError`` and
+``except StreamError`` both catch it.
+
+Each class says whether the same call may succeed later (``retryable``) and whether another
+provider may succeed (``failover_ok``); retry and pooling code read these, never status codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+__all__ = [
+    "APIError",
+    "AllProvidersFailedError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ConflictError",
+    "ConnectError",
+    "ContextLengthExceededError",
+    "InvalidResponseError",
+    "MirrorProvidersError",
+    "ModelNotFoundError",
+    "NotFoundError",
+    "OverloadedError",
+    "PermissionDeniedError",
+    "ProtocolError",
+    "ProviderError",
+    "QuotaExceededError",
+    "RateLimitError",
+    "RequestTimeout",
+    "RequestTooLargeError",
+    "ServerError",
+    "StreamError",
+    "TransportError",
+    "TruncatedStreamError",
+    "ValidationError",
+    "error_class_for_status",
+    "stream_error_class",
+]
+
+BODY_LIMIT = 2000  # characters of a vendor error body kept on the exception
+
+
+class ProviderError(Exception):
+    """Root of every exception raised by mirror-providers.
+
+    Attributes:
+        message: what went wrong, in one sentence.
+        provider: provider id (``"openai"``...) or None when not tied to one.
+        model: the model the call was for, or None.
+        retryable: the same call to the same provider may succeed later.
+        failover_ok: another provider may succeed where this one failed.
+    """
+
+    retryable: ClassVar[bool] = False
+    failover_ok: ClassVar[bool] = False
+    chunks_delivered: int = 0
+    """For errors raised while streaming: chunks the caller had received before it."""
+
+    def __init__(
+        self, message: str, *, provider: str | None = None, model: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.model = model
+
+    def _where(self) -> str:
+        parts = [p for p in (self.provider, self.model) if p]
+        return f"[{' '.join(parts)}] " if parts else ""
+
+    def __str__(self) -> str:
+        return f"{self._where()}{self.message}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, provider={self.provider!r}, model={self.model!r})"
+
+
+MirrorProvidersError = ProviderError
+
+
+class ConfigurationError(ProviderError):
+    """The library was set up wrongly: a missing API key, an unknown provider or model."""
+
+
+class ValidationError(ProviderError, ValueError):
+    """Input rejected before any network call; the message names the offending value."""
+
+
+class TransportError(ProviderError):
+    """The HTTP exchange failed before a complete response arrived."""
+
+    retryable = True
+    failover_ok = True
+
+
+class ConnectError(TransportError):
+    """No connection could be made (refused, DNS failure, TLS handshake failure)."""
+
+
+class RequestTimeout(TransportError):
+    """The connect or read timeout elapsed."""
+
+
+class ProtocolError(TransportError):
+    """The server broke HTTP: reset connection, truncated body, undecodable content."""
+
+
+class APIError(ProviderError):
+    """The vendor answered with an error status (or an error inside a stream).
+
+    Attributes:
+        status: HTTP status (200 for an error event inside a stream).
+        request_id: the vendor's request id header, when it sent one.
+        retry_after: seconds the vendor asked us to wait, or None.
+        error_type: the vendor's structured error type (``"rate_limit_error"``...).
+        error_code: the vendor's error code (``"context_length_exceeded"``...).
+        body: the response body, truncated to ``BODY_LIMIT`` characters.
+    """
+
+    retryable = False
+    failover_ok = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        status: int | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+        error_type: str | None = None,
+        error_code: str | None = None,
+        body: str | None = None,
+        should_retry: bool | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, model=model)
+        self.status = status
+        self.request_id = request_id
+        self.retry_after = retry_after
+        self.error_type = error_type
+        self.error_code = error_code
+        self.body = body[:BODY_LIMIT] if body is not None else None
+        if should_retry is not None:  # the vendor's x-should-retry overrides the class default
+            self.retryable = should_retry  # type: ignore[misc]
+
+    def __str__(self) -> str:
+        status = f"{self.status} " if self.status is not None else ""
+        kind = f"{self.error_code or self.error_type}: " if (self.error_code or self.error_type) else ""
+        rid = f" (request_id={self.request_id})" if self.request_id else ""
+        return f"{self._where()}{status}{kind}{self.message}{rid}"
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(message={self.message!r}, provider={self.provider!r}, "
+            f"model={self.model!r}, status={self.status!r}, request_id={self.request_id!r})"
+        )
+
+
+class BadRequestError(APIError):
+    """The request was invalid (400, 422); every provider would likely reject it too."""
+
+
+class ContextLengthExceededError(BadRequestError):
+    """The prompt plus requested output does not fit the model's context window.
+
+    A model with a larger window might accept it, so a pool may fail over.
+    """
+
+    failover_ok = True
+
+
+class RequestTooLargeError(BadRequestError):
+    """The request body exceeded the vendor's size limit (413)."""
+
+
+class AuthenticationError(APIError):
+    """The API key was missing, malformed or rejected (401)."""
+
+    failover_ok = True
+
+
+class PermissionDeniedError(APIError):
+    """The key is valid but may not do this (403), or billing blocks it (402)."""
+
+    failover_ok = True
+
+
+class NotFoundError(APIError):
+    """The endpoint or resource does not exist (404)."""
+
+    failover_ok = True
+
+
+class ModelNotFoundError(NotFoundError):
+    """The model does not exist on this provider, or this key cannot use it."""
+
+
+class ConflictError(APIError):
+    """The vendor reported a conflict (409); both official SDKs retry it."""
+
+    retryable = True
+    failover_ok = True
+
+
+class RateLimitError(APIError):
+    """Too many requests (429). ``retry_after`` holds the wait the vendor asked for, if any."""
+
+    retryable = True
+    failover_ok = True
+
+
+class QuotaExceededError(RateLimitError):
+    """The account's quota or spend limit is exhausted: waiting will not help."""
+
+    retryable = False
+
+
+class ServerError(APIError):
+    """The vendor failed (5xx) or timed the request out (408)."""
+
+    retryable = True
+    failover_ok = True
+
+
+class OverloadedError(ServerError):
+    """The vendor is temporarily overloaded (Anthropic 529, Ollama 503 queue full)."""
+
+
+class InvalidResponseError(APIError):
+    """A success status whose body is not valid JSON or lacks the documented fields."""
+
+    failover_ok = True
+
+
+class StreamError(ProviderError):
+    """A stream failed after its 200 status: a malformed frame or an error event.
+
+    ``chunks_delivered`` says how many chunks the caller had already received.
+    """
+
+    failover_ok = True
+
+
+class TruncatedStreamError(StreamError):
+    """The stream ended without the vendor's terminator: the answer is incomplete."""
+
+    retryable = True
+
+
+class AllProvidersFailedError(ProviderError):
+    """Every provider of a chain or pool failed.
+
+    Attributes:
+        attempts: one entry per attempt, in order, each with ``provider``, ``model``,
+            ``error`` and ``elapsed_s`` attributes.
+    """
+
+    def __init__(self, message: str, attempts: Sequence[Any] = ()) -> None:
+        super().__init__(message)
+        self.attempts = list(attempts)
+
+
+# Status -> class. Vendors refine the result with their own error types and codes.
+_STATUS_CLASSES: dict[int, type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: PermissionDeniedError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    408: ServerError,
+    409: ConflictError,
+    413: RequestTooLargeError,
+    422: BadRequestError,
+    429: RateLimitError,
+    529: OverloadedError,
+}
+
+
+def error_class_for_status(status: int) -> type[APIError]:
+    """Return the error class for an HTTP status (any other 4xx is a bad request)."""
+    cls = _STATUS_CLASSES.get(status)
+    if cls is not None:
+        return cls
+    if status >= 500:
+        return ServerError
+    if status >= 400:
+        return BadRequestError
+    return APIError
+
+
+_STREAM_CLASSES: dict[type[APIError], type[APIError]] = {}
+
+
+def stream_error_class(api_class: type[APIError]) -> type[APIError]:
+    """Return a class that is both ``api_class`` and ``StreamError``, for in-stream errors.
+
+    An ``overloaded_error`` event in an Anthropic stream must be catchable as
+    ``OverloadedError`` (what happened) and as ``StreamError`` (when it happened).
+    """
+    cls = _STREAM_CLASSES.get(api_class)
+    if cls is None:
+        name = api_class.__name__.replace("Error", "") + "StreamError"
+        cls = type(name, (api_class, StreamError), {"__module__": __name__})
+        _STREAM_CLASSES[api_class] = cls
+    return cls

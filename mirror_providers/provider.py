@@ -1,0 +1,240 @@
+"""The ``Provider`` interface: what every vendor client and every pool offers.
+
+Subclasses implement two blocking hooks, ``_generate(request)`` and ``_stream(request)``. This
+module derives everything else from them once: input validation, statistics, and the awaitable
+``generate()`` / async-iterator ``stream()`` (through ``_aio``, on a thread pool).
+
+Example::
+
+    from mirror_providers.openai import OpenAIProvider
+
+    with OpenAIProvider(model="gpt-4o-mini") as llm:
+        print(llm.generate_sync("Capital of France?", max_tokens=5).content)
+        for chunk in llm.stream_sync("Count to three"):
+            print(chunk.content, end="", flush=True)
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, ClassVar
+
+from . import _aio
+from .errors import ProviderError
+from .request import GenerateRequest, Prompt, build_request
+from .types import Capabilities, GenerationResult, HealthStatus, ProviderStats, StreamChunk
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .request import Options
+
+__all__ = ["Provider"]
+
+_LATENCY_WINDOW = 1000
+UNHEALTHY_AFTER = 3  # consecutive failures
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    k = (len(sorted_values) - 1) * q
+    lo = int(k)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
+
+
+class _Stats:
+    """Thread-safe counters behind ``get_stats``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests = self.successes = self.errors = self.in_flight = self.consecutive = 0
+        self.latencies: deque[float] = deque(maxlen=_LATENCY_WINDOW)
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+
+    def start(self) -> None:
+        with self._lock:
+            self.requests += 1
+            self.in_flight += 1
+
+    def success(self, latency_s: float) -> None:
+        with self._lock:
+            self.in_flight -= 1
+            self.successes += 1
+            self.consecutive = 0
+            self.latencies.append(latency_s)
+
+    def failure(self, error: BaseException) -> None:
+        with self._lock:
+            self.in_flight -= 1
+            self.errors += 1
+            self.consecutive += 1
+            self.last_error = f"{type(error).__name__}: {error}"
+            self.last_error_at = time.time()
+
+    def abandoned(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+    def snapshot(self, provider: str, model: str) -> ProviderStats:
+        with self._lock:
+            lat = sorted(self.latencies)
+            if not self.requests:
+                status = "unknown"
+            elif self.consecutive >= UNHEALTHY_AFTER:
+                status = "unhealthy"
+            elif self.consecutive:
+                status = "degraded"
+            else:
+                status = "healthy"
+            return ProviderStats(
+                provider=provider, model=model, status=status, requests=self.requests,
+                successes=self.successes, errors=self.errors, in_flight=self.in_flight,
+                consecutive_errors=self.consecutive,
+                latency_p50_s=_percentile(lat, 0.5) if lat else None,
+                latency_p95_s=_percentile(lat, 0.95) if lat else None,
+                latency_p99_s=_percentile(lat, 0.99) if lat else None,
+                last_error=self.last_error, last_error_at=self.last_error_at,
+            )
+
+
+class Provider:
+    """A source of generations: a vendor client, or a pool of providers.
+
+    Blocking calls are the primary API (``generate_sync``, ``stream_sync``,
+    ``health_check_sync``); ``generate``, ``stream`` and ``health_check`` are their awaitable
+    forms, run on the library's thread pool. Use a provider as a context manager, or call
+    ``close()``, to release its connections.
+
+    Every call accepts the options of :class:`mirror_providers.request.Options`: ``system``,
+    ``max_tokens``, ``temperature``, ``top_p``, ``stop``, ``tools``, ``tool_choice``,
+    ``parallel_tool_calls``, ``timeout`` (seconds) and ``extra`` (vendor fields, sent as given).
+    """
+
+    provider_id: ClassVar[str] = "provider"
+
+    def __init__(self) -> None:
+        self._stats = _Stats()
+
+    # -- what subclasses implement -------------------------------------------------------
+
+    @property
+    def model_name(self) -> str:
+        """The model requests go to (an alias resolved to the vendor's id)."""
+        raise NotImplementedError
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the model can do."""
+        raise NotImplementedError
+
+    def _generate(self, request: GenerateRequest) -> GenerationResult:
+        raise NotImplementedError
+
+    def _stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
+        raise NotImplementedError
+
+    def health_check_sync(self) -> HealthStatus:
+        """Check cheaply that the provider answers and the model is usable. Never raises."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release connections this provider owns."""
+
+    # -- derived, once ----------------------------------------------------------------------
+
+    def generate_sync(self, prompt: Prompt, **options: Unpack[Options]) -> GenerationResult:
+        """Generate a complete answer.
+
+        Args:
+            prompt: text, a ``Message``, or a list of messages (``Message`` or
+                ``{"role": ..., "content": ...}`` dicts).
+            **options: see the class docstring.
+
+        Raises:
+            ValidationError: bad input, before any network call.
+            APIError: the vendor answered with an error (a subclass says which).
+            TransportError: the HTTP exchange failed.
+        """
+        request = build_request(prompt, options)
+        self._check(request)
+        self._stats.start()
+        start = time.perf_counter()
+        try:
+            result = self._generate(request)
+        except BaseException as exc:
+            if isinstance(exc, ProviderError):
+                self._stats.failure(exc)
+            else:
+                self._stats.abandoned()
+            raise
+        self._stats.success(time.perf_counter() - start)
+        return result
+
+    def stream_sync(self, prompt: Prompt, **options: Unpack[Options]) -> Iterator[StreamChunk]:
+        """Generate an answer as chunks, each yielded as soon as it arrives.
+
+        The input is validated at once; the request is sent when iteration starts. Stopping
+        early (``break``, ``close()``) releases the connection. The last chunk carries
+        ``finish_reason`` and, when the vendor reports it, ``usage``.
+
+        Raises:
+            StreamError: the stream broke or carried an error event (it is also the matching
+                ``APIError`` subclass); ``TruncatedStreamError`` if it ended early.
+        """
+        request = build_request(prompt, options)
+        self._check(request)
+        return self._recorded_stream(request)
+
+    def _recorded_stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
+        self._stats.start()
+        start = time.perf_counter()
+        outcome = "abandoned"  # unless it finishes or fails: the consumer stopped early
+        try:
+            yield from self._stream(request)
+            outcome = "done"
+        except ProviderError as exc:
+            outcome = "failed"
+            self._stats.failure(exc)
+            raise
+        finally:
+            if outcome == "done":
+                self._stats.success(time.perf_counter() - start)
+            elif outcome == "abandoned":
+                self._stats.abandoned()
+
+    def _check(self, request: GenerateRequest) -> None:
+        """Provider-specific validation before sending (model limits...)."""
+
+    async def generate(self, prompt: Prompt, **options: Unpack[Options]) -> GenerationResult:
+        """Awaitable ``generate_sync``, run on the library's thread pool."""
+        request = build_request(prompt, options)
+        return await _aio.run_sync(self.generate_sync, request)
+
+    def stream(self, prompt: Prompt, **options: Unpack[Options]) -> AsyncIterator[StreamChunk]:
+        """Async iterator over ``stream_sync``'s chunks, read on a worker thread.
+
+        Leaving the ``async for`` early, or cancelling the task, closes the HTTP response.
+        """
+        request = build_request(prompt, options)
+        return _aio.iterate_in_thread(lambda: self.stream_sync(request))
+
+    async def health_check(self) -> HealthStatus:
+        """Awaitable ``health_check_sync``."""
+        return await _aio.run_sync(self.health_check_sync)
+
+    def get_stats(self) -> ProviderStats:
+        """Request and error counts, latency percentiles, health and last error."""
+        return self._stats.snapshot(self.provider_id, self.model_name)
+
+    def __enter__(self) -> Provider:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(provider={self.provider_id!r}, model={self.model_name!r})"

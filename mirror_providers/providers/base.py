@@ -1,0 +1,304 @@
+"""``HttpProvider``: the transport plumbing every vendor shares.
+
+It owns the base URL, the API key, timeouts, the transport (shared process-wide by default) and
+retries, sends JSON, opens streams, and turns error responses into the ``errors`` tree. A vendor
+subclass only translates: it builds the payload, parses the result and stream events, and
+refines error classes with its own error types and codes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from collections.abc import Mapping
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from ..errors import (
+    APIError,
+    BadRequestError,
+    ConfigurationError,
+    InvalidResponseError,
+    ProviderError,
+    ValidationError,
+    error_class_for_status,
+)
+from ..provider import Provider
+from ..request import GenerateRequest
+from ..retry import RetryingTransport, RetryPolicy, parse_retry_after
+from ..transport import (
+    DEFAULT_TIMEOUT,
+    HttpRequest,
+    HttpResponse,
+    RequestsTransport,
+    StreamResponse,
+    Timeout,
+    Transport,
+)
+from ..types import Capabilities, ModelInfo, Tier
+
+__all__ = ["HttpProvider", "default_transport"]
+
+_shared_lock = threading.Lock()
+_shared_transport: RequestsTransport | None = None
+
+# OpenAI echoes a masked key in 401 messages ("sk-abc***...wxyz"); never pass even that on.
+_MASKED_KEY = re.compile(r"\S*\*{4,}\S*")
+_LOOPBACK = ("localhost", "127.0.0.1", "::1", "0.0.0.0")
+
+
+def default_transport() -> RequestsTransport:
+    """The process-wide transport every provider uses unless given its own."""
+    global _shared_transport
+    with _shared_lock:
+        if _shared_transport is None or _shared_transport._closed:
+            _shared_transport = RequestsTransport()
+        return _shared_transport
+
+
+class HttpProvider(Provider):
+    """Base of the vendor clients.
+
+    Args:
+        model: model id or alias; the class's ``DEFAULT_MODEL`` when None.
+        api_key: the key; read from the class's ``API_KEY_ENV`` when None.
+        base_url: the API root; read from ``BASE_URL_ENV``, else ``DEFAULT_BASE_URL``.
+        timeout: seconds (read timeout) or a ``Timeout``; defaults to 5 s connect, 600 s read.
+        max_retries: retries of connection errors and retryable statuses (0 disables).
+        retry: a full ``RetryPolicy`` (overrides ``max_retries``).
+        transport: the transport to use (tests pass a ``MockTransport``); not closed by
+            ``close()``. Defaults to one ``RequestsTransport`` shared by all providers.
+        headers: extra headers sent with every request.
+        verify: TLS verification (True, or a CA bundle path). ``False`` must be explicit.
+    """
+
+    DEFAULT_BASE_URL: ClassVar[str] = ""
+    DEFAULT_MODEL: ClassVar[str] = ""
+    API_KEY_ENV: ClassVar[str | None] = None
+    BASE_URL_ENV: ClassVar[str | None] = None
+    REQUEST_ID_HEADER: ClassVar[str | None] = None
+    SUPPORTS_STREAMING: ClassVar[bool] = True
+    MODELS: ClassVar[tuple[ModelInfo, ...]] = ()
+    UNKNOWN_MODEL: ClassVar[ModelInfo] = ModelInfo(
+        id="", context_window=8192, max_output=4096, vision=False, tools=False, tier=Tier.BALANCED
+    )
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: None | float | Timeout = None,
+        max_retries: int = 2,
+        retry: RetryPolicy | None = None,
+        transport: Transport | None = None,
+        headers: Mapping[str, str] | None = None,
+        verify: bool | str = True,
+    ) -> None:
+        super().__init__()
+        requested = model or self.DEFAULT_MODEL
+        if not isinstance(requested, str) or not requested.strip():
+            raise ConfigurationError(f"model must be a non-empty string, got {model!r}",
+                                     provider=self.provider_id)
+        self._model_info = self.find_model(requested)
+        self._model = self._model_info.id if self._model_info else requested
+        env_key = os.environ.get(self.API_KEY_ENV) if self.API_KEY_ENV else None
+        self.__api_key = api_key if api_key is not None else (env_key or None)
+        env_url = os.environ.get(self.BASE_URL_ENV) if self.BASE_URL_ENV else None
+        self.base_url = self._normalise_base_url(base_url or env_url or self.DEFAULT_BASE_URL)
+        self.timeout = Timeout.coerce(timeout, DEFAULT_TIMEOUT)
+        self._owns_transport = transport is None and verify is not True
+        inner = transport or (RequestsTransport(verify=verify) if verify is not True else default_transport())
+        policy = retry or RetryPolicy(max_retries=max_retries)
+        self._retry = policy
+        self.transport: Transport = RetryingTransport(inner, policy) if policy.max_retries else inner
+        self._inner_transport = inner
+        self._extra_headers = dict(headers or {})
+        self._check_key()
+
+    # -- identity ---------------------------------------------------------------------------
+
+    @classmethod
+    def find_model(cls, name: str) -> ModelInfo | None:
+        """The catalog row for a model id or alias, or None for an unknown model."""
+        for info in cls.MODELS:
+            if name == info.id or name in info.aliases:
+                return info
+        return None
+
+    @property
+    def model_name(self) -> str:
+        return self._model
+
+    @property
+    def model_info(self) -> ModelInfo | None:
+        """The catalog row of this model, or None when the catalog does not know it."""
+        return self._model_info
+
+    @property
+    def capabilities(self) -> Capabilities:
+        info = self._model_info
+        if info is None:
+            tier = Tier.LOCAL if self.is_local else self.UNKNOWN_MODEL.tier
+            info = ModelInfo(id=self._model, context_window=self.UNKNOWN_MODEL.context_window,
+                             max_output=self.UNKNOWN_MODEL.max_output, vision=self.UNKNOWN_MODEL.vision,
+                             tools=self.UNKNOWN_MODEL.tools, tier=tier)
+        return info.capabilities(streaming=self.SUPPORTS_STREAMING)
+
+    @property
+    def is_local(self) -> bool:
+        """True when the base URL points at this machine."""
+        return (urlsplit(self.base_url).hostname or "") in _LOOPBACK
+
+    @property
+    def _api_key(self) -> str | None:
+        return self.__api_key
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(provider={self.provider_id!r}, model={self._model!r}, "
+                f"base_url={self.base_url!r})")
+
+    def close(self) -> None:
+        if self._owns_transport:
+            self._inner_transport.close()
+
+    # -- hooks for vendors ------------------------------------------------------------------
+
+    def _check_key(self) -> None:
+        """Raise ConfigurationError when a key is required and missing."""
+
+    def _auth_headers(self) -> dict[str, str]:
+        return {}
+
+    def _normalise_base_url(self, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigurationError(f"base_url must start with http:// or https://, got {url!r}",
+                                     provider=self.provider_id)
+        return url.rstrip("/")
+
+    def _error_details(self, body: Any) -> tuple[str | None, str | None, str | None]:
+        """Vendor error JSON -> (message, error type, error code)."""
+        return None, None, None
+
+    def _refine_error_class(self, cls: type[APIError], status: int, error_type: str | None,
+                            error_code: str | None, is_json: bool) -> type[APIError]:
+        """Adjust the status-table class with the vendor's own error types and codes."""
+        return cls
+
+    def _check(self, request: GenerateRequest) -> None:
+        info = self._model_info
+        if info is None:
+            return
+        if request.max_tokens is not None and request.max_tokens > info.max_output:
+            raise ValidationError(f"max_tokens={request.max_tokens} exceeds {info.id}'s output limit "
+                                  f"of {info.max_output}", provider=self.provider_id, model=self._model)
+        if not info.vision and any(m.images for m in request.messages):
+            raise ValidationError(f"{info.id} does not accept images", provider=self.provider_id,
+                                  model=self._model)
+        if not info.tools and request.tools:
+            raise ValidationError(f"{info.id} does not support tools", provider=self.provider_id,
+                                  model=self._model)
+        # A token is at least one character for these tokenizers' worst case of about 4 bytes of
+        # text per token on average: only a prompt that cannot fit is rejected here.
+        if request.text_length() > info.context_window * 8:
+            raise ValidationError(
+                f"prompt of {request.text_length()} characters cannot fit {info.id}'s context window "
+                f"of {info.context_window} tokens", provider=self.provider_id, model=self._model)
+
+    # -- sending ----------------------------------------------------------------------------
+
+    def _url(self, path: str) -> str:
+        return self.base_url + path
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        headers.update(self._auth_headers())
+        headers.update(self._extra_headers)
+        return headers
+
+    def _request(self, method: str, path: str, payload: Mapping[str, Any] | None,
+                 timeout: float | None) -> HttpRequest:
+        body = json.dumps(payload, separators=(",", ":")).encode() if payload is not None else None
+        t = Timeout.coerce(timeout, self.timeout) if timeout is not None else self.timeout
+        return HttpRequest(method, self._url(path), self._headers(), body, t)
+
+    def _send(self, method: str, path: str, payload: Mapping[str, Any] | None = None,
+              timeout: float | None = None) -> tuple[Any, HttpResponse]:
+        """Send, raise the mapped error for an error status, return (JSON body, response)."""
+        try:
+            resp = self.transport.send(self._request(method, path, payload, timeout))
+        except ProviderError as exc:
+            self._annotate(exc)
+            raise
+        if resp.status >= 300:
+            raise self._error_from_response(resp.status, resp.headers, resp.content)
+        return self._json(resp.content, resp.headers), resp
+
+    def _open_stream(self, path: str, payload: Mapping[str, Any], timeout: float | None) -> StreamResponse:
+        """Open a stream; an error status is read, closed and raised as the mapped error."""
+        try:
+            stream = self.transport.open_stream(self._request("POST", path, payload, timeout))
+        except ProviderError as exc:
+            self._annotate(exc)
+            raise
+        if stream.status >= 300:
+            body = stream.read()
+            raise self._error_from_response(stream.status, stream.headers, body)
+        return stream
+
+    def _request_id(self, headers: Mapping[str, str]) -> str | None:
+        return headers.get(self.REQUEST_ID_HEADER) if self.REQUEST_ID_HEADER else None
+
+    def _json(self, content: bytes, headers: Mapping[str, str]) -> Any:
+        try:
+            return json.loads(content)
+        except ValueError:
+            raise InvalidResponseError(
+                f"response is not valid JSON: {self._scrub(content[:200].decode('utf-8', 'replace'))!r}",
+                provider=self.provider_id, model=self._model, status=200,
+                request_id=self._request_id(headers)) from None
+
+    # -- errors -----------------------------------------------------------------------------
+
+    def _scrub(self, text: str) -> str:
+        """Remove the key, and masked echoes of it, from vendor text."""
+        key = self.__api_key
+        if key:
+            text = text.replace(key, "[redacted]")
+        return _MASKED_KEY.sub("[redacted]", text)
+
+    def _error_from_response(self, status: int, headers: Mapping[str, str], content: bytes) -> APIError:
+        text = self._scrub(content.decode("utf-8", errors="replace"))
+        try:
+            body = json.loads(text) if text.strip() else None
+        except ValueError:
+            body = None
+        message, error_type, error_code = self._error_details(body) if body is not None else (None, None, None)
+        if status >= 300 and status < 400:
+            location = headers.get("location", "")
+            message = (f"unexpected redirect to {urlsplit(location).netloc or location!r} "
+                       f"(redirects are not followed; check base_url)")
+            cls: type[APIError] = BadRequestError
+        else:
+            cls = self._refine_error_class(error_class_for_status(status), status, error_type, error_code,
+                                           body is not None)
+        if not message:
+            snippet = " ".join(text.split())[:200]
+            message = f"HTTP {status}" + (f": {snippet}" if snippet else " with an empty body")
+        should = (headers.get("x-should-retry") or "").lower()
+        return cls(
+            message, provider=self.provider_id, model=self._model, status=status,
+            request_id=self._request_id(headers), retry_after=parse_retry_after(headers),
+            error_type=error_type, error_code=error_code, body=text,
+            should_retry={"true": True, "false": False}.get(should),
+        )
+
+    def _annotate(self, exc: ProviderError, delivered: int = 0) -> ProviderError:
+        """Say who failed (transport errors do not know) and how many chunks were out."""
+        if exc.provider is None:
+            exc.provider, exc.model = self.provider_id, self._model
+        exc.chunks_delivered = delivered
+        return exc

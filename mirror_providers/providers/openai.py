@@ -1,0 +1,404 @@
+"""OpenAI Chat Completions over raw HTTP and SSE (protocols.md §2).
+
+Also the client for OpenAI-compatible servers (vLLM, llama.cpp, LM Studio, Ollama's ``/v1``,
+Groq, OpenRouter...): point ``base_url`` (or ``OPENAI_BASE_URL``) at their ``/v1`` root. A key is
+required only for api.openai.com.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+from urllib.parse import quote, urlsplit
+
+from ..errors import (
+    APIError,
+    ConfigurationError,
+    ContextLengthExceededError,
+    InvalidResponseError,
+    ModelNotFoundError,
+    NotFoundError,
+    ProviderError,
+    QuotaExceededError,
+    TruncatedStreamError,
+    ValidationError,
+    error_class_for_status,
+    stream_error_class,
+)
+from ..request import GenerateRequest
+from ..sse import iter_sse
+from ..types import (
+    FinishReason,
+    GenerationResult,
+    HealthStatus,
+    Message,
+    ModelInfo,
+    StreamChunk,
+    Tier,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    parse_tool_arguments,
+)
+from .base import HttpProvider
+
+__all__ = ["OpenAIProvider"]
+
+OPENAI_HOST = "api.openai.com"
+
+FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+
+CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
+# The HTTP status an error type would have come with, for errors inside a 200 stream.
+_STREAM_ERROR_STATUS = {
+    "invalid_request_error": 400, "context_length_exceeded": 400, "authentication_error": 401,
+    "invalid_api_key": 401, "permission_error": 403, "not_found_error": 404, "model_not_found": 404,
+    "rate_limit_exceeded": 429, "rate_limit_error": 429, "insufficient_quota": 429,
+    "server_error": 500, "api_error": 500, "overloaded_error": 529,
+}
+# Reasoning models reject max_tokens and need max_completion_tokens (protocols.md §2.2).
+_REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+
+MODELS: tuple[ModelInfo, ...] = (
+    ModelInfo("gpt-4o", 128_000, 16_384, vision=True, tier=Tier.FLAGSHIP,
+              aliases=("gpt-4o-2024-08-06", "gpt-4o-2024-11-20", "chatgpt-4o-latest")),
+    ModelInfo("gpt-4o-mini", 128_000, 16_384, vision=True, tier=Tier.FAST,
+              aliases=("gpt-4o-mini-2024-07-18",)),
+    ModelInfo("gpt-4-turbo", 128_000, 4_096, vision=True, tier=Tier.BALANCED,
+              aliases=("gpt-4-turbo-2024-04-09",)),
+    ModelInfo("gpt-4", 8_192, 8_192, vision=False, tier=Tier.BALANCED, aliases=("gpt-4-0613",)),
+    ModelInfo("gpt-3.5-turbo", 16_385, 4_096, vision=False, tier=Tier.FAST,
+              aliases=("gpt-3.5-turbo-0125",)),
+)
+
+
+def finish_reason(value: str | None) -> FinishReason | None:
+    if value is None:
+        return None
+    return FINISH_REASONS.get(value, "other")
+
+
+def parse_usage(u: Mapping[str, Any] | None) -> Usage | None:
+    if not u:
+        return None
+    prompt = int(u.get("prompt_tokens") or 0)
+    completion = int(u.get("completion_tokens") or 0)
+    cached = (u.get("prompt_tokens_details") or {}).get("cached_tokens")
+    reasoning = (u.get("completion_tokens_details") or {}).get("reasoning_tokens")
+    return Usage(input_tokens=prompt, output_tokens=completion,
+                 total_tokens=int(u.get("total_tokens") or prompt + completion),
+                 cached_input_tokens=cached, reasoning_tokens=reasoning)
+
+
+def _content(m: Message) -> Any:
+    if isinstance(m.content, str):
+        return m.content
+    parts: list[dict[str, Any]] = []
+    for p in m.content:
+        if p.type == "text":
+            parts.append({"type": "text", "text": p.text})
+        else:
+            image: dict[str, Any] = {"url": p.data_url}
+            if p.detail:
+                image["detail"] = p.detail
+            parts.append({"type": "image_url", "image_url": image})
+    return parts
+
+
+def _message(m: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": m.role, "content": _content(m)}
+    if m.role == "assistant" and m.tool_calls:
+        out["content"] = out["content"] or None
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments_json}}
+            for c in m.tool_calls
+        ]
+    if m.role == "tool":
+        out["tool_call_id"] = m.tool_call_id
+    return out
+
+
+def build_payload(request: GenerateRequest, model: str, stream: bool) -> dict[str, Any]:
+    """Our request -> the Chat Completions body."""
+    messages = [{"role": "system", "content": request.system}] if request.system else []
+    messages += [_message(m) for m in request.messages]
+    body: dict[str, Any] = {"model": model, "messages": messages}
+    if request.max_tokens is not None:
+        key = "max_completion_tokens" if model.startswith(_REASONING_PREFIXES) else "max_tokens"
+        body[key] = request.max_tokens
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    if request.stop:
+        body["stop"] = list(request.stop)
+    if request.tools:
+        body["tools"] = [
+            {"type": "function", "function": {"name": t.name, "description": t.description,
+                                              "parameters": t.parameters}}
+            for t in request.tools
+        ]
+    if request.tool_choice is not None:
+        choice = request.tool_choice
+        body["tool_choice"] = choice if choice in ("auto", "none", "required") else {
+            "type": "function", "function": {"name": choice}}
+    if request.parallel_tool_calls is not None:
+        body["parallel_tool_calls"] = request.parallel_tool_calls
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    body.update(request.extra)
+    return body
+
+
+def _tool_call(c: Mapping[str, Any]) -> ToolCall:
+    fn = c.get("function") or {}
+    args = fn.get("arguments")
+    raw = args if isinstance(args, str) else json.dumps(args or {})
+    return ToolCall(id=str(c.get("id") or ""), name=str(fn.get("name") or ""),
+                    arguments=parse_tool_arguments(raw), arguments_json=raw)
+
+
+def parse_result(data: Mapping[str, Any], model: str, latency_s: float = 0.0,
+                 request_id: str | None = None) -> GenerationResult:
+    """A Chat Completions response -> our result.
+
+    Raises:
+        KeyError, TypeError, IndexError: the body lacks the documented fields.
+    """
+    choice = data["choices"][0]
+    message = choice.get("message") or {}
+    return GenerationResult(
+        content=message.get("content") or "",
+        model=str(data.get("model") or model),
+        provider="openai",
+        finish_reason=finish_reason(choice.get("finish_reason")),
+        usage=parse_usage(data.get("usage")),
+        tool_calls=tuple(_tool_call(c) for c in message.get("tool_calls") or ()),
+        latency_s=latency_s,
+        request_id=request_id,
+        raw=dict(data),
+    )
+
+
+@dataclass
+class StreamState:
+    """What one stream carries between events."""
+
+    model: str
+    finish: FinishReason | None = None
+    usage: Usage | None = None
+    index: int = 0
+    last_tool_index: int = 0
+    tool_ids: dict[int, str] = field(default_factory=dict)
+    done: bool = False
+
+
+def parse_event(data: Mapping[str, Any], state: StreamState) -> StreamChunk | None:
+    """One decoded chunk -> a StreamChunk with its text or tool-call fragments, or None.
+
+    ``finish_reason`` and usage are held in ``state`` and put on the final chunk, because
+    OpenAI sends usage in a chunk of its own after the finish reason.
+    """
+    if data.get("usage"):
+        state.usage = parse_usage(data["usage"])
+    state.model = str(data.get("model") or state.model)
+    choices = data.get("choices") or ()
+    choice = next((c for c in choices if c.get("index", 0) == 0), None)
+    if choice is None:
+        return None
+    state.finish = finish_reason(choice.get("finish_reason")) or state.finish
+    delta = choice.get("delta") or {}
+    text = delta.get("content") or ""
+    deltas = []
+    for c in delta.get("tool_calls") or ():
+        # Servers that omit the index mean "the call being built" (protocols.md §2.6).
+        idx = c.get("index", state.last_tool_index)
+        state.last_tool_index = idx
+        fn = c.get("function") or {}
+        cid = c.get("id")
+        new_call = cid and state.tool_ids.get(idx) != cid
+        if new_call:
+            state.tool_ids[idx] = cid
+        args = fn.get("arguments")
+        deltas.append(ToolCallDelta(
+            index=idx, id=cid if new_call else None, name=fn.get("name") if new_call else None,
+            arguments_delta=args if isinstance(args, str) else (json.dumps(args) if args else ""),
+        ))
+    if not text and not deltas:
+        return None
+    chunk = StreamChunk(content=text, index=state.index, tool_calls=tuple(deltas), model=state.model,
+                        provider="openai")
+    state.index += 1
+    return chunk
+
+
+class OpenAIProvider(HttpProvider):
+    """OpenAI Chat Completions, or any OpenAI-compatible server.
+
+    Args:
+        model: ``gpt-4o``, ``gpt-4o-mini``... or any id the server knows (default ``gpt-4o-mini``).
+        api_key: defaults to ``OPENAI_API_KEY``; required only for api.openai.com.
+        base_url: defaults to ``OPENAI_BASE_URL``, else ``https://api.openai.com/v1``; for a
+            compatible server, its ``/v1`` root (``http://localhost:8000/v1``).
+        organization, project: ``OpenAI-Organization`` / ``OpenAI-Project`` headers (default
+            ``OPENAI_ORG_ID`` / ``OPENAI_PROJECT_ID``).
+        **kwargs: timeout, max_retries, retry, transport, headers, verify
+            (see :class:`HttpProvider`).
+
+    Example::
+
+        llm = OpenAIProvider(model="gpt-4o-mini")
+        llm.generate_sync("Say hi", max_tokens=5).content
+    """
+
+    provider_id = "openai"
+    DEFAULT_BASE_URL = "https://api.openai.com/v1"
+    DEFAULT_MODEL = "gpt-4o-mini"
+    API_KEY_ENV = "OPENAI_API_KEY"
+    BASE_URL_ENV = "OPENAI_BASE_URL"
+    REQUEST_ID_HEADER = "x-request-id"
+    MODELS: ClassVar[tuple[ModelInfo, ...]] = MODELS
+
+    def __init__(self, model: str | None = None, *, organization: str | None = None,
+                 project: str | None = None, **kwargs: Any) -> None:
+        self.organization = organization or os.environ.get("OPENAI_ORG_ID") or None
+        self.project = project or os.environ.get("OPENAI_PROJECT_ID") or None
+        super().__init__(model, **kwargs)
+
+    @property
+    def is_openai(self) -> bool:
+        """True when talking to OpenAI itself rather than a compatible server."""
+        return urlsplit(self.base_url).hostname == OPENAI_HOST
+
+    def _check_key(self) -> None:
+        if self.is_openai and not self._api_key:
+            raise ConfigurationError(
+                "no API key: pass api_key=... or set OPENAI_API_KEY (a key is needed for api.openai.com)",
+                provider=self.provider_id, model=self._model)
+
+    def _auth_headers(self) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        if self.organization:
+            headers["OpenAI-Organization"] = self.organization
+        if self.project:
+            headers["OpenAI-Project"] = self.project
+        return headers
+
+    def _check(self, request: GenerateRequest) -> None:
+        super()._check(request)
+        n = request.extra.get("n", 1)
+        if n != 1:
+            raise ValidationError(f"n={n!r} is not supported: one call returns one answer",
+                                  provider=self.provider_id, model=self._model)
+
+    # -- errors -----------------------------------------------------------------------------
+
+    def _error_details(self, body: Any) -> tuple[str | None, str | None, str | None]:
+        if not isinstance(body, dict):
+            return None, None, None
+        err = body.get("error", body)  # vLLM puts the fields at the top level
+        if isinstance(err, str):
+            return err, None, None
+        if not isinstance(err, dict):
+            return None, None, None
+        code = err.get("code")
+        return (err.get("message") or None, err.get("type") or None,
+                str(code) if code is not None else None)
+
+    def _refine_error_class(self, cls: type[APIError], status: int, error_type: str | None,
+                            error_code: str | None, is_json: bool) -> type[APIError]:
+        if error_code in CONTEXT_CODES or error_type == "exceed_context_size_error":
+            return ContextLengthExceededError
+        if "insufficient_quota" in (error_code, error_type):
+            return QuotaExceededError
+        if status == 404 and cls is NotFoundError and is_json:
+            # The model is the only resource /chat/completions names; a non-JSON 404 is more
+            # likely a wrong base_url.
+            return ModelNotFoundError
+        return cls
+
+    # -- calls ------------------------------------------------------------------------------
+
+    def _generate(self, request: GenerateRequest) -> GenerationResult:
+        start = time.perf_counter()
+        payload = build_payload(request, self._model, stream=False)
+        data, resp = self._send("POST", "/chat/completions", payload, request.timeout)
+        try:
+            return parse_result(data, self._model, time.perf_counter() - start, self._request_id(resp.headers))
+        except (KeyError, TypeError, IndexError, AttributeError) as exc:
+            raise self._invalid(f"response lacks the expected fields ({exc!r})", resp.headers) from None
+
+    def _invalid(self, message: str, headers: Mapping[str, str]) -> ProviderError:
+        return InvalidResponseError(message, provider=self.provider_id, model=self._model, status=200,
+                                    request_id=self._request_id(headers))
+
+    def _stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
+        payload = build_payload(request, self._model, stream=True)
+        state = StreamState(model=self._model)
+        with self._open_stream("/chat/completions", payload, request.timeout) as stream:
+            request_id = self._request_id(stream.headers)
+            try:
+                for event in iter_sse(stream.iter_bytes()):
+                    if event.data.startswith("[DONE]"):
+                        state.done = True
+                        break
+                    data = event.json()
+                    if isinstance(data, dict) and data.get("error"):
+                        raise self._stream_error(data, request_id)
+                    chunk = parse_event(data, state)
+                    if chunk is not None:
+                        yield chunk
+            except ProviderError as exc:
+                self._annotate(exc, state.index)
+                raise
+        if not state.done:
+            raise self._annotate(TruncatedStreamError(
+                f"stream ended without [DONE] after {state.index} chunks: the answer is incomplete"),
+                state.index)
+        yield StreamChunk(content="", index=state.index, finish_reason=state.finish or "stop",
+                          usage=state.usage, model=state.model, provider="openai")
+
+    def _stream_error(self, data: Mapping[str, Any], request_id: str | None) -> APIError:
+        """An ``{"error": ...}`` chunk -> the class its type would have as an HTTP error."""
+        message, error_type, code = self._error_details(data)
+        status = _STREAM_ERROR_STATUS.get(code or "", _STREAM_ERROR_STATUS.get(error_type or "", 500))
+        cls = self._refine_error_class(error_class_for_status(status), status, error_type, code, True)
+        return stream_error_class(cls)(
+            f"error inside the stream: {self._scrub(message or 'unknown error')}", provider=self.provider_id,
+            model=self._model, status=200, request_id=request_id, error_type=error_type, error_code=code,
+            body=self._scrub(json.dumps(data)))
+
+    # -- health and models ------------------------------------------------------------------
+
+    def list_models_sync(self) -> list[str]:
+        """Ids of the models this key (or server) can use: ``GET /models``."""
+        data, _ = self._send("GET", "/models", timeout=self.timeout.connect + 10)
+        return [str(m.get("id")) for m in data.get("data") or () if isinstance(m, dict)]
+
+    def health_check_sync(self) -> HealthStatus:
+        """``GET /models/{model}`` on OpenAI (checks key and model access, costs no tokens);
+        ``GET /models`` on a compatible server (whose model list may use other names)."""
+        start = time.perf_counter()
+        detail: dict[str, Any] = {}
+        try:
+            if self.is_openai:
+                self._send("GET", f"/models/{quote(self._model, safe='')}", timeout=self.timeout.connect + 10)
+            else:
+                models = self.list_models_sync()
+                detail["models"] = models
+                detail["model_listed"] = self._model in models
+        except ProviderError as exc:
+            return HealthStatus(False, self.provider_id, self._model, time.perf_counter() - start,
+                                error=str(exc), detail=detail)
+        return HealthStatus(True, self.provider_id, self._model, time.perf_counter() - start, detail=detail)

@@ -1,0 +1,165 @@
+"""Retries: an immutable ``RetryPolicy``, Retry-After parsing, and ``RetryingTransport``.
+
+The rules follow both official SDKs (protocols.md §5.1): retry connection failures and
+timeouts, and statuses 408, 409, 429 and >= 500 (so Anthropic's 529), unless the response says
+``x-should-retry: false``; ``x-should-retry: true`` forces a retry. Waits grow exponentially
+(0.5 s doubling, capped at 8 s, minus up to 25 % jitter) unless the server asked for a wait with
+``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date). A requested wait longer than
+``max_retry_after_s`` is not slept: the response is returned at once so the provider raises
+``RateLimitError(retry_after=...)`` and a pool can fail over instead of sleeping.
+
+Retries happen before any body is handed out; a stream is never retried once it was returned.
+``sleep``, ``clock`` and ``random`` are injectable so tests never sleep.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random as _random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from .errors import TransportError
+from .transport import HttpRequest, HttpResponse, StreamResponse, Transport, _origin
+
+__all__ = ["RetryPolicy", "RetryingTransport", "parse_retry_after"]
+
+logger = logging.getLogger("mirror_providers.retry")
+
+R = TypeVar("R", HttpResponse, StreamResponse)
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds the server asked us to wait, from ``retry-after-ms`` or ``retry-after``.
+
+    ``retry-after`` may be seconds (floats allowed) or an HTTP date. Returns None when absent
+    or unparseable; a date in the past gives 0.
+    """
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            ms = float(value)
+            if ms >= 0:
+                return ms / 1000.0
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+        return seconds if seconds >= 0 else None
+    except ValueError:
+        pass
+    parsed = email.utils.parsedate_tz(value)
+    if parsed is None:
+        return None
+    when = email.utils.mktime_tz(parsed)
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+RETRY_STATUSES = frozenset({408, 409, 429})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a call is retried. ``RetryPolicy(max_retries=0)`` disables retries.
+
+    Attributes:
+        max_retries: retries after the first attempt (the SDKs' default is 2).
+        initial_backoff_s: the first wait; it doubles each retry.
+        max_backoff_s: the cap of a computed wait.
+        jitter: a wait is reduced by up to this fraction, at random.
+        max_retry_after_s: the longest server-requested wait we sleep; longer ones end the
+            retries at once.
+        sleep, clock, random: injectable for tests.
+    """
+
+    max_retries: int = 2
+    initial_backoff_s: float = 0.5
+    max_backoff_s: float = 8.0
+    jitter: float = 0.25
+    max_retry_after_s: float = 60.0
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
+    clock: Callable[[], float] = field(default=time.time, compare=False, repr=False)
+    random: Callable[[], float] = field(default=_random.random, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
+
+    def backoff(self, retry_number: int) -> float:
+        """The computed wait before retry number ``retry_number`` (from 1)."""
+        base: float = min(self.initial_backoff_s * 2.0 ** (retry_number - 1), self.max_backoff_s)
+        return base * (1.0 - self.jitter * self.random())
+
+    def should_retry_status(self, status: int, headers: Mapping[str, str]) -> bool:
+        flag = (headers.get("x-should-retry") or "").lower()
+        if flag == "true":
+            return True
+        if flag == "false":
+            return False
+        return status in RETRY_STATUSES or status >= 500
+
+
+class RetryingTransport(Transport):
+    """Wraps a transport and retries per a ``RetryPolicy``.
+
+    Args:
+        inner: the transport that does the I/O (not closed by this wrapper).
+        policy: the retry rules.
+    """
+
+    def __init__(self, inner: Transport, policy: RetryPolicy) -> None:
+        self.inner = inner
+        self.policy = policy
+
+    def __repr__(self) -> str:
+        return f"RetryingTransport({self.inner!r}, {self.policy!r})"
+
+    def _wait_for(self, retry_number: int, headers: Mapping[str, str] | None) -> float | None:
+        """Seconds to wait before the next try, or None when the server asked for too long."""
+        asked = parse_retry_after(headers, self.policy.clock()) if headers is not None else None
+        if asked is None:
+            return self.policy.backoff(retry_number)
+        if asked > self.policy.max_retry_after_s:
+            return None
+        return asked
+
+    def _run(self, request: HttpRequest, call: Callable[[HttpRequest], R],
+             release: Callable[[R], None]) -> R:
+        retry = 0
+        while True:
+            retry += 1
+            try:
+                resp = call(request)
+            except TransportError as exc:
+                if retry > self.policy.max_retries or not exc.retryable:
+                    raise
+                wait = self.policy.backoff(retry)
+                reason = type(exc).__name__
+            else:
+                status, headers = resp.status, resp.headers
+                if retry > self.policy.max_retries or not self.policy.should_retry_status(status, headers):
+                    return resp
+                asked = self._wait_for(retry, headers)
+                if asked is None:
+                    return resp
+                wait = asked
+                release(resp)
+                reason = f"status {status}"
+            logger.info("retrying %s %s in %.2fs after %s", request.method, _origin(request.url),
+                        wait, reason)
+            self.policy.sleep(wait)
+
+    def send(self, request: HttpRequest) -> HttpResponse:
+        return self._run(request, self.inner.send, lambda r: None)
+
+    def open_stream(self, request: HttpRequest) -> StreamResponse:
+        return self._run(request, self.inner.open_stream, StreamResponse.close)
+
+    def close(self) -> None:
+        """The inner transport is shared; closing the wrapper leaves it open."""

@@ -1,0 +1,488 @@
+"""The data the library passes around: messages in, results and stream chunks out.
+
+All classes are frozen dataclasses that round-trip through JSON with dataclasses-json
+(``to_dict``/``from_dict``/``to_json``/``from_json``). dataclasses-json is imported the first
+time one of those methods is called, never at import time, so importing the library stays cheap.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import mimetypes
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+__all__ = [
+    "Capabilities",
+    "ContentPart",
+    "FinishReason",
+    "GenerationResult",
+    "HealthStatus",
+    "Message",
+    "ModelInfo",
+    "ProviderStats",
+    "Role",
+    "StreamChunk",
+    "Tier",
+    "Tool",
+    "ToolCall",
+    "ToolCallDelta",
+    "Usage",
+    "join_chunks",
+    "parse_tool_arguments",
+]
+
+Role = Literal["system", "user", "assistant", "tool"]
+ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "other"]
+"""One vocabulary for every vendor (protocols.md §5.4)."""
+
+IMAGE_MEDIA_TYPES: tuple[str, ...] = ("image/png", "image/jpeg", "image/gif", "image/webp")
+
+_T = TypeVar("_T", bound="_JsonMixin")
+
+
+class _JsonMixin:
+    """``to_dict``/``from_dict``/``to_json``/``from_json`` via dataclasses-json, loaded lazily."""
+
+    def to_dict(self, encode_json: bool = True) -> dict[str, Any]:
+        """Return a dict of plain JSON values (enums as their values)."""
+        from dataclasses_json import DataClassJsonMixin
+
+        return DataClassJsonMixin.to_dict(self, encode_json=encode_json)  # type: ignore[arg-type]
+
+    def to_json(self, **kwargs: Any) -> str:
+        """Serialise to a JSON string (``json.dumps`` keyword arguments accepted)."""
+        from dataclasses_json import DataClassJsonMixin
+
+        return DataClassJsonMixin.to_json(self, **kwargs)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_dict(cls: type[_T], data: Mapping[str, Any]) -> _T:
+        """Build an instance from what ``to_dict`` returned."""
+        from dataclasses_json.core import _decode_dataclass
+
+        return _decode_dataclass(cls, dict(data), False)  # type: ignore[no-any-return,no-untyped-call]
+
+    @classmethod
+    def from_json(cls: type[_T], text: str) -> _T:
+        """Build an instance from what ``to_json`` returned."""
+        import json
+
+        return cls.from_dict(json.loads(text))
+
+
+class Tier(str, enum.Enum):
+    """How capable (and costly) a model is; the tiered router routes on it."""
+
+    FLAGSHIP = "flagship"
+    BALANCED = "balanced"
+    FAST = "fast"
+    LOCAL = "local"
+
+
+@dataclass(frozen=True)
+class ContentPart(_JsonMixin):
+    """One part of a multi-part message: text, or an image by URL or by bytes.
+
+    Attributes:
+        type: ``"text"`` or ``"image"``.
+        text: the text of a text part.
+        url: an ``http(s)`` URL of an image part (vendors that need bytes reject it).
+        data: base64 image bytes (no ``data:`` prefix).
+        media_type: ``image/png``, ``image/jpeg``, ``image/gif`` or ``image/webp``.
+        detail: OpenAI's ``auto``/``low``/``high`` hint; ignored elsewhere.
+    """
+
+    type: Literal["text", "image"]
+    text: str | None = None
+    url: str | None = None
+    data: str | None = None
+    media_type: str | None = None
+    detail: str | None = None
+
+    @classmethod
+    def from_text(cls, text: str) -> ContentPart:
+        return cls(type="text", text=text)
+
+    @classmethod
+    def image_url(cls, url: str, detail: str | None = None) -> ContentPart:
+        """An image the vendor fetches itself; a ``data:`` URL is split into bytes here."""
+        if url.startswith("data:"):
+            header, _, payload = url.partition(",")
+            media_type = header[5:].split(";")[0]
+            return cls(type="image", data=payload, media_type=media_type, detail=detail)
+        return cls(type="image", url=url, detail=detail)
+
+    @classmethod
+    def image_bytes(cls, data: bytes, media_type: str, detail: str | None = None) -> ContentPart:
+        return cls(type="image", data=base64.b64encode(data).decode("ascii"),
+                   media_type=media_type, detail=detail)
+
+    @classmethod
+    def image_file(cls, path: str | os.PathLike[str], detail: str | None = None) -> ContentPart:
+        """Read an image file; the media type is guessed from its name."""
+        media_type = mimetypes.guess_type(os.fspath(path))[0] or "application/octet-stream"
+        with open(path, "rb") as f:
+            return cls.image_bytes(f.read(), media_type, detail)
+
+    @property
+    def data_url(self) -> str:
+        """The image as a URL: its own URL, or a ``data:`` URL built from its bytes."""
+        if self.url:
+            return self.url
+        return f"data:{self.media_type};base64,{self.data}"
+
+
+def _decode_content(value: Any) -> Any:
+    # dataclasses-json cannot decode Union[str, Tuple[ContentPart, ...]] by itself.
+    if isinstance(value, (list, tuple)):
+        return tuple(p if isinstance(p, ContentPart) else ContentPart.from_dict(p) for p in value)
+    return value
+
+
+@dataclass(frozen=True)
+class ToolCall(_JsonMixin):
+    """A function call the model asked for.
+
+    Attributes:
+        id: the vendor's call id (generated when the vendor sends none, as Ollama may).
+        name: the function name.
+        arguments: the parsed arguments, or None when the model's JSON did not parse.
+        arguments_json: the arguments exactly as the model produced them.
+    """
+
+    id: str
+    name: str
+    arguments: dict[str, Any] | None
+    arguments_json: str
+
+
+@dataclass(frozen=True)
+class ToolCallDelta(_JsonMixin):
+    """A fragment of a tool call in a stream; fragments with the same index join up.
+
+    Attributes:
+        index: which call of the answer this fragment belongs to.
+        id: the call id, on the fragment that opens the call.
+        name: the function name, on the fragment that opens the call.
+        arguments_delta: the next piece of the JSON arguments text.
+    """
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments_delta: str = ""
+
+
+@dataclass(frozen=True)
+class Tool(_JsonMixin):
+    """A function the model may call.
+
+    Attributes:
+        name: letters, digits, ``_`` and ``-``.
+        description: what the function does, for the model.
+        parameters: a JSON schema whose top level is an object.
+    """
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+@dataclass(frozen=True)
+class Message(_JsonMixin):
+    """One turn of a conversation.
+
+    Attributes:
+        role: ``system``, ``user``, ``assistant`` or ``tool``.
+        content: text, or a tuple of ``ContentPart`` for text with images.
+        tool_calls: calls made by an assistant turn.
+        tool_call_id: on a ``tool`` turn, the id of the call it answers.
+        name: on a ``tool`` turn, the function name (Ollama needs it).
+    """
+
+    role: Role
+    content: str | tuple[ContentPart, ...] = field(
+        default="", metadata={"dataclasses_json": {"decoder": _decode_content}}
+    )
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    @classmethod
+    def system(cls, text: str) -> Message:
+        return cls("system", text)
+
+    @classmethod
+    def user(cls, content: str | tuple[ContentPart, ...]) -> Message:
+        return cls("user", content)
+
+    @classmethod
+    def assistant(cls, text: str = "", tool_calls: tuple[ToolCall, ...] = ()) -> Message:
+        return cls("assistant", text, tool_calls=tuple(tool_calls))
+
+    @classmethod
+    def tool_result(cls, tool_call_id: str, content: str, name: str | None = None) -> Message:
+        return cls("tool", content, tool_call_id=tool_call_id, name=name)
+
+    @property
+    def text(self) -> str:
+        """The text of the message, parts joined."""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(p.text or "" for p in self.content if p.type == "text")
+
+    @property
+    def images(self) -> tuple[ContentPart, ...]:
+        if isinstance(self.content, str):
+            return ()
+        return tuple(p for p in self.content if p.type == "image")
+
+
+@dataclass(frozen=True)
+class Usage(_JsonMixin):
+    """Token counts of one call.
+
+    Attributes:
+        input_tokens: prompt tokens, cached ones included.
+        output_tokens: generated tokens (reasoning included where the vendor counts it).
+        total_tokens: their sum, or the vendor's own total.
+        cached_input_tokens: input tokens read from the vendor's prompt cache.
+        cache_creation_input_tokens: input tokens written to it (Anthropic).
+        reasoning_tokens: hidden reasoning tokens (OpenAI o-series).
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    cached_input_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+    @property
+    def prompt_tokens(self) -> int:
+        """OpenAI's name for ``input_tokens``."""
+        return self.input_tokens
+
+    @property
+    def completion_tokens(self) -> int:
+        """OpenAI's name for ``output_tokens``."""
+        return self.output_tokens
+
+
+@dataclass(frozen=True)
+class GenerationResult(_JsonMixin):
+    """A complete answer.
+
+    Attributes:
+        content: the generated text ("" when the model only called tools).
+        model: the model that answered, as the vendor reported it.
+        provider: provider id.
+        finish_reason: why generation stopped, in the common vocabulary.
+        usage: token counts, when the vendor reported them.
+        tool_calls: the calls the model asked for.
+        latency_s: seconds from sending the request to having the whole answer.
+        request_id: the vendor's request id.
+        attempts: how many provider attempts it took (pools count their fallbacks).
+        raw: the vendor's JSON, unchanged (for a stream, the final event's JSON).
+    """
+
+    content: str
+    model: str
+    provider: str
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    latency_s: float = 0.0
+    request_id: str | None = None
+    attempts: int = 1
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def text(self) -> str:
+        return self.content
+
+    def __str__(self) -> str:
+        return self.content
+
+
+@dataclass(frozen=True)
+class StreamChunk(_JsonMixin):
+    """One piece of a streamed answer.
+
+    Attributes:
+        content: the text delta ("" for chunks that carry only metadata).
+        index: position of this chunk in the stream, from 0.
+        finish_reason: set on the last chunk.
+        usage: set on the last chunk when the vendor reports usage.
+        tool_calls: tool-call fragments carried by this chunk.
+        model: the model reported by the vendor, when known.
+        provider: provider id.
+    """
+
+    content: str = ""
+    index: int = 0
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+    tool_calls: tuple[ToolCallDelta, ...] = ()
+    model: str | None = None
+    provider: str | None = None
+
+    def __str__(self) -> str:
+        return self.content
+
+
+@dataclass(frozen=True)
+class Capabilities(_JsonMixin):
+    """What a provider/model can do.
+
+    Attributes:
+        supports_streaming: token streaming.
+        supports_vision: image input.
+        supports_function_calling: tools.
+        max_tokens: the largest ``max_tokens`` (output) the model accepts.
+        max_context_window: input plus output tokens the model accepts.
+        tier: flagship, balanced, fast or local.
+    """
+
+    supports_streaming: bool = True
+    supports_vision: bool = False
+    supports_function_calling: bool = False
+    max_tokens: int = 4096
+    max_context_window: int = 8192
+    tier: Tier = Tier.BALANCED
+
+
+@dataclass(frozen=True)
+class ModelInfo(_JsonMixin):
+    """A row of a vendor's model table.
+
+    Attributes:
+        id: the id sent on the wire.
+        context_window: input plus output tokens.
+        max_output: the ``max_tokens`` ceiling.
+        vision, tools: image input and function calling.
+        tier: the model's tier.
+        aliases: other names accepted for this model.
+        lifecycle: ``"active"``, ``"deprecated"`` or ``"retired"``.
+        retires_on: the vendor's end-of-life date (ISO), when announced.
+    """
+
+    id: str
+    context_window: int
+    max_output: int
+    vision: bool = False
+    tools: bool = True
+    tier: Tier = Tier.BALANCED
+    aliases: tuple[str, ...] = ()
+    lifecycle: Literal["active", "deprecated", "retired"] = "active"
+    retires_on: str | None = None
+
+    def capabilities(self, streaming: bool = True) -> Capabilities:
+        return Capabilities(
+            supports_streaming=streaming,
+            supports_vision=self.vision,
+            supports_function_calling=self.tools,
+            max_tokens=self.max_output,
+            max_context_window=self.context_window,
+            tier=self.tier,
+        )
+
+
+@dataclass(frozen=True)
+class HealthStatus(_JsonMixin):
+    """The outcome of a health check; true in a boolean context when healthy.
+
+    Attributes:
+        healthy: the provider answered and the model is usable.
+        provider, model: who was checked.
+        latency_s: how long the check took.
+        error: why it is not healthy.
+        detail: extra facts (server version, whether the model is pulled...).
+    """
+
+    healthy: bool
+    provider: str
+    model: str
+    latency_s: float = 0.0
+    error: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return self.healthy
+
+
+@dataclass(frozen=True)
+class ProviderStats(_JsonMixin):
+    """Counters and latencies of one provider since it was created.
+
+    Attributes:
+        provider, model: who.
+        status: ``"unknown"`` (no call yet), ``"healthy"``, ``"degraded"`` (recent failures)
+            or ``"unhealthy"`` (3 or more consecutive failures).
+        requests: calls started; successes and errors are the finished ones.
+        in_flight: calls running now.
+        consecutive_errors: failures since the last success.
+        latency_p50_s, latency_p95_s, latency_p99_s: over the last 1000 successful calls.
+        last_error: the last error, as text (never holds a key).
+        last_error_at: its Unix time.
+        members: for pools, the stats of each member.
+    """
+
+    provider: str
+    model: str
+    status: str = "unknown"
+    requests: int = 0
+    successes: int = 0
+    errors: int = 0
+    in_flight: int = 0
+    consecutive_errors: int = 0
+    latency_p50_s: float | None = None
+    latency_p95_s: float | None = None
+    latency_p99_s: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    members: tuple[ProviderStats, ...] = ()
+
+
+def parse_tool_arguments(text: str) -> dict[str, Any] | None:
+    """Parse a tool call's JSON arguments: ``{}`` for empty text, None when not a JSON object."""
+    import json
+
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def join_chunks(chunks: Iterable[StreamChunk], *, provider: str = "", model: str = "") -> GenerationResult:
+    """Join a stream's chunks into the ``GenerationResult`` the same call would have returned."""
+    text: list[str] = []
+    calls: dict[int, list[Any]] = {}  # index -> [id, name, [argument pieces]]
+    finish: FinishReason | None = None
+    usage: Usage | None = None
+    for chunk in chunks:
+        text.append(chunk.content)
+        for d in chunk.tool_calls:
+            slot = calls.setdefault(d.index, [None, None, []])
+            slot[0] = slot[0] or d.id
+            slot[1] = slot[1] or d.name
+            slot[2].append(d.arguments_delta)
+        finish = chunk.finish_reason or finish
+        usage = chunk.usage or usage
+        provider = chunk.provider or provider
+        model = chunk.model or model
+    tool_calls = tuple(
+        ToolCall(id=c[0] or "", name=c[1] or "", arguments=parse_tool_arguments("".join(c[2])),
+                 arguments_json="".join(c[2]))
+        for _, c in sorted(calls.items())
+    )
+    return GenerationResult("".join(text), model, provider, finish, usage, tool_calls)
