@@ -49,6 +49,23 @@ _MASKED_KEY = re.compile(r"\S*\*{4,}\S*")
 _LOOPBACK = ("localhost", "127.0.0.1", "::1", "0.0.0.0")
 
 
+class _Secret:
+    """Holds a credential; its repr and str never show it (debuggers, ``vars()``, crash reporters)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str | None) -> None:
+        self._value = value
+
+    def get(self) -> str | None:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret([secure])" if self._value else "Secret(None)"
+
+    __str__ = __repr__
+
+
 def default_transport() -> RequestsTransport:
     """The process-wide transport every provider uses unless given its own."""
     global _shared_transport
@@ -106,7 +123,7 @@ class HttpProvider(Provider):
         self._model_info = self.find_model(requested)
         self._model = self._model_info.id if self._model_info else requested
         env_key = os.environ.get(self.API_KEY_ENV) if self.API_KEY_ENV else None
-        self.__api_key = api_key if api_key is not None else (env_key or None)
+        self._key = _Secret(api_key if api_key is not None else (env_key or None))
         env_url = os.environ.get(self.BASE_URL_ENV) if self.BASE_URL_ENV else None
         self.base_url = self._normalise_base_url(base_url or env_url or self.DEFAULT_BASE_URL)
         self.timeout = Timeout.coerce(timeout, DEFAULT_TIMEOUT)
@@ -155,7 +172,7 @@ class HttpProvider(Provider):
 
     @property
     def _api_key(self) -> str | None:
-        return self.__api_key
+        return self._key.get()
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(provider={self.provider_id!r}, model={self._model!r}, "
@@ -265,7 +282,7 @@ class HttpProvider(Provider):
 
     def _scrub(self, text: str) -> str:
         """Remove the key, and masked echoes of it, from vendor text."""
-        key = self.__api_key
+        key = self._key.get()
         if key:
             text = text.replace(key, "[redacted]")
         return _MASKED_KEY.sub("[redacted]", text)

@@ -1,0 +1,86 @@
+"""Shared fixtures: no network but loopback, vcrpy configured once, a loopback server."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import vcr
+
+from .server import FakeServer
+
+ROOT = Path(__file__).resolve().parent.parent
+CASSETTES = ROOT / "cassettes"
+FAKE_KEY = "sk-test-0123456789abcdefghijklmnopqrstuvwxyz"  # what replays use; never a real key
+
+_real_connect = socket.socket.connect
+
+
+def _loopback_only(self: socket.socket, address: Any) -> Any:
+    host = address[0] if isinstance(address, tuple) else None
+    if host is not None and self.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            ok = ipaddress.ip_address(host.split("%")[0]).is_loopback or host == "0.0.0.0"
+        except ValueError:
+            ok = host == "localhost"
+        if not ok:
+            raise OSError(f"tests may not reach the network: connect to {address!r} blocked")
+    return _real_connect(self, address)
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket.socket, "connect", _loopback_only)
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never see a developer's real keys or base URLs."""
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID",
+                 "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "OLLAMA_HOST", "OLLAMA_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+SECRET_RESPONSE_HEADERS = ("set-cookie", "openai-organization", "openai-project", "anthropic-organization-id")
+
+
+def _scrub_response(response: dict[str, Any]) -> dict[str, Any]:
+    headers = response.get("headers", {})
+    for name in list(headers):
+        if name.lower() in SECRET_RESPONSE_HEADERS:
+            del headers[name]
+    return response
+
+
+def make_vcr() -> vcr.VCR:
+    """Replay-only unless MIRROR_RECORD=1; keys filtered from requests and responses."""
+    return vcr.VCR(
+        cassette_library_dir=str(CASSETTES),
+        record_mode="once" if os.environ.get("MIRROR_RECORD") == "1" else "none",
+        match_on=["method", "uri", "body"],
+        filter_headers=["authorization", "x-api-key", "openai-organization", "openai-project", "cookie"],
+        before_record_response=_scrub_response,
+        decode_compressed_response=True,
+    )
+
+
+@pytest.fixture
+def cassette(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Use as ``with cassette("openai/test_name.yaml"):``."""
+    recorder = make_vcr()
+
+    def use(name: str) -> Any:
+        return recorder.use_cassette(name, allow_playback_repeats=True)
+
+    yield use
+
+
+@pytest.fixture
+def server() -> Iterator[FakeServer]:
+    with FakeServer() as s:
+        yield s
