@@ -7,7 +7,9 @@ Jupyter, FastAPI or any running loop.
 ``iterate_in_thread`` drives a blocking iterator from a worker thread through a bounded hand-off
 (backpressure: the worker stops reading when the consumer falls ``max_buffer`` items behind).
 When the consumer stops early (break, cancellation, ``aclose``), the worker is told and closes
-the blocking iterator in its own thread, which releases the HTTP response. The worker's
+the blocking iterator in its own thread, which releases the HTTP response; an iterator with an
+``abort()`` method (``ChunkStream``) is also aborted, so a worker blocked on a silent server
+wakes at once instead of at its read timeout. The worker's
 exception is re-raised unchanged, and contextvars are copied to the worker.
 """
 
@@ -91,10 +93,13 @@ async def iterate_in_thread(
         except RuntimeError:  # the loop is closed: nobody is listening any more
             return False
 
+    started: list[Iterator[T]] = []
+
     def work() -> None:
         it: Iterator[T] | None = None
         try:
             it = factory()
+            started.append(it)
             for item in it:
                 space.acquire()
                 if stop.is_set() or not hand_over(_ITEM, item):
@@ -110,16 +115,22 @@ async def iterate_in_thread(
 
     ctx = contextvars.copy_context()
     loop.run_in_executor(get_executor(), ctx.run, work)
+    ended = False
     try:
         while True:
             kind, value = await queue.get()
             if kind == _ITEM:
                 space.release()
                 yield value
-            elif kind == _END:
-                return
             else:
-                raise value
+                ended = True
+                if kind == _ERROR:
+                    raise value
+                return
     finally:
-        stop.set()
-        space.release()  # wake a worker blocked on a full buffer so it sees ``stop``
+        if not ended:  # the consumer stopped early
+            stop.set()
+            space.release()  # wake a worker blocked on a full buffer so it sees ``stop``
+            abort = getattr(started[0], "abort", None) if started else None
+            if abort is not None:
+                abort()  # wake a worker blocked on the network; it then closes the iterator

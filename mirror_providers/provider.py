@@ -16,10 +16,11 @@ Example::
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, ClassVar
 
 from . import _aio
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
     from .request import Options
 
-__all__ = ["Provider"]
+__all__ = ["ChunkStream", "Provider", "on_abort"]
 
 _LATENCY_WINDOW = 1000
 UNHEALTHY_AFTER = 3  # consecutive failures
@@ -99,6 +100,76 @@ class _Stats:
                 latency_p99_s=_percentile(lat, 0.99) if lat else None,
                 last_error=self.last_error, last_error_at=self.last_error_at,
             )
+
+
+class _AbortScope:
+    """The abort hooks of the connections one stream opened (a pool's stream nests its members')."""
+
+    def __init__(self, parent: _AbortScope | None) -> None:
+        self._parent = parent
+        self._hooks: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+        self._aborted = False
+
+    def register(self, hook: Callable[[], None]) -> None:
+        with self._lock:
+            self._hooks.append(hook)
+            aborted = self._aborted
+        if aborted:
+            hook()
+        if self._parent is not None:
+            self._parent.register(hook)
+
+    def abort(self) -> None:
+        with self._lock:
+            self._aborted = True
+            hooks = list(self._hooks)
+        for hook in hooks:
+            hook()
+
+
+_scope: contextvars.ContextVar[_AbortScope | None] = contextvars.ContextVar("mirror_providers_abort", default=None)
+
+
+def on_abort(hook: Callable[[], None]) -> None:
+    """Register ``hook`` to run if the stream being iterated now is aborted (no-op outside one)."""
+    scope = _scope.get()
+    if scope is not None:
+        scope.register(hook)
+
+
+class ChunkStream(Iterator[StreamChunk]):
+    """What ``stream_sync`` returns: an iterator of chunks that can also be aborted.
+
+    ``close()`` stops it from the consuming thread (the generator's cleanup runs, the response
+    is released); ``abort()`` may be called from any other thread and breaks the connection so a
+    read blocked in the consuming thread fails at once.
+    """
+
+    def __init__(self, chunks: Iterator[StreamChunk]) -> None:
+        self._chunks = chunks
+        self._scope: _AbortScope | None = None
+
+    def __iter__(self) -> ChunkStream:
+        return self
+
+    def __next__(self) -> StreamChunk:
+        if self._scope is None:
+            self._scope = _AbortScope(_scope.get())
+        token = _scope.set(self._scope)
+        try:
+            return next(self._chunks)
+        finally:
+            _scope.reset(token)
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+
+    def abort(self) -> None:
+        if self._scope is not None:
+            self._scope.abort()
 
 
 class Provider:
@@ -174,7 +245,7 @@ class Provider:
         self._stats.success(time.perf_counter() - start)
         return result
 
-    def stream_sync(self, prompt: Prompt, **options: Unpack[Options]) -> Iterator[StreamChunk]:
+    def stream_sync(self, prompt: Prompt, **options: Unpack[Options]) -> ChunkStream:
         """Generate an answer as chunks, each yielded as soon as it arrives.
 
         The input is validated at once; the request is sent when iteration starts. Stopping
@@ -187,7 +258,7 @@ class Provider:
         """
         request = build_request(prompt, options)
         self._check(request)
-        return self._recorded_stream(request)
+        return ChunkStream(self._recorded_stream(request))
 
     def _recorded_stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
         self._stats.start()

@@ -128,6 +128,7 @@ class StreamResponse:
         headers: response headers.
         chunks: an iterator of body bytes, each yielded as soon as it arrives.
         on_close: called once when the response is closed (releases the connection).
+        on_abort: called by ``abort()`` from any thread to wake a blocked read (socket shutdown).
     """
 
     def __init__(
@@ -136,11 +137,13 @@ class StreamResponse:
         headers: Mapping[str, str],
         chunks: Iterable[bytes],
         on_close: Callable[[], None] | None = None,
+        on_abort: Callable[[], None] | None = None,
     ) -> None:
         self.status = status
         self.headers = headers
         self._chunks = iter(chunks)
         self._on_close = on_close
+        self._on_abort = on_abort
         self.closed = False
 
     def iter_bytes(self) -> Iterator[bytes]:
@@ -164,6 +167,17 @@ class StreamResponse:
                 close()
             if self._on_close is not None:
                 self._on_close()
+
+    def abort(self) -> None:
+        """Break the connection now, from any thread: a read blocked on it fails at once.
+
+        The reading thread still closes the response; this only wakes it up.
+        """
+        if self._on_abort is not None and not self.closed:
+            try:
+                self._on_abort()
+            except OSError:  # already closed under us
+                pass
 
     def __enter__(self) -> StreamResponse:
         return self
@@ -320,7 +334,8 @@ class RequestsTransport(Transport):
             raise _map_exception(exc, request) from exc
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s %s -> %s (stream)", request.method, _origin(request.url), resp.status_code)
-        return StreamResponse(resp.status_code, resp.headers, _iter_raw(resp, request), resp.close)
+        shutdown = getattr(resp.raw, "shutdown", None)  # urllib3 >= 2.3 wakes blocked reads
+        return StreamResponse(resp.status_code, resp.headers, _iter_raw(resp, request), resp.close, shutdown)
 
     def close(self) -> None:
         self._closed = True

@@ -25,7 +25,7 @@ from ..errors import (
     ValidationError,
     error_class_for_status,
 )
-from ..provider import Provider
+from ..provider import Provider, on_abort
 from ..request import GenerateRequest
 from ..retry import RetryingTransport, RetryPolicy, parse_retry_after
 from ..transport import (
@@ -261,6 +261,7 @@ class HttpProvider(Provider):
         except ProviderError as exc:
             self._annotate(exc)
             raise
+        on_abort(stream.abort)
         if stream.status >= 300:
             body = stream.read()
             raise self._error_from_response(stream.status, stream.headers, body)

@@ -1,0 +1,136 @@
+"""The Provider base: validation first, stats, async derived from sync, cancellation over sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from mirror_providers.errors import ServerError, ValidationError
+from mirror_providers.openai import OpenAIProvider
+from mirror_providers.provider import Provider
+from mirror_providers.request import GenerateRequest
+from mirror_providers.types import Capabilities, GenerationResult, StreamChunk
+
+from .server import FakeServer, Received, Reply, openai_sse
+
+
+class Echo(Provider):
+    """An in-memory provider: what a pool test would use."""
+
+    provider_id = "echo"
+
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__()
+        self.fail = fail
+        self.seen: list[GenerateRequest] = []
+
+    @property
+    def model_name(self) -> str:
+        return "echo-1"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities()
+
+    def _generate(self, request: GenerateRequest) -> GenerationResult:
+        self.seen.append(request)
+        if self.fail:
+            raise ServerError("down", provider="echo")
+        return GenerationResult(request.messages[-1].text, "echo-1", "echo", "stop")
+
+    def _stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
+        for i, word in enumerate(request.messages[-1].text.split()):
+            yield StreamChunk(word, i)
+
+
+def test_validation_happens_before_the_provider_is_called() -> None:
+    p = Echo()
+    with pytest.raises(ValidationError):
+        p.generate_sync("")
+    with pytest.raises(ValidationError):
+        p.stream_sync("hi", max_tokens=-1)  # at call time, not at first iteration
+    assert p.seen == [] and p.get_stats().requests == 0
+
+
+def test_async_generate_and_stream_inside_running_loop() -> None:
+    p = Echo()
+
+    async def main() -> tuple[str, list[str]]:
+        r = await p.generate("hello world")
+        words = [c.content async for c in p.stream("a b c")]
+        results = await asyncio.gather(*(p.generate(f"n{i}") for i in range(50)))
+        assert [r.content for r in results] == [f"n{i}" for i in range(50)]
+        return r.content, words
+
+    assert asyncio.run(main()) == ("hello world", ["a", "b", "c"])
+    assert p.get_stats().successes == 52
+
+
+def test_async_validation_error_raised_at_call() -> None:
+    with pytest.raises(ValidationError):
+        Echo().stream("")
+
+
+def test_stats_after_failures() -> None:
+    p = Echo(fail=True)
+    for _ in range(2):
+        with pytest.raises(ServerError):
+            p.generate_sync("x")
+    s = p.get_stats()
+    assert (s.status, s.errors, s.consecutive_errors, s.in_flight) == ("degraded", 2, 2, 0)
+    assert s.last_error == "ServerError: [echo] down"
+    p.fail = False
+    p.generate_sync("x")
+    assert p.get_stats().status == "healthy"
+
+
+def test_context_manager_closes() -> None:
+    closed = []
+
+    class C(Echo):
+        def close(self) -> None:
+            closed.append(True)
+
+    with C() as p:
+        p.generate_sync("x")
+    assert closed == [True]
+
+
+def test_cancelled_async_stream_releases_the_connection_at_once(server: FakeServer) -> None:
+    """The server sends one chunk and then nothing: breaking out must not wait for the read timeout."""
+    hold = threading.Event()
+    closed = threading.Event()
+
+    def route(req: Received, reply: Reply) -> None:
+        reply.head(200, {"Content-Type": "text/event-stream"}, chunked=True)
+        reply.chunk(openai_sse("first")[1])
+        hold.wait(30)  # a silent server
+        try:
+            reply.chunk(b"data: [DONE]\n\n")
+        except OSError:
+            closed.set()
+        closed.set()
+
+    server.route("POST", "/v1/chat/completions", route)
+    p = OpenAIProvider(base_url=server.url + "/v1", timeout=30)
+
+    async def main() -> None:
+        async for chunk in p.stream("hi"):
+            assert chunk.content == "first"
+            break
+        # The worker was blocked reading a silent socket; the abort wakes it well before 30 s.
+        await asyncio.wait_for(_wait_for(lambda: p.get_stats().in_flight == 0), 5)
+
+    try:
+        asyncio.run(main())
+    finally:
+        hold.set()
+    assert p.get_stats().in_flight == 0
+
+
+async def _wait_for(cond) -> None:  # type: ignore[no-untyped-def]
+    while not cond():
+        await asyncio.sleep(0.01)

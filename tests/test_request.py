@@ -1,0 +1,94 @@
+"""Input validation: every bad input is a ValidationError naming the problem, before any I/O."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mirror_providers.errors import ValidationError
+from mirror_providers.request import GenerateRequest, build_request
+from mirror_providers.types import ContentPart, Message, Tool
+
+
+def test_text_prompt() -> None:
+    r = build_request("hello", {})
+    assert r.messages == (Message("user", "hello"),)
+
+
+def test_openai_style_dicts() -> None:
+    r = build_request([
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": [{"type": "text", "text": "what?"},
+                                     {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,/9j/"}}]},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a":1}'}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "42"},
+    ], {})
+    assert r.system_text() == "be brief"
+    assert r.messages[1].images[0].media_type == "image/jpeg"
+    assert r.messages[2].tool_calls[0].arguments == {"a": 1}
+
+
+def test_options_applied_and_request_reusable() -> None:
+    r = build_request("x", {"max_tokens": 5, "temperature": 0, "stop": "END", "system": "sys"})
+    assert (r.max_tokens, r.temperature, r.stop, r.system) == (5, 0.0, ("END",), "sys")
+    again = build_request(r, {"max_tokens": 9})
+    assert isinstance(again, GenerateRequest) and again.max_tokens == 9 and again.stop == ("END",)
+
+
+@pytest.mark.parametrize("prompt, match", [
+    ("", "prompt is empty"),
+    ("   \n", "prompt is empty"),
+    ([], "messages list is empty"),
+    ([Message.system("only")], "only system"),
+    ([{"role": "wizard", "content": "x"}], "role 'wizard'"),
+    ([{"content": "x"}], "no 'role'"),
+    ([Message("user", "")], "every message is empty"),
+    ([Message.tool_result("", "x")], "no tool_call_id"),
+    (42, "not int"),
+    ([Message.user((ContentPart(type="image", data="AAAA", media_type="image/bmp"),))], "image/bmp"),
+    ([Message.user((ContentPart(type="image"),))], "neither url nor data"),
+    ([Message.user((ContentPart(type="image", url="file:///etc/passwd"),))], "http\\(s\\)"),
+    ([Message("assistant", (ContentPart.image_url("https://x/a.png"),))], "only allowed in user"),
+    ([{"role": "user", "content": [{"type": "audio"}]}], "unsupported part type 'audio'"),
+])
+def test_bad_prompts(prompt: Any, match: str) -> None:
+    with pytest.raises(ValidationError, match=match):
+        build_request(prompt, {})
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"max_tokens": 0}, "at least 1"),
+    ({"max_tokens": -5}, "at least 1"),
+    ({"max_tokens": 2.5}, "integer"),
+    ({"max_tokens": True}, "integer"),
+    ({"temperature": 3}, "between 0.0 and 2.0"),
+    ({"temperature": float("nan")}, "number"),
+    ({"top_p": 1.5}, "between"),
+    ({"stop": ["ok", ""]}, "stop"),
+    ({"tools": [{"name": "bad name!", "parameters": {"type": "object"}}]}, "name 'bad name!'"),
+    ({"tools": [{"name": "f", "parameters": {"type": "array"}}]}, "type 'object'"),
+    ({"tools": ["f"]}, "Tool or a dict"),
+    ({"tool_choice": "g", "tools": [Tool("f")]}, "names no tool"),
+    ({"timeout": 0}, "positive"),
+    ({"system": 5}, "system must be text"),
+    ({"extra": [1]}, "extra must be a dict"),
+])
+def test_bad_options(options: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValidationError, match=match):
+        build_request("hi", options)
+
+
+def test_unknown_option_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="max_token"):
+        build_request("hi", {"max_token": 5})
+
+
+def test_tool_shapes_accepted() -> None:
+    r = build_request("hi", {"tools": [
+        Tool("a"),
+        {"type": "function", "function": {"name": "b", "parameters": {"type": "object"}}},
+        {"name": "c", "input_schema": {"type": "object", "properties": {}}},
+    ], "tool_choice": {"type": "function", "function": {"name": "b"}}})
+    assert [t.name for t in r.tools] == ["a", "b", "c"] and r.tool_choice == "b"
