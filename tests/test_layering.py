@@ -1,0 +1,108 @@
+"""Each module imports only what STYLE.md §2 allows (TYPE_CHECKING imports included)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parent.parent / "mirror_providers"
+
+LEAVES = {"types", "errors", "_aio"}
+ALLOWED: dict[str, set[str]] = {
+    "types": set(),
+    "errors": set(),
+    "_aio": set(),
+    "transport": {"errors"},
+    "sse": {"errors"},
+    "retry": {"transport", "errors"},
+    "request": {"types", "errors"},
+    "provider": {"types", "errors", "_aio", "request"},
+    "providers.base": {"provider", "transport", "retry", "sse", "types", "errors", "request"},
+    "providers.openai": {"providers.base", "transport", "retry", "sse", "types", "errors", "request", "provider"},
+    "catalog": {"providers.base", "providers.openai", "provider", "types", "errors"},
+    # the public facades re-export; they may import anything
+    "__init__": {"*"},
+    "openai": {"*"},
+    "base": {"*"},
+    "anthropic": {"*"},
+    "local": {"*"},
+    "__main__": {"*"},
+    "providers": set(),
+    "pooling": {"provider", "types", "errors", "request", "_aio", "pooling.*"},
+}
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(PKG).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__" and len(parts) > 1:
+        parts.pop()
+    return ".".join(parts)
+
+
+def package_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    is_pkg = path.name == "__init__.py"
+    here = [] if path == PKG / "__init__.py" else module_name(path).split(".")
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = here if is_pkg else here[:-1]
+                base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
+                target = ".".join([*base, *(node.module.split(".") if node.module else [])])
+                if node.module is None:
+                    found.update(".".join([*base, a.name]) for a in node.names)
+                else:
+                    found.add(target)
+            elif node.module and node.module.startswith("mirror_providers"):
+                found.add(node.module.removeprefix("mirror_providers").lstrip("."))
+        elif isinstance(node, ast.Import):
+            found.update(a.name.removeprefix("mirror_providers").lstrip(".") for a in node.names
+                         if a.name.startswith("mirror_providers"))
+    return {f for f in found if f}
+
+
+def allowed_for(name: str) -> set[str]:
+    if name in ALLOWED:
+        return ALLOWED[name]
+    if name.startswith("pooling."):
+        return ALLOWED["pooling"]
+    if name.startswith("providers."):  # a new vendor: base and leaves, never another vendor
+        return {"providers.base", "transport", "retry", "sse", "types", "errors", "request", "provider"}
+    raise AssertionError(f"{name} is not in the layering table: add it")
+
+
+@pytest.mark.parametrize("path", sorted(PKG.rglob("*.py")), ids=lambda p: module_name(p))
+def test_imports_follow_the_table(path: Path) -> None:
+    name = module_name(path)
+    allowed = allowed_for(name)
+    if "*" in allowed:
+        return
+    for target in package_imports(path):
+        ok = target in allowed or (target.startswith("pooling.") and "pooling.*" in allowed)
+        assert ok, f"{name} may not import {target}"
+
+
+def test_nothing_but_facades_imports_pooling() -> None:
+    for path in PKG.rglob("*.py"):
+        name = module_name(path)
+        if name.startswith("pooling") or "*" in ALLOWED.get(name, set()):
+            continue
+        assert not any(t.startswith("pooling") for t in package_imports(path)), name
+
+
+def test_no_vendor_sdk_or_extra_dependency() -> None:
+    allowed_third_party = {"requests", "urllib3", "sseclient", "dataclasses_json", "typing_extensions"}
+    import sys
+
+    stdlib = set(sys.stdlib_module_names)
+    for path in PKG.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and not node.level and node.module else [])
+            for n in names:
+                top = n.split(".")[0]
+                assert top in stdlib or top in allowed_third_party or top == "mirror_providers", (path.name, n)
