@@ -15,14 +15,16 @@ exception is re-raised unchanged, and contextvars are copied to the worker.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import functools
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:  # asyncio costs ~15 ms to import: loaded only when something is awaited
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
 __all__ = ["get_executor", "iterate_in_thread", "run_sync", "set_max_workers"]
 
@@ -61,6 +63,8 @@ def get_executor() -> ThreadPoolExecutor:
     if ex is None:
         with _lock:
             if _executor is None:
+                from concurrent.futures import ThreadPoolExecutor
+
                 _executor = ThreadPoolExecutor(_max_workers, thread_name_prefix="mirror-providers")
             ex = _executor
     return ex
@@ -68,6 +72,8 @@ def get_executor() -> ThreadPoolExecutor:
 
 async def run_sync(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     """Await ``fn(*args, **kwargs)`` run on the shared thread pool, contextvars copied."""
+    import asyncio
+
     loop = asyncio.get_running_loop()
     ctx = contextvars.copy_context()
     call = functools.partial(ctx.run, fn, *args, **kwargs)
@@ -81,6 +87,8 @@ async def iterate_in_thread(
 
     ``factory`` runs on the worker too, so opening the connection does not block the loop.
     """
+    import asyncio
+
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
     space = threading.Semaphore(max_buffer)
