@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "APIError": "errors",
     "AllProvidersFailedError": "errors",
+    "AnthropicProvider": "providers.anthropic",
     "AuthenticationError": "errors",
     "BadRequestError": "errors",
     "Capabilities": "types",
@@ -118,6 +119,7 @@ if TYPE_CHECKING:
         ValidationError,
     )
     from .provider import Provider
+    from .providers.anthropic import AnthropicProvider
     from .providers.openai import OpenAIProvider
     from .request import GenerateRequest
     from .retry import RetryingTransport, RetryPolicy

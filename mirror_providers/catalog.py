@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import ConfigurationError
+from .providers.anthropic import AnthropicProvider
 from .providers.base import HttpProvider
 from .providers.openai import OpenAIProvider
 from .types import ModelInfo
@@ -20,6 +21,7 @@ from .types import ModelInfo
 __all__ = ["PROVIDERS", "create_provider", "list_models", "parse_spec"]
 
 PROVIDERS: dict[str, type[HttpProvider]] = {
+    AnthropicProvider.provider_id: AnthropicProvider,
     OpenAIProvider.provider_id: OpenAIProvider,
 }
 

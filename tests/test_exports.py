@@ -16,6 +16,7 @@ def test_all_is_sorted_and_importable() -> None:
 
 
 def test_original_import_paths() -> None:
+    from mirror_providers import pooling  # noqa: F401
     from mirror_providers.base import (  # noqa: F401
         AuthenticationError,
         ModelNotFoundError,
@@ -24,7 +25,6 @@ def test_original_import_paths() -> None:
         RateLimitError,
     )
     from mirror_providers.openai import OpenAIProvider  # noqa: F401
-    from mirror_providers import pooling  # noqa: F401
 
     assert issubclass(RateLimitError, ProviderError)
 

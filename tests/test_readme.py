@@ -9,11 +9,11 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any
 
 import pytest
 
-from .server import FakeServer, Received, Reply, add_openai_routes, openai_completion
+from .server import FakeServer, Received, Reply, add_openai_routes
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -28,7 +28,7 @@ def tool_aware_routes(server: FakeServer) -> None:
     plain = server.routes[("POST", "/v1/chat/completions")]
 
     def chat(req: Received, reply: Reply) -> None:
-        body: Dict[str, Any] = req.json()
+        body: dict[str, Any] = req.json()
         if body.get("tools") and not body.get("stream"):
             reply.json(200, {"model": "gpt-4o-mini", "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
                 "role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function",
@@ -44,7 +44,7 @@ def test_readme_python_blocks_run(server: FakeServer, monkeypatch: pytest.Monkey
     monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
     code = blocks("python")
     assert len(code) >= 6
-    namespace: Dict[str, Any] = {}
+    namespace: dict[str, Any] = {}
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         for i, block in enumerate(code):

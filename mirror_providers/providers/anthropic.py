@@ -1,0 +1,467 @@
+"""Anthropic Messages over raw HTTP and SSE (protocols.md §3).
+
+Also works against servers that speak Anthropic's ``/v1/messages`` (llama.cpp's server, recent
+Ollama): point ``base_url`` at their root (without ``/v1``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+from urllib.parse import quote, urlsplit
+
+from ..errors import (
+    APIError,
+    ConfigurationError,
+    InvalidResponseError,
+    ModelNotFoundError,
+    NotFoundError,
+    ProviderError,
+    QuotaExceededError,
+    TruncatedStreamError,
+    ValidationError,
+    error_class_for_status,
+    stream_error_class,
+)
+from ..request import GenerateRequest
+from ..sse import iter_sse
+from ..types import (
+    FinishReason,
+    GenerationResult,
+    HealthStatus,
+    Message,
+    ModelInfo,
+    StreamChunk,
+    Tier,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+from .base import HttpProvider, _Secret
+
+__all__ = ["AnthropicProvider"]
+
+logger = logging.getLogger("mirror_providers.anthropic")
+
+ANTHROPIC_HOST = "api.anthropic.com"
+API_VERSION = "2023-06-01"
+# max_tokens is required; without one from the caller we ask for this much (capped by the model).
+# Larger non-streaming answers risk idle-connection drops (protocols.md §3.2).
+DEFAULT_MAX_TOKENS = 8192
+
+FINISH_REASONS: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+    "pause_turn": "other",
+}
+
+# error.type -> the status it comes with (protocols.md §3.5), for errors inside a 200 stream.
+ERROR_TYPE_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+MODELS: tuple[ModelInfo, ...] = (
+    ModelInfo("claude-opus-4-20250514", 200_000, 32_000, vision=True, tier=Tier.FLAGSHIP,
+              aliases=("opus", "claude-opus-4", "claude-opus-4-0"), lifecycle="retired", retires_on="2026-06-15"),
+    ModelInfo("claude-sonnet-4-20250514", 200_000, 64_000, vision=True, tier=Tier.BALANCED,
+              aliases=("sonnet", "claude-sonnet-4", "claude-sonnet-4-0"), lifecycle="retired",
+              retires_on="2026-06-15"),
+    ModelInfo("claude-3-5-sonnet-20241022", 200_000, 8_192, vision=True, tier=Tier.BALANCED,
+              aliases=("claude-3-5-sonnet-latest",), lifecycle="retired", retires_on="2025-10-22"),
+    ModelInfo("claude-3-5-haiku-20241022", 200_000, 8_192, vision=True, tier=Tier.FAST,
+              aliases=("haiku", "claude-3-5-haiku-latest"), lifecycle="retired", retires_on="2026-02-19"),
+    ModelInfo("claude-sonnet-4-5-20250929", 200_000, 64_000, vision=True, tier=Tier.FLAGSHIP,
+              aliases=("claude-sonnet-4-5",)),
+    ModelInfo("claude-haiku-4-5-20251001", 200_000, 64_000, vision=True, tier=Tier.FAST,
+              aliases=("claude-haiku-4-5",)),
+)
+
+
+def finish_reason(value: str | None) -> FinishReason | None:
+    if value is None:
+        return None
+    return FINISH_REASONS.get(value, "other")
+
+
+def parse_usage(u: Mapping[str, Any] | None) -> Usage | None:
+    if not u:
+        return None
+    created = u.get("cache_creation_input_tokens")
+    read = u.get("cache_read_input_tokens")
+    inp = int(u.get("input_tokens") or 0) + int(created or 0) + int(read or 0)
+    out = int(u.get("output_tokens") or 0)
+    return Usage(input_tokens=inp, output_tokens=out, total_tokens=inp + out,
+                 cached_input_tokens=read, cache_creation_input_tokens=created)
+
+
+# -- request ---------------------------------------------------------------------------------------
+
+def _parts(m: Message) -> list[dict[str, Any]]:
+    if isinstance(m.content, str):
+        return [{"type": "text", "text": m.content}] if m.content else []
+    blocks: list[dict[str, Any]] = []
+    for p in m.content:
+        if p.type == "text":
+            if p.text:
+                blocks.append({"type": "text", "text": p.text})
+        elif p.url:
+            blocks.append({"type": "image", "source": {"type": "url", "url": p.url}})
+        else:
+            blocks.append({"type": "image", "source": {"type": "base64", "media_type": p.media_type,
+                                                       "data": p.data}})
+    return blocks
+
+
+def _blocks(m: Message) -> tuple[str, list[dict[str, Any]]]:
+    """One of our messages -> (Anthropic role, content blocks)."""
+    if m.role == "tool":
+        result: dict[str, Any] = {"type": "tool_result", "tool_use_id": m.tool_call_id}
+        result["content"] = m.content if isinstance(m.content, str) else _parts(m)
+        return "user", [result]
+    blocks = _parts(m)
+    for c in m.tool_calls:
+        blocks.append({"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments or {}})
+    return m.role, blocks
+
+
+def build_messages(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
+    """Our conversation -> Anthropic turns: system messages dropped (they go to ``system``),
+    tool results folded into user turns, consecutive same-role turns merged, and within a user
+    turn ``tool_result`` blocks placed first (protocols.md §3.2, §3.6)."""
+    turns: list[dict[str, Any]] = []
+    for m in messages:
+        if m.role == "system":
+            continue
+        role, blocks = _blocks(m)
+        if not blocks:
+            continue
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    for t in turns:
+        if t["role"] == "user":
+            t["content"].sort(key=lambda b: b["type"] != "tool_result")  # stable: results first
+        if len(t["content"]) == 1 and t["content"][0]["type"] == "text":
+            t["content"] = t["content"][0]["text"]
+    return turns
+
+
+def _tool_choice(choice: str, parallel: bool | None) -> dict[str, Any]:
+    mapped = {"auto": {"type": "auto"}, "required": {"type": "any"}, "none": {"type": "none"}}
+    out: dict[str, Any] = dict(mapped.get(choice) or {"type": "tool", "name": choice})
+    if parallel is False and out["type"] != "none":
+        out["disable_parallel_tool_use"] = True
+    return out
+
+
+def build_payload(request: GenerateRequest, model: str, max_tokens: int, stream: bool) -> dict[str, Any]:
+    """Our request -> the Messages API body."""
+    body: dict[str, Any] = {"model": model, "max_tokens": request.max_tokens or max_tokens,
+                            "messages": build_messages(request.messages)}
+    system = request.system_text()
+    if system:
+        body["system"] = system
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    if request.stop:
+        body["stop_sequences"] = list(request.stop)
+    if request.tools:
+        body["tools"] = [{"name": t.name, "description": t.description, "input_schema": t.parameters}
+                         for t in request.tools]
+    if request.tool_choice is not None or request.parallel_tool_calls is False:
+        body["tool_choice"] = _tool_choice(request.tool_choice or "auto", request.parallel_tool_calls)
+    if stream:
+        body["stream"] = True
+    body.update(request.extra)
+    return body
+
+
+# -- response --------------------------------------------------------------------------------------
+
+def _tool_call(block: Mapping[str, Any]) -> ToolCall:
+    args = block.get("input") or {}
+    return ToolCall(id=str(block.get("id") or ""), name=str(block.get("name") or ""),
+                    arguments=dict(args) if isinstance(args, dict) else None, arguments_json=json.dumps(args))
+
+
+def parse_result(data: Mapping[str, Any], model: str, latency_s: float = 0.0,
+                 request_id: str | None = None) -> GenerationResult:
+    """A Messages response -> our result (thinking blocks stay in ``raw``).
+
+    Raises:
+        KeyError, TypeError: the body lacks the documented fields.
+    """
+    blocks = data["content"]
+    return GenerationResult(
+        content="".join(b.get("text", "") for b in blocks if b.get("type") == "text"),
+        model=str(data.get("model") or model),
+        provider="anthropic",
+        finish_reason=finish_reason(data.get("stop_reason")),
+        usage=parse_usage(data.get("usage")),
+        tool_calls=tuple(_tool_call(b) for b in blocks if b.get("type") == "tool_use"),
+        latency_s=latency_s,
+        request_id=request_id,
+        raw=dict(data),
+    )
+
+
+@dataclass
+class StreamState:
+    """What one stream carries between events."""
+
+    model: str
+    index: int = 0
+    finish: FinishReason | None = None
+    input_usage: dict[str, Any] = field(default_factory=dict)
+    output_usage: dict[str, Any] = field(default_factory=dict)
+    tool_slots: dict[int, int] = field(default_factory=dict)  # content-block index -> tool-call ordinal
+    done: bool = False
+
+    def usage(self) -> Usage | None:
+        merged = {**self.input_usage, **{k: v for k, v in self.output_usage.items() if v is not None}}
+        return parse_usage(merged)
+
+
+def parse_event(name: str, data: Mapping[str, Any], state: StreamState) -> StreamChunk | None:
+    """One decoded event -> a StreamChunk (text or tool-call fragment), or None.
+
+    ``error`` events are not handled here: the provider raises them. Unknown events and delta
+    types are ignored, as the API asks.
+    """
+    kind = data.get("type", name)
+    text = ""
+    deltas: tuple[ToolCallDelta, ...] = ()
+    if kind == "message_start":
+        message = data.get("message") or {}
+        state.model = str(message.get("model") or state.model)
+        state.input_usage = dict(message.get("usage") or {})
+    elif kind == "content_block_start":
+        block = data.get("content_block") or {}
+        if block.get("type") == "tool_use":
+            slot = state.tool_slots.setdefault(int(data.get("index", 0)), len(state.tool_slots))
+            deltas = (ToolCallDelta(index=slot, id=block.get("id"), name=block.get("name")),)
+        elif block.get("type") == "text":
+            text = block.get("text") or ""
+    elif kind == "content_block_delta":
+        delta = data.get("delta") or {}
+        if delta.get("type") == "text_delta":
+            text = delta.get("text") or ""
+        elif delta.get("type") == "input_json_delta" and delta.get("partial_json"):
+            slot = state.tool_slots.get(int(data.get("index", 0)), 0)
+            deltas = (ToolCallDelta(index=slot, arguments_delta=delta["partial_json"]),)
+    elif kind == "message_delta":
+        state.finish = finish_reason((data.get("delta") or {}).get("stop_reason")) or state.finish
+        state.output_usage.update(data.get("usage") or {})  # cumulative counts: the last wins
+    elif kind == "message_stop":
+        state.done = True
+    if not text and not deltas:
+        return None
+    chunk = StreamChunk(content=text, index=state.index, tool_calls=deltas, model=state.model, provider="anthropic")
+    state.index += 1
+    return chunk
+
+
+class AnthropicProvider(HttpProvider):
+    """Anthropic's Messages API.
+
+    Args:
+        model: a model id or alias (``sonnet``, ``opus``, ``haiku``, ``claude-sonnet-4``...);
+            default ``claude-sonnet-4-5-20250929``.
+        api_key: defaults to ``ANTHROPIC_API_KEY``; required for api.anthropic.com.
+        auth_token: an OAuth-style token sent as ``Authorization: Bearer`` instead of a key
+            (default ``ANTHROPIC_AUTH_TOKEN``).
+        base_url: defaults to ``ANTHROPIC_BASE_URL``, else ``https://api.anthropic.com`` (no ``/v1``).
+        betas: beta feature names for the ``anthropic-beta`` header.
+        max_tokens: the ``max_tokens`` sent when a call gives none (the API requires one);
+            default: the model's output limit, capped at 8192.
+        **kwargs: timeout, max_retries, retry, transport, headers, verify.
+
+    Example::
+
+        llm = AnthropicProvider(model="claude-sonnet-4")
+        llm.generate_sync("Say hi", max_tokens=20).content
+    """
+
+    provider_id = "anthropic"
+    DEFAULT_BASE_URL = "https://api.anthropic.com"
+    DEFAULT_MODEL = "claude-sonnet-4-5-20250929"
+    API_KEY_ENV = "ANTHROPIC_API_KEY"
+    BASE_URL_ENV = "ANTHROPIC_BASE_URL"
+    REQUEST_ID_HEADER = "request-id"
+    MODELS: ClassVar[tuple[ModelInfo, ...]] = MODELS
+
+    def __init__(self, model: str | None = None, *, auth_token: str | None = None,
+                 betas: tuple[str, ...] | list[str] = (), max_tokens: int | None = None, **kwargs: Any) -> None:
+        token = auth_token or os.environ.get("ANTHROPIC_AUTH_TOKEN") or None
+        self._has_token = token is not None
+        self.betas = tuple(betas)
+        super().__init__(model, **kwargs)
+        self._token = _Secret(token)
+        limit = self._model_info.max_output if self._model_info else DEFAULT_MAX_TOKENS
+        if max_tokens is not None and not (isinstance(max_tokens, int) and 1 <= max_tokens):
+            raise ConfigurationError(f"max_tokens must be a positive integer, got {max_tokens!r}",
+                                     provider=self.provider_id)
+        self.default_max_tokens = max_tokens or min(limit, DEFAULT_MAX_TOKENS)
+        info = self._model_info
+        if info is not None and info.lifecycle != "active":
+            logger.warning("%s is %s by Anthropic (end of life %s): requests may be refused",
+                           info.id, info.lifecycle, info.retires_on)
+
+    @property
+    def is_anthropic(self) -> bool:
+        return urlsplit(self.base_url).hostname == ANTHROPIC_HOST
+
+    def _check_key(self) -> None:
+        if self.is_anthropic and not self._api_key and not self._has_token:
+            raise ConfigurationError(
+                "no API key: pass api_key=... or set ANTHROPIC_API_KEY (needed for api.anthropic.com)",
+                provider=self.provider_id, model=self._model)
+
+    def _auth_headers(self) -> dict[str, str]:
+        headers = {"anthropic-version": API_VERSION}
+        if self._api_key:
+            headers["x-api-key"] = self._api_key
+        token = self._token.get()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if self.betas:
+            headers["anthropic-beta"] = ",".join(self.betas)
+        return headers
+
+    def _scrub(self, text: str) -> str:
+        text = super()._scrub(text)
+        token = self._token.get()
+        return text.replace(token, "[redacted]") if token else text
+
+    def _check(self, request: GenerateRequest) -> None:
+        super()._check(request)
+        if request.temperature is not None and request.temperature > 1:
+            raise ValidationError(f"temperature must be between 0 and 1 for Anthropic, got {request.temperature}",
+                                  provider=self.provider_id, model=self._model)
+        if not any(m.role != "system" for m in request.messages):
+            raise ValidationError("Anthropic needs at least one user message", provider=self.provider_id,
+                                  model=self._model)
+
+    # -- errors -------------------------------------------------------------------------------
+
+    def _error_details(self, body: Any) -> tuple[str | None, str | None, str | None]:
+        if not isinstance(body, dict):
+            return None, None, None
+        err = body.get("error", body)
+        if isinstance(err, str):
+            return err, None, None
+        if not isinstance(err, dict):
+            return None, None, None
+        details = err.get("details") if isinstance(err.get("details"), dict) else {}
+        code = details.get("error_code") if details else None
+        return err.get("message") or None, err.get("type") or None, code
+
+    def _refine_error_class(self, cls: type[APIError], status: int, error_type: str | None,
+                            error_code: str | None, is_json: bool) -> type[APIError]:
+        if error_code == "enforced_spend_limit_reached":
+            return QuotaExceededError
+        if status == 404 and cls is NotFoundError and (error_type == "not_found_error" or is_json):
+            return ModelNotFoundError  # /v1/messages names no other resource
+        return cls
+
+    # -- calls --------------------------------------------------------------------------------
+
+    def _generate(self, request: GenerateRequest) -> GenerationResult:
+        start = time.perf_counter()
+        payload = build_payload(request, self._model, self.default_max_tokens, stream=False)
+        data, resp = self._send("POST", "/v1/messages", payload, request.timeout)
+        try:
+            return parse_result(data, self._model, time.perf_counter() - start, self._request_id(resp.headers))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise InvalidResponseError(f"response lacks the expected fields ({exc!r})", provider=self.provider_id,
+                                       model=self._model, status=200,
+                                       request_id=self._request_id(resp.headers)) from None
+
+    def _stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
+        payload = build_payload(request, self._model, self.default_max_tokens, stream=True)
+        state = StreamState(model=self._model)
+        with self._open_stream("/v1/messages", payload, request.timeout) as stream:
+            request_id = self._request_id(stream.headers)
+            try:
+                for event in iter_sse(stream.iter_bytes()):
+                    data = event.json()
+                    if not isinstance(data, dict):
+                        continue
+                    if event.event == "error" or data.get("type") == "error":
+                        raise self._stream_error(data, request_id)
+                    chunk = parse_event(event.event, data, state)
+                    if chunk is not None:
+                        yield chunk
+                    if state.done:
+                        break
+            except ProviderError as exc:
+                self._annotate(exc, state.index)
+                raise
+        if not state.done:
+            raise self._annotate(TruncatedStreamError(
+                f"stream ended without message_stop after {state.index} chunks: the answer is incomplete"),
+                state.index)
+        yield StreamChunk(content="", index=state.index, finish_reason=state.finish or "stop",
+                          usage=state.usage(), model=state.model, provider="anthropic")
+
+    def _stream_error(self, data: Mapping[str, Any], request_id: str | None) -> APIError:
+        """An ``error`` event -> the class its type has as an HTTP error, and a StreamError."""
+        message, error_type, code = self._error_details(data)
+        status = ERROR_TYPE_STATUS.get(error_type or "", 500)
+        cls = self._refine_error_class(error_class_for_status(status), status, error_type, code, True)
+        return stream_error_class(cls)(
+            f"error inside the stream: {self._scrub(message or 'unknown error')}", provider=self.provider_id,
+            model=self._model, status=200, request_id=data.get("request_id") or request_id,
+            error_type=error_type, error_code=code, body=self._scrub(json.dumps(data)))
+
+    # -- health and models --------------------------------------------------------------------
+
+    def list_models_sync(self) -> list[str]:
+        """Ids of the models this key can use (``GET /v1/models``, every page)."""
+        ids: list[str] = []
+        after = ""
+        while True:
+            data, _ = self._send("GET", f"/v1/models?limit=1000{after}", timeout=self.timeout.connect + 10)
+            ids += [str(m.get("id")) for m in data.get("data") or () if isinstance(m, dict)]
+            if not data.get("has_more") or not data.get("last_id"):
+                return ids
+            after = f"&after_id={quote(str(data['last_id']), safe='')}"
+
+    def health_check_sync(self) -> HealthStatus:
+        """``GET /v1/models/{model}``: checks the key and that the model is still served; no tokens.
+        Servers other than Anthropic's answer ``GET /v1/models`` instead."""
+        start = time.perf_counter()
+        detail: dict[str, Any] = {}
+        info = self._model_info
+        if info is not None and info.lifecycle != "active":
+            detail["lifecycle"] = info.lifecycle
+        try:
+            if self.is_anthropic:
+                self._send("GET", f"/v1/models/{quote(self._model, safe='')}", timeout=self.timeout.connect + 10)
+            else:
+                self._send("GET", "/v1/models", timeout=self.timeout.connect + 10)
+        except ProviderError as exc:
+            return HealthStatus(False, self.provider_id, self._model, time.perf_counter() - start,
+                                error=str(exc), detail=detail)
+        return HealthStatus(True, self.provider_id, self._model, time.perf_counter() - start, detail=detail)
