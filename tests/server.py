@@ -187,3 +187,42 @@ def add_openai_routes(server: FakeServer, text: str = "Paris is the capital of F
     server.route("POST", "/v1/chat/completions", chat)
     server.route("GET", "/v1/models", models)
     server.route("GET", "/v1/models/gpt-4o-mini", lambda r, w: w.json(200, {"id": "gpt-4o-mini"}))
+
+
+# -- a fake Anthropic Messages API ---------------------------------------------------------------
+
+def anthropic_message(text: str, model: str = "claude-sonnet-4-20250514") -> dict[str, Any]:
+    return {"id": "msg_1", "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
+            "usage": {"input_tokens": 5, "output_tokens": len(text.split())}}
+
+
+def anthropic_sse(text: str, model: str = "claude-sonnet-4-20250514") -> list[bytes]:
+    def ev(name: str, data: dict[str, Any]) -> bytes:
+        return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+    words = text.split(" ")
+    out = [ev("message_start", {"type": "message_start", "message": {"model": model, "content": [],
+                                                                     "usage": {"input_tokens": 5, "output_tokens": 1}}}),
+           ev("content_block_start", {"type": "content_block_start", "index": 0,
+                                      "content_block": {"type": "text", "text": ""}})]
+    out += [ev("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {
+        "type": "text_delta", "text": w if i == 0 else " " + w}}) for i, w in enumerate(words)]
+    out += [ev("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            ev("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                                 "usage": {"output_tokens": len(words)}}),
+            ev("message_stop", {"type": "message_stop"})]
+    return out
+
+
+def add_anthropic_routes(server: FakeServer, text: str = "Paris is the capital of France.") -> None:
+    """``/v1/messages`` (plain and streaming) and ``/v1/models``."""
+
+    def messages(req: Received, reply: Reply) -> None:
+        if req.json().get("stream"):
+            reply.stream(200, anthropic_sse(text), {"Content-Type": "text/event-stream", "request-id": "req_fake"})
+        else:
+            reply.json(200, anthropic_message(text), {"request-id": "req_fake"})
+
+    server.route("POST", "/v1/messages", messages)
+    server.route("GET", "/v1/models", lambda r, w: w.json(200, {"data": [{"id": "claude-sonnet-4-20250514"}]}))

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from .server import FakeServer, Received, Reply, add_openai_routes
+from .server import FakeServer, Received, Reply, add_anthropic_routes, add_openai_routes
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -41,7 +41,9 @@ def tool_aware_routes(server: FakeServer) -> None:
 
 def test_readme_python_blocks_run(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
     tool_aware_routes(server)
+    add_anthropic_routes(server, "Qubits compute with superposition.")
     monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
     code = blocks("python")
     assert len(code) >= 6
     namespace: dict[str, Any] = {}
@@ -54,6 +56,7 @@ def test_readme_python_blocks_run(server: FakeServer, monkeypatch: pytest.Monkey
     assert "get_weather {'city': 'Paris'}" in text
     assert "max_tokens must be at least 1, got -1" in text
     assert "10 answers" in text
+    assert "claude-sonnet-4-20250514" in text and "Qubits compute with superposition." in text
     # the requests really reached the server, with what the examples asked for
     bodies = [r.json() for r in server.received if r.method == "POST"]
     assert any(b.get("max_tokens") == 50 for b in bodies) and any(b.get("seed") == 7 for b in bodies)
