@@ -21,9 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="model id (default: gpt-4o-mini)")
     parser.add_argument("--base-url", default=None, help="server root ending in /v1 (default: OPENAI_BASE_URL)")
     parser.add_argument("--max-tokens", type=int, default=200)
+    parser.add_argument("--max-retries", type=int, default=2, help="retries of connection errors, 429 and 5xx")
     args = parser.parse_args(argv)
     try:
-        with OpenAIProvider(model=args.model, base_url=args.base_url) as llm:
+        with OpenAIProvider(model=args.model, base_url=args.base_url, max_retries=args.max_retries) as llm:
             usage = None
             for chunk in llm.stream_sync(args.prompt, max_tokens=args.max_tokens):
                 print(chunk.content, end="", flush=True)

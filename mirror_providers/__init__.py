@@ -41,6 +41,7 @@ _EXPORTS = {
     "ModelInfo": "types",
     "ModelNotFoundError": "errors",
     "NotFoundError": "errors",
+    "OllamaProvider": "providers.ollama",
     "OpenAIProvider": "providers.openai",
     "OverloadedError": "errors",
     "PermissionDeniedError": "errors",
@@ -120,6 +121,7 @@ if TYPE_CHECKING:
     )
     from .provider import Provider
     from .providers.anthropic import AnthropicProvider
+    from .providers.ollama import OllamaProvider
     from .providers.openai import OpenAIProvider
     from .request import GenerateRequest
     from .retry import RetryingTransport, RetryPolicy

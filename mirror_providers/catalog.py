@@ -15,6 +15,7 @@ from typing import Any
 from .errors import ConfigurationError
 from .providers.anthropic import AnthropicProvider
 from .providers.base import HttpProvider
+from .providers.ollama import OllamaProvider
 from .providers.openai import OpenAIProvider
 from .types import ModelInfo
 
@@ -22,6 +23,7 @@ __all__ = ["PROVIDERS", "create_provider", "list_models", "parse_spec"]
 
 PROVIDERS: dict[str, type[HttpProvider]] = {
     AnthropicProvider.provider_id: AnthropicProvider,
+    OllamaProvider.provider_id: OllamaProvider,
     OpenAIProvider.provider_id: OpenAIProvider,
 }
 

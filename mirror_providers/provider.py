@@ -232,10 +232,14 @@ class Provider:
         """
         request = build_request(prompt, options)
         self._check(request)
+        return self._recorded(lambda: self._generate(request))
+
+    def _recorded(self, call: Callable[[], GenerationResult]) -> GenerationResult:
+        """Run one blocking generation, counting it in the stats."""
         self._stats.start()
         start = time.perf_counter()
         try:
-            result = self._generate(request)
+            result = call()
         except BaseException as exc:
             if isinstance(exc, ProviderError):
                 self._stats.failure(exc)
@@ -258,14 +262,15 @@ class Provider:
         """
         request = build_request(prompt, options)
         self._check(request)
-        return ChunkStream(self._recorded_stream(request))
+        return ChunkStream(self._recorded_stream(self._stream(request)))
 
-    def _recorded_stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
+    def _recorded_stream(self, chunks: Iterator[StreamChunk]) -> Iterator[StreamChunk]:
+        """Yield a stream's chunks, counting it in the stats when it ends, fails or is dropped."""
         self._stats.start()
         start = time.perf_counter()
         outcome = "abandoned"  # unless it finishes or fails: the consumer stopped early
         try:
-            yield from self._stream(request)
+            yield from chunks
             outcome = "done"
         except ProviderError as exc:
             outcome = "failed"

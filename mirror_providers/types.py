@@ -255,6 +255,8 @@ class Usage(_JsonMixin):
         cached_input_tokens: input tokens read from the vendor's prompt cache.
         cache_creation_input_tokens: input tokens written to it (Anthropic).
         reasoning_tokens: hidden reasoning tokens (OpenAI o-series).
+        server_timings_s: seconds the server reports spending per phase (Ollama: ``total``,
+            ``load``, ``prompt_eval``, ``eval``), when it reports them.
     """
 
     input_tokens: int = 0
@@ -263,6 +265,7 @@ class Usage(_JsonMixin):
     cached_input_tokens: int | None = None
     cache_creation_input_tokens: int | None = None
     reasoning_tokens: int | None = None
+    server_timings_s: dict[str, float] | None = None
 
     @property
     def prompt_tokens(self) -> int:

@@ -21,7 +21,8 @@ ALLOWED: dict[str, set[str]] = {
     "provider": {"types", "errors", "_aio", "request"},
     "providers.base": {"provider", "transport", "retry", "sse", "types", "errors", "request"},
     "providers.openai": {"providers.base", "transport", "retry", "sse", "types", "errors", "request", "provider"},
-    "catalog": {"providers.base", "providers.openai", "providers.anthropic", "provider", "types", "errors"},
+    "catalog": {"providers.base", "providers.openai", "providers.anthropic", "providers.ollama", "provider", "types",
+                "errors"},
     # the public facades re-export; they may import anything
     "__init__": {"*"},
     "openai": {"*"},

@@ -73,7 +73,7 @@ def test_quickstart_example_streams(server: FakeServer, monkeypatch: pytest.Monk
     assert quickstart.main(["--base-url", server.url + "/v1", "Capital?"]) == 0
     out = capsys.readouterr()
     assert out.out.strip() == "Paris is the capital of France." and "in," in out.err
-    assert quickstart.main(["--base-url", "http://127.0.0.1:9/v1", "x"]) == 1
+    assert quickstart.main(["--base-url", "http://127.0.0.1:9/v1", "--max-retries", "0", "x"]) == 1
     assert "cannot connect" in capsys.readouterr().err
 
 

@@ -20,6 +20,7 @@ from ..errors import (
     APIError,
     BadRequestError,
     ConfigurationError,
+    ConnectError,
     InvalidResponseError,
     ProviderError,
     ValidationError,
@@ -96,6 +97,7 @@ class HttpProvider(Provider):
     API_KEY_ENV: ClassVar[str | None] = None
     BASE_URL_ENV: ClassVar[str | None] = None
     REQUEST_ID_HEADER: ClassVar[str | None] = None
+    CONNECT_HINT: ClassVar[str] = ""  # appended to "cannot connect" errors; may use {base_url}
     SUPPORTS_STREAMING: ClassVar[bool] = True
     MODELS: ClassVar[tuple[ModelInfo, ...]] = ()
     UNKNOWN_MODEL: ClassVar[ModelInfo] = ModelInfo(
@@ -318,5 +320,7 @@ class HttpProvider(Provider):
         """Say who failed (transport errors do not know) and how many chunks were out."""
         if exc.provider is None:
             exc.provider, exc.model = self.provider_id, self._model
+            if isinstance(exc, ConnectError) and self.CONNECT_HINT:
+                exc.message = f"{exc.message} ({self.CONNECT_HINT.format(base_url=self.base_url)})"
         exc.chunks_delivered = delivered
         return exc

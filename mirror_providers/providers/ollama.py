@@ -1,0 +1,460 @@
+"""Ollama's native API (``/api/chat``, ``/api/generate``) with NDJSON streaming (protocols.md §4).
+
+Talks only to the configured host (``host=``, else ``OLLAMA_HOST``, else 127.0.0.1:11434): nothing
+leaves the machine unless you point it elsewhere. No key is needed locally; ``OLLAMA_API_KEY``
+(or ``api_key=``) is sent as a bearer token for hosted Ollama.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
+
+from ..errors import (
+    APIError,
+    InvalidResponseError,
+    ModelNotFoundError,
+    NotFoundError,
+    OverloadedError,
+    ProviderError,
+    ServerError,
+    TruncatedStreamError,
+    ValidationError,
+    stream_error_class,
+)
+from ..provider import ChunkStream
+from ..request import GenerateRequest, build_request
+from ..sse import iter_json_lines
+from ..types import (
+    FinishReason,
+    GenerationResult,
+    HealthStatus,
+    Message,
+    ModelInfo,
+    StreamChunk,
+    Tier,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+from .base import HttpProvider
+
+__all__ = ["OllamaProvider", "parse_host"]
+
+DEFAULT_HOST = "http://127.0.0.1:11434"
+
+# Modelfile parameters: ``extra`` keys with these names go into ``options``.
+OPTION_NAMES = frozenset({
+    "num_ctx", "num_predict", "temperature", "top_k", "top_p", "min_p", "typical_p", "seed", "stop",
+    "repeat_penalty", "repeat_last_n", "presence_penalty", "frequency_penalty", "mirostat", "mirostat_eta",
+    "mirostat_tau", "tfs_z", "num_keep", "penalize_newline", "num_batch", "num_gpu", "main_gpu", "use_mmap",
+    "num_thread", "numa", "low_vram",
+})
+# Top-level request fields ``extra`` may set. Ollama ignores unknown fields silently, so anything
+# else is refused here rather than dropped there.
+CHAT_FIELDS = frozenset({"format", "keep_alive", "think", "options", "logprobs", "top_logprobs"})
+GENERATE_FIELDS = CHAT_FIELDS | {"suffix", "template", "context", "images", "raw", "system"}
+
+FINISH_REASONS: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
+
+MODELS: tuple[ModelInfo, ...] = (
+    ModelInfo("llama3.1", 131_072, 131_072, tools=True, tier=Tier.LOCAL, aliases=("llama3.1:8b",)),
+    ModelInfo("llama3.1:70b", 131_072, 131_072, tools=True, tier=Tier.LOCAL),
+    ModelInfo("llama3.2", 131_072, 131_072, tools=True, tier=Tier.LOCAL, aliases=("llama3.2:3b",)),
+    ModelInfo("llama3.2:1b", 131_072, 131_072, tools=True, tier=Tier.LOCAL),
+    ModelInfo("mistral", 32_768, 32_768, tools=True, tier=Tier.LOCAL, aliases=("mistral:7b",)),
+    ModelInfo("mixtral", 32_768, 32_768, tools=True, tier=Tier.LOCAL, aliases=("mixtral:8x7b",)),
+    ModelInfo("phi3", 4_096, 4_096, tools=False, tier=Tier.LOCAL, aliases=("phi3:mini",)),
+    ModelInfo("gemma2", 8_192, 8_192, tools=False, tier=Tier.LOCAL, aliases=("gemma2:9b",)),
+    ModelInfo("qwen2.5", 32_768, 32_768, tools=True, tier=Tier.LOCAL, aliases=("qwen2.5:7b",)),
+)
+
+
+def parse_host(host: str | None) -> str:
+    """``OLLAMA_HOST`` rules (ollama-python ``_parse_host``): ``"1.2.3.4"`` ->
+    ``http://1.2.3.4:11434``, ``":9"`` -> ``http://127.0.0.1:9``, ``"https://h"`` -> ``https://h:443``,
+    paths kept, IPv6 in brackets."""
+    host = (host or "").strip()
+    if not host:
+        return DEFAULT_HOST
+    if "://" in host:
+        scheme, rest = host.split("://", 1)
+        default_port = 443 if scheme == "https" else 80
+    else:
+        scheme, rest, default_port = "http", host, 11434
+    netloc, _, path = rest.partition("/")
+    if netloc.startswith("["):
+        name, _, after = netloc.partition("]")
+        name, port = name + "]", after.lstrip(":")
+    else:
+        name, _, port = netloc.partition(":")
+    name = name or "127.0.0.1"
+    path = "/" + path.strip("/") if path.strip("/") else ""
+    return f"{scheme}://{name}:{int(port) if port else default_port}{path}"
+
+
+def _seconds(ns: Any) -> float:
+    return float(ns or 0) / 1e9
+
+
+def parse_usage(data: Mapping[str, Any]) -> Usage:
+    """The final object's metrics (absent when zero: protocols.md §4.3) -> Usage."""
+    inp, out = int(data.get("prompt_eval_count") or 0), int(data.get("eval_count") or 0)
+    timings = {name: _seconds(data.get(f"{name}_duration")) for name in ("total", "load", "prompt_eval", "eval")}
+    return Usage(input_tokens=inp, output_tokens=out, total_tokens=inp + out, server_timings_s=timings)
+
+
+def _tool_calls(calls: Any, start: int) -> tuple[ToolCall, ...]:
+    out = []
+    for i, c in enumerate(calls or (), start):
+        fn = c.get("function") or {}
+        args = fn.get("arguments")
+        if isinstance(args, str):  # some builds send a JSON string like OpenAI
+            text = args
+            try:
+                parsed: Any = json.loads(args) if args else {}
+            except ValueError:
+                parsed = None
+        else:
+            parsed, text = args or {}, json.dumps(args or {})
+        out.append(ToolCall(id=str(c.get("id") or f"call_{i}"), name=str(fn.get("name") or ""),
+                            arguments=parsed if isinstance(parsed, dict) else None, arguments_json=text))
+    return tuple(out)
+
+
+def finish_reason(data: Mapping[str, Any], had_tool_calls: bool) -> FinishReason:
+    # done_reason stays "stop" when the model called tools (protocols.md §4.6).
+    if had_tool_calls:
+        return "tool_calls"
+    return FINISH_REASONS.get(str(data.get("done_reason")), "other")
+
+
+# -- request ---------------------------------------------------------------------------------------
+
+def _message(m: Message, tool_names: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": m.role, "content": m.text}
+    images = [p.data for p in m.images]
+    if images:
+        out["images"] = images
+    if m.tool_calls:
+        out["tool_calls"] = [{"id": c.id, "function": {"name": c.name, "arguments": c.arguments or {}}}
+                             for c in m.tool_calls]
+    if m.role == "tool":
+        name = m.name or tool_names.get(m.tool_call_id or "")
+        if name:
+            out["tool_name"] = name
+        out["tool_call_id"] = m.tool_call_id
+    return out
+
+
+def _split_extra(extra: Mapping[str, Any], allowed: frozenset[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    top: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    unknown = []
+    for key, value in extra.items():
+        if key in OPTION_NAMES:
+            options[key] = value
+        elif key == "options":
+            options.update(value)
+        elif key in allowed:
+            top[key] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        raise ValidationError(f"Ollama does not know the field(s) {sorted(unknown)}; it would ignore them silently "
+                              f"(request fields: {sorted(allowed)}; Modelfile options go in extra too)")
+    return top, options
+
+
+def _options(request: GenerateRequest, defaults: Mapping[str, Any]) -> dict[str, Any]:
+    options = dict(defaults)
+    if request.max_tokens is not None:
+        options["num_predict"] = request.max_tokens
+    if request.temperature is not None:
+        options["temperature"] = request.temperature
+    if request.top_p is not None:
+        options["top_p"] = request.top_p
+    if request.stop:
+        options["stop"] = list(request.stop)
+    return options
+
+
+def build_payload(request: GenerateRequest, model: str, stream: bool,
+                  defaults: Mapping[str, Any] = {}) -> dict[str, Any]:  # noqa: B006 - read only
+    """Our request -> the ``/api/chat`` body (``stream`` always explicit: Ollama streams by default)."""
+    top, extra_options = _split_extra(request.extra, CHAT_FIELDS)
+    tool_names = {c.id: c.name for m in request.messages for c in m.tool_calls}
+    messages = [{"role": "system", "content": request.system}] if request.system else []
+    messages += [_message(m, tool_names) for m in request.messages]
+    body: dict[str, Any] = {"model": model, "messages": messages, "stream": stream}
+    options = {**_options(request, {k: v for k, v in defaults.items() if k in OPTION_NAMES}), **extra_options}
+    if options:
+        body["options"] = options
+    if "keep_alive" in defaults:
+        body["keep_alive"] = defaults["keep_alive"]
+    if request.tools:
+        body["tools"] = [{"type": "function", "function": {"name": t.name, "description": t.description,
+                                                           "parameters": t.parameters}} for t in request.tools]
+    body.update(top)
+    return body
+
+
+# -- response --------------------------------------------------------------------------------------
+
+def parse_result(data: Mapping[str, Any], model: str, latency_s: float = 0.0) -> GenerationResult:
+    """A non-streaming ``/api/chat`` or ``/api/generate`` answer -> our result.
+
+    Raises:
+        KeyError, TypeError: the body lacks the documented fields.
+    """
+    if "message" in data:
+        message = data["message"]
+        text = message.get("content") or ""
+        calls = _tool_calls(message.get("tool_calls"), 0)
+    else:
+        text, calls = data["response"], ()
+    return GenerationResult(
+        content=text, model=str(data.get("model") or model), provider="ollama",
+        finish_reason=finish_reason(data, bool(calls)), usage=parse_usage(data), tool_calls=calls,
+        latency_s=latency_s, raw=dict(data),
+    )
+
+
+@dataclass
+class StreamState:
+    """What one stream carries between lines."""
+
+    model: str
+    index: int = 0
+    tool_count: int = 0
+    final: dict[str, Any] = field(default_factory=dict)
+    done: bool = False
+
+
+def parse_line(data: Mapping[str, Any], state: StreamState) -> StreamChunk | None:
+    """One NDJSON object -> a chunk with its text and complete tool calls, or None.
+
+    The final ``done: true`` object's text is kept too: it is not always empty.
+    """
+    state.model = str(data.get("model") or state.model)
+    if data.get("done"):
+        state.done = True
+        state.final = dict(data)
+    message = data.get("message")
+    text = (message.get("content") if message else data.get("response")) or ""
+    calls = _tool_calls((message or {}).get("tool_calls"), state.tool_count)
+    deltas = tuple(ToolCallDelta(index=state.tool_count + i, id=c.id, name=c.name, arguments_delta=c.arguments_json)
+                   for i, c in enumerate(calls))
+    state.tool_count += len(calls)
+    if not text and not deltas:
+        return None
+    chunk = StreamChunk(content=text, index=state.index, tool_calls=deltas, model=state.model, provider="ollama")
+    state.index += 1
+    return chunk
+
+
+class OllamaProvider(HttpProvider):
+    """A model served by Ollama, through its native API.
+
+    Args:
+        model: ``llama3.1``, ``llama3.2:1b``, ``qwen2.5``... (``name:tag``; ``:latest`` implied).
+        host: the server (``OLLAMA_HOST`` rules: ``"gpu-box"``, ``":11435"``, ``"https://ollama.example"``);
+            default ``OLLAMA_HOST``, else ``127.0.0.1:11434``. ``base_url=`` is accepted too.
+        api_key: a bearer token for hosted Ollama (default ``OLLAMA_API_KEY``); not needed locally.
+        num_ctx: the context window the server allocates (Ollama silently truncates prompts longer
+            than its default, which is far below most models' trained context).
+        keep_alive: how long the model stays loaded after a call (``"10m"``, seconds, ``-1``).
+        **kwargs: timeout, max_retries, retry, transport, headers, verify.
+
+    Per-call Ollama fields go in ``extra``: Modelfile options (``seed``, ``top_k``, ``num_ctx``...)
+    and request fields (``format`` for JSON or a schema, ``think``, ``keep_alive``).
+    """
+
+    provider_id = "ollama"
+    DEFAULT_BASE_URL = DEFAULT_HOST
+    DEFAULT_MODEL = "llama3.1"
+    API_KEY_ENV = "OLLAMA_API_KEY"
+    BASE_URL_ENV = "OLLAMA_HOST"
+    CONNECT_HINT = "no Ollama server answers at {base_url}: start it with `ollama serve` or set OLLAMA_HOST"
+    MODELS: ClassVar[tuple[ModelInfo, ...]] = MODELS
+    UNKNOWN_MODEL: ClassVar[ModelInfo] = ModelInfo(id="", context_window=4096, max_output=4096, tools=False,
+                                                   tier=Tier.LOCAL)
+
+    def __init__(self, model: str | None = None, host: str | None = None, *, num_ctx: int | None = None,
+                 keep_alive: str | float | None = None, **kwargs: Any) -> None:
+        if host is not None and kwargs.get("base_url") is not None:
+            raise ValueError("give host or base_url, not both")
+        kwargs["base_url"] = host if host is not None else kwargs.get("base_url")
+        super().__init__(model, **kwargs)
+        self._defaults: dict[str, Any] = {}
+        if num_ctx is not None:
+            self._defaults["num_ctx"] = num_ctx
+        if keep_alive is not None:
+            self._defaults["keep_alive"] = keep_alive
+
+    @classmethod
+    def find_model(cls, name: str) -> ModelInfo | None:
+        return super().find_model(name.removesuffix(":latest"))
+
+    def _normalise_base_url(self, url: str) -> str:
+        return parse_host(url)
+
+    @property
+    def host(self) -> str:
+        return self.base_url
+
+    def _auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+
+    def _check(self, request: GenerateRequest) -> None:
+        super()._check(request)
+        for m in request.messages:
+            if any(p.url for p in m.images):
+                raise ValidationError("Ollama takes images as bytes, not URLs: use ContentPart.image_bytes or "
+                                      "image_file", provider=self.provider_id, model=self._model)
+
+    # -- errors -------------------------------------------------------------------------------
+
+    def _error_details(self, body: Any) -> tuple[str | None, str | None, str | None]:
+        if isinstance(body, dict) and isinstance(body.get("error"), str):
+            return body["error"], None, None
+        return None, None, None
+
+    def _refine_error_class(self, cls: type[APIError], status: int, error_type: str | None,
+                            error_code: str | None, is_json: bool) -> type[APIError]:
+        if status == 404 and cls is NotFoundError:
+            return ModelNotFoundError
+        if status == 503:
+            return OverloadedError  # the request queue is full
+        return cls
+
+    def _error_from_response(self, status: int, headers: Mapping[str, str], content: bytes) -> APIError:
+        err = super()._error_from_response(status, headers, content)
+        if isinstance(err, ModelNotFoundError):
+            err.message = f"{err.message} (pull it first: `ollama pull {self._model}`)"
+        return err
+
+    # -- calls --------------------------------------------------------------------------------
+
+    def _generate(self, request: GenerateRequest) -> GenerationResult:
+        return self._call("/api/chat", build_payload(request, self._model, False, self._defaults), request.timeout)
+
+    def _stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
+        return self._lines("/api/chat", build_payload(request, self._model, True, self._defaults), request.timeout)
+
+    def generate_raw_sync(self, prompt: str, *, raw: bool = True, **options: Any) -> GenerationResult:
+        """``/api/generate``: the prompt goes to the model as given (``raw=True``: no chat template).
+
+        Options are those of ``generate_sync``; ``extra`` may add ``suffix``, ``images``, ``template``.
+        """
+        request = build_request(prompt, options)
+        self._check(request)
+        payload = self._generate_payload(request, raw, False)
+        return self._recorded(lambda: self._call("/api/generate", payload, request.timeout))
+
+    def stream_raw_sync(self, prompt: str, *, raw: bool = True, **options: Any) -> Iterator[StreamChunk]:
+        """Streaming ``/api/generate``."""
+        request = build_request(prompt, options)
+        self._check(request)
+        payload = self._generate_payload(request, raw, True)
+        return ChunkStream(self._recorded_stream(self._lines("/api/generate", payload, request.timeout)))
+
+    def _generate_payload(self, request: GenerateRequest, raw: bool, stream: bool) -> dict[str, Any]:
+        top, extra_options = _split_extra(request.extra, GENERATE_FIELDS)
+        body: dict[str, Any] = {"model": self._model, "prompt": request.messages[-1].text, "stream": stream,
+                                "raw": raw}
+        options = {**_options(request, {k: v for k, v in self._defaults.items() if k in OPTION_NAMES}),
+                   **extra_options}
+        if options:
+            body["options"] = options
+        if request.system:
+            body["system"] = request.system
+        if "keep_alive" in self._defaults:
+            body["keep_alive"] = self._defaults["keep_alive"]
+        body.update(top)
+        return body
+
+    def _call(self, path: str, payload: Mapping[str, Any], timeout: float | None) -> GenerationResult:
+        start = time.perf_counter()
+        data, _ = self._send("POST", path, payload, timeout)
+        try:
+            if "error" in data:
+                raise self._error_from_response(500, {}, json.dumps(data).encode())
+            return parse_result(data, self._model, time.perf_counter() - start)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise InvalidResponseError(f"response lacks the expected fields ({exc!r})", provider=self.provider_id,
+                                       model=self._model, status=200) from None
+
+    def _lines(self, path: str, payload: Mapping[str, Any], timeout: float | None) -> Iterator[StreamChunk]:
+        state = StreamState(model=self._model)
+        with self._open_stream(path, payload, timeout) as stream:
+            try:
+                for data in iter_json_lines(stream.iter_bytes()):
+                    if not isinstance(data, dict):
+                        continue
+                    if data.get("error"):  # checked first, as ollama-python does
+                        raise stream_error_class(ServerError)(
+                            f"error inside the stream: {self._scrub(str(data['error']))}", provider=self.provider_id,
+                            model=self._model, status=200, body=self._scrub(json.dumps(data)))
+                    chunk = parse_line(data, state)
+                    if chunk is not None:
+                        yield chunk
+                    if state.done:
+                        break
+            except ProviderError as exc:
+                self._annotate(exc, state.index)
+                raise
+        if not state.done:
+            raise self._annotate(TruncatedStreamError(
+                f"stream ended without its final done:true line after {state.index} chunks: the answer is "
+                "incomplete"), state.index)
+        yield StreamChunk(content="", index=state.index, finish_reason=finish_reason(state.final, state.tool_count > 0),
+                          usage=parse_usage(state.final), model=state.model, provider="ollama")
+
+    # -- health, models, capabilities ---------------------------------------------------------
+
+    def list_models_sync(self) -> list[str]:
+        """Names of the installed models (``GET /api/tags``)."""
+        data, _ = self._send("GET", "/api/tags", timeout=self.timeout.connect + 10)
+        return [str(m.get("name") or m.get("model")) for m in data.get("models") or () if isinstance(m, dict)]
+
+    def is_pulled_sync(self) -> bool:
+        """Whether this provider's model is installed on the server."""
+        wanted = {self._model, f"{self._model}:latest"} if ":" not in self._model else {self._model}
+        return bool(wanted & set(self.list_models_sync()))
+
+    def health_check_sync(self) -> HealthStatus:
+        """``GET /api/version`` (is the server up) then ``GET /api/tags`` (is the model pulled).
+        Never loads a model into memory."""
+        start = time.perf_counter()
+        detail: dict[str, Any] = {}
+        try:
+            data, _ = self._send("GET", "/api/version", timeout=self.timeout.connect + 5)
+            detail["version"] = data.get("version") if isinstance(data, dict) else None
+            detail["model_pulled"] = self.is_pulled_sync()
+        except ProviderError as exc:
+            return HealthStatus(False, self.provider_id, self._model, time.perf_counter() - start, error=str(exc),
+                                detail=detail)
+        error = None if detail["model_pulled"] else f"model {self._model} is not pulled: `ollama pull {self._model}`"
+        return HealthStatus(error is None, self.provider_id, self._model, time.perf_counter() - start, error=error,
+                            detail=detail)
+
+    def fetch_capabilities_sync(self) -> ModelInfo:
+        """Ask the server about this model (``POST /api/show``): its trained context length and whether
+        it does tools and vision. The answer replaces the catalog row for this provider."""
+        data, _ = self._send("POST", "/api/show", {"model": self._model}, timeout=self.timeout.connect + 30)
+        try:
+            caps = set(data.get("capabilities") or ())
+            info = data.get("model_info") or {}
+            context = next((int(v) for k, v in info.items() if k.endswith(".context_length")), None)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise InvalidResponseError(f"/api/show answer not understood ({exc!r})", provider=self.provider_id,
+                                       model=self._model, status=200) from None
+        base = self._model_info or replace(self.UNKNOWN_MODEL, id=self._model)
+        context = context or base.context_window
+        self._model_info = replace(base, context_window=context, max_output=context,
+                                   tools="tools" in caps, vision="vision" in caps)
+        return self._model_info
