@@ -226,3 +226,25 @@ def add_anthropic_routes(server: FakeServer, text: str = "Paris is the capital o
 
     server.route("POST", "/v1/messages", messages)
     server.route("GET", "/v1/models", lambda r, w: w.json(200, {"data": [{"id": "claude-sonnet-4-20250514"}]}))
+
+
+# -- a fake Ollama native API ----------------------------------------------------------------------
+
+def add_ollama_routes(server: FakeServer, text: str = "Rayleigh scattering.") -> None:
+    """``/api/chat`` (plain and NDJSON), ``/api/version``, ``/api/tags``."""
+    final = {"model": "llama3.1", "done": True, "done_reason": "stop", "prompt_eval_count": 7,
+             "eval_count": len(text.split()), "total_duration": 10_000_000}
+
+    def chat(req: Received, reply: Reply) -> None:
+        if req.json().get("stream"):
+            words = text.split(" ")
+            lines = [{"model": "llama3.1", "message": {"role": "assistant", "content": w if i == 0 else " " + w},
+                      "done": False} for i, w in enumerate(words)]
+            lines.append({**final, "message": {"role": "assistant", "content": ""}})
+            reply.stream(200, [json.dumps(x).encode() + b"\n" for x in lines], {"Content-Type": "application/x-ndjson"})
+        else:
+            reply.json(200, {**final, "message": {"role": "assistant", "content": text}})
+
+    server.route("POST", "/api/chat", chat)
+    server.route("GET", "/api/version", lambda r, w: w.json(200, {"version": "0.12.0"}))
+    server.route("GET", "/api/tags", lambda r, w: w.json(200, {"models": [{"name": "llama3.1:latest"}]}))

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from .server import FakeServer, Received, Reply, add_anthropic_routes, add_openai_routes
+from .server import FakeServer, Received, Reply, add_anthropic_routes, add_ollama_routes, add_openai_routes
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -44,6 +44,8 @@ def test_readme_python_blocks_run(server: FakeServer, monkeypatch: pytest.Monkey
     add_anthropic_routes(server, "Qubits compute with superposition.")
     monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
     monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+    monkeypatch.setenv("OLLAMA_HOST", server.url)
+    add_ollama_routes(server)
     code = blocks("python")
     assert len(code) >= 6
     namespace: dict[str, Any] = {}
@@ -56,6 +58,8 @@ def test_readme_python_blocks_run(server: FakeServer, monkeypatch: pytest.Monkey
     assert "get_weather {'city': 'Paris'}" in text
     assert "max_tokens must be at least 1, got -1" in text
     assert "10 answers" in text
+    assert "Rayleigh scattering." in text
+    assert "{'version': '0.12.0', 'model_pulled': True}" in text and "['llama3.1:latest']" in text
     assert "claude-sonnet-4-20250514" in text and "Qubits compute with superposition." in text
     # the requests really reached the server, with what the examples asked for
     bodies = [r.json() for r in server.received if r.method == "POST"]
