@@ -18,15 +18,13 @@ from urllib.parse import quote, urlsplit
 from ..errors import (
     APIError,
     ConfigurationError,
-    InvalidResponseError,
     ModelNotFoundError,
     NotFoundError,
     ProviderError,
     QuotaExceededError,
     TruncatedStreamError,
     ValidationError,
-    error_class_for_status,
-    stream_error_class,
+    status_for_error_type,
 )
 from ..request import GenerateRequest
 from ..sse import iter_sse
@@ -62,20 +60,6 @@ FINISH_REASONS: dict[str, FinishReason] = {
     "tool_use": "tool_calls",
     "refusal": "content_filter",
     "pause_turn": "other",
-}
-
-# error.type -> the status it comes with (protocols.md §3.5), for errors inside a 200 stream.
-ERROR_TYPE_STATUS = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "billing_error": 402,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "request_too_large": 413,
-    "rate_limit_error": 429,
-    "api_error": 500,
-    "timeout_error": 504,
-    "overloaded_error": 529,
 }
 
 MODELS: tuple[ModelInfo, ...] = (
@@ -394,9 +378,7 @@ class AnthropicProvider(HttpProvider):
         try:
             return parse_result(data, self._model, time.perf_counter() - start, self._request_id(resp.headers))
         except (KeyError, TypeError, AttributeError) as exc:
-            raise InvalidResponseError(f"response lacks the expected fields ({exc!r})", provider=self.provider_id,
-                                       model=self._model, status=200,
-                                       request_id=self._request_id(resp.headers)) from None
+            raise self._invalid(f"response lacks the expected fields ({exc!r})", resp.headers) from None
 
     def _stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
         payload = build_payload(request, self._model, self.default_max_tokens, stream=True)
@@ -409,7 +391,9 @@ class AnthropicProvider(HttpProvider):
                     if not isinstance(data, dict):
                         continue
                     if event.event == "error" or data.get("type") == "error":
-                        raise self._stream_error(data, request_id)
+                        _, error_type, _ = self._error_details(data)
+                        status = status_for_error_type(error_type)
+                        raise self._in_stream_error(data, status, data.get("request_id") or request_id)
                     chunk = parse_event(event.event, data, state)
                     if chunk is not None:
                         yield chunk
@@ -424,16 +408,6 @@ class AnthropicProvider(HttpProvider):
                 state.index)
         yield StreamChunk(content="", index=state.index, finish_reason=state.finish or "stop",
                           usage=state.usage(), model=state.model, provider="anthropic")
-
-    def _stream_error(self, data: Mapping[str, Any], request_id: str | None) -> APIError:
-        """An ``error`` event -> the class its type has as an HTTP error, and a StreamError."""
-        message, error_type, code = self._error_details(data)
-        status = ERROR_TYPE_STATUS.get(error_type or "", 500)
-        cls = self._refine_error_class(error_class_for_status(status), status, error_type, code, True)
-        return stream_error_class(cls)(
-            f"error inside the stream: {self._scrub(message or 'unknown error')}", provider=self.provider_id,
-            model=self._model, status=200, request_id=data.get("request_id") or request_id,
-            error_type=error_type, error_code=code, body=self._scrub(json.dumps(data)))
 
     # -- health and models --------------------------------------------------------------------
 
@@ -451,17 +425,13 @@ class AnthropicProvider(HttpProvider):
     def health_check_sync(self) -> HealthStatus:
         """``GET /v1/models/{model}``: checks the key and that the model is still served; no tokens.
         Servers other than Anthropic's answer ``GET /v1/models`` instead."""
-        start = time.perf_counter()
-        detail: dict[str, Any] = {}
-        info = self._model_info
-        if info is not None and info.lifecycle != "active":
-            detail["lifecycle"] = info.lifecycle
-        try:
-            if self.is_anthropic:
-                self._send("GET", f"/v1/models/{quote(self._model, safe='')}", timeout=self.timeout.connect + 10)
-            else:
-                self._send("GET", "/v1/models", timeout=self.timeout.connect + 10)
-        except ProviderError as exc:
-            return HealthStatus(False, self.provider_id, self._model, time.perf_counter() - start,
-                                error=str(exc), detail=detail)
-        return HealthStatus(True, self.provider_id, self._model, time.perf_counter() - start, detail=detail)
+
+        def probe(detail: dict[str, Any]) -> str | None:
+            info = self._model_info
+            if info is not None and info.lifecycle != "active":
+                detail["lifecycle"] = info.lifecycle
+            path = f"/v1/models/{quote(self._model, safe='')}" if self.is_anthropic else "/v1/models"
+            self._send("GET", path, timeout=self.timeout.connect + 10)
+            return None
+
+        return self._health(probe)

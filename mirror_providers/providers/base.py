@@ -12,7 +12,8 @@ import json
 import os
 import re
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -25,6 +26,7 @@ from ..errors import (
     ProviderError,
     ValidationError,
     error_class_for_status,
+    stream_error_class,
 )
 from ..provider import Provider, on_abort
 from ..request import GenerateRequest
@@ -38,7 +40,7 @@ from ..transport import (
     Timeout,
     Transport,
 )
-from ..types import Capabilities, ModelInfo, Tier
+from ..types import Capabilities, HealthStatus, ModelInfo, Tier
 
 __all__ = ["HttpProvider", "default_transport"]
 
@@ -276,10 +278,9 @@ class HttpProvider(Provider):
         try:
             return json.loads(content)
         except ValueError:
-            raise InvalidResponseError(
+            raise self._invalid(
                 f"response is not valid JSON: {self._scrub(content[:200].decode('utf-8', 'replace'))!r}",
-                provider=self.provider_id, model=self._model, status=200,
-                request_id=self._request_id(headers)) from None
+                headers) from None
 
     # -- errors -----------------------------------------------------------------------------
 
@@ -315,6 +316,33 @@ class HttpProvider(Provider):
             error_type=error_type, error_code=error_code, body=text,
             should_retry={"true": True, "false": False}.get(should),
         )
+
+    def _invalid(self, what: str, headers: Mapping[str, str] | None = None) -> InvalidResponseError:
+        """A 2xx answer that is not what the API documents."""
+        return InvalidResponseError(what, provider=self.provider_id, model=self._model, status=200,
+                                    request_id=self._request_id(headers) if headers is not None else None)
+
+    def _in_stream_error(self, data: Mapping[str, Any], status: int, request_id: str | None) -> APIError:
+        """An error object inside a 200 stream -> the class ``status`` would have had as an HTTP
+        error, which is also a ``StreamError``."""
+        message, error_type, code = self._error_details(data)
+        cls = self._refine_error_class(error_class_for_status(status), status, error_type, code, True)
+        return stream_error_class(cls)(
+            f"error inside the stream: {self._scrub(message or 'unknown error')}", provider=self.provider_id,
+            model=self._model, status=200, request_id=request_id, error_type=error_type, error_code=code,
+            body=self._scrub(json.dumps(data)))
+
+    def _health(self, probe: Callable[[dict[str, Any]], str | None]) -> HealthStatus:
+        """Run ``probe`` (which fills in details and returns why it is unhealthy, or None) and
+        report; a library error is reported, never raised."""
+        start = time.perf_counter()
+        detail: dict[str, Any] = {}
+        try:
+            error = probe(detail)
+        except ProviderError as exc:
+            error = str(exc)
+        return HealthStatus(error is None, self.provider_id, self._model, time.perf_counter() - start,
+                            error=error, detail=detail)
 
     def _annotate(self, exc: ProviderError, delivered: int = 0) -> ProviderError:
         """Say who failed (transport errors do not know) and how many chunks were out."""

@@ -15,15 +15,12 @@ from typing import Any, ClassVar
 
 from ..errors import (
     APIError,
-    InvalidResponseError,
     ModelNotFoundError,
     NotFoundError,
     OverloadedError,
     ProviderError,
-    ServerError,
     TruncatedStreamError,
     ValidationError,
-    stream_error_class,
 )
 from ..provider import ChunkStream
 from ..request import GenerateRequest, build_request
@@ -385,8 +382,7 @@ class OllamaProvider(HttpProvider):
                 raise self._error_from_response(500, {}, json.dumps(data).encode())
             return parse_result(data, self._model, time.perf_counter() - start)
         except (KeyError, TypeError, AttributeError) as exc:
-            raise InvalidResponseError(f"response lacks the expected fields ({exc!r})", provider=self.provider_id,
-                                       model=self._model, status=200) from None
+            raise self._invalid(f"response lacks the expected fields ({exc!r})") from None
 
     def _lines(self, path: str, payload: Mapping[str, Any], timeout: float | None) -> Iterator[StreamChunk]:
         state = StreamState(model=self._model)
@@ -396,9 +392,7 @@ class OllamaProvider(HttpProvider):
                     if not isinstance(data, dict):
                         continue
                     if data.get("error"):  # checked first, as ollama-python does
-                        raise stream_error_class(ServerError)(
-                            f"error inside the stream: {self._scrub(str(data['error']))}", provider=self.provider_id,
-                            model=self._model, status=200, body=self._scrub(json.dumps(data)))
+                        raise self._in_stream_error(data, 500, None)
                     chunk = parse_line(data, state)
                     if chunk is not None:
                         yield chunk
@@ -429,18 +423,14 @@ class OllamaProvider(HttpProvider):
     def health_check_sync(self) -> HealthStatus:
         """``GET /api/version`` (is the server up) then ``GET /api/tags`` (is the model pulled).
         Never loads a model into memory."""
-        start = time.perf_counter()
-        detail: dict[str, Any] = {}
-        try:
+
+        def probe(detail: dict[str, Any]) -> str | None:
             data, _ = self._send("GET", "/api/version", timeout=self.timeout.connect + 5)
             detail["version"] = data.get("version") if isinstance(data, dict) else None
             detail["model_pulled"] = self.is_pulled_sync()
-        except ProviderError as exc:
-            return HealthStatus(False, self.provider_id, self._model, time.perf_counter() - start, error=str(exc),
-                                detail=detail)
-        error = None if detail["model_pulled"] else f"model {self._model} is not pulled: `ollama pull {self._model}`"
-        return HealthStatus(error is None, self.provider_id, self._model, time.perf_counter() - start, error=error,
-                            detail=detail)
+            return None if detail["model_pulled"] else f"model {self._model} is not pulled: `ollama pull {self._model}`"
+
+        return self._health(probe)
 
     def fetch_capabilities_sync(self) -> ModelInfo:
         """Ask the server about this model (``POST /api/show``): its trained context length and whether
@@ -451,8 +441,7 @@ class OllamaProvider(HttpProvider):
             info = data.get("model_info") or {}
             context = next((int(v) for k, v in info.items() if k.endswith(".context_length")), None)
         except (AttributeError, TypeError, ValueError) as exc:
-            raise InvalidResponseError(f"/api/show answer not understood ({exc!r})", provider=self.provider_id,
-                                       model=self._model, status=200) from None
+            raise self._invalid(f"/api/show answer not understood ({exc!r})") from None
         base = self._model_info or replace(self.UNKNOWN_MODEL, id=self._model)
         context = context or base.context_window
         self._model_info = replace(base, context_window=context, max_output=context,

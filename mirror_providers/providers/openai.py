@@ -19,15 +19,13 @@ from ..errors import (
     APIError,
     ConfigurationError,
     ContextLengthExceededError,
-    InvalidResponseError,
     ModelNotFoundError,
     NotFoundError,
     ProviderError,
     QuotaExceededError,
     TruncatedStreamError,
     ValidationError,
-    error_class_for_status,
-    stream_error_class,
+    status_for_error_type,
 )
 from ..request import GenerateRequest
 from ..sse import iter_sse
@@ -59,13 +57,6 @@ FINISH_REASONS: dict[str, FinishReason] = {
 }
 
 CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
-# The HTTP status an error type would have come with, for errors inside a 200 stream.
-_STREAM_ERROR_STATUS = {
-    "invalid_request_error": 400, "context_length_exceeded": 400, "authentication_error": 401,
-    "invalid_api_key": 401, "permission_error": 403, "not_found_error": 404, "model_not_found": 404,
-    "rate_limit_exceeded": 429, "rate_limit_error": 429, "insufficient_quota": 429,
-    "server_error": 500, "api_error": 500, "overloaded_error": 529,
-}
 # Reasoning models reject max_tokens and need max_completion_tokens (protocols.md §2.2).
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 
@@ -339,10 +330,6 @@ class OpenAIProvider(HttpProvider):
         except (KeyError, TypeError, IndexError, AttributeError) as exc:
             raise self._invalid(f"response lacks the expected fields ({exc!r})", resp.headers) from None
 
-    def _invalid(self, message: str, headers: Mapping[str, str]) -> ProviderError:
-        return InvalidResponseError(message, provider=self.provider_id, model=self._model, status=200,
-                                    request_id=self._request_id(headers))
-
     def _stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
         payload = build_payload(request, self._model, stream=True)
         state = StreamState(model=self._model)
@@ -355,7 +342,8 @@ class OpenAIProvider(HttpProvider):
                         break
                     data = event.json()
                     if isinstance(data, dict) and data.get("error"):
-                        raise self._stream_error(data, request_id)
+                        _, error_type, code = self._error_details(data)
+                        raise self._in_stream_error(data, status_for_error_type(code, error_type), request_id)
                     chunk = parse_event(data, state)
                     if chunk is not None:
                         yield chunk
@@ -369,16 +357,6 @@ class OpenAIProvider(HttpProvider):
         yield StreamChunk(content="", index=state.index, finish_reason=state.finish or "stop",
                           usage=state.usage, model=state.model, provider="openai")
 
-    def _stream_error(self, data: Mapping[str, Any], request_id: str | None) -> APIError:
-        """An ``{"error": ...}`` chunk -> the class its type would have as an HTTP error."""
-        message, error_type, code = self._error_details(data)
-        status = _STREAM_ERROR_STATUS.get(code or "", _STREAM_ERROR_STATUS.get(error_type or "", 500))
-        cls = self._refine_error_class(error_class_for_status(status), status, error_type, code, True)
-        return stream_error_class(cls)(
-            f"error inside the stream: {self._scrub(message or 'unknown error')}", provider=self.provider_id,
-            model=self._model, status=200, request_id=request_id, error_type=error_type, error_code=code,
-            body=self._scrub(json.dumps(data)))
-
     # -- health and models ------------------------------------------------------------------
 
     def list_models_sync(self) -> list[str]:
@@ -389,16 +367,14 @@ class OpenAIProvider(HttpProvider):
     def health_check_sync(self) -> HealthStatus:
         """``GET /models/{model}`` on OpenAI (checks key and model access, costs no tokens);
         ``GET /models`` on a compatible server (whose model list may use other names)."""
-        start = time.perf_counter()
-        detail: dict[str, Any] = {}
-        try:
+
+        def probe(detail: dict[str, Any]) -> str | None:
             if self.is_openai:
                 self._send("GET", f"/models/{quote(self._model, safe='')}", timeout=self.timeout.connect + 10)
             else:
                 models = self.list_models_sync()
                 detail["models"] = models
                 detail["model_listed"] = self._model in models
-        except ProviderError as exc:
-            return HealthStatus(False, self.provider_id, self._model, time.perf_counter() - start,
-                                error=str(exc), detail=detail)
-        return HealthStatus(True, self.provider_id, self._model, time.perf_counter() - start, detail=detail)
+            return None
+
+        return self._health(probe)
