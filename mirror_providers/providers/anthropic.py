@@ -20,14 +20,12 @@ from ..errors import (
     ConfigurationError,
     ModelNotFoundError,
     NotFoundError,
-    ProviderError,
     QuotaExceededError,
-    TruncatedStreamError,
     ValidationError,
     status_for_error_type,
 )
 from ..request import GenerateRequest
-from ..sse import iter_sse
+from ..sse import ServerSentEvent, iter_sse
 from ..types import (
     FinishReason,
     GenerationResult,
@@ -381,31 +379,21 @@ class AnthropicProvider(HttpProvider):
             raise self._invalid(f"response lacks the expected fields ({exc!r})", resp.headers) from None
 
     def _stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
-        payload = build_payload(request, self._model, self.default_max_tokens, stream=True)
         state = StreamState(model=self._model)
-        with self._open_stream("/v1/messages", payload, request.timeout) as stream:
-            request_id = self._request_id(stream.headers)
-            try:
-                for event in iter_sse(stream.iter_bytes()):
-                    data = event.json()
-                    if not isinstance(data, dict):
-                        continue
-                    if event.event == "error" or data.get("type") == "error":
-                        _, error_type, _ = self._error_details(data)
-                        status = status_for_error_type(error_type)
-                        raise self._in_stream_error(data, status, data.get("request_id") or request_id)
-                    chunk = parse_event(event.event, data, state)
-                    if chunk is not None:
-                        yield chunk
-                    if state.done:
-                        break
-            except ProviderError as exc:
-                self._annotate(exc, state.index)
-                raise
-        if not state.done:
-            raise self._annotate(TruncatedStreamError(
-                f"stream ended without message_stop after {state.index} chunks: the answer is incomplete"),
-                state.index)
+
+        def handle(event: ServerSentEvent, request_id: str | None) -> StreamChunk | None:
+            data = event.json()
+            if not isinstance(data, dict):
+                return None
+            if event.event == "error" or data.get("type") == "error":
+                _, error_type, _ = self._error_details(data)
+                raise self._in_stream_error(data, status_for_error_type(error_type),
+                                            data.get("request_id") or request_id)
+            return parse_event(event.event, data, state)
+
+        payload = build_payload(request, self._model, self.default_max_tokens, stream=True)
+        yield from self._stream_frames("/v1/messages", payload, request.timeout, iter_sse, handle, state,
+                                       "message_stop")
         yield StreamChunk(content="", index=state.index, finish_reason=state.finish or "stop",
                           usage=state.usage(), model=state.model, provider="anthropic")
 

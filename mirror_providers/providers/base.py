@@ -13,8 +13,8 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, ClassVar, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from ..errors import (
@@ -24,6 +24,7 @@ from ..errors import (
     ConnectError,
     InvalidResponseError,
     ProviderError,
+    TruncatedStreamError,
     ValidationError,
     error_class_for_status,
     stream_error_class,
@@ -40,9 +41,18 @@ from ..transport import (
     Timeout,
     Transport,
 )
-from ..types import Capabilities, HealthStatus, ModelInfo, Tier
+from ..types import Capabilities, HealthStatus, ModelInfo, StreamChunk, Tier
 
-__all__ = ["HttpProvider", "default_transport"]
+__all__ = ["HttpProvider", "StreamProgress", "default_transport"]
+
+F = TypeVar("F")
+
+
+class StreamProgress(Protocol):
+    """What a vendor's stream state tells the shared stream loop."""
+
+    done: bool  # the vendor's terminator arrived
+    index: int  # chunks yielded so far
 
 _shared_lock = threading.Lock()
 _shared_transport: RequestsTransport | None = None
@@ -343,6 +353,31 @@ class HttpProvider(Provider):
             error = str(exc)
         return HealthStatus(error is None, self.provider_id, self._model, time.perf_counter() - start,
                             error=error, detail=detail)
+
+    def _stream_frames(self, path: str, payload: Mapping[str, Any], timeout: float | None,
+                       decode: Callable[[Iterator[bytes]], Iterator[F]],
+                       handle: Callable[[F, str | None], StreamChunk | None],
+                       progress: StreamProgress, terminator: str) -> Iterator[StreamChunk]:
+        """Open a stream and yield what ``handle`` makes of each decoded frame (it may raise, and
+        it marks ``progress.done`` when the vendor's terminator arrives). Errors say how many
+        chunks were delivered; a stream that ends before its terminator raises
+        ``TruncatedStreamError``: a cut answer is never passed off as a short one."""
+        with self._open_stream(path, payload, timeout) as stream:
+            request_id = self._request_id(stream.headers)
+            try:
+                for frame in decode(stream.iter_bytes()):
+                    chunk = handle(frame, request_id)
+                    if chunk is not None:
+                        yield chunk
+                    if progress.done:
+                        break
+            except ProviderError as exc:
+                self._annotate(exc, progress.index)
+                raise
+        if not progress.done:
+            raise self._annotate(TruncatedStreamError(
+                f"stream ended without {terminator} after {progress.index} chunks: the answer is incomplete"),
+                progress.index)
 
     def _annotate(self, exc: ProviderError, delivered: int = 0) -> ProviderError:
         """Say who failed (transport errors do not know) and how many chunks were out."""

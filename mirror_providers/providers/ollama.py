@@ -18,8 +18,6 @@ from ..errors import (
     ModelNotFoundError,
     NotFoundError,
     OverloadedError,
-    ProviderError,
-    TruncatedStreamError,
     ValidationError,
 )
 from ..provider import ChunkStream
@@ -386,25 +384,16 @@ class OllamaProvider(HttpProvider):
 
     def _lines(self, path: str, payload: Mapping[str, Any], timeout: float | None) -> Iterator[StreamChunk]:
         state = StreamState(model=self._model)
-        with self._open_stream(path, payload, timeout) as stream:
-            try:
-                for data in iter_json_lines(stream.iter_bytes()):
-                    if not isinstance(data, dict):
-                        continue
-                    if data.get("error"):  # checked first, as ollama-python does
-                        raise self._in_stream_error(data, 500, None)
-                    chunk = parse_line(data, state)
-                    if chunk is not None:
-                        yield chunk
-                    if state.done:
-                        break
-            except ProviderError as exc:
-                self._annotate(exc, state.index)
-                raise
-        if not state.done:
-            raise self._annotate(TruncatedStreamError(
-                f"stream ended without its final done:true line after {state.index} chunks: the answer is "
-                "incomplete"), state.index)
+
+        def handle(data: Any, request_id: str | None) -> StreamChunk | None:
+            if not isinstance(data, dict):
+                return None
+            if data.get("error"):  # checked first, as ollama-python does
+                raise self._in_stream_error(data, 500, None)
+            return parse_line(data, state)
+
+        yield from self._stream_frames(path, payload, timeout, iter_json_lines, handle, state,
+                                       "its final done:true line")
         yield StreamChunk(content="", index=state.index, finish_reason=finish_reason(state.final, state.tool_count > 0),
                           usage=parse_usage(state.final), model=state.model, provider="ollama")
 

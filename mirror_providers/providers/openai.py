@@ -21,14 +21,12 @@ from ..errors import (
     ContextLengthExceededError,
     ModelNotFoundError,
     NotFoundError,
-    ProviderError,
     QuotaExceededError,
-    TruncatedStreamError,
     ValidationError,
     status_for_error_type,
 )
 from ..request import GenerateRequest
-from ..sse import iter_sse
+from ..sse import ServerSentEvent, iter_sse
 from ..types import (
     FinishReason,
     GenerationResult,
@@ -331,29 +329,20 @@ class OpenAIProvider(HttpProvider):
             raise self._invalid(f"response lacks the expected fields ({exc!r})", resp.headers) from None
 
     def _stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
-        payload = build_payload(request, self._model, stream=True)
         state = StreamState(model=self._model)
-        with self._open_stream("/chat/completions", payload, request.timeout) as stream:
-            request_id = self._request_id(stream.headers)
-            try:
-                for event in iter_sse(stream.iter_bytes()):
-                    if event.data.startswith("[DONE]"):
-                        state.done = True
-                        break
-                    data = event.json()
-                    if isinstance(data, dict) and data.get("error"):
-                        _, error_type, code = self._error_details(data)
-                        raise self._in_stream_error(data, status_for_error_type(code, error_type), request_id)
-                    chunk = parse_event(data, state)
-                    if chunk is not None:
-                        yield chunk
-            except ProviderError as exc:
-                self._annotate(exc, state.index)
-                raise
-        if not state.done:
-            raise self._annotate(TruncatedStreamError(
-                f"stream ended without [DONE] after {state.index} chunks: the answer is incomplete"),
-                state.index)
+
+        def handle(event: ServerSentEvent, request_id: str | None) -> StreamChunk | None:
+            if event.data.startswith("[DONE]"):  # the SDK's test: any data beginning with [DONE]
+                state.done = True
+                return None
+            data = event.json()
+            if isinstance(data, dict) and data.get("error"):  # checked before parsing, as the SDK does
+                _, error_type, code = self._error_details(data)
+                raise self._in_stream_error(data, status_for_error_type(code, error_type), request_id)
+            return parse_event(data, state)
+
+        payload = build_payload(request, self._model, stream=True)
+        yield from self._stream_frames("/chat/completions", payload, request.timeout, iter_sse, handle, state, "[DONE]")
         yield StreamChunk(content="", index=state.index, finish_reason=state.finish or "stop",
                           usage=state.usage, model=state.model, provider="openai")
 
