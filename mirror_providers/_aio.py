@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:  # asyncio costs ~15 ms to import: loaded only when something is awaited
     import asyncio
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import Future, ThreadPoolExecutor
 
-__all__ = ["get_executor", "iterate_in_thread", "run_sync", "set_max_workers"]
+__all__ = ["get_executor", "iterate_in_thread", "map_blocking", "run_sync", "set_max_workers", "submit"]
 
 T = TypeVar("T")
+A = TypeVar("A")
 
 _lock = threading.Lock()
 _executor: ThreadPoolExecutor | None = None
@@ -68,6 +69,53 @@ def get_executor() -> ThreadPoolExecutor:
                 _executor = ThreadPoolExecutor(_max_workers, thread_name_prefix="mirror-providers")
             ex = _executor
     return ex
+
+
+def _in_worker() -> bool:
+    return threading.current_thread().name.startswith("mirror-providers")
+
+
+def submit(fn: Callable[..., T], /, *args: Any) -> Future[T]:
+    """Run ``fn(*args)`` on the shared thread pool, contextvars copied; return its Future."""
+    ctx = contextvars.copy_context()
+    return get_executor().submit(ctx.run, fn, *args)
+
+
+def map_blocking(fn: Callable[[A], T], items: list[A], max_workers: int | None,
+                 on_progress: Callable[[int, int], None] | None) -> list[T]:
+    """``[fn(x) for x in items]`` run on the shared pool, at most ``max_workers`` at once,
+    results in order. ``fn`` must not raise (wrap errors into results).
+
+    Called from one of the pool's own threads (a batch inside an awaited call), it runs the
+    items in that thread instead: waiting there for other pool threads could deadlock.
+    """
+    total = len(items)
+    results: list[T | None] = [None] * total
+    if _in_worker():
+        for i, item in enumerate(items):
+            results[i] = fn(item)
+            if on_progress is not None:
+                on_progress(i + 1, total)
+        return results  # type: ignore[return-value]
+    limit = max(1, min(max_workers or _max_workers, _max_workers))
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    pending: dict[Future[T], int] = {}
+    done = 0
+    queue = iter(enumerate(items))
+    while True:
+        for i, item in queue:
+            pending[submit(fn, item)] = i
+            if len(pending) >= limit:
+                break
+        if not pending:
+            return results  # type: ignore[return-value]
+        finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+        for fut in finished:
+            results[pending.pop(fut)] = fut.result()
+            done += 1
+            if on_progress is not None:
+                on_progress(done, total)
 
 
 async def run_sync(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:

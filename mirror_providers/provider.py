@@ -20,7 +20,7 @@ import contextvars
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, ClassVar
 
 from . import _aio
@@ -29,6 +29,8 @@ from .request import GenerateRequest, Prompt, build_request
 from .types import Capabilities, GenerationResult, HealthStatus, ProviderStats, StreamChunk
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from typing_extensions import Unpack
 
     from .request import Options
@@ -297,6 +299,42 @@ class Provider:
         """
         request = build_request(prompt, options)
         return _aio.iterate_in_thread(lambda: self.stream_sync(request))
+
+    def submit(self, prompt: Prompt, **options: Unpack[Options]) -> Future[GenerationResult]:
+        """Start ``generate_sync`` on the library's thread pool and return its ``Future``."""
+        request = build_request(prompt, options)
+        return _aio.submit(self.generate_sync, request)
+
+    def map_sync(
+        self,
+        prompts: Iterable[Prompt],
+        *,
+        max_workers: int | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+        **options: Unpack[Options],
+    ) -> list[GenerationResult | ProviderError]:
+        """Generate answers for many prompts concurrently; results come back in prompt order.
+
+        A prompt that fails gives its ``ProviderError`` in its place; the others are unaffected.
+
+        Args:
+            prompts: the prompts (anything ``generate_sync`` accepts).
+            max_workers: how many calls run at once (default: the thread pool's size).
+            on_progress: called as ``on_progress(done, total)`` after each prompt finishes, from
+                the calling thread (a progress bar can update directly).
+            **options: options for every call.
+
+        Raises:
+            ValidationError: a prompt or option is invalid (checked for all before any call).
+        """
+        requests = [build_request(p, options) for p in prompts]
+        return _aio.map_blocking(self._generate_or_error, requests, max_workers, on_progress)
+
+    def _generate_or_error(self, request: GenerateRequest) -> GenerationResult | ProviderError:
+        try:
+            return self.generate_sync(request)
+        except ProviderError as exc:
+            return exc
 
     async def health_check(self) -> HealthStatus:
         """Awaitable ``health_check_sync``."""

@@ -434,6 +434,7 @@ class ProviderStats(_JsonMixin):
         latency_p50_s, latency_p95_s, latency_p99_s: over the last 1000 successful calls.
         last_error: the last error, as text (never holds a key).
         last_error_at: its Unix time.
+        cooldown_remaining_s: for a pool member, seconds until it is tried again (None: in rotation).
         members: for pools, the stats of each member.
     """
 
@@ -450,6 +451,7 @@ class ProviderStats(_JsonMixin):
     latency_p99_s: float | None = None
     last_error: str | None = None
     last_error_at: float | None = None
+    cooldown_remaining_s: float | None = None
     members: tuple[ProviderStats, ...] = ()
 
 

@@ -1,6 +1,48 @@
-"""Pools of providers that are themselves providers (FallbackChain, ProviderPool, TieredRouter).
+"""Pools of providers that are themselves providers, on the library's thread pool.
 
-Pooling sees only the ``Provider`` interface. The classes land with the pooling issue (#5).
+* ``FallbackChain``: try members in order until one answers.
+* ``ProviderPool``: spread requests over members with a strategy (round robin, random,
+  weighted, least loaded, lowest latency), keeping unhealthy members out of rotation.
+* ``TieredRouter``: pick a flagship, balanced or fast model by the prompt's complexity.
+
+They nest (a pool inside a chain inside a router) and offer everything a provider does: sync and
+async calls, streaming, health, stats, batch helpers. Member state lives behind ``MemberState``
+(``InMemoryState`` by default). Pooling sees only the ``Provider`` interface.
 """
 
-__all__: list[str] = []
+from ._engine import Attempt, PoolProvider
+from .fallback import FallbackChain
+from .pool import ProviderPool
+from .state import InMemoryState, MemberSnapshot, MemberState
+from .strategies import (
+    STRATEGIES,
+    Candidate,
+    LeastLoaded,
+    LowestLatency,
+    Random,
+    RoundRobin,
+    Strategy,
+    Weighted,
+)
+from .tiered import RoutingDecision, TieredRouter, default_scorer
+
+__all__ = [
+    "STRATEGIES",
+    "Attempt",
+    "Candidate",
+    "FallbackChain",
+    "InMemoryState",
+    "LeastLoaded",
+    "LowestLatency",
+    "MemberSnapshot",
+    "MemberState",
+    "PoolProvider",
+    "ProviderPool",
+    "Random",
+    "RoundRobin",
+    "RoutingDecision",
+    "Strategy",
+    "TieredRouter",
+    "Weighted",
+    "default_scorer",
+]

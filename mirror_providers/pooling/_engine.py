@@ -1,0 +1,280 @@
+"""The attempt loop every pool shares: try members in the order a plan gives, fail over on the
+errors that say another provider may help, keep member health, honour deadlines.
+
+A pool is a ``Provider``: it implements ``_generate``/``_stream`` over its members' public
+``generate_sync``/``stream_sync``, so pools nest and everything ``Provider`` derives (async,
+stats, batch helpers) works on them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ..errors import AllProvidersFailedError, BadRequestError, ConfigurationError, ProviderError
+from ..provider import Provider
+from ..request import GenerateRequest
+from ..types import Capabilities, GenerationResult, HealthStatus, ProviderStats, StreamChunk
+from .state import InMemoryState, MemberSnapshot, MemberState
+
+__all__ = ["Attempt", "Member", "PoolProvider"]
+
+MemberSpec = Provider | tuple[Provider, float]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One failed try, as ``AllProvidersFailedError.attempts`` lists it.
+
+    Attributes:
+        provider, model: the member tried.
+        error: what it raised.
+        elapsed_s: how long the try took.
+    """
+
+    provider: str
+    model: str
+    error: ProviderError
+    elapsed_s: float
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.model} after {self.elapsed_s:.2f}s: {type(self.error).__name__}: {self.error}"
+
+
+@dataclass(frozen=True)
+class Member:
+    """A provider in a pool. ``key`` names it in the state store."""
+
+    provider: Provider
+    weight: float
+    position: int
+    key: str
+
+
+def _member_fault(exc: ProviderError) -> bool:
+    """Does this error say something about the member's health (not the caller's input)?"""
+    return exc.failover_ok and not isinstance(exc, BadRequestError)
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+class PoolProvider(Provider):
+    """Base of FallbackChain, ProviderPool and TieredRouter.
+
+    Args:
+        providers: the members, each a ``Provider`` or a ``(provider, weight)`` pair.
+        state: where member state lives (default: ``InMemoryState(failure_threshold, cooldown_s)``).
+        failure_threshold: consecutive failures that take a member out of rotation.
+        cooldown_s: how long it stays out (a rate limit's ``retry_after`` may extend it).
+        deadline_s: the most one call may take across all its attempts.
+        attempt_timeout_s: the read timeout given to each attempt.
+        clock: monotonic seconds (inject for tests).
+        seed: seeds the random choices of strategies (inject for reproducible runs).
+    """
+
+    provider_id: ClassVar[str] = "pool"
+
+    def __init__(
+        self,
+        providers: Sequence[MemberSpec],
+        *,
+        state: MemberState | None = None,
+        failure_threshold: int = 3,
+        cooldown_s: float = 30.0,
+        deadline_s: float | None = None,
+        attempt_timeout_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not providers:
+            raise ConfigurationError(f"{type(self).__name__} needs at least one provider")
+        members = []
+        for i, spec in enumerate(providers):
+            provider, weight = spec if isinstance(spec, tuple) else (spec, 1.0)
+            if not isinstance(provider, Provider):
+                raise ConfigurationError(f"member {i} is a {type(provider).__name__}, not a Provider")
+            if not isinstance(weight, (int, float)) or weight < 0:
+                raise ConfigurationError(f"member {i} weight must be a number >= 0, got {weight!r}")
+            members.append(Member(provider, float(weight), i, f"{i}:{provider.provider_id}:{provider.model_name}"))
+        for name, value in (("deadline_s", deadline_s), ("attempt_timeout_s", attempt_timeout_s)):
+            if value is not None and not value > 0:
+                raise ConfigurationError(f"{name} must be positive, got {value!r}")
+        self.members: tuple[Member, ...] = tuple(members)
+        self.state: MemberState = state or InMemoryState(failure_threshold, cooldown_s)
+        self.deadline_s = deadline_s
+        self.attempt_timeout_s = attempt_timeout_s
+        self._clock = clock
+        self._rng = random.Random(seed)
+
+    # -- what subclasses decide -----------------------------------------------------------------
+
+    def _plan(self, request: GenerateRequest) -> Iterator[Member]:
+        """The members to try for this request, in order (lazily: state may change between tries)."""
+        raise NotImplementedError
+
+    def _available_first(self, members: Sequence[Member]) -> list[Member]:
+        """Members in rotation in the given order, then those in cooldown, soonest back first:
+        a pool never fails without trying when every member is cooling down."""
+        now = self._clock()
+        snaps = {m.key: self.state.snapshot(m.key) for m in members}
+        ready = [m for m in members if snaps[m.key].available(now)]
+        cooling = sorted((m for m in members if not snaps[m.key].available(now)),
+                         key=lambda m: snaps[m.key].cooldown_until)
+        return ready + cooling
+
+    # -- identity -------------------------------------------------------------------------------
+
+    @property
+    def model_name(self) -> str:
+        return ", ".join(f"{m.provider.provider_id}:{m.provider.model_name}" for m in self.members)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What every member can do (a request may land on any of them)."""
+        caps = [m.provider.capabilities for m in self.members]
+        return Capabilities(
+            supports_streaming=all(c.supports_streaming for c in caps),
+            supports_vision=all(c.supports_vision for c in caps),
+            supports_function_calling=all(c.supports_function_calling for c in caps),
+            max_tokens=min(c.max_tokens for c in caps),
+            max_context_window=min(c.max_context_window for c in caps),
+            tier=caps[0].tier,
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}([{', '.join(repr(m.provider) for m in self.members)}])"
+
+    def close(self) -> None:
+        for m in self.members:
+            m.provider.close()
+
+    # -- the attempt loop -----------------------------------------------------------------------
+
+    def _timeout(self, request: GenerateRequest, started: float) -> float | None:
+        """The read timeout for the next attempt; <= 0 when the deadline has passed."""
+        limits = [t for t in (request.timeout, self.attempt_timeout_s) if t is not None]
+        if self.deadline_s is not None:
+            limits.append(self.deadline_s - (self._clock() - started))
+        return min(limits) if limits else None
+
+    def _all_failed(self, attempts: list[Attempt], started: float, deadline_hit: bool) -> AllProvidersFailedError:
+        elapsed = self._clock() - started
+        head = (f"deadline of {self.deadline_s}s reached after {len(attempts)} attempt(s)" if deadline_hit
+                else f"all {len(attempts)} attempt(s) failed")
+        err = AllProvidersFailedError(f"{head} in {elapsed:.2f}s: " + "; ".join(str(a) for a in attempts), attempts)
+        err.provider, err.model = self.provider_id, self.model_name
+        return err
+
+    def _failed(self, member: Member, exc: ProviderError, t0: float, attempts: list[Attempt]) -> None:
+        now = self._clock()
+        if _member_fault(exc):
+            self.state.failure(member.key, exc, now)
+        else:
+            self.state.release(member.key)
+        attempts.append(Attempt(member.provider.provider_id, member.provider.model_name, exc, now - t0))
+
+    def _generate(self, request: GenerateRequest) -> GenerationResult:
+        attempts: list[Attempt] = []
+        started = self._clock()
+        for member in self._plan(request):
+            timeout = self._timeout(request, started)
+            if timeout is not None and timeout <= 0:
+                raise self._all_failed(attempts, started, deadline_hit=True)
+            t0 = self._clock()
+            self.state.begin(member.key)
+            try:
+                result = member.provider.generate_sync(request, timeout=timeout)
+            except ProviderError as exc:
+                self._failed(member, exc, t0, attempts)
+                if not exc.failover_ok:
+                    raise
+                continue
+            except BaseException:
+                self.state.release(member.key)
+                raise
+            self.state.success(member.key, self._clock() - t0, self._clock())
+            return dataclasses.replace(result, attempts=len(attempts) + result.attempts)
+        raise self._all_failed(attempts, started, deadline_hit=False)
+
+    def _stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
+        attempts: list[Attempt] = []
+        started = self._clock()
+        for member in self._plan(request):
+            timeout = self._timeout(request, started)
+            if timeout is not None and timeout <= 0:
+                raise self._all_failed(attempts, started, deadline_hit=True)
+            t0 = self._clock()
+            self.state.begin(member.key)
+            delivered = 0
+            outcome = "released"
+            try:
+                for chunk in member.provider.stream_sync(request, timeout=timeout):
+                    delivered += 1
+                    yield chunk
+                outcome = "ok"
+            except ProviderError as exc:
+                outcome = "failed"
+                self._failed(member, exc, t0, attempts)
+                if delivered or not exc.failover_ok:
+                    # Never splice two models' answers: the caller learns how much it already has.
+                    exc.chunks_delivered = delivered
+                    raise
+                continue
+            finally:
+                if outcome == "ok":
+                    self.state.success(member.key, self._clock() - t0, self._clock())
+                elif outcome == "released":  # the consumer stopped early
+                    self.state.release(member.key)
+            return
+        raise self._all_failed(attempts, started, deadline_hit=False)
+
+    # -- health and stats -----------------------------------------------------------------------
+
+    def health_check_sync(self) -> HealthStatus:
+        """Check every member; healthy when at least one is."""
+        start = self._clock()
+        checks = [m.provider.health_check_sync() for m in self.members]
+        detail: dict[str, Any] = {"members": [
+            {"provider": c.provider, "model": c.model, "healthy": c.healthy, "error": c.error} for c in checks]}
+        healthy = any(c.healthy for c in checks)
+        error = None if healthy else "no member is healthy: " + "; ".join(
+            f"{c.provider}:{c.model}: {c.error}" for c in checks)
+        return HealthStatus(healthy, self.provider_id, self.model_name, self._clock() - start, error, detail)
+
+    def _member_stats(self, member: Member, snap: MemberSnapshot, now: float) -> ProviderStats:
+        if not snap.available(now):
+            status = "cooldown"
+        elif snap.consecutive_failures:
+            status = "degraded"
+        elif snap.successes:
+            status = "healthy"
+        else:
+            status = "unknown"
+        own = member.provider.get_stats()
+        return ProviderStats(
+            provider=member.provider.provider_id, model=member.provider.model_name, status=status,
+            requests=snap.successes + snap.failures + snap.in_flight, successes=snap.successes, errors=snap.failures,
+            in_flight=snap.in_flight, consecutive_errors=snap.consecutive_failures,
+            latency_p50_s=_percentile(snap.latencies_s, 0.5), latency_p95_s=_percentile(snap.latencies_s, 0.95),
+            latency_p99_s=_percentile(snap.latencies_s, 0.99), last_error=own.last_error,
+            last_error_at=own.last_error_at,
+            cooldown_remaining_s=None if snap.available(now) else snap.cooldown_until - now,
+            members=own.members,
+        )
+
+    def get_stats(self) -> ProviderStats:
+        """The pool's own counts, and per member: in flight, successes, failures, latency
+        percentiles, health (``healthy``/``degraded``/``cooldown``/``unknown``), cooldown left."""
+        now = self._clock()
+        members = tuple(self._member_stats(m, self.state.snapshot(m.key), now) for m in self.members)
+        return dataclasses.replace(super().get_stats(), members=members)

@@ -1,0 +1,73 @@
+"""ProviderPool: spread requests over equivalent providers with a routing strategy."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+from ..errors import ConfigurationError
+from ..request import GenerateRequest
+from ._engine import Member, MemberSpec, PoolProvider
+from .strategies import Candidate, Strategy, strategy_from_name
+
+__all__ = ["ProviderPool"]
+
+
+class ProviderPool(PoolProvider):
+    """Route each request to one healthy member chosen by a strategy; on a failure that another
+    member may not have, retry on another (at most ``max_attempts`` tries in all).
+
+    Members in cooldown get no requests while a healthy member exists; when none is healthy, the
+    one whose cooldown ends first is tried rather than failing without trying.
+
+    Args:
+        providers: the members, each a ``Provider`` or ``(provider, weight)``.
+        strategy: ``"round_robin"``, ``"random"``, ``"weighted"``, ``"least_loaded"`` (default),
+            ``"latency"``, or a ``Strategy`` instance.
+        weights: one weight per member for ``"weighted"`` (instead of pairs).
+        max_attempts: tries per call across members (default: up to 3).
+        **kwargs: state, failure_threshold, cooldown_s, deadline_s, attempt_timeout_s, clock,
+            seed (see ``PoolProvider``).
+
+    Example::
+
+        pool = ProviderPool(providers=[OpenAIProvider(model="gpt-4o-mini"), OllamaProvider("llama3.1")],
+                            strategy="least_loaded")
+        results = pool.map_sync(["one", "two", "three"], max_workers=8)
+    """
+
+    provider_id: ClassVar[str] = "pool"
+
+    def __init__(self, providers: Sequence[MemberSpec], strategy: str | Strategy = "least_loaded", *,
+                 weights: Sequence[float] | None = None, max_attempts: int | None = None, **kwargs: Any) -> None:
+        if weights is not None:
+            if len(weights) != len(providers):
+                raise ConfigurationError(f"{len(weights)} weights for {len(providers)} providers")
+            providers = [(p[0] if isinstance(p, tuple) else p, w) for p, w in zip(providers, weights, strict=True)]
+        super().__init__(providers, **kwargs)
+        self.strategy = strategy_from_name(strategy)
+        if self.strategy.name == "weighted" and not any(m.weight for m in self.members):
+            raise ConfigurationError("weighted strategy needs at least one positive weight")
+        if max_attempts is not None and max_attempts < 1:
+            raise ConfigurationError(f"max_attempts must be >= 1, got {max_attempts}")
+        self.max_attempts = max_attempts or min(3, len(self.members))
+
+    def _plan(self, request: GenerateRequest) -> Iterator[Member]:
+        tried: set[str] = set()
+        for _ in range(self.max_attempts):
+            left = [m for m in self.members if m.key not in tried]
+            if not left:
+                return
+            now = self._clock()
+            snaps = {m.key: self.state.snapshot(m.key) for m in left}
+            ready = [m for m in left if snaps[m.key].available(now)]
+            if ready:
+                views = [Candidate(m.position, m.weight, snaps[m.key]) for m in ready]
+                if self.strategy.name == "weighted" and not any(v.weight for v in views):
+                    views = [Candidate(v.position, 1.0, v.state) for v in views]
+                chosen = self.strategy.select(views, self._rng)
+                member = self.members[chosen.position]
+            else:
+                member = min(left, key=lambda m: snaps[m.key].cooldown_until)
+            tried.add(member.key)
+            yield member

@@ -1,0 +1,128 @@
+"""Routing strategies: which healthy member takes the next request.
+
+A strategy sees only ``Candidate`` views (position, weight, a state snapshot), never providers
+or the store, so any ``MemberState`` backend works with any strategy. Write your own by
+subclassing ``Strategy``; pass an instance, or a built-in's name, to ``ProviderPool``.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..errors import ConfigurationError
+from .state import MemberSnapshot
+
+__all__ = ["STRATEGIES", "Candidate", "LeastLoaded", "LowestLatency", "Random", "RoundRobin", "Strategy", "Weighted",
+           "strategy_from_name"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A member a strategy may pick.
+
+    Attributes:
+        position: the member's index in the pool (stable).
+        weight: its configured weight.
+        state: its state snapshot.
+    """
+
+    position: int
+    weight: float
+    state: MemberSnapshot
+
+
+class Strategy:
+    """Picks one of the candidates (never an empty list)."""
+
+    name = "custom"
+
+    def select(self, candidates: Sequence[Candidate], rng: random.Random) -> Candidate:
+        raise NotImplementedError
+
+
+class RoundRobin(Strategy):
+    """Members in turn, in pool order, skipping those out of rotation."""
+
+    name = "round_robin"
+
+    def __init__(self) -> None:
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def select(self, candidates: Sequence[Candidate], rng: random.Random) -> Candidate:
+        with self._lock:
+            # The first candidate at or after the cursor, cyclically by pool position.
+            after = [c for c in candidates if c.position >= self._next]
+            chosen = min(after or candidates, key=lambda c: c.position)
+            self._next = chosen.position + 1
+            return chosen
+
+
+class Random(Strategy):
+    """Uniformly at random."""
+
+    name = "random"
+
+    def select(self, candidates: Sequence[Candidate], rng: random.Random) -> Candidate:
+        return rng.choice(list(candidates))
+
+
+class Weighted(Strategy):
+    """At random, in proportion to each member's weight."""
+
+    name = "weighted"
+
+    def select(self, candidates: Sequence[Candidate], rng: random.Random) -> Candidate:
+        return rng.choices(list(candidates), weights=[c.weight for c in candidates])[0]
+
+
+class LeastLoaded(Strategy):
+    """The member with the fewest requests in flight; ties broken at random."""
+
+    name = "least_loaded"
+
+    def select(self, candidates: Sequence[Candidate], rng: random.Random) -> Candidate:
+        low = min(c.state.in_flight for c in candidates)
+        return rng.choice([c for c in candidates if c.state.in_flight == low])
+
+
+class LowestLatency(Strategy):
+    """The member with the lowest recent latency (an EWMA).
+
+    Members never measured are tried first; with probability ``explore`` another member is
+    picked at random, so a slow member that recovered gets noticed.
+    """
+
+    name = "latency"
+
+    def __init__(self, explore: float = 0.1) -> None:
+        if not 0 <= explore <= 1:
+            raise ConfigurationError(f"explore must be between 0 and 1, got {explore}")
+        self.explore = explore
+
+    def select(self, candidates: Sequence[Candidate], rng: random.Random) -> Candidate:
+        unmeasured = [c for c in candidates if c.state.latency_ewma_s is None]
+        if unmeasured:
+            return unmeasured[0]
+        if len(candidates) > 1 and rng.random() < self.explore:
+            return rng.choice(list(candidates))
+        return min(candidates, key=lambda c: c.state.latency_ewma_s or 0.0)
+
+
+STRATEGIES: dict[str, type[Strategy]] = {
+    s.name: s for s in (RoundRobin, Random, Weighted, LeastLoaded, LowestLatency)
+}
+
+
+def strategy_from_name(name: str | Strategy) -> Strategy:
+    """A built-in strategy by name, or the given instance."""
+    if isinstance(name, Strategy):
+        return name
+    cls = STRATEGIES.get(name)
+    if cls is None:
+        raise ConfigurationError(f"unknown strategy {name!r}; choose one of {', '.join(sorted(STRATEGIES))} "
+                                 "or pass a Strategy instance")
+    return cls()
