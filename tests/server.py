@@ -104,6 +104,15 @@ class FakeServer:
                 super().setup()
                 with server._lock:
                     server.connections += 1
+                    server._open.add(self.connection)
+
+            def finish(self) -> None:
+                with server._lock:
+                    server._open.discard(self.connection)
+                try:
+                    super().finish()
+                except OSError:
+                    pass
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -128,6 +137,7 @@ class FakeServer:
             do_GET = do_POST = do_HEAD = do_DELETE = _serve
 
         self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
@@ -142,8 +152,16 @@ class FakeServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Stop like a killed process: stop listening and cut every open connection."""
         self._httpd.shutdown()
         self._httpd.server_close()
+        with self._lock:
+            open_now = list(self._open)
+        for conn in open_now:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         self._thread.join(5)
 
 
