@@ -60,6 +60,7 @@ def test_readme_python_blocks_run(server: FakeServer, monkeypatch: pytest.Monkey
     assert "10 answers" in text
     assert "Rayleigh scattering." in text
     assert "{'version': '0.12.0', 'model_pulled': True}" in text and "['llama3.1:latest']" in text
+    assert "openai gpt-4o-mini-2024-07-18 1" in text and "100 answers; healthy" in text and "Tier.FAST" in text
     assert "claude-sonnet-4-20250514" in text and "Qubits compute with superposition." in text
     # the requests really reached the server, with what the examples asked for
     bodies = [r.json() for r in server.received if r.method == "POST"]
