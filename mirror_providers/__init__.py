@@ -72,6 +72,7 @@ _EXPORTS = {
     "ValidationError": "errors",
     "create_provider": "catalog",
     "join_chunks": "types",
+    "set_max_workers": "provider",
     "list_models": "catalog",
 }
 
@@ -119,7 +120,7 @@ if TYPE_CHECKING:
         TruncatedStreamError,
         ValidationError,
     )
-    from .provider import Provider
+    from .provider import Provider, set_max_workers
     from .providers.anthropic import AnthropicProvider
     from .providers.ollama import OllamaProvider
     from .providers.openai import OpenAIProvider

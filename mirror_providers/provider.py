@@ -35,7 +35,14 @@ if TYPE_CHECKING:
 
     from .request import Options
 
-__all__ = ["ChunkStream", "Provider", "on_abort"]
+__all__ = ["ChunkStream", "Provider", "on_abort", "set_max_workers", "thread_pool_size"]
+
+set_max_workers = _aio.set_max_workers
+
+
+def thread_pool_size() -> int:
+    """How many threads run awaitables and batch helpers (``set_max_workers`` changes it)."""
+    return _aio.max_workers()
 
 _LATENCY_WINDOW = 1000
 UNHEALTHY_AFTER = 3  # consecutive failures

@@ -44,7 +44,10 @@ logger = logging.getLogger("mirror_providers.transport")
 SECRET_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "cookie", "set-cookie",
                             "proxy-authorization"})
 STREAM_READ_SIZE = 65536
-DEFAULT_POOL_SIZE = 32
+# Connections kept per host. urllib3 opens more when more threads call at once and discards the
+# extras with a "connection pool is full" warning: the size caps idle connections, it allocates
+# nothing, so it is generous.
+DEFAULT_POOL_SIZE = 128
 
 
 @dataclass(frozen=True)

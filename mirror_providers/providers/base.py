@@ -29,10 +29,11 @@ from ..errors import (
     error_class_for_status,
     stream_error_class,
 )
-from ..provider import Provider, on_abort
+from ..provider import Provider, on_abort, thread_pool_size
 from ..request import GenerateRequest
 from ..retry import RetryingTransport, RetryPolicy, parse_retry_after
 from ..transport import (
+    DEFAULT_POOL_SIZE,
     DEFAULT_TIMEOUT,
     HttpRequest,
     HttpResponse,
@@ -84,7 +85,8 @@ def default_transport() -> RequestsTransport:
     global _shared_transport
     with _shared_lock:
         if _shared_transport is None or _shared_transport._closed:
-            _shared_transport = RequestsTransport()
+            # Sized for the thread pool, so awaited and batched calls never overflow it.
+            _shared_transport = RequestsTransport(pool_size=max(DEFAULT_POOL_SIZE, thread_pool_size()))
         return _shared_transport
 
 

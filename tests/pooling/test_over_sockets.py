@@ -107,3 +107,33 @@ def test_cancelled_async_stream_through_a_chain_releases_at_once(server: FakeSer
         asyncio.run(main())
     finally:
         hold.set()
+
+
+def test_120_threads_through_a_pool_no_pool_full_warning(server: FakeServer, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    add_openai_routes(server, "ok")
+    barrier = threading.Barrier(120, timeout=10)
+    plain = server.routes[("POST", "/v1/chat/completions")]
+
+    def route(req: Received, reply: Reply) -> None:
+        try:
+            barrier.wait()  # all 120 requests in flight at the same time
+        except threading.BrokenBarrierError:
+            pass
+        plain(req, reply)
+
+    server.route("POST", "/v1/chat/completions", route)
+    pool = ProviderPool([OpenAIProvider(base_url=server.url + "/v1"), OpenAIProvider(base_url=server.url + "/v1")],
+                        strategy="least_loaded")
+    caplog.set_level(logging.WARNING, logger="urllib3")
+    with warnings.catch_warnings(), ThreadPoolExecutor(120) as ex:
+        warnings.simplefilter("error")
+        results = list(ex.map(lambda i: pool.generate_sync(f"q{i}").content, range(120)))
+    assert results == ["ok"] * 120
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
+    stats = pool.get_stats()
+    assert (stats.successes, stats.in_flight) == (120, 0) and sum(m.successes for m in stats.members) == 120
+    assert server.connections <= 120
