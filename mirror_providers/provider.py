@@ -191,7 +191,8 @@ class Provider:
 
     Every call accepts the options of :class:`mirror_providers.request.Options`: ``system``,
     ``max_tokens``, ``temperature``, ``top_p``, ``stop``, ``tools``, ``tool_choice``,
-    ``parallel_tool_calls``, ``timeout`` (seconds) and ``extra`` (vendor fields, sent as given).
+    ``parallel_tool_calls``, ``timeout`` (seconds), ``max_retries`` (this call's retry count) and
+    ``extra`` (vendor fields, sent as given).
     """
 
     provider_id: ClassVar[str] = "provider"

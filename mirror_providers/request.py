@@ -35,6 +35,7 @@ class GenerateRequest:
         tool_choice: ``auto``, ``none``, ``required`` or a function name to force.
         parallel_tool_calls: allow several calls in one answer (None: vendor default).
         timeout: per-call read timeout in seconds.
+        max_retries: per-call override of the provider's retry count (0: no retries).
         extra: vendor-specific fields merged into the request body as given.
     """
 
@@ -48,6 +49,7 @@ class GenerateRequest:
     tool_choice: str | None = None
     parallel_tool_calls: bool | None = None
     timeout: float | None = None
+    max_retries: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def system_text(self) -> str | None:
@@ -73,6 +75,7 @@ class Options(TypedDict, total=False):
     tool_choice: ToolChoice | None
     parallel_tool_calls: bool | None
     timeout: float | None
+    max_retries: int | None
     extra: Mapping[str, Any] | None
 
 
@@ -273,6 +276,12 @@ def _timeout(value: Any) -> float:
     return float(value)
 
 
+def _retries(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationError(f"max_retries must be an integer >= 0, got {value!r}")
+    return value
+
+
 def _system(value: Any) -> str:
     if not isinstance(value, str):
         raise ValidationError(f"system must be text, got {type(value).__name__}")
@@ -301,5 +310,6 @@ _CHECKS: dict[str, Any] = {
     "tool_choice": _tool_choice,
     "parallel_tool_calls": _bool,
     "timeout": _timeout,
+    "max_retries": _retries,
     "extra": _extra,
 }

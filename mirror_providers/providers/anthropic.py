@@ -372,7 +372,7 @@ class AnthropicProvider(HttpProvider):
     def _generate(self, request: GenerateRequest) -> GenerationResult:
         start = time.perf_counter()
         payload = build_payload(request, self._model, self.default_max_tokens, stream=False)
-        data, resp = self._send("POST", "/v1/messages", payload, request.timeout)
+        data, resp = self._send("POST", "/v1/messages", payload, request.timeout, request.max_retries)
         try:
             return parse_result(data, self._model, time.perf_counter() - start, self._request_id(resp.headers))
         except (KeyError, TypeError, AttributeError) as exc:
@@ -393,7 +393,7 @@ class AnthropicProvider(HttpProvider):
 
         payload = build_payload(request, self._model, self.default_max_tokens, stream=True)
         yield from self._stream_frames("/v1/messages", payload, request.timeout, iter_sse, handle, state,
-                                       "message_stop")
+                                       "message_stop", request.max_retries)
         yield StreamChunk(content="", index=state.index, finish_reason=state.finish or "stop",
                           usage=state.usage(), model=state.model, provider="anthropic")
 

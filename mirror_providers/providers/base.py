@@ -8,6 +8,7 @@ refines error classes with its own error types and codes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -258,11 +259,19 @@ class HttpProvider(Provider):
         t = Timeout.coerce(timeout, self.timeout) if timeout is not None else self.timeout
         return HttpRequest(method, self._url(path), self._headers(), body, t)
 
+    def _transport_for(self, max_retries: int | None) -> Transport:
+        """The provider's transport, or one with a per-call retry count."""
+        if max_retries is None or max_retries == self._retry.max_retries:
+            return self.transport
+        if max_retries == 0:
+            return self._inner_transport
+        return RetryingTransport(self._inner_transport, dataclasses.replace(self._retry, max_retries=max_retries))
+
     def _send(self, method: str, path: str, payload: Mapping[str, Any] | None = None,
-              timeout: float | None = None) -> tuple[Any, HttpResponse]:
+              timeout: float | None = None, max_retries: int | None = None) -> tuple[Any, HttpResponse]:
         """Send, raise the mapped error for an error status, return (JSON body, response)."""
         try:
-            resp = self.transport.send(self._request(method, path, payload, timeout))
+            resp = self._transport_for(max_retries).send(self._request(method, path, payload, timeout))
         except ProviderError as exc:
             self._annotate(exc)
             raise
@@ -270,10 +279,11 @@ class HttpProvider(Provider):
             raise self._error_from_response(resp.status, resp.headers, resp.content)
         return self._json(resp.content, resp.headers), resp
 
-    def _open_stream(self, path: str, payload: Mapping[str, Any], timeout: float | None) -> StreamResponse:
+    def _open_stream(self, path: str, payload: Mapping[str, Any], timeout: float | None,
+                     max_retries: int | None = None) -> StreamResponse:
         """Open a stream; an error status is read, closed and raised as the mapped error."""
         try:
-            stream = self.transport.open_stream(self._request("POST", path, payload, timeout))
+            stream = self._transport_for(max_retries).open_stream(self._request("POST", path, payload, timeout))
         except ProviderError as exc:
             self._annotate(exc)
             raise
@@ -359,12 +369,13 @@ class HttpProvider(Provider):
     def _stream_frames(self, path: str, payload: Mapping[str, Any], timeout: float | None,
                        decode: Callable[[Iterator[bytes]], Iterator[F]],
                        handle: Callable[[F, str | None], StreamChunk | None],
-                       progress: StreamProgress, terminator: str) -> Iterator[StreamChunk]:
+                       progress: StreamProgress, terminator: str,
+                       max_retries: int | None = None) -> Iterator[StreamChunk]:
         """Open a stream and yield what ``handle`` makes of each decoded frame (it may raise, and
         it marks ``progress.done`` when the vendor's terminator arrives). Errors say how many
         chunks were delivered; a stream that ends before its terminator raises
         ``TruncatedStreamError``: a cut answer is never passed off as a short one."""
-        with self._open_stream(path, payload, timeout) as stream:
+        with self._open_stream(path, payload, timeout, max_retries) as stream:
             request_id = self._request_id(stream.headers)
             try:
                 for frame in decode(stream.iter_bytes()):

@@ -335,10 +335,10 @@ class OllamaProvider(HttpProvider):
     # -- calls --------------------------------------------------------------------------------
 
     def _generate(self, request: GenerateRequest) -> GenerationResult:
-        return self._call("/api/chat", build_payload(request, self._model, False, self._defaults), request.timeout)
+        return self._call("/api/chat", build_payload(request, self._model, False, self._defaults), request)
 
     def _stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
-        return self._lines("/api/chat", build_payload(request, self._model, True, self._defaults), request.timeout)
+        return self._lines("/api/chat", build_payload(request, self._model, True, self._defaults), request)
 
     def generate_raw_sync(self, prompt: str, *, raw: bool = True, **options: Any) -> GenerationResult:
         """``/api/generate``: the prompt goes to the model as given (``raw=True``: no chat template).
@@ -348,14 +348,14 @@ class OllamaProvider(HttpProvider):
         request = build_request(prompt, options)
         self._check(request)
         payload = self._generate_payload(request, raw, False)
-        return self._recorded(lambda: self._call("/api/generate", payload, request.timeout))
+        return self._recorded(lambda: self._call("/api/generate", payload, request))
 
     def stream_raw_sync(self, prompt: str, *, raw: bool = True, **options: Any) -> Iterator[StreamChunk]:
         """Streaming ``/api/generate``."""
         request = build_request(prompt, options)
         self._check(request)
         payload = self._generate_payload(request, raw, True)
-        return ChunkStream(self._recorded_stream(self._lines("/api/generate", payload, request.timeout)))
+        return ChunkStream(self._recorded_stream(self._lines("/api/generate", payload, request)))
 
     def _generate_payload(self, request: GenerateRequest, raw: bool, stream: bool) -> dict[str, Any]:
         top, extra_options = _split_extra(request.extra, GENERATE_FIELDS)
@@ -372,9 +372,9 @@ class OllamaProvider(HttpProvider):
         body.update(top)
         return body
 
-    def _call(self, path: str, payload: Mapping[str, Any], timeout: float | None) -> GenerationResult:
+    def _call(self, path: str, payload: Mapping[str, Any], request: GenerateRequest) -> GenerationResult:
         start = time.perf_counter()
-        data, _ = self._send("POST", path, payload, timeout)
+        data, _ = self._send("POST", path, payload, request.timeout, request.max_retries)
         try:
             if "error" in data:
                 raise self._error_from_response(500, {}, json.dumps(data).encode())
@@ -382,7 +382,7 @@ class OllamaProvider(HttpProvider):
         except (KeyError, TypeError, AttributeError) as exc:
             raise self._invalid(f"response lacks the expected fields ({exc!r})") from None
 
-    def _lines(self, path: str, payload: Mapping[str, Any], timeout: float | None) -> Iterator[StreamChunk]:
+    def _lines(self, path: str, payload: Mapping[str, Any], request: GenerateRequest) -> Iterator[StreamChunk]:
         state = StreamState(model=self._model)
 
         def handle(data: Any, request_id: str | None) -> StreamChunk | None:
@@ -392,8 +392,8 @@ class OllamaProvider(HttpProvider):
                 raise self._in_stream_error(data, 500, None)
             return parse_line(data, state)
 
-        yield from self._stream_frames(path, payload, timeout, iter_json_lines, handle, state,
-                                       "its final done:true line")
+        yield from self._stream_frames(path, payload, request.timeout, iter_json_lines, handle, state,
+                                       "its final done:true line", request.max_retries)
         yield StreamChunk(content="", index=state.index, finish_reason=finish_reason(state.final, state.tool_count > 0),
                           usage=parse_usage(state.final), model=state.model, provider="ollama")
 

@@ -322,7 +322,7 @@ class OpenAIProvider(HttpProvider):
     def _generate(self, request: GenerateRequest) -> GenerationResult:
         start = time.perf_counter()
         payload = build_payload(request, self._model, stream=False)
-        data, resp = self._send("POST", "/chat/completions", payload, request.timeout)
+        data, resp = self._send("POST", "/chat/completions", payload, request.timeout, request.max_retries)
         try:
             return parse_result(data, self._model, time.perf_counter() - start, self._request_id(resp.headers))
         except (KeyError, TypeError, IndexError, AttributeError) as exc:
@@ -342,7 +342,8 @@ class OpenAIProvider(HttpProvider):
             return parse_event(data, state)
 
         payload = build_payload(request, self._model, stream=True)
-        yield from self._stream_frames("/chat/completions", payload, request.timeout, iter_sse, handle, state, "[DONE]")
+        yield from self._stream_frames("/chat/completions", payload, request.timeout, iter_sse, handle, state, "[DONE]",
+                                       request.max_retries)
         yield StreamChunk(content="", index=state.index, finish_reason=state.finish or "stop",
                           usage=state.usage, model=state.model, provider="openai")
 

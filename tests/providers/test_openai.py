@@ -541,3 +541,21 @@ class TestOpenAIContract(ProviderContract):
     def serve_stream_error(self, server: FakeServer, text: str) -> None:
         frames = [sse(delta(text)).encode(), sse(err_body("boom", "server_error")).encode(), b"data: [DONE]\n\n"]
         self._chat(server, openai_completion(text), frames)
+
+
+@responses.activate
+def test_per_call_retry_override() -> None:
+    responses.post(URL, json=err_body("busy", "server_error"), status=503)
+    slept: list[float] = []
+    p = provider(retry=RetryPolicy(max_retries=2, sleep=slept.append))
+    with pytest.raises(ServerError):
+        p.generate_sync("hi", max_retries=0)
+    assert len(responses.calls) == 1
+    with pytest.raises(ServerError):  # a provider without retries, asked for one on this call
+        provider(retry=RetryPolicy(max_retries=0, sleep=slept.append)).generate_sync("hi", max_retries=1)
+    assert len(responses.calls) == 3 and len(slept) == 1
+    with pytest.raises(ServerError):
+        list(p.stream_sync("hi", max_retries=1))
+    assert len(responses.calls) == 5 and len(slept) == 2
+    with pytest.raises(ValidationError, match="max_retries"):
+        p.generate_sync("hi", max_retries=-1)
