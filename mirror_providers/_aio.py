@@ -26,7 +26,8 @@ if TYPE_CHECKING:  # asyncio costs ~15 ms to import: loaded only when something 
     import asyncio
     from concurrent.futures import Future, ThreadPoolExecutor
 
-__all__ = ["get_executor", "iterate_in_thread", "map_blocking", "run_sync", "set_max_workers", "submit"]
+__all__ = ["active_workers", "get_executor", "iterate_in_thread", "map_blocking", "run_sync", "set_max_workers",
+           "submit"]
 
 T = TypeVar("T")
 A = TypeVar("A")
@@ -36,6 +37,7 @@ _executor: ThreadPoolExecutor | None = None
 _max_workers = int(os.environ.get("MIRROR_PROVIDERS_THREADS", "0")) or 32
 
 _ITEM, _END, _ERROR = 0, 1, 2
+_active = 0  # calls running on the pool now (observable: tests check nothing is left running)
 
 
 def set_max_workers(n: int) -> None:
@@ -71,6 +73,26 @@ def get_executor() -> ThreadPoolExecutor:
     return ex
 
 
+def active_workers() -> int:
+    """How many library calls are running on the thread pool right now."""
+    return _active
+
+
+def _counted(fn: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> T:
+        global _active
+        with _lock:
+            _active += 1
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            with _lock:
+                _active -= 1
+
+    return run
+
+
 def _in_worker() -> bool:
     return threading.current_thread().name.startswith("mirror-providers")
 
@@ -78,7 +100,7 @@ def _in_worker() -> bool:
 def submit(fn: Callable[..., T], /, *args: Any) -> Future[T]:
     """Run ``fn(*args)`` on the shared thread pool, contextvars copied; return its Future."""
     ctx = contextvars.copy_context()
-    return get_executor().submit(ctx.run, fn, *args)
+    return get_executor().submit(ctx.run, _counted(fn), *args)
 
 
 def map_blocking(fn: Callable[[A], T], items: list[A], max_workers: int | None,
@@ -124,7 +146,7 @@ async def run_sync(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
 
     loop = asyncio.get_running_loop()
     ctx = contextvars.copy_context()
-    call = functools.partial(ctx.run, fn, *args, **kwargs)
+    call = functools.partial(ctx.run, _counted(fn), *args, **kwargs)
     return await loop.run_in_executor(get_executor(), call)
 
 
@@ -170,7 +192,7 @@ async def iterate_in_thread(
                 close()
 
     ctx = contextvars.copy_context()
-    loop.run_in_executor(get_executor(), ctx.run, work)
+    loop.run_in_executor(get_executor(), ctx.run, _counted(work))
     ended = False
     try:
         while True:
