@@ -220,11 +220,17 @@ def _map_exception(exc: Exception, request: HttpRequest) -> TransportError:
     if isinstance(exc, requests.exceptions.SSLError):
         return ConnectError(f"TLS error with {where}: {exc}")
     if isinstance(exc, requests.exceptions.ConnectionError):
+        # requests wraps what urllib3 raised (itself often inside MaxRetryError): look at that.
         inner = exc.args[0] if exc.args else exc
-        if isinstance(inner, urllib3.exceptions.MaxRetryError) and isinstance(
-            inner.reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.NameResolutionError)
-        ):
-            return ConnectError(f"cannot connect to {where}: {_reason(inner.reason)}")
+        if isinstance(inner, urllib3.exceptions.MaxRetryError) and inner.reason is not None:
+            inner = inner.reason
+        if isinstance(inner, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.NameResolutionError)):
+            # Checked first: urllib3 makes NewConnectionError a subclass of ConnectTimeoutError.
+            return ConnectError(f"cannot connect to {where}: {_reason(inner)}")
+        if isinstance(inner, (urllib3.exceptions.ReadTimeoutError, TimeoutError)):
+            return RequestTimeout(f"read timeout from {where}")  # raised while reading the body
+        if isinstance(inner, urllib3.exceptions.ConnectTimeoutError):
+            return RequestTimeout(f"connect timeout to {where}")
         if isinstance(inner, urllib3.exceptions.ProtocolError):
             return ProtocolError(f"connection broken during {where}: {_reason(inner)}")
         return ConnectError(f"cannot connect to {where}: {_reason(inner)}")
@@ -341,7 +347,19 @@ class RequestsTransport(Transport):
         return StreamResponse(resp.status_code, resp.headers, _iter_raw(resp, request), resp.close, shutdown)
 
     def close(self) -> None:
+        """Close every pooled connection now.
+
+        ``HTTPAdapter.close()`` alone is not enough: urllib3 2.x's ``PoolManager.clear()`` drops
+        its pools without closing them and leaves the sockets to garbage collection, so anything
+        still referring to a pool (a caught exception's traceback, say) would keep them open.
+        """
         self._closed = True
+        managers = [self._adapter.poolmanager, *self._adapter.proxy_manager.values()]
+        for manager in managers:
+            for key in list(manager.pools.keys()):
+                pool = manager.pools.get(key)
+                if pool is not None:
+                    pool.close()
         self._adapter.close()
 
 

@@ -239,3 +239,24 @@ def test_stream_first_bytes_not_delayed(server: FakeServer) -> None:
         waited = time.perf_counter() - start
         release.set()
     assert first == b"x" and waited < 5  # did not wait for the server's release
+
+
+def test_close_closes_sockets_even_while_an_exception_holds_the_pool(server: FakeServer) -> None:
+    """urllib3 2.x's PoolManager.clear() leaves sockets to the garbage collector; close() must not."""
+    gate = threading.Event()
+    server.route("GET", "/stall", lambda r, w: (w.head(200, {}, length=10), gate.wait(5)))
+    server.route("GET", "/ok", lambda r, w: w.json(200, {}))
+    t = RequestsTransport()
+    try:
+        t.send(HttpRequest("GET", server.url + "/stall", timeout=Timeout(connect=1, read=0.2)))
+    except RequestTimeout as exc:
+        kept = exc  # a caller holding on to the error (and its traceback)
+    gate.set()
+    assert t.send(HttpRequest("GET", server.url + "/ok")).status == 200
+    t.close()
+    import gc
+
+    gc.collect()
+    live = [o for o in gc.get_objects() if type(o).__name__ == "HTTPConnection" and getattr(o, "sock", None)
+            and o.sock.getpeername()[1] == server.port]
+    assert live == [] and kept is not None

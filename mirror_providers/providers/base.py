@@ -20,7 +20,6 @@ from urllib.parse import urlsplit
 
 from ..errors import (
     APIError,
-    BadRequestError,
     ConfigurationError,
     ConnectError,
     InvalidResponseError,
@@ -324,7 +323,7 @@ class HttpProvider(Provider):
             location = headers.get("location", "")
             message = (f"unexpected redirect to {urlsplit(location).netloc or location!r} "
                        f"(redirects are not followed; check base_url)")
-            cls: type[APIError] = BadRequestError
+            cls: type[APIError] = InvalidResponseError  # this member's setup is wrong; another may work
         else:
             cls = self._refine_error_class(error_class_for_status(status), status, error_type, error_code,
                                            body is not None)

@@ -1,0 +1,226 @@
+"""What each vendor's server sends, and the faults a loopback server can inject into it.
+
+A ``Fault`` turns a vendor's well-formed answer into a misbehaving one on a real socket: stalls,
+cut connections, garbage bodies, redirects. ``expected`` says what the library must raise.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mirror_providers.anthropic import AnthropicProvider
+from mirror_providers.errors import (
+    InvalidResponseError,
+    ProtocolError,
+    ProviderError,
+    RequestTimeout,
+    ServerError,
+    StreamError,
+    TruncatedStreamError,
+)
+from mirror_providers.local import OllamaProvider
+from mirror_providers.openai import OpenAIProvider
+from mirror_providers.provider import Provider
+
+from ..server import (
+    FakeServer,
+    Received,
+    Reply,
+    anthropic_message,
+    anthropic_sse,
+    openai_completion,
+    openai_sse,
+)
+
+TEXT = "all systems nominal"
+
+
+@dataclass(frozen=True)
+class Wire:
+    """One vendor's endpoint and well-formed answers."""
+
+    name: str
+    path: str
+    ok_json: Callable[[], dict[str, Any]]
+    frames: Callable[[], list[bytes]]  # a complete stream, terminator included, one frame each
+    error_body: Callable[[int], dict[str, Any]]
+    error_frame: bytes  # an error reported inside a 200 stream
+    make: Callable[..., Provider]
+
+
+def _ollama_frames() -> list[bytes]:
+    words = TEXT.split(" ")
+    lines = [{"model": "llama3.1", "message": {"role": "assistant", "content": w if i == 0 else " " + w},
+              "done": False} for i, w in enumerate(words)]
+    lines.append({"model": "llama3.1", "message": {"role": "assistant", "content": ""}, "done": True,
+                  "done_reason": "stop", "eval_count": 3})
+    return [json.dumps(x).encode() + b"\n" for x in lines]
+
+
+WIRES = {
+    "openai": Wire(
+        "openai", "/v1/chat/completions", lambda: openai_completion(TEXT), lambda: openai_sse(TEXT),
+        lambda status: {"error": {"message": "upstream trouble", "type": "server_error", "code": None}},
+        b'data: {"error":{"message":"The server had an error","type":"server_error","param":null,"code":null}}\n\n',
+        lambda url, **kw: OpenAIProvider(model="gpt-4o-mini", base_url=url + "/v1", api_key="sk-fault-KEY-123", **kw),
+    ),
+    "anthropic": Wire(
+        "anthropic", "/v1/messages", lambda: anthropic_message(TEXT), lambda: anthropic_sse(TEXT),
+        lambda status: {"type": "error", "error": {"type": "api_error", "message": "upstream trouble"}},
+        b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n',
+        lambda url, **kw: AnthropicProvider(model="sonnet", base_url=url, api_key="sk-ant-fault-KEY-123", **kw),
+    ),
+    "ollama": Wire(
+        "ollama", "/api/chat",
+        lambda: {"model": "llama3.1", "message": {"role": "assistant", "content": TEXT}, "done": True,
+                 "done_reason": "stop", "eval_count": 3},
+        _ollama_frames,
+        lambda status: {"error": "upstream trouble"},
+        b'{"error":"an error was encountered while running the model"}\n',
+        lambda url, **kw: OllamaProvider("llama3.1", url, api_key="ollama-fault-KEY-123", **kw),
+    ),
+}
+
+STREAM_TYPES = {"openai": "text/event-stream", "anthropic": "text/event-stream", "ollama": "application/x-ndjson"}
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A misbehaviour and the error it must produce.
+
+    Attributes:
+        name: what happens.
+        plain: expected error for a non-streaming call (None: the fault does not apply).
+        stream: expected error for a streaming call (None: does not apply).
+        after_first_chunk: in a stream, the fault strikes after content was delivered (a chain
+            must then raise instead of failing over).
+        serve: writes the faulty answer.
+    """
+
+    name: str
+    plain: type[ProviderError] | None
+    stream: type[ProviderError] | None
+    after_first_chunk: bool
+    serve: Callable[[Wire, bool, Received, Reply, threading.Event, FakeServer], None]
+
+
+def _head_stream(w: Wire, reply: Reply) -> None:
+    reply.head(200, {"Content-Type": STREAM_TYPES[w.name]}, chunked=True)
+
+
+def _first_content(w: Wire) -> list[bytes]:
+    """The frames up to and including the first one that carries text."""
+    frames = w.frames()
+    cut = 3 if w.name in ("openai", "anthropic") else 1
+    return frames[:cut]
+
+
+def status_503(w: Wire, stream: bool, req: Received, reply: Reply, gate: threading.Event, other: FakeServer) -> None:
+    reply.json(503, w.error_body(503))
+
+
+def headers_then_stall(w: Wire, stream: bool, req: Received, reply: Reply, gate: threading.Event,
+                       other: FakeServer) -> None:
+    if stream:
+        _head_stream(w, reply)
+    else:
+        reply.head(200, {"Content-Type": "application/json"}, length=len(json.dumps(w.ok_json())))
+    gate.wait(10)
+
+
+def stall_mid_body(w: Wire, stream: bool, req: Received, reply: Reply, gate: threading.Event,
+                   other: FakeServer) -> None:
+    if stream:
+        _head_stream(w, reply)
+        for f in _first_content(w):
+            reply.chunk(f)
+    else:
+        body = json.dumps(w.ok_json()).encode()
+        reply.head(200, {"Content-Type": "application/json"}, length=len(body))
+        reply.raw(body[: len(body) // 2])
+    gate.wait(10)
+
+
+def close_mid_body(w: Wire, stream: bool, req: Received, reply: Reply, gate: threading.Event,
+                   other: FakeServer) -> None:
+    if stream:
+        _head_stream(w, reply)
+        for f in _first_content(w):
+            reply.chunk(f)
+    else:
+        body = json.dumps(w.ok_json()).encode()
+        reply.head(200, {"Content-Type": "application/json"}, length=len(body))
+        reply.raw(body[: len(body) // 2])
+    reply.reset()
+
+
+def malformed_json(w: Wire, stream: bool, req: Received, reply: Reply, gate: threading.Event,
+                   other: FakeServer) -> None:
+    if stream:
+        bad = b"data: {oops\n\n" if w.name != "ollama" else b"{oops\n"
+        reply.stream(200, [bad], {"Content-Type": STREAM_TYPES[w.name]})
+    else:
+        reply.body(200, b'{"oops', {"Content-Type": "application/json"})
+
+
+def html_error(w: Wire, stream: bool, req: Received, reply: Reply, gate: threading.Event, other: FakeServer) -> None:
+    reply.body(502, b"<html><body><h1>502 Bad Gateway</h1></body></html>", {"Content-Type": "text/html"})
+
+
+def empty_200(w: Wire, stream: bool, req: Received, reply: Reply, gate: threading.Event, other: FakeServer) -> None:
+    reply.body(200, b"", {"Content-Type": STREAM_TYPES[w.name] if stream else "application/json"})
+
+
+def wrong_content_type(w: Wire, stream: bool, req: Received, reply: Reply, gate: threading.Event,
+                       other: FakeServer) -> None:
+    reply.body(200, b"Service temporarily unavailable", {"Content-Type": "text/plain"})
+
+
+def invalid_utf8(w: Wire, stream: bool, req: Received, reply: Reply, gate: threading.Event,
+                 other: FakeServer) -> None:
+    if stream:
+        bad = (b'data: {"x": "\xff' if w.name != "ollama" else b'{"x": "\xff')
+        rest = (b'\xfe"}\n\n' if w.name != "ollama" else b'\xfe"}\n')
+        _head_stream(w, reply)
+        for f in _first_content(w):
+            reply.chunk(f)
+        reply.chunk(bad)  # the invalid bytes arrive split across two chunks
+        reply.chunk(rest)
+        reply.end_chunks()
+    else:
+        reply.body(200, b'{"model": "\xff\xfe"}', {"Content-Type": "application/json"})
+
+
+def no_terminator(w: Wire, stream: bool, req: Received, reply: Reply, gate: threading.Event,
+                  other: FakeServer) -> None:
+    reply.stream(200, w.frames()[:-1] if w.name != "anthropic" else w.frames()[:-2],
+                 {"Content-Type": STREAM_TYPES[w.name]})
+
+
+def error_mid_stream(w: Wire, stream: bool, req: Received, reply: Reply, gate: threading.Event,
+                     other: FakeServer) -> None:
+    reply.stream(200, [*_first_content(w), w.error_frame], {"Content-Type": STREAM_TYPES[w.name]})
+
+
+def redirect(w: Wire, stream: bool, req: Received, reply: Reply, gate: threading.Event, other: FakeServer) -> None:
+    reply.body(307, b"", {"Location": other.url + w.path})
+
+
+FAULTS = [
+    Fault("status_503", ServerError, ServerError, False, status_503),
+    Fault("headers_then_stall", RequestTimeout, RequestTimeout, False, headers_then_stall),
+    Fault("stall_mid_body", RequestTimeout, RequestTimeout, True, stall_mid_body),
+    Fault("close_mid_body", ProtocolError, ProtocolError, True, close_mid_body),
+    Fault("malformed_json", InvalidResponseError, StreamError, False, malformed_json),
+    Fault("html_error_page", ServerError, ServerError, False, html_error),
+    Fault("empty_200", InvalidResponseError, TruncatedStreamError, False, empty_200),
+    Fault("wrong_content_type", InvalidResponseError, StreamError, False, wrong_content_type),
+    Fault("invalid_utf8_split", InvalidResponseError, StreamError, True, invalid_utf8),
+    Fault("stream_without_terminator", None, TruncatedStreamError, True, no_terminator),
+    Fault("error_mid_stream", None, StreamError, True, error_mid_stream),
+    Fault("redirect_to_other_host", InvalidResponseError, InvalidResponseError, False, redirect),
+]
