@@ -301,7 +301,6 @@ class RequestsTransport(Transport):
             session = requests.Session()
             session.mount("http://", self._adapter)
             session.mount("https://", self._adapter)
-            session.verify = self._verify
             if self._proxies is not None:
                 session.proxies.update(self._proxies)
             self._local.session = session
@@ -319,6 +318,8 @@ class RequestsTransport(Transport):
             timeout=(timeout.connect, timeout.read),
             allow_redirects=False,
             stream=stream,
+            # Per request: requests lets REQUESTS_CA_BUNDLE override a session-level setting.
+            verify=self._verify,
             # An explicit no-op auth stops requests from reading ~/.netrc, which would
             # overwrite our Authorization header.
             auth=_no_auth,

@@ -90,6 +90,7 @@ Route = Callable[[Received, Reply], None]
 class FakeServer:
     """``with FakeServer() as s: s.route("POST", "/v1/x", fn); s.url``."""
 
+    tls: tuple[str, str] | None = None  # (certfile, keyfile): serve HTTPS
     routes: dict[tuple[str, str], Route] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
     connections: int = 0
@@ -142,6 +143,13 @@ class FakeServer:
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        if self.tls is not None:
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+            self.url = f"https://localhost:{self.port}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
 
     def route(self, method: str, path: str, fn: Route) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import re
 import threading
@@ -54,6 +55,8 @@ class StreamProgress(Protocol):
 
     done: bool  # the vendor's terminator arrived
     index: int  # chunks yielded so far
+
+logger = logging.getLogger("mirror_providers.providers")
 
 _shared_lock = threading.Lock()
 _shared_transport: RequestsTransport | None = None
@@ -143,6 +146,14 @@ class HttpProvider(Provider):
         env_url = os.environ.get(self.BASE_URL_ENV) if self.BASE_URL_ENV else None
         self.base_url = self._normalise_base_url(base_url or env_url or self.DEFAULT_BASE_URL)
         self.timeout = Timeout.coerce(timeout, DEFAULT_TIMEOUT)
+        if not (verify is True or verify is False or (isinstance(verify, str) and os.path.isfile(verify))):
+            raise ConfigurationError(f"verify must be True, False or the path of a CA bundle file, got {verify!r}",
+                                     provider=self.provider_id)
+        if verify is not True and transport is not None:
+            raise ConfigurationError("give verify to the transport you pass, not to the provider",
+                                     provider=self.provider_id)
+        if verify is False:
+            logger.warning("TLS certificate verification is OFF for %s at %s", self.provider_id, self.base_url)
         self._owns_transport = transport is None and verify is not True
         inner = transport or (RequestsTransport(verify=verify) if verify is not True else default_transport())
         policy = retry or RetryPolicy(max_retries=max_retries)

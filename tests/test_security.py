@@ -1,0 +1,86 @@
+"""Security: TLS verified by default and never off by accident; keys absent from every artefact."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+from typing import Any
+
+import pytest
+
+from mirror_providers.anthropic import AnthropicProvider
+from mirror_providers.errors import ConfigurationError, ConnectError
+from mirror_providers.local import OllamaProvider
+from mirror_providers.openai import OpenAIProvider
+from mirror_providers.transport import MockTransport
+
+from .conftest import CASSETTES
+from .server import FakeServer, add_openai_routes
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for localhost, made with the openssl command."""
+    openssl = shutil.which("openssl")
+    assert openssl, "the openssl command is needed to make a test certificate (apt-get install openssl)"
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = str(d / "cert.pem"), str(d / "key.pem")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def test_tls_verified_by_default(certificate: tuple[str, str]) -> None:
+    with FakeServer(tls=certificate) as server:
+        add_openai_routes(server)
+        with pytest.raises(ConnectError, match="TLS|certificate|SSL"):
+            OpenAIProvider(base_url=server.url + "/v1", api_key="sk-x", max_retries=0).generate_sync("hi")
+        assert server.received == []  # nothing, the key included, was sent to an unverified server
+
+
+def test_private_ca_and_explicit_off(certificate: tuple[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    with FakeServer(tls=certificate) as server:
+        add_openai_routes(server)
+        trusted = OpenAIProvider(base_url=server.url + "/v1", verify=certificate[0])
+        assert trusted.generate_sync("hi").content == "Paris is the capital of France."
+        trusted.close()
+        caplog.set_level(logging.WARNING)
+        insecure = OpenAIProvider(base_url=server.url + "/v1", verify=False)
+        assert "verification is OFF" in caplog.text
+        assert insecure.generate_sync("hi").content
+        insecure.close()
+
+
+@pytest.mark.parametrize("bad", [0, "", None, "false", "/no/such/ca.pem", 1])
+def test_verify_cannot_be_switched_off_by_accident(bad: Any) -> None:
+    with pytest.raises(ConfigurationError, match="verify"):
+        OpenAIProvider(base_url="https://x/v1", api_key="k", verify=bad)
+
+
+def test_verify_with_a_given_transport_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="transport"):
+        AnthropicProvider(api_key="k", transport=MockTransport(lambda r: None), verify=False)  # type: ignore[arg-type]
+
+
+def test_cassettes_hold_no_credentials() -> None:
+    paths = list(CASSETTES.rglob("*.yaml"))
+    assert paths
+    for path in paths:
+        text = path.read_text().lower()
+        for header in ("authorization:", "x-api-key:", "openai-organization:", "openai-project:", "set-cookie:",
+                       "anthropic-organization-id:"):
+            assert header not in text, (path, header)
+        assert "sk-" not in text.replace("sk-...", ""), path
+
+
+@pytest.mark.parametrize("make", [
+    lambda: OpenAIProvider(api_key="sk-proj-SECRETSECRET", max_retries=0),
+    lambda: AnthropicProvider(api_key="sk-ant-SECRETSECRET", max_retries=0),
+    lambda: OllamaProvider("llama3.1", "https://ollama.example", api_key="SECRETSECRET", max_retries=0),
+])
+def test_key_absent_from_repr_vars_and_stats(make: Any) -> None:
+    p = make()
+    for text in (repr(p), str(p), repr(vars(p)), str(p.get_stats()), repr(p.transport)):
+        assert "SECRETSECRET" not in text
