@@ -84,3 +84,24 @@ def test_key_absent_from_repr_vars_and_stats(make: Any) -> None:
     p = make()
     for text in (repr(p), str(p), repr(vars(p)), str(p.get_stats()), repr(p.transport)):
         assert "SECRETSECRET" not in text
+
+
+@pytest.mark.parametrize("make", [
+    lambda url: OpenAIProvider(base_url=url + "/v1", api_key="sk-REDIRECT-secret", max_retries=0),
+    lambda url: AnthropicProvider(base_url=url, api_key="sk-ant-REDIRECT-secret", max_retries=0),
+    lambda url: OllamaProvider("llama3.1", url, api_key="REDIRECT-secret", max_retries=0),
+])
+def test_credentials_never_follow_a_redirect(make: Any) -> None:
+    from mirror_providers.errors import InvalidResponseError
+
+    with FakeServer() as first, FakeServer() as second:
+        for path in ("/v1/chat/completions", "/v1/messages", "/api/chat"):
+            first.route("POST", path, lambda r, w, p=path: w.body(307, b"", {"Location": second.url + p}))
+            first.route("GET", "/v1/models", lambda r, w: w.body(302, b"", {"Location": second.url + "/v1/models"}))
+        provider = make(first.url)
+        with pytest.raises(InvalidResponseError, match="redirect"):
+            provider.generate_sync("hi")
+        with pytest.raises(InvalidResponseError, match="redirect"):
+            list(provider.stream_sync("hi"))
+        assert first.received and all("secret" in str(r.headers).lower() for r in first.received)
+        assert second.received == []  # neither x-api-key nor Authorization reached the second host

@@ -28,7 +28,8 @@ from mirror_providers.types import GenerationResult
 
 from .server import FakeServer, Received, Reply, anthropic_message, openai_completion
 
-REQUESTS = int(os.environ.get("MIRROR_SOAK_REQUESTS", "1200"))
+BATCH = 200
+REQUESTS = max(BATCH, int(os.environ.get("MIRROR_SOAK_REQUESTS", "1200")) // BATCH * BATCH)
 FAULT_SHARE = 0.15
 
 
@@ -74,8 +75,25 @@ def faulty(vendor: str, seed: int) -> Any:
     return route
 
 
-def run_batch(pool: ProviderPool, start: int, count: int) -> list[GenerationResult | ProviderError]:
-    return pool.map_sync([f"request-{i}" for i in range(start, start + count)], max_workers=16)
+def check_batch(pool: ProviderPool, servers: tuple[FakeServer, ...], start: int) -> tuple[int, int]:
+    """Run one batch, check every answer, forget it; return (successes, typed errors)."""
+    results = pool.map_sync([f"request-{i}" for i in range(start, start + BATCH)], max_workers=16)
+    assert len(results) == BATCH
+    ok = errors = attempts = 0
+    for i, r in enumerate(results, start):
+        if isinstance(r, GenerationResult):
+            assert r.content == f"answer to request-{i}", (i, r.content)  # its own answer, once
+            ok += 1
+            attempts += r.attempts
+        else:
+            assert isinstance(r, ProviderError) and r.attempts, (i, r)  # typed, with its attempts
+            errors += 1
+            attempts += len(r.attempts)
+    served = sum(1 for s in servers for rec in s.received if rec.method == "POST")
+    assert served == attempts  # every attempt reached a server exactly once
+    for s in servers:
+        s.received.clear()
+    return ok, errors
 
 
 @pytest.mark.slow
@@ -91,24 +109,14 @@ def test_soak() -> None:
         pool = ProviderPool([OpenAIProvider(base_url=s1.url + "/v1", **kw), AnthropicProvider(base_url=s2.url, **kw),
                              OllamaProvider("llama3.1", s3.url, **kw)], strategy="least_loaded",
                             failure_threshold=1000, seed=4)
-        warm = run_batch(pool, 0, 200)
+        servers = (s1, s2, s3)
+        ok, errors = check_batch(pool, servers, 0)  # warm-up: caches, pools, thread pool
         gc.collect()
         rss_warm = rss_mb()
-        results = warm + run_batch(pool, 200, REQUESTS - 200)
-
-        assert len(results) == REQUESTS
-        ok = errors = 0
-        for i, r in enumerate(results):
-            if isinstance(r, GenerationResult):
-                assert r.content == f"answer to request-{i}", (i, r.content)  # its own answer, once
-                ok += 1
-            else:
-                assert isinstance(r, ProviderError) and r.attempts, (i, r)  # typed, with its attempts
-                errors += 1
+        for start in range(BATCH, REQUESTS, BATCH):
+            a, b = check_batch(pool, servers, start)
+            ok, errors = ok + a, errors + b
         assert ok + errors == REQUESTS and ok > REQUESTS * 0.9
-        served = sum(1 for s in (s1, s2, s3) for rec in s.received if rec.method == "POST")
-        attempts = sum(r.attempts if isinstance(r, GenerationResult) else len(r.attempts) for r in results)
-        assert served == attempts  # every attempt reached a server exactly once
         stats = pool.get_stats()
         assert (stats.successes, stats.errors, stats.in_flight) == (ok, errors, 0)
         pool.close()
