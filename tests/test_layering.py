@@ -23,6 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "providers.openai": {"providers.base", "transport", "retry", "sse", "types", "errors", "request", "provider"},
     "catalog": {"providers.base", "providers.openai", "providers.anthropic", "providers.ollama", "provider", "types",
                 "errors"},
+    "embedded": {"providers.openai", "providers.anthropic", "transport", "errors"},
     # the public facades re-export; they may import anything
     "__init__": {"*"},
     "openai": {"*"},
