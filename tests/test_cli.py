@@ -1,0 +1,127 @@
+"""The command line: streaming, JSON output, fallback chains, health, models, exit codes."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from mirror_providers.cli import main
+
+from .server import FakeServer, add_anthropic_routes, add_ollama_routes, add_openai_routes
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def dead_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_generate_streams_from_the_configured_provider(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    add_openai_routes(server)
+    monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
+    code, out, err = run("generate", "Capital of France?", "--system", "Be brief.", "--max-tokens", "20",
+                         "--temperature", "0.1")
+    assert (code, out) == (0, "Paris is the capital of France.\n")
+    assert "tokens in" in err
+    body = [r.json() for r in server.received][-1]
+    assert body["stream"] is True and body["max_tokens"] == 20 and body["messages"][0]["content"] == "Be brief."
+
+
+def test_no_stream_and_json(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    add_anthropic_routes(server)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+    code, out, _ = run("generate", "hi", "--provider", "anthropic", "--no-stream", "--json")
+    assert code == 0 and json.loads(out)["content"] == "Paris is the capital of France."
+    code, out, _ = run("generate", "hi", "--provider", "anthropic", "--json")
+    chunks = [json.loads(line) for line in out.splitlines()]
+    assert "".join(c["content"] for c in chunks) == "Paris is the capital of France."
+    assert chunks[-1]["finish_reason"] == "stop"
+
+
+def test_fallback_chain_from_the_command_line(server: FakeServer) -> None:
+    add_ollama_routes(server, "from ollama")
+    code, out, _ = run("generate", "hi", "--fallback", "openai:gpt-4o", "--no-stream")
+    assert code == 2  # no key for api.openai.com: a configuration error, said in one line
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{dead_port()}/v1")
+        mp.setenv("OLLAMA_HOST", server.url)
+        code, out, err = run("generate", "hi", "--fallback", "openai:gpt-4o,ollama:llama3.1", "--no-stream",
+                             "--max-retries", "0")
+    assert (code, out.strip()) == (0, "from ollama")
+
+
+@pytest.mark.parametrize("setup, code, words", [
+    ("none", 2, "--provider local"),
+    ("refused", 3, "cannot connect"),
+    ("401", 1, "invalid key"),
+    ("all_dead", 4, "attempt(s) failed"),
+    ("bad_option", 2, "max_tokens must be at least 1"),
+])
+def test_errors_one_line_and_exit_codes(setup: str, code: int, words: str, server: FakeServer,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    argv = ["generate", "hi", "--no-stream", "--max-retries", "0"]
+    if setup == "refused":
+        monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{dead_port()}/v1")
+    elif setup == "401":
+        server.route("POST", "/v1/chat/completions",
+                     lambda r, w: w.json(401, {"error": {"message": "invalid key", "code": "invalid_api_key"}}))
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
+    elif setup == "all_dead":
+        monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{dead_port()}/v1")
+        monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{dead_port()}")
+        argv += ["--fallback", "openai,ollama"]
+    elif setup == "bad_option":
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
+        argv += ["--max-tokens", "0"]
+    got, out, err = run(*argv)
+    assert got == code and words in err and "Traceback" not in err
+    assert err.count("error:") == 1
+
+
+def test_debug_shows_the_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{dead_port()}/v1")
+    code, _, err = run("--debug", "generate", "hi", "--max-retries", "0")
+    assert code == 3 and "Traceback" in err
+
+
+def test_health_table(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    add_openai_routes(server)
+    monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
+    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{dead_port()}")
+    code, out, _ = run("health")
+    lines = out.splitlines()
+    assert code == 3 and lines[0].startswith("provider")
+    assert any(line.startswith("openai") and " ok " in line for line in lines)
+    assert any(line.startswith("ollama") and "FAILING" in line for line in lines)
+    code, out, _ = run("health", "--provider", "openai", "--json")
+    assert code == 0 and json.loads(out)[0]["healthy"] is True
+
+
+def test_models_catalog() -> None:
+    code, out, _ = run("models", "--provider", "openai")
+    assert code == 0 and "gpt-4o-mini" in out and "128000" in out
+    code, out, _ = run("models", "--json")
+    ids = {(m["provider"], m["id"]) for m in json.loads(out)}
+    assert ("anthropic", "claude-sonnet-4-20250514") in ids and ("ollama", "llama3.1") in ids
+
+
+def test_python_dash_m_and_version() -> None:
+    proc = subprocess.run([sys.executable, "-m", "mirror_providers", "--version"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and proc.stdout.startswith("mirror-providers ")
+    proc = subprocess.run([sys.executable, "-m", "mirror_providers", "generate"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and "prompt" in proc.stderr
