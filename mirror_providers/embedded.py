@@ -163,3 +163,29 @@ class LocalModelServer:
         kwargs.setdefault("model", MODEL_ALIAS)
         kwargs.setdefault("max_tokens", 256)
         return AnthropicProvider(base_url=self.base_url, **kwargs)
+
+
+def _serve(argv: list[str] | None = None) -> int:
+    """``python -m mirror_providers.embedded [--port N]``: serve until interrupted or terminated."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python -m mirror_providers.embedded",
+                                     description="Serve the embedded model on 127.0.0.1 until stopped.")
+    parser.add_argument("--port", type=int, default=None)
+    parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with LocalModelServer(port=args.port, parallel=args.parallel, verbose=args.verbose) as server:
+        print(f"ready {server.base_url}", flush=True)
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_serve())

