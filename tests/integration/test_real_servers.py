@@ -131,3 +131,21 @@ def test_ollama_async_against_aimock(aimock: str) -> None:
 
 def test_anthropic_provider_type_is_real(local_model: LocalModelServer) -> None:
     assert isinstance(local_model.anthropic(), AnthropicProvider)
+
+
+def test_local_path_makes_no_external_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Data sovereignty: starting the embedded model and using it connects to 127.0.0.1 only."""
+    import socket
+
+    seen: list[object] = []
+    real = socket.socket.connect
+
+    def record(self: socket.socket, address: object) -> object:
+        seen.append(address)
+        return real(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", record)
+    with LocalModelServer() as server:
+        server.openai().generate_sync("Hello", max_tokens=4)
+        list(server.anthropic().stream_sync("Hello", max_tokens=4))
+    assert seen and all(isinstance(a, tuple) and a[0] == "127.0.0.1" for a in seen), seen
