@@ -1,0 +1,434 @@
+"""Benchmarks: what mirror-providers costs over raw HTTP, as ratios measured in one run.
+
+    python bench/run.py                 # everything, printed as one table
+    python bench/run.py --json out.json # and the numbers, for comparing commits
+    python bench/run.py --quick         # tiny counts (the test suite runs this so it cannot rot)
+
+Every benchmark runs its baseline in the same run against the same loopback server (a separate
+process, see bench/server.py), repeats, and reports medians. Peers (the official openai and
+anthropic SDKs, litellm) are measured when installed: pip install -r bench/requirements.txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import platform
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mirror_providers import set_max_workers  # noqa: E402
+from mirror_providers.anthropic import AnthropicProvider  # noqa: E402
+from mirror_providers.local import OllamaProvider  # noqa: E402
+from mirror_providers.openai import OpenAIProvider  # noqa: E402
+from mirror_providers.pooling import FallbackChain, ProviderPool  # noqa: E402
+from mirror_providers.provider import Provider  # noqa: E402
+
+PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages", "ollama": "/api/chat"}
+KEY = "sk-bench-key"
+
+
+@dataclass
+class Row:
+    name: str
+    baseline: float
+    ours: float
+    unit: str
+    ratio: float
+    target: str
+    ok: bool | None
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# -- the server --------------------------------------------------------------------------------
+
+def start_server() -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "server.py")], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("ready "):
+        raise SystemExit(f"bench server did not start: {line!r}")
+    return proc, int(line.split()[1])
+
+
+def connections(port: int) -> int:
+    return int(requests.get(f"http://127.0.0.1:{port}/stats", timeout=5).json()["connections"])
+
+
+def dead_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make(vendor: str, port: int, **kw: Any) -> Provider:
+    url = f"http://127.0.0.1:{port}"
+    if vendor == "openai":
+        return OpenAIProvider(model="gpt-4o-mini", base_url=url + "/v1", api_key=KEY, **kw)
+    if vendor == "anthropic":
+        return AnthropicProvider(model="claude-sonnet-4-5", base_url=url, api_key=KEY, **kw)
+    return OllamaProvider("llama3.1", url, **kw)
+
+
+def baseline_payload(vendor: str, stream: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+    if vendor == "anthropic":
+        body["max_tokens"] = 1024
+    return body
+
+
+def median_of(reps: int, fn: Callable[[], float]) -> float:
+    return statistics.median(fn() for _ in range(reps))
+
+
+# -- 1. import cost ------------------------------------------------------------------------------
+
+def bench_import(reps: int) -> list[Row]:
+    def run(code: str) -> tuple[float, float]:
+        times, rss = [], []
+        for _ in range(reps):
+            start = time.perf_counter()
+            out = subprocess.run([sys.executable, "-c", f"{code}; import resource; "
+                                  "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"],
+                                 capture_output=True, text=True, check=True, cwd=ROOT).stdout
+            times.append(time.perf_counter() - start)
+            rss.append(int(out.split()[-1]) / 1024)
+        return statistics.median(times), statistics.median(rss)
+
+    base_t, base_m = run("import requests")
+    ours_t, ours_m = run("import mirror_providers")
+    prov_t, prov_m = run("from mirror_providers.openai import OpenAIProvider")
+    return [
+        Row("import time: import mirror_providers", base_t * 1000, ours_t * 1000, "ms", ours_t / base_t, "<= 1.15x",
+            ours_t / base_t <= 1.15, "baseline: import requests"),
+        Row("import peak RSS: import mirror_providers", base_m, ours_m, "MB", ours_m - base_m, "<= +3 MB",
+            ours_m - base_m <= 3, "ratio column: MB over baseline"),
+        Row("import time: a provider (info)", base_t * 1000, prov_t * 1000, "ms", prov_t / base_t, "-", None,
+            f"from mirror_providers.openai import OpenAIProvider; RSS +{prov_m - base_m:.1f} MB"),
+    ]
+
+
+# -- 2. sequential calls -------------------------------------------------------------------------
+
+def bench_sequential(port: int, n: int, reps: int) -> list[Row]:
+    rows = []
+    for vendor, path in PATHS.items():
+        url = f"http://127.0.0.1:{port}{path}"
+        body = json.dumps(baseline_payload(vendor, False))
+        session = requests.Session()
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
+
+        def baseline() -> float:
+            start = time.perf_counter()
+            for _ in range(n):
+                session.post(url, data=body, headers=headers).json()
+            return (time.perf_counter() - start) / n
+
+        provider = make(vendor, port)
+
+        def ours() -> float:
+            start = time.perf_counter()
+            for _ in range(n):
+                provider.generate_sync("hi")
+            return (time.perf_counter() - start) / n
+
+        baseline(), ours()  # warm up connections and caches
+        b, o = median_of(reps, baseline), median_of(reps, ours)
+        rows.append(Row(f"{n} sequential generate_sync: {vendor}", b * 1e6, o * 1e6, "us/req", o / b, "<= 1.15x",
+                        o / b <= 1.15, "baseline: bare requests.Session + json"))
+    return rows
+
+
+# -- 3. stream throughput ------------------------------------------------------------------------
+
+def bench_stream(port: int, chunks: int, reps: int) -> list[Row]:
+    rows = []
+    for vendor, path in PATHS.items():
+        url = f"http://127.0.0.1:{port}{path}"
+        body = json.dumps(baseline_payload(vendor, True))
+        session = requests.Session()
+        headers = {"Content-Type": "application/json", "x-bench-chunks": str(chunks)}
+        marker = b'"content"' if vendor == "ollama" else b"text_delta" if vendor == "anthropic" else b'"content"'
+
+        def baseline() -> float:
+            start = time.perf_counter()
+            with session.post(url, data=body, headers=headers, stream=True) as r:
+                got = sum(1 for line in r.iter_lines() if marker in line)
+            assert got >= chunks, (vendor, got)
+            return chunks / (time.perf_counter() - start)
+
+        provider = make(vendor, port, headers={"x-bench-chunks": str(chunks)})
+
+        def ours() -> float:
+            start = time.perf_counter()
+            got = sum(1 for c in provider.stream_sync("hi") if c.content)
+            assert got == chunks, (vendor, got)
+            return chunks / (time.perf_counter() - start)
+
+        def parsing() -> float:  # what any consumer must do at least: split lines and parse the JSON
+            start = time.perf_counter()
+            got = 0
+            with session.post(url, data=body, headers=headers, stream=True) as r:
+                for line in r.iter_lines():
+                    if marker in line:
+                        json.loads(line[6:] if line.startswith(b"data: ") else line)
+                        got += 1
+            assert got >= chunks, (vendor, got)
+            return chunks / (time.perf_counter() - start)
+
+        baseline(), ours(), parsing()
+        b, o, j = median_of(reps, baseline), median_of(reps, ours), median_of(reps, parsing)
+        rows.append(Row(f"stream {chunks} chunks: {vendor}", b, o, "chunks/s", o / b, ">= 0.8x", o / b >= 0.8,
+                        f"baseline: bare requests + iter_lines; vs iter_lines + json.loads ({j:.0f}/s): {o / j:.2f}x",
+                        {"lines_and_json_per_s": j}))
+    return rows
+
+
+# -- 4. time to first chunk ----------------------------------------------------------------------
+
+def bench_first_chunk(port: int, reps: int) -> list[Row]:
+    rows = []
+    for vendor, path in PATHS.items():
+        url = f"http://127.0.0.1:{port}{path}"
+        body = json.dumps(baseline_payload(vendor, True))
+        headers = {"Content-Type": "application/json", "x-bench-chunks": "2", "x-bench-pause-ms": "200"}
+        session = requests.Session()
+        stamp_at = b'"text_delta","text":"' if vendor == "anthropic" else b'"content":"'
+
+        def baseline() -> float:
+            with session.post(url, data=body, headers=headers, stream=True) as r:
+                buf = b""
+                while stamp_at not in buf or b'"' not in buf.split(stamp_at, 1)[1]:
+                    buf += r.raw.read1(65536, decode_content=True)
+                arrived = time.time()
+                sent = float(buf.split(stamp_at, 1)[1].split(b'"', 1)[0])
+                while r.raw.read1(65536, decode_content=True):
+                    pass
+            return arrived - sent
+
+        provider = make(vendor, port, headers={"x-bench-chunks": "2", "x-bench-pause-ms": "200"})
+
+        def ours() -> float:
+            for c in provider.stream_sync("hi"):
+                if c.content:
+                    delivered = time.time()
+                    sent = float(c.content)
+                    break
+            return delivered - sent
+
+        b, o = median_of(reps, baseline), median_of(reps, ours)
+        rows.append(Row(f"first chunk after its bytes arrive: {vendor}", b * 1000, o * 1000, "ms", (o - b) * 1000,
+                        "< 5 ms", (o - b) * 1000 < 5, "ratio column: ms added over bare arrival; server pauses 200 ms"))
+    return rows
+
+
+# -- 5. concurrency through a pool ---------------------------------------------------------------
+
+class _PoolFull(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "pool is full" in record.getMessage():
+            self.count += 1
+
+
+def bench_pool(port: int, n: int, threads: int, delay_ms: int) -> list[Row]:
+    ideal = n / threads * delay_ms / 1000
+    handler = _PoolFull()
+    logging.getLogger("urllib3").addHandler(handler)
+    headers = {"x-bench-delay-ms": str(delay_ms)}
+    set_max_workers(threads)
+    rows = []
+    pool = ProviderPool([make("openai", port, headers=headers), make("openai", port, headers=headers)],
+                        strategy="least_loaded")
+    before = connections(port)
+    with warnings.catch_warnings(record=True) as caught, ThreadPoolExecutor(threads) as ex:
+        start = time.perf_counter()
+        list(ex.map(lambda _: pool.generate_sync("hi"), range(n)))
+        sync_s = time.perf_counter() - start
+    opened = connections(port) - before - 1  # minus the /stats request itself
+
+    async def gather() -> float:
+        start = time.perf_counter()
+        await asyncio.gather(*(pool.generate("hi") for _ in range(n)))
+        return time.perf_counter() - start
+
+    async_s = asyncio.run(gather())
+    full = handler.count + sum("pool is full" in str(w.message) for w in caught)
+    note = f"ideal {ideal * 1000:.0f} ms; pool-full warnings {full}; connections opened {opened} (<= {threads})"
+    ok = full == 0 and opened <= threads
+    rows.append(Row(f"{n} requests, {delay_ms} ms delay, pool of 2, {threads} threads", ideal * 1000, sync_s * 1000,
+                    "ms", sync_s / ideal, "<= 1.25x", ok and sync_s / ideal <= 1.25, note))
+    rows.append(Row(f"the same via asyncio.gather", ideal * 1000, async_s * 1000, "ms", async_s / ideal, "<= 1.25x",
+                    full == 0 and async_s / ideal <= 1.25, "awaits on the library's thread pool"))
+
+    healthy = make("openai", port, headers=headers)
+    chain = FallbackChain([OpenAIProvider(base_url=f"http://127.0.0.1:{dead_port()}/v1", api_key=KEY, max_retries=0),
+                           make("openai", port, headers=headers)], failure_threshold=1, cooldown_s=300)
+    chain.generate_sync("hi")  # the dead member fails once and goes into cooldown
+
+    def run(target: Provider) -> float:
+        with ThreadPoolExecutor(threads) as ex:
+            start = time.perf_counter()
+            list(ex.map(lambda _: target.generate_sync("hi"), range(n)))
+            return time.perf_counter() - start
+
+    alone, through = run(healthy), run(chain)
+    rows.append(Row(f"{n} requests via FallbackChain, first member down", alone * 1000, through * 1000, "ms",
+                    through / alone, "<= 1.2x", through / alone <= 1.2, "baseline: the healthy member alone"))
+    logging.getLogger("urllib3").removeHandler(handler)
+    return rows
+
+
+# -- 6. peers ------------------------------------------------------------------------------------
+
+def bench_peers(port: int, n: int, chunks: int, reps: int) -> list[Row]:
+    rows = []
+    url = f"http://127.0.0.1:{port}"
+    body = json.dumps(baseline_payload("openai", False))
+    session = requests.Session()
+
+    def bare() -> float:
+        start = time.perf_counter()
+        for _ in range(n):
+            session.post(url + "/v1/chat/completions", data=body, headers={"Content-Type": "application/json"}).json()
+        return (time.perf_counter() - start) / n
+
+    ours_p = make("openai", port)
+
+    def ours() -> float:
+        start = time.perf_counter()
+        for _ in range(n):
+            ours_p.generate_sync("hi")
+        return (time.perf_counter() - start) / n
+
+    bare(), ours()
+    base, mine = median_of(reps, bare), median_of(reps, ours)
+    peers: dict[str, Callable[[], float]] = {}
+    try:
+        import openai
+
+        client = openai.OpenAI(base_url=url + "/v1", api_key=KEY, max_retries=0)
+
+        def openai_sdk() -> float:
+            start = time.perf_counter()
+            for _ in range(n):
+                client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+            return (time.perf_counter() - start) / n
+
+        peers["openai SDK"] = openai_sdk
+    except ImportError:
+        pass
+    try:
+        import anthropic
+
+        aclient = anthropic.Anthropic(base_url=url, api_key=KEY, max_retries=0)
+
+        def anthropic_sdk() -> float:
+            start = time.perf_counter()
+            for _ in range(n):
+                aclient.messages.create(model="claude-sonnet-4-20250514", max_tokens=64,
+                                        messages=[{"role": "user", "content": "hi"}])
+            return (time.perf_counter() - start) / n
+
+        peers["anthropic SDK"] = anthropic_sdk
+    except ImportError:
+        pass
+    try:
+        import litellm
+
+        def litellm_call() -> float:
+            start = time.perf_counter()
+            for _ in range(n):
+                litellm.completion(model="openai/gpt-4o-mini", api_base=url + "/v1", api_key=KEY,
+                                   messages=[{"role": "user", "content": "hi"}])
+            return (time.perf_counter() - start) / n
+
+        peers["litellm"] = litellm_call
+    except ImportError:
+        pass
+    rows.append(Row(f"{n} sequential calls: mirror-providers", base * 1e6, mine * 1e6, "us/req", mine / base, "-", None,
+                    "the row to compare peers with"))
+    for name, fn in peers.items():
+        fn()
+        t = median_of(reps, fn)
+        rows.append(Row(f"{n} sequential calls: {name}", base * 1e6, t * 1e6, "us/req", t / base, "-", None,
+                        "peer, same server"))
+    if not peers:
+        rows.append(Row("peers", 0, 0, "-", 0, "-", None, "none installed: pip install -r bench/requirements.txt"))
+    return rows
+
+
+# -- report --------------------------------------------------------------------------------------
+
+def table(rows: list[Row]) -> str:
+    lines = [f"{'benchmark':58} {'baseline':>12} {'ours':>12} {'unit':8} {'ratio':>8} {'target':>9}  ok",
+             "-" * 118]
+    for r in rows:
+        ok = "-" if r.ok is None else ("yes" if r.ok else "NO")
+        lines.append(f"{r.name[:58]:58} {r.baseline:12.2f} {r.ours:12.2f} {r.unit:8} {r.ratio:8.3f} {r.target:>9}  {ok}")
+        if r.note:
+            lines.append(f"    {r.note}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny counts, to check the harness runs")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--reps", type=int, default=None)
+    parser.add_argument("--only", help="comma-separated: import,sequential,stream,first,pool,peers")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    reps = args.reps or (1 if quick else 5)
+    only = set(args.only.split(",")) if args.only else {"import", "sequential", "stream", "first", "pool", "peers"}
+    proc, port = start_server()
+    rows: list[Row] = []
+    try:
+        if "import" in only:
+            rows += bench_import(3 if quick else 15)
+        if "sequential" in only:
+            rows += bench_sequential(port, 20 if quick else 2000, reps)
+        if "stream" in only:
+            rows += bench_stream(port, 200 if quick else 10_000, reps)
+        if "first" in only:
+            rows += bench_first_chunk(port, 1 if quick else 5)
+        if "pool" in only:
+            rows += bench_pool(port, 40 if quick else 400, 32, 10 if quick else 50)
+        if "peers" in only:
+            rows += bench_peers(port, 20 if quick else 2000, 200 if quick else 10_000, reps)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"{platform.system()} {platform.release()}; reps {reps}{' (quick)' if quick else ''}")
+    print(table(rows))
+    if args.json:
+        args.json.write_text(json.dumps({"quick": quick, "reps": reps, "rows": [asdict(r) for r in rows]}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    resource.setrlimit(resource.RLIMIT_NOFILE, (4096, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    sys.exit(main())

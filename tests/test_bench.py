@@ -1,0 +1,24 @@
+"""The benchmark harness runs (tiny counts): it cannot rot. No timing is asserted here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bench_quick_runs_and_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    names = " | ".join(r["name"] for r in rows)
+    for expected in ("import time", "sequential generate_sync: openai", "stream 200 chunks: ollama",
+                     "first chunk", "pool of 2", "FallbackChain", "sequential calls: mirror-providers"):
+        assert expected in names
+    assert all(r["ours"] >= 0 and r["baseline"] >= 0 for r in rows)
+    assert "benchmark" in proc.stdout and "ratio" in proc.stdout
