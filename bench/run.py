@@ -280,7 +280,7 @@ def bench_pool(port: int, n: int, threads: int, delay_ms: int) -> list[Row]:
     ok = full == 0 and opened <= threads
     rows.append(Row(f"{n} requests, {delay_ms} ms delay, pool of 2, {threads} threads", ideal * 1000, sync_s * 1000,
                     "ms", sync_s / ideal, "<= 1.25x", ok and sync_s / ideal <= 1.25, note))
-    rows.append(Row(f"the same via asyncio.gather", ideal * 1000, async_s * 1000, "ms", async_s / ideal, "<= 1.25x",
+    rows.append(Row("the same via asyncio.gather", ideal * 1000, async_s * 1000, "ms", async_s / ideal, "<= 1.25x",
                     full == 0 and async_s / ideal <= 1.25, "awaits on the library's thread pool"))
 
     healthy = make("openai", port, headers=headers)
@@ -368,6 +368,38 @@ def bench_peers(port: int, n: int, chunks: int, reps: int) -> list[Row]:
         peers["litellm"] = litellm_call
     except ImportError:
         pass
+    streams: dict[str, Callable[[], float]] = {}
+    stream_hdr = {"x-bench-chunks": str(chunks)}
+    ours_s = make("openai", port, headers=stream_hdr)
+
+    def ours_stream() -> float:
+        start = time.perf_counter()
+        got = sum(1 for c in ours_s.stream_sync("hi") if c.content)
+        return got / (time.perf_counter() - start)
+
+    streams["mirror-providers"] = ours_stream
+    if "openai SDK" in peers:
+        sclient = openai.OpenAI(base_url=url + "/v1", api_key=KEY, max_retries=0, default_headers=stream_hdr)
+
+        def openai_stream() -> float:
+            start = time.perf_counter()
+            got = sum(1 for c in sclient.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True)
+                if c.choices and c.choices[0].delta.content)
+            return got / (time.perf_counter() - start)
+
+        streams["openai SDK"] = openai_stream
+    if "anthropic SDK" in peers:
+        sa = anthropic.Anthropic(base_url=url, api_key=KEY, max_retries=0, default_headers=stream_hdr)
+
+        def anthropic_stream() -> float:
+            start = time.perf_counter()
+            with sa.messages.stream(model="claude-sonnet-4-20250514", max_tokens=64,
+                                    messages=[{"role": "user", "content": "hi"}]) as st:
+                got = sum(1 for _ in st.text_stream)
+            return got / (time.perf_counter() - start)
+
+        streams["anthropic SDK"] = anthropic_stream
     rows.append(Row(f"{n} sequential calls: mirror-providers", base * 1e6, mine * 1e6, "us/req", mine / base, "-", None,
                     "the row to compare peers with"))
     for name, fn in peers.items():
@@ -377,6 +409,13 @@ def bench_peers(port: int, n: int, chunks: int, reps: int) -> list[Row]:
                         "peer, same server"))
     if not peers:
         rows.append(Row("peers", 0, 0, "-", 0, "-", None, "none installed: pip install -r bench/requirements.txt"))
+    mine_stream = 0.0
+    for name, fn in streams.items():
+        fn()
+        rate = median_of(reps, fn)
+        mine_stream = mine_stream or rate
+        rows.append(Row(f"stream {chunks} chunks via its own wire: {name}", mine_stream, rate, "chunks/s",
+                        rate / mine_stream, "-", None, "baseline column: mirror-providers"))
     return rows
 
 

@@ -39,7 +39,8 @@ def plain_body(vendor: str) -> bytes:
 
 def frame(vendor: str, text: str) -> bytes:
     if vendor == "openai":
-        return b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"%s"},"finish_reason":null}]}\n\n' % text.encode()
+        return (b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"%s"},"finish_reason":null}]}\n\n'
+                % text.encode())
     if vendor == "anthropic":
         return (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
                 b'"delta":{"type":"text_delta","text":"%s"}}\n\n' % text.encode())
@@ -48,8 +49,9 @@ def frame(vendor: str, text: str) -> bytes:
 
 def head_frames(vendor: str) -> bytes:
     if vendor == "anthropic":
-        return (b'event: message_start\ndata: {"type":"message_start","message":{"model":"claude-sonnet-4-20250514",'
-                b'"usage":{"input_tokens":5,"output_tokens":1}}}\n\n'
+        return (b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_b","type":"message",'
+                b'"role":"assistant","model":"claude-sonnet-4-20250514","content":[],"stop_reason":null,'
+                b'"stop_sequence":null,"usage":{"input_tokens":5,"output_tokens":1}}}\n\n'
                 b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
                 b'"content_block":{"type":"text","text":""}}\n\n')
     return b""
