@@ -183,15 +183,21 @@ class PoolProvider(Provider):
             self.state.release(member.key)
         attempts.append(Attempt(member.provider.provider_id, member.provider.model_name, exc, now - t0))
 
-    def _generate(self, request: GenerateRequest) -> GenerationResult:
-        attempts: list[Attempt] = []
+    def _tries(self, request: GenerateRequest, attempts: list[Attempt]) -> Iterator[tuple[Member, float | None, float]]:
+        """Each member to try, with its timeout and start time, counted as begun in the state store.
+        Raises ``AllProvidersFailedError`` when the deadline passes or the plan runs out."""
         started = self._clock()
         for member in self._plan(request):
             timeout = self._timeout(request, started)
             if timeout is not None and timeout <= 0:
                 raise self._all_failed(attempts, started, deadline_hit=True)
-            t0 = self._clock()
             self.state.begin(member.key)
+            yield member, timeout, self._clock()
+        raise self._all_failed(attempts, started, deadline_hit=False)
+
+    def _generate(self, request: GenerateRequest) -> GenerationResult:
+        attempts: list[Attempt] = []
+        for member, timeout, t0 in self._tries(request, attempts):
             try:
                 result = member.provider.generate_sync(request, timeout=timeout)
             except ProviderError as exc:
@@ -204,17 +210,11 @@ class PoolProvider(Provider):
                 raise
             self.state.success(member.key, self._clock() - t0, self._clock())
             return dataclasses.replace(result, attempts=len(attempts) + result.attempts)
-        raise self._all_failed(attempts, started, deadline_hit=False)
+        raise AssertionError("unreachable: _tries raises when it runs out")
 
     def _stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
         attempts: list[Attempt] = []
-        started = self._clock()
-        for member in self._plan(request):
-            timeout = self._timeout(request, started)
-            if timeout is not None and timeout <= 0:
-                raise self._all_failed(attempts, started, deadline_hit=True)
-            t0 = self._clock()
-            self.state.begin(member.key)
+        for member, timeout, t0 in self._tries(request, attempts):
             delivered = 0
             outcome = "released"
             try:
@@ -236,7 +236,6 @@ class PoolProvider(Provider):
                 elif outcome == "released":  # the consumer stopped early
                     self.state.release(member.key)
             return
-        raise self._all_failed(attempts, started, deadline_hit=False)
 
     # -- health and stats -----------------------------------------------------------------------
 

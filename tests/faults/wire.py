@@ -132,8 +132,8 @@ def headers_then_stall(w: Wire, stream: bool, req: Received, reply: Reply, gate:
     gate.wait(10)
 
 
-def stall_mid_body(w: Wire, stream: bool, req: Received, reply: Reply, gate: threading.Event,
-                   other: FakeServer) -> None:
+def _partial(w: Wire, stream: bool, reply: Reply) -> None:
+    """The start of an answer: the first content frames of a stream, or half of a JSON body."""
     if stream:
         _head_stream(w, reply)
         for f in _first_content(w):
@@ -142,19 +142,17 @@ def stall_mid_body(w: Wire, stream: bool, req: Received, reply: Reply, gate: thr
         body = json.dumps(w.ok_json()).encode()
         reply.head(200, {"Content-Type": "application/json"}, length=len(body))
         reply.raw(body[: len(body) // 2])
+
+
+def stall_mid_body(w: Wire, stream: bool, req: Received, reply: Reply, gate: threading.Event,
+                   other: FakeServer) -> None:
+    _partial(w, stream, reply)
     gate.wait(10)
 
 
 def close_mid_body(w: Wire, stream: bool, req: Received, reply: Reply, gate: threading.Event,
                    other: FakeServer) -> None:
-    if stream:
-        _head_stream(w, reply)
-        for f in _first_content(w):
-            reply.chunk(f)
-    else:
-        body = json.dumps(w.ok_json()).encode()
-        reply.head(200, {"Content-Type": "application/json"}, length=len(body))
-        reply.raw(body[: len(body) // 2])
+    _partial(w, stream, reply)
     reply.reset()
 
 
