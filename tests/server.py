@@ -86,6 +86,14 @@ class Reply:
 Route = Callable[[Received, Reply], None]
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on (a dead server, for connection-refused tests)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
 @dataclass
 class FakeServer:
     """``with FakeServer() as s: s.route("POST", "/v1/x", fn); s.url``."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import subprocess
 import sys
 
@@ -12,7 +11,7 @@ import pytest
 
 from mirror_providers.cli import main
 
-from .server import FakeServer, add_anthropic_routes, add_ollama_routes, add_openai_routes
+from .server import FakeServer, add_anthropic_routes, add_ollama_routes, add_openai_routes, free_port
 
 
 def run(*argv: str) -> tuple[int, str, str]:
@@ -20,13 +19,6 @@ def run(*argv: str) -> tuple[int, str, str]:
     code = main(list(argv), out, err)
     return code, out.getvalue(), err.getvalue()
 
-
-def dead_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_generate_streams_from_the_configured_provider(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,7 +48,7 @@ def test_fallback_chain_from_the_command_line(server: FakeServer) -> None:
     code, out, _ = run("generate", "hi", "--fallback", "openai:gpt-4o", "--no-stream")
     assert code == 2  # no key for api.openai.com: a configuration error, said in one line
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{dead_port()}/v1")
+        mp.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{free_port()}/v1")
         mp.setenv("OLLAMA_HOST", server.url)
         code, out, err = run("generate", "hi", "--fallback", "openai:gpt-4o,ollama:llama3.1", "--no-stream",
                              "--max-retries", "0")
@@ -74,14 +66,14 @@ def test_errors_one_line_and_exit_codes(setup: str, code: int, words: str, serve
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     argv = ["generate", "hi", "--no-stream", "--max-retries", "0"]
     if setup == "refused":
-        monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{dead_port()}/v1")
+        monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{free_port()}/v1")
     elif setup == "401":
         server.route("POST", "/v1/chat/completions",
                      lambda r, w: w.json(401, {"error": {"message": "invalid key", "code": "invalid_api_key"}}))
         monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
     elif setup == "all_dead":
-        monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{dead_port()}/v1")
-        monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{dead_port()}")
+        monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{free_port()}/v1")
+        monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{free_port()}")
         argv += ["--fallback", "openai,ollama"]
     elif setup == "bad_option":
         monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
@@ -92,7 +84,7 @@ def test_errors_one_line_and_exit_codes(setup: str, code: int, words: str, serve
 
 
 def test_debug_shows_the_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{dead_port()}/v1")
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{free_port()}/v1")
     code, _, err = run("--debug", "generate", "hi", "--max-retries", "0")
     assert code == 3 and "Traceback" in err
 
@@ -100,7 +92,7 @@ def test_debug_shows_the_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_health_table(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
     add_openai_routes(server)
     monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
-    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{dead_port()}")
+    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{free_port()}")
     code, out, _ = run("health")
     lines = out.splitlines()
     assert code == 3 and lines[0].startswith("provider")

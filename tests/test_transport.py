@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import logging
-import socket
 import threading
 import time
 import warnings
@@ -23,15 +22,7 @@ from mirror_providers.transport import (
     redact_headers,
 )
 
-from .server import FakeServer, Received, Reply
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from .server import FakeServer, Received, Reply, free_port
 
 
 def test_send_reads_status_headers_body(server: FakeServer) -> None:

@@ -38,7 +38,7 @@ from ..types import (
     ToolCallDelta,
     Usage,
 )
-from .base import HttpProvider, _Secret
+from .base import HttpProvider, _Secret, next_chunk
 
 __all__ = ["AnthropicProvider"]
 
@@ -257,11 +257,7 @@ def parse_event(name: str, data: Mapping[str, Any], state: StreamState) -> Strea
         state.output_usage.update(data.get("usage") or {})  # cumulative counts: the last wins
     elif kind == "message_stop":
         state.done = True
-    if not text and not deltas:
-        return None
-    chunk = StreamChunk(content=text, index=state.index, tool_calls=deltas, model=state.model, provider="anthropic")
-    state.index += 1
-    return chunk
+    return next_chunk(state, text, deltas, "anthropic")
 
 
 class AnthropicProvider(HttpProvider):

@@ -15,7 +15,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Protocol, TypeVar
 from urllib.parse import urlsplit
 
@@ -43,9 +43,9 @@ from ..transport import (
     Timeout,
     Transport,
 )
-from ..types import Capabilities, HealthStatus, ModelInfo, StreamChunk, Tier
+from ..types import Capabilities, HealthStatus, ModelInfo, StreamChunk, Tier, ToolCallDelta
 
-__all__ = ["HttpProvider", "StreamProgress", "default_transport"]
+__all__ = ["HttpProvider", "StreamProgress", "default_transport", "next_chunk"]
 
 F = TypeVar("F")
 
@@ -55,6 +55,17 @@ class StreamProgress(Protocol):
 
     done: bool  # the vendor's terminator arrived
     index: int  # chunks yielded so far
+    model: str  # the model the stream reports
+
+
+def next_chunk(state: StreamProgress, text: str, deltas: Sequence[ToolCallDelta], provider: str) -> StreamChunk | None:
+    """The stream's next chunk, numbered in order; None for an event with neither text nor tool calls."""
+    if not text and not deltas:
+        return None
+    chunk = StreamChunk(content=text, index=state.index, tool_calls=tuple(deltas), model=state.model,
+                        provider=provider)
+    state.index += 1
+    return chunk
 
 logger = logging.getLogger("mirror_providers.providers")
 

@@ -35,7 +35,7 @@ from ..types import (
     ToolCallDelta,
     Usage,
 )
-from .base import HttpProvider
+from .base import HttpProvider, next_chunk
 
 __all__ = ["OllamaProvider", "parse_host"]
 
@@ -244,11 +244,7 @@ def parse_line(data: Mapping[str, Any], state: StreamState) -> StreamChunk | Non
     deltas = tuple(ToolCallDelta(index=state.tool_count + i, id=c.id, name=c.name, arguments_delta=c.arguments_json)
                    for i, c in enumerate(calls))
     state.tool_count += len(calls)
-    if not text and not deltas:
-        return None
-    chunk = StreamChunk(content=text, index=state.index, tool_calls=deltas, model=state.model, provider="ollama")
-    state.index += 1
-    return chunk
+    return next_chunk(state, text, deltas, "ollama")
 
 
 class OllamaProvider(HttpProvider):

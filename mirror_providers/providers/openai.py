@@ -40,7 +40,7 @@ from ..types import (
     Usage,
     parse_tool_arguments,
 )
-from .base import HttpProvider
+from .base import HttpProvider, next_chunk
 
 __all__ = ["OpenAIProvider"]
 
@@ -224,12 +224,7 @@ def parse_event(data: Mapping[str, Any], state: StreamState) -> StreamChunk | No
             index=idx, id=cid if new_call else None, name=fn.get("name") if new_call else None,
             arguments_delta=args if isinstance(args, str) else (json.dumps(args) if args else ""),
         ))
-    if not text and not deltas:
-        return None
-    chunk = StreamChunk(content=text, index=state.index, tool_calls=tuple(deltas), model=state.model,
-                        provider="openai")
-    state.index += 1
-    return chunk
+    return next_chunk(state, text, deltas, "openai")
 
 
 class OpenAIProvider(HttpProvider):

@@ -18,17 +18,13 @@ import pytest
 
 from mirror_providers.embedded import LocalModelServer
 
+from ..server import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 AIMOCK_VERSION = "1.43.0"
 AIMOCK_DIR = Path(os.environ.get("MIRROR_AIMOCK_DIR", ROOT / ".cache" / "aimock"))
 FIXTURES = Path(__file__).parent / "aimock_fixtures"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[str], what: str, within: float = 60) -> None:

@@ -19,7 +19,8 @@ from mirror_providers.pooling import FallbackChain, ProviderPool
 from mirror_providers.provider import Provider
 from mirror_providers.types import join_chunks
 
-from .conftest import free_port, start_model_process
+from ..server import free_port
+from .conftest import start_model_process
 
 pytestmark = pytest.mark.integration
 

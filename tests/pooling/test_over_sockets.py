@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections import Counter
 
@@ -16,15 +15,20 @@ from mirror_providers.openai import OpenAIProvider
 from mirror_providers.pooling import FallbackChain, ProviderPool, TieredRouter
 from mirror_providers.types import join_chunks
 
-from ..server import FakeServer, Received, Reply, add_anthropic_routes, add_ollama_routes, add_openai_routes, openai_sse
+from ..server import (
+    FakeServer,
+    Received,
+    Reply,
+    add_anthropic_routes,
+    add_ollama_routes,
+    add_openai_routes,
+    free_port,
+    openai_sse,
+)
 
 
 def dead_url() -> str:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return f"http://127.0.0.1:{port}/v1"
+    return f"http://127.0.0.1:{free_port()}/v1"
 
 
 def test_chain_dead_port_then_real_server(server: FakeServer) -> None:

@@ -25,16 +25,7 @@ from mirror_providers.retry import RetryPolicy
 from mirror_providers.types import ContentPart, Message, Tier, ToolCall, join_chunks
 
 from ..contract import ProviderContract
-from ..server import FakeServer, Received, Reply
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
+from ..server import FakeServer, Received, Reply, free_port
 
 # -- host parsing --------------------------------------------------------------------------------
 
