@@ -67,18 +67,21 @@ class LocalModelServer:
         context_window: tokens of context allocated per request slot.
         parallel: requests served at once.
         threads: CPU threads for generation (default: all cores).
+        max_tokens: the longest answer when a request sets no ``max_tokens`` (llama.cpp would
+            otherwise generate until the context is full).
         startup_timeout_s: how long to wait for the server to answer.
         verbose: let llama.cpp log to stderr.
     """
 
     def __init__(self, model: str | os.PathLike[str] | None = None, *, port: int | None = None,
-                 context_window: int = 2048, parallel: int = 2, threads: int | None = None,
+                 context_window: int = 2048, parallel: int = 2, threads: int | None = None, max_tokens: int = 256,
                  startup_timeout_s: float = 120.0, verbose: bool = False) -> None:
         self.model = Path(model) if model is not None else None
         self.port = port or _free_port()
         self.context_window = context_window
         self.parallel = parallel
         self.threads = threads or os.cpu_count() or 2
+        self.max_tokens = max_tokens
         self.startup_timeout_s = startup_timeout_s
         self.verbose = verbose
         self._server: Any = None
@@ -115,6 +118,7 @@ class LocalModelServer:
             params.hostnames = ["127.0.0.1"]  # loopback only: nothing on the network can reach it
             params.n_ctx = self.context_window * self.parallel
             params.n_parallel = self.parallel
+            params.n_predict = self.max_tokens
             params.cpuparams.n_threads = self.threads
             params.cpuparams_batch.n_threads = self.threads
             params.use_jinja = True

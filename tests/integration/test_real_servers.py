@@ -150,3 +150,9 @@ def test_local_path_makes_no_external_call(monkeypatch: pytest.MonkeyPatch) -> N
         server.openai().generate_sync("Hello", max_tokens=4)
         list(server.anthropic().stream_sync("Hello", max_tokens=4))
     assert seen and all(isinstance(a, tuple) and a[0] == "127.0.0.1" for a in seen), seen
+
+
+def test_answers_are_capped_without_max_tokens(local_model: LocalModelServer) -> None:
+    """A request with no max_tokens stops at the server's default (256), not at a full context."""
+    result = local_model.openai().generate_sync("Write a very long story about the sea.")
+    assert result.usage is not None and 0 < result.usage.output_tokens <= local_model.max_tokens
