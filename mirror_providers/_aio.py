@@ -140,14 +140,24 @@ def map_blocking(fn: Callable[[A], T], items: list[A], max_workers: int | None,
                 on_progress(done, total)
 
 
-async def run_sync(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-    """Await ``fn(*args, **kwargs)`` run on the shared thread pool, contextvars copied."""
+async def run_sync(fn: Callable[..., T], /, *args: Any, on_cancel: Callable[[], None] | None = None,
+                   **kwargs: Any) -> T:
+    """Await ``fn(*args, **kwargs)`` run on the shared thread pool, contextvars copied.
+
+    A thread cannot be cancelled: if the awaiting task is, ``on_cancel`` is called so that the
+    blocking call can be broken off (the provider aborts its connection).
+    """
     import asyncio
 
     loop = asyncio.get_running_loop()
     ctx = contextvars.copy_context()
     call = functools.partial(ctx.run, _counted(fn), *args, **kwargs)
-    return await loop.run_in_executor(get_executor(), call)
+    try:
+        return await loop.run_in_executor(get_executor(), call)
+    except asyncio.CancelledError:
+        if on_cancel is not None:
+            on_cancel()
+        raise
 
 
 async def iterate_in_thread(

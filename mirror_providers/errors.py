@@ -8,7 +8,8 @@ The tree::
     ├── TransportError                  the HTTP exchange itself failed
     │   ├── ConnectError                nothing answered at that address
     │   ├── RequestTimeout              connect or read timeout (not the builtin TimeoutError)
-    │   └── ProtocolError               broken HTTP, reset connection, undecodable body
+    │   ├── ProtocolError               broken HTTP, reset connection, undecodable body
+    │   └── CallAbortedError            the caller broke the call off (a cancelled await)
     ├── APIError                        the vendor answered with an error
     │   ├── BadRequestError             400, 422
     │   │   ├── ContextLengthExceededError
@@ -45,6 +46,7 @@ __all__ = [
     "AllProvidersFailedError",
     "AuthenticationError",
     "BadRequestError",
+    "CallAbortedError",
     "ConfigurationError",
     "ConflictError",
     "ConnectError",
@@ -137,6 +139,13 @@ class RequestTimeout(TransportError):
 
 class ProtocolError(TransportError):
     """The server broke HTTP: reset connection, truncated body, undecodable content."""
+
+
+class CallAbortedError(TransportError):
+    """The caller broke the call off (a cancelled ``await``): never retried, never failed over."""
+
+    retryable = False
+    failover_ok = False
 
 
 class APIError(ProviderError):

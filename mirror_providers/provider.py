@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 
     from .request import Options
 
-__all__ = ["ChunkStream", "Provider", "on_abort", "set_max_workers", "thread_pool_size"]
+__all__ = ["ChunkStream", "Provider", "call_aborted", "current_scope", "on_abort", "set_max_workers",
+           "thread_pool_size"]
 
 set_max_workers = _aio.set_max_workers
 
@@ -129,6 +130,10 @@ class _AbortScope:
         if self._parent is not None:
             self._parent.register(hook)
 
+    @property
+    def aborted(self) -> bool:
+        return self._aborted
+
     def abort(self) -> None:
         with self._lock:
             self._aborted = True
@@ -138,6 +143,17 @@ class _AbortScope:
 
 
 _scope: contextvars.ContextVar[_AbortScope | None] = contextvars.ContextVar("mirror_providers_abort", default=None)
+
+
+def current_scope() -> _AbortScope | None:
+    """The abort scope of the call running in this context (it satisfies ``transport.CallControl``)."""
+    return _scope.get()
+
+
+def call_aborted() -> bool:
+    """Whether the call running in this context was broken off by its caller."""
+    scope = _scope.get()
+    return scope is not None and scope.aborted
 
 
 def on_abort(hook: Callable[[], None]) -> None:
@@ -251,9 +267,9 @@ class Provider:
         try:
             result = call()
         except BaseException as exc:
-            if isinstance(exc, ProviderError):
+            if isinstance(exc, ProviderError) and not call_aborted():
                 self._stats.failure(exc)
-            else:
+            else:  # not the provider's failure: a bug, or the caller broke the call off
                 self._stats.abandoned()
             raise
         self._stats.success(time.perf_counter() - start)
@@ -283,6 +299,8 @@ class Provider:
             yield from chunks
             outcome = "done"
         except ProviderError as exc:
+            if call_aborted():
+                raise  # the caller broke the stream off: "abandoned" below
             outcome = "failed"
             self._stats.failure(exc)
             raise
@@ -296,9 +314,22 @@ class Provider:
         """Provider-specific validation before sending (model limits...)."""
 
     async def generate(self, prompt: Prompt, **options: Unpack[Options]) -> GenerationResult:
-        """Awaitable ``generate_sync``, run on the library's thread pool."""
+        """Awaitable ``generate_sync``, run on the library's thread pool.
+
+        Cancelling the awaiting task breaks the HTTP connection at once, so the worker thread and
+        the connection are freed instead of waiting for the vendor's answer.
+        """
         request = build_request(prompt, options)
-        return await _aio.run_sync(self.generate_sync, request)
+        scope = _AbortScope(_scope.get())
+
+        def call() -> GenerationResult:
+            token = _scope.set(scope)
+            try:
+                return self.generate_sync(request)
+            finally:
+                _scope.reset(token)
+
+        return await _aio.run_sync(call, on_cancel=scope.abort)
 
     def stream(self, prompt: Prompt, **options: Unpack[Options]) -> AsyncIterator[StreamChunk]:
         """Async iterator over ``stream_sync``'s chunks, read on a worker thread.

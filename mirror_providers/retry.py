@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from .errors import TransportError
-from .transport import HttpRequest, HttpResponse, StreamResponse, Transport, _origin
+from .transport import HttpRequest, HttpResponse, StreamResponse, Transport, _origin, current_call
 
 __all__ = ["RetryPolicy", "RetryingTransport", "parse_retry_after"]
 
@@ -105,6 +105,11 @@ class RetryPolicy:
         return status in RETRY_STATUSES or status >= 500
 
 
+def _aborted() -> bool:
+    call = current_call.get()
+    return call is not None and call.aborted
+
+
 class RetryingTransport(Transport):
     """Wraps a transport and retries per a ``RetryPolicy``.
 
@@ -137,13 +142,14 @@ class RetryingTransport(Transport):
             try:
                 resp = call(request)
             except TransportError as exc:
-                if retry > self.policy.max_retries or not exc.retryable:
+                if retry > self.policy.max_retries or not exc.retryable or _aborted():
                     raise
                 wait = self.policy.backoff(retry)
                 reason = type(exc).__name__
             else:
                 status, headers = resp.status, resp.headers
-                if retry > self.policy.max_retries or not self.policy.should_retry_status(status, headers):
+                if (retry > self.policy.max_retries or not self.policy.should_retry_status(status, headers)
+                        or _aborted()):
                     return resp
                 asked = self._wait_for(retry, headers)
                 if asked is None:

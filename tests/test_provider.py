@@ -134,3 +134,35 @@ def test_cancelled_async_stream_releases_the_connection_at_once(server: FakeServ
 async def _wait_for(cond) -> None:  # type: ignore[no-untyped-def]
     while not cond():
         await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_cancelled_generate_releases_the_connection_at_once(server: FakeServer, wrapped: bool) -> None:
+    """The server takes the request and never answers: cancelling the await must not leave a
+    worker thread waiting for the read timeout (30 s here), nor fail over, nor blame the member."""
+    from mirror_providers import _aio
+    from mirror_providers.pooling import FallbackChain
+
+    hold = threading.Event()
+    server.route("POST", "/v1/chat/completions", lambda r, w: hold.wait(30))
+    second = OpenAIProvider(base_url=server.url + "/v1", timeout=30)
+    member = OpenAIProvider(base_url=server.url + "/v1", timeout=30)
+    target = FallbackChain([member, second], failure_threshold=1) if wrapped else member
+
+    async def main() -> None:
+        task = asyncio.create_task(target.generate("hi"))
+        await _wait_for(lambda: len(server.received) == 1)  # the request is on the wire
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.wait_for(_wait_for(lambda: _aio.active_workers() == 0), 5)
+
+    try:
+        asyncio.run(main())
+    finally:
+        hold.set()
+    assert len(server.received) == 1  # no failover after the caller gave up
+    stats = member.get_stats()
+    assert (stats.in_flight, stats.errors) == (0, 0)
+    if wrapped:
+        assert target.get_stats().members[0].status != "cooldown"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..errors import AllProvidersFailedError, BadRequestError, ConfigurationError, ProviderError
-from ..provider import Provider
+from ..provider import Provider, call_aborted
 from ..request import GenerateRequest
 from ..types import Capabilities, GenerationResult, HealthStatus, ProviderStats, StreamChunk
 from .state import InMemoryState, MemberSnapshot, MemberState
@@ -177,7 +177,7 @@ class PoolProvider(Provider):
 
     def _failed(self, member: Member, exc: ProviderError, t0: float, attempts: list[Attempt]) -> None:
         now = self._clock()
-        if _member_fault(exc):
+        if _member_fault(exc) and not call_aborted():  # a call the caller broke off says nothing
             self.state.failure(member.key, exc, now)
         else:
             self.state.release(member.key)
@@ -202,7 +202,7 @@ class PoolProvider(Provider):
                 result = member.provider.generate_sync(request, timeout=timeout)
             except ProviderError as exc:
                 self._failed(member, exc, t0, attempts)
-                if not exc.failover_ok:
+                if not exc.failover_ok or call_aborted():
                     raise
                 continue
             except BaseException:
@@ -225,7 +225,7 @@ class PoolProvider(Provider):
             except ProviderError as exc:
                 outcome = "failed"
                 self._failed(member, exc, t0, attempts)
-                if delivered or not exc.failover_ok:
+                if delivered or not exc.failover_ok or call_aborted():
                     # Never splice two models' answers: the caller learns how much it already has.
                     exc.chunks_delivered = delivered
                     raise

@@ -30,7 +30,7 @@ from ..errors import (
     error_class_for_status,
     stream_error_class,
 )
-from ..provider import Provider, on_abort, thread_pool_size
+from ..provider import Provider, current_scope, on_abort, thread_pool_size
 from ..request import GenerateRequest
 from ..retry import RetryingTransport, RetryPolicy, parse_retry_after
 from ..transport import (
@@ -42,6 +42,7 @@ from ..transport import (
     StreamResponse,
     Timeout,
     Transport,
+    current_call,
 )
 from ..types import Capabilities, HealthStatus, ModelInfo, StreamChunk, Tier, ToolCallDelta
 
@@ -291,11 +292,14 @@ class HttpProvider(Provider):
     def _send(self, method: str, path: str, payload: Mapping[str, Any] | None = None,
               timeout: float | None = None, max_retries: int | None = None) -> tuple[Any, HttpResponse]:
         """Send, raise the mapped error for an error status, return (JSON body, response)."""
+        listening = current_call.set(current_scope())  # an abort may break this request's connection
         try:
             resp = self._transport_for(max_retries).send(self._request(method, path, payload, timeout))
         except ProviderError as exc:
             self._annotate(exc)
             raise
+        finally:
+            current_call.reset(listening)
         if resp.status >= 300:
             raise self._error_from_response(resp.status, resp.headers, resp.content)
         return self._json(resp.content, resp.headers), resp
@@ -303,11 +307,14 @@ class HttpProvider(Provider):
     def _open_stream(self, path: str, payload: Mapping[str, Any], timeout: float | None,
                      max_retries: int | None = None) -> StreamResponse:
         """Open a stream; an error status is read, closed and raised as the mapped error."""
+        listening = current_call.set(current_scope())
         try:
             stream = self._transport_for(max_retries).open_stream(self._request("POST", path, payload, timeout))
         except ProviderError as exc:
             self._annotate(exc)
             raise
+        finally:
+            current_call.reset(listening)
         on_abort(stream.abort)
         if stream.status >= 300:
             body = stream.read()
