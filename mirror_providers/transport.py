@@ -466,8 +466,10 @@ def _iter_raw(resp: requests.Response, request: HttpRequest) -> Iterator[bytes]:
         raise _map_exception(exc, request) from exc
     except OSError as exc:  # a socket error the libraries did not wrap
         raise ProtocolError(f"connection broken while reading {_origin(request.url)}: {exc}") from exc
-    # Fully read: hand the connection back to the pool for reuse.
-    raw.release_conn()
+    # Fully read: hand the connection back to the pool for reuse (a stand-in holds none).
+    release = getattr(raw, "release_conn", None)
+    if release is not None:
+        release()
 
 
 Handler = Callable[[HttpRequest], HttpResponse | StreamResponse]
