@@ -11,27 +11,26 @@ tests, after httpx's ``MockTransport``.
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import requests
 import requests.adapters
-import urllib3.connectionpool
 import urllib3.exceptions
 import urllib3.response
 from requests.structures import CaseInsensitiveDict
 
-from .errors import CallAbortedError, ConnectError, ProtocolError, RequestTimeout, TransportError
+from ._pools import HTTPPool, HTTPSPool, current_call
+from .errors import ConnectError, ProtocolError, RequestTimeout, TransportError
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "current_call",
     "HttpRequest",
     "HttpResponse",
     "MockTransport",
@@ -259,76 +258,6 @@ def _origin(url: str) -> str:
 
 _CAUGHT = (requests.exceptions.RequestException, urllib3.exceptions.HTTPError)
 
-class CallControl(Protocol):
-    """What a caller that may break its call off gives the transport (see ``current_call``)."""
-
-    @property
-    def aborted(self) -> bool: ...
-
-    def register(self, hook: Callable[[], None]) -> None: ...
-
-
-current_call: contextvars.ContextVar[CallControl | None] = contextvars.ContextVar(
-    "mirror_providers_current_call", default=None)
-"""The call the requests made in this context belong to. Each connection checked out for them is
-registered with it as a ``shutdown()`` hook (which breaks that connection only while this request
-still holds it, waking a thread blocked on it); once the call is aborted, no new connection is
-checked out for it (``CallAbortedError``) and ``RetryingTransport`` stops retrying."""
-
-
-class _Lease:
-    """One checkout of a pooled connection; ``shutdown`` is a no-op once it was returned."""
-
-    __slots__ = ("conn", "held", "lock")
-
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-        self.held = True
-        self.lock = threading.Lock()
-
-    def shutdown(self) -> None:
-        with self.lock:
-            sock = getattr(self.conn, "sock", None) if self.held else None
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked reading it
-                except OSError:
-                    pass
-
-    def release(self) -> None:
-        with self.lock:
-            self.held = False
-
-
-class _AbortablePool:
-    """Mixin for urllib3 pools: registers each checkout with the context's ``current_call``."""
-
-    def _get_conn(self, timeout: float | None = None) -> Any:
-        call = current_call.get()
-        if call is not None and call.aborted:
-            raise CallAbortedError("the call was aborted by its caller")
-        conn = super()._get_conn(timeout)  # type: ignore[misc]
-        if call is not None:
-            lease = _Lease(conn)
-            conn._mirror_lease = lease
-            call.register(lease.shutdown)
-        return conn
-
-    def _put_conn(self, conn: Any) -> None:
-        lease = getattr(conn, "_mirror_lease", None)
-        if lease is not None:
-            lease.release()
-            conn._mirror_lease = None
-        super()._put_conn(conn)  # type: ignore[misc]
-
-
-class _HTTPPool(_AbortablePool, urllib3.connectionpool.HTTPConnectionPool):
-    pass
-
-
-class _HTTPSPool(_AbortablePool, urllib3.connectionpool.HTTPSConnectionPool):
-    pass
-
 
 class RequestsTransport(Transport):
     """The real transport, on requests and urllib3.
@@ -363,7 +292,7 @@ class RequestsTransport(Transport):
             pool_connections=4, pool_maxsize=pool_size, max_retries=0
         )
         # Pools that let a caller abort a request from another thread (see connection_listener).
-        self._adapter.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        self._adapter.poolmanager.pool_classes_by_scheme = {"http": HTTPPool, "https": HTTPSPool}
         self._local = threading.local()
         self._closed = False
 

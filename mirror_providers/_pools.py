@@ -1,0 +1,95 @@
+"""Pooled connections a caller can break off from another thread.
+
+``RequestsTransport`` gives urllib3 these pool classes. Each connection checked out for a request
+made under ``current_call`` is leased to that call: the call may shut the socket down (waking a
+thread blocked on it) only while its lease lasts, which ends when the connection goes back to the
+pool, so a connection reused by another request is never touched. Once the call is aborted, no
+new connection is checked out for it (``CallAbortedError``).
+
+Overrides urllib3's ``_get_conn``/``_put_conn``, the pool's checkout and return points.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import urllib3.connectionpool
+
+from .errors import CallAbortedError
+
+__all__ = ["CallControl", "HTTPPool", "HTTPSPool", "current_call"]
+
+
+class CallControl(Protocol):
+    """What a caller that may break its call off gives the transport (see ``current_call``)."""
+
+    @property
+    def aborted(self) -> bool: ...
+
+    def register(self, hook: Callable[[], None]) -> None: ...
+
+
+current_call: contextvars.ContextVar[CallControl | None] = contextvars.ContextVar(
+    "mirror_providers_current_call", default=None)
+"""The call the requests made in this context belong to. Each connection checked out for them is
+registered with it as a ``shutdown()`` hook (which breaks that connection only while this request
+still holds it, waking a thread blocked on it); once the call is aborted, no new connection is
+checked out for it (``CallAbortedError``) and ``RetryingTransport`` stops retrying."""
+
+
+class _Lease:
+    """One checkout of a pooled connection; ``shutdown`` is a no-op once it was returned."""
+
+    __slots__ = ("conn", "held", "lock")
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.held = True
+        self.lock = threading.Lock()
+
+    def shutdown(self) -> None:
+        with self.lock:
+            sock = getattr(self.conn, "sock", None) if self.held else None
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked reading it
+                except OSError:
+                    pass
+
+    def release(self) -> None:
+        with self.lock:
+            self.held = False
+
+
+class _AbortablePool:
+    """Mixin for urllib3 pools: registers each checkout with the context's ``current_call``."""
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        call = current_call.get()
+        if call is not None and call.aborted:
+            raise CallAbortedError("the call was aborted by its caller")
+        conn = super()._get_conn(timeout)  # type: ignore[misc]
+        if call is not None:
+            lease = _Lease(conn)
+            conn._mirror_lease = lease
+            call.register(lease.shutdown)
+        return conn
+
+    def _put_conn(self, conn: Any) -> None:
+        lease = getattr(conn, "_mirror_lease", None)
+        if lease is not None:
+            lease.release()
+            conn._mirror_lease = None
+        super()._put_conn(conn)  # type: ignore[misc]
+
+
+class HTTPPool(_AbortablePool, urllib3.connectionpool.HTTPConnectionPool):
+    pass
+
+
+class HTTPSPool(_AbortablePool, urllib3.connectionpool.HTTPSConnectionPool):
+    pass
