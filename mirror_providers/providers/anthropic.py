@@ -343,17 +343,10 @@ class AnthropicProvider(HttpProvider):
 
     # -- errors -------------------------------------------------------------------------------
 
-    def _error_details(self, body: Any) -> tuple[str | None, str | None, str | None]:
-        if not isinstance(body, dict):
-            return None, None, None
-        err = body.get("error", body)
-        if isinstance(err, str):
-            return err, None, None
-        if not isinstance(err, dict):
-            return None, None, None
-        details = err.get("details") if isinstance(err.get("details"), dict) else {}
-        code = details.get("error_code") if details else None
-        return err.get("message") or None, err.get("type") or None, code
+    def _error_code(self, err: Mapping[str, Any]) -> str | None:
+        details = err.get("details")
+        code = details.get("error_code") if isinstance(details, dict) else None
+        return str(code) if code is not None else None
 
     def _refine_error_class(self, cls: type[APIError], status: int, error_type: str | None,
                             error_code: str | None, is_json: bool) -> type[APIError]:

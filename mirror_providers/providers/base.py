@@ -236,8 +236,24 @@ class HttpProvider(Provider):
         return url.rstrip("/")
 
     def _error_details(self, body: Any) -> tuple[str | None, str | None, str | None]:
-        """Vendor error JSON -> (message, error type, error code)."""
-        return None, None, None
+        """Vendor error JSON -> (message, error type, error code).
+
+        Reads the common envelopes: ``{"error": "text"}`` (Ollama), ``{"error": {"message", "type",
+        ...}}`` (OpenAI, Anthropic, llama.cpp) and the same fields at the top level (vLLM).
+        """
+        if not isinstance(body, dict):
+            return None, None, None
+        err = body.get("error", body)
+        if isinstance(err, str):
+            return err, None, None
+        if not isinstance(err, dict):
+            return None, None, None
+        return err.get("message") or None, err.get("type") or None, self._error_code(err)
+
+    def _error_code(self, err: Mapping[str, Any]) -> str | None:
+        """Where the vendor keeps its error code inside the error object."""
+        code = err.get("code")
+        return str(code) if code is not None else None
 
     def _refine_error_class(self, cls: type[APIError], status: int, error_type: str | None,
                             error_code: str | None, is_json: bool) -> type[APIError]:

@@ -309,11 +309,6 @@ class OllamaProvider(HttpProvider):
 
     # -- errors -------------------------------------------------------------------------------
 
-    def _error_details(self, body: Any) -> tuple[str | None, str | None, str | None]:
-        if isinstance(body, dict) and isinstance(body.get("error"), str):
-            return body["error"], None, None
-        return None, None, None
-
     def _refine_error_class(self, cls: type[APIError], status: int, error_type: str | None,
                             error_code: str | None, is_json: bool) -> type[APIError]:
         if status == 404 and cls is NotFoundError:

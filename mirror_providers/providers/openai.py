@@ -288,18 +288,6 @@ class OpenAIProvider(HttpProvider):
 
     # -- errors -----------------------------------------------------------------------------
 
-    def _error_details(self, body: Any) -> tuple[str | None, str | None, str | None]:
-        if not isinstance(body, dict):
-            return None, None, None
-        err = body.get("error", body)  # vLLM puts the fields at the top level
-        if isinstance(err, str):
-            return err, None, None
-        if not isinstance(err, dict):
-            return None, None, None
-        code = err.get("code")
-        return (err.get("message") or None, err.get("type") or None,
-                str(code) if code is not None else None)
-
     def _refine_error_class(self, cls: type[APIError], status: int, error_type: str | None,
                             error_code: str | None, is_json: bool) -> type[APIError]:
         if error_code in CONTEXT_CODES or error_type == "exceed_context_size_error":
