@@ -23,7 +23,6 @@ import requests
 import requests.adapters
 import urllib3.exceptions
 import urllib3.response
-from requests.structures import CaseInsensitiveDict
 
 from ._pools import HTTPPool, HTTPSPool, current_call
 from .errors import ConnectError, ProtocolError, RequestTimeout, TransportError
@@ -433,8 +432,3 @@ class MockTransport(Transport):
         if isinstance(resp, HttpResponse):
             return StreamResponse(resp.status, resp.headers, [resp.content])
         return resp
-
-
-def make_headers(headers: Mapping[str, str]) -> CaseInsensitiveDict[str]:
-    """Case-insensitive headers, as transports return them."""
-    return CaseInsensitiveDict(headers)
