@@ -108,16 +108,19 @@ class Server:
         ctype = "application/x-ndjson" if vendor == "ollama" else "text/event-stream"
         writer.write(f"HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
         self.chunk(writer, head_frames(vendor))
+        batch: list[bytes] = []  # one event per HTTP chunk, as the vendors send them; one write per batch
         for i in range(n):
-            self.chunk(writer, frame(vendor, f"{time.time():.6f}"))
-            if i == 0 and pause:
+            data = frame(vendor, f"{time.time():.6f}")
+            batch.append(b"%x\r\n%s\r\n" % (len(data), data))
+            if (i == 0 and pause) or gap or len(batch) == 256:
+                writer.write(b"".join(batch))
+                batch.clear()
                 await writer.drain()
-                await asyncio.sleep(pause)
-            elif gap:
-                await writer.drain()
-                await asyncio.sleep(gap)
-            elif i % 64 == 63:
-                await writer.drain()
+                if i == 0 and pause:
+                    await asyncio.sleep(pause)
+                elif gap:
+                    await asyncio.sleep(gap)
+        writer.write(b"".join(batch))
         self.chunk(writer, tail_frames(vendor, n))
         writer.write(b"0\r\n\r\n")
         await writer.drain()
