@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 import warnings
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -87,6 +88,25 @@ def test_stream_yields_bytes_as_they_arrive_chunked(server: FakeServer) -> None:
     with RequestsTransport() as t, t.open_stream(HttpRequest("POST", server.url + "/s", body=b"{}")) as s:
         it = s.iter_bytes()
         assert next(it) == b"data: 1\n\n"  # arrives while the server still holds the rest
+        gate.set()
+        assert b"".join(it) == b"data: 2\n\n"
+
+
+def test_gzip_stream_is_decoded_as_it_arrives(server: FakeServer) -> None:
+    gate = threading.Event()
+    zipper = zlib.compressobj(wbits=31)  # gzip framing
+
+    def route(r: Received, w: Reply) -> None:
+        w.head(200, {"Content-Type": "text/event-stream", "Content-Encoding": "gzip"}, chunked=True)
+        w.chunk(zipper.compress(b"data: 1\n\n") + zipper.flush(zlib.Z_SYNC_FLUSH))
+        gate.wait(5)
+        w.chunk(zipper.compress(b"data: 2\n\n") + zipper.flush())
+        w.end_chunks()
+
+    server.route("POST", "/s", route)
+    with RequestsTransport() as t, t.open_stream(HttpRequest("POST", server.url + "/s", body=b"{}")) as s:
+        it = s.iter_bytes()
+        assert next(it) == b"data: 1\n\n"  # decompressed before the rest is sent
         gate.set()
         assert b"".join(it) == b"data: 2\n\n"
 
