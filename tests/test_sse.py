@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import random
+
 import pytest
+import sseclient
 
 from mirror_providers.errors import StreamError
-from mirror_providers.sse import iter_json_lines, iter_sse
+from mirror_providers.sse import ServerSentEvent, iter_json_lines, iter_sse, loads
 
 
 def events(*chunks: bytes) -> list[tuple[str, str]]:
@@ -84,6 +88,73 @@ def test_malformed_json_event_raises_stream_error() -> None:
         ev.json()
 
 
+# -- the fast routes agree with sseclient-py -------------------------------------------------------
+
+def reference_events(stream: bytes) -> list[ServerSentEvent]:
+    """sseclient-py alone, given the whole stream at once (its line splitting is only exact then)."""
+    last_id = None
+    out = []
+    for ev in sseclient.SSEClient([stream.removeprefix(b"\xef\xbb\xbf")]).events():
+        if ev.id is not None and "\x00" not in ev.id:
+            last_id = ev.id
+        retry = int(ev.retry) if ev.retry is not None and ev.retry.isascii() and ev.retry.isdigit() else None
+        out.append(ServerSentEvent(ev.event or "message", ev.data, last_id, retry))
+    return out
+
+
+TEXTS = ['{"a": 1}', '{"t":"h\u00e9: x"}', "[DONE]", " padded", "", "caf\u00e9 \u2028 line", "a:b:c", "  two"]
+LINES = [
+    lambda r: "data: " + r.choice(TEXTS),
+    lambda r: "data:" + r.choice(TEXTS),
+    lambda r: "data",
+    lambda r: "event: " + r.choice(["message_start", "content_block_delta", "ping", "", "error"]),
+    lambda r: f"id: {r.randint(0, 99)}",
+    lambda r: "retry: " + r.choice(["3000", "3s", ""]),
+    lambda r: ": keep-alive",
+    lambda r: "foo: bar",
+    lambda r: "Data: 1",
+]
+
+
+def random_stream(r: random.Random) -> bytes:
+    eol = r.choice(["\n", "\r\n", "\r"])  # one ending per stream: sseclient-py mis-frames mixed ones
+    events = []
+    for _ in range(r.randint(0, 8)):
+        if r.random() < 0.6:  # what vendors send
+            lines = [f"data: {r.choice(TEXTS)}"] if r.random() < 0.5 else \
+                [f"event: {r.choice(['ping', 'content_block_delta'])}", f"data: {r.choice(TEXTS)}"]
+        else:
+            lines = [r.choice(LINES)(r) for _ in range(r.randint(1, 4))]
+        events.append(eol.join(lines) + eol + eol * r.randint(1, 2))
+    stream = "".join(events).encode()
+    return (b"\xef\xbb\xbf" if r.random() < 0.1 else b"") + stream
+
+
+def random_split(r: random.Random, data: bytes) -> list[bytes]:
+    cuts = sorted(r.sample(range(len(data) + 1), min(len(data) + 1, r.randint(0, 12))))
+    return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_fast_routes_agree_with_sseclient_on_random_streams(seed: int) -> None:
+    r = random.Random(seed)
+    for _ in range(50):
+        stream = random_stream(r)
+        expected = reference_events(stream)
+        assert list(iter_sse([stream])) == expected, stream
+        assert list(iter_sse(random_split(r, stream))) == expected, stream
+        assert list(iter_sse([stream[i:i + 1] for i in range(len(stream))])) == expected, stream
+
+
+def test_loads_matches_json_loads() -> None:
+    for text in ['{"a": [1, 2.5, null]}', ' {"a":1}', '{"a":1} ', '"x"', "12", "1e400", '{"a":"\u2028"}']:
+        assert loads(text) == json.loads(text)
+        assert loads(text.encode()) == json.loads(text)
+    for bad in ["", "{", '{"a":1} x', "{'a': 1}", "NaNa", "1 2"]:
+        with pytest.raises(json.JSONDecodeError):
+            loads(bad)
+
+
 # -- NDJSON ------------------------------------------------------------------------------------
 
 def test_ndjson_split_lines_crlf_blank_lines_and_unterminated_last() -> None:
@@ -107,3 +178,12 @@ def test_ndjson_malformed_line() -> None:
 def test_ndjson_invalid_utf8() -> None:
     with pytest.raises(StreamError, match="UTF-8"):
         list(iter_json_lines([b'{"a":"\xff"}\n']))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_ndjson_any_split_gives_the_lines_objects(seed: int) -> None:
+    r = random.Random(seed)
+    objects = [{"i": i, "t": r.choice(["x", "h\u00e9", "\u2028", " "])} for i in range(r.randint(0, 30))]
+    lines = [json.dumps(o, ensure_ascii=False) + r.choice(["\n", "\r\n", "\n\n", "  \n"]) for o in objects]
+    data = "".join(lines).encode()
+    assert list(iter_json_lines(random_split(r, data))) == objects
