@@ -340,6 +340,22 @@ class StreamChunk(_JsonMixin):
         return self.content
 
 
+_new_object = object.__new__
+_set_attribute = object.__setattr__
+
+
+def fast_stream_chunk(content: str, index: int, tool_calls: tuple[ToolCallDelta, ...], model: str | None,
+                      provider: str) -> StreamChunk:
+    """``StreamChunk(content, index, tool_calls=..., model=..., provider=...)`` for the streams'
+    hot path: the same frozen instance, built in half the time by setting its ``__dict__`` at
+    once rather than seven attributes through the frozen ``__init__``'s ``object.__setattr__``.
+    ``test_types.py`` checks it stays equal to the constructor's result, field for field."""
+    chunk = _new_object(StreamChunk)
+    _set_attribute(chunk, "__dict__", {"content": content, "index": index, "finish_reason": None, "usage": None,
+                                       "tool_calls": tool_calls, "model": model, "provider": provider})
+    return chunk
+
+
 @dataclass(frozen=True)
 class Capabilities(_JsonMixin):
     """What a provider/model can do.

@@ -20,6 +20,7 @@ from mirror_providers.types import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    fast_stream_chunk,
     join_chunks,
     parse_tool_arguments,
 )
@@ -101,3 +102,13 @@ def test_join_chunks_interleaved_tool_calls() -> None:
     r = join_chunks(chunks)
     assert (r.content, r.finish_reason, r.usage, r.provider, r.model) == ("Let me check.", "tool_calls", Usage(1, 2, 3), "x", "m")
     assert [(c.id, c.name, c.arguments) for c in r.tool_calls] == [("a", "f", {"x": 1}), ("b", "g", {})]
+
+
+def test_fast_stream_chunk_equals_the_constructor() -> None:
+    deltas = (ToolCallDelta(index=0, id="c1", name="f", arguments_delta="{"),)
+    fast = fast_stream_chunk("hi", 3, deltas, "m", "openai")
+    slow = StreamChunk(content="hi", index=3, tool_calls=deltas, model="m", provider="openai")
+    assert fast == slow and repr(fast) == repr(slow) and fast.to_dict() == slow.to_dict()
+    assert list(vars(fast)) == [f.name for f in dataclasses.fields(StreamChunk)]  # a new field is not forgotten
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.content = "x"  # type: ignore[misc]

@@ -234,7 +234,14 @@ def parse_event(name: str, data: Mapping[str, Any], state: StreamState) -> Strea
     kind = data.get("type", name)
     text = ""
     deltas: tuple[ToolCallDelta, ...] = ()
-    if kind == "message_start":
+    if kind == "content_block_delta":  # nearly every event: tested first
+        delta = data.get("delta") or {}
+        if delta.get("type") == "text_delta":
+            text = delta.get("text") or ""
+        elif delta.get("type") == "input_json_delta" and delta.get("partial_json"):
+            slot = state.tool_slots.get(int(data.get("index", 0)), 0)
+            deltas = (ToolCallDelta(index=slot, arguments_delta=delta["partial_json"]),)
+    elif kind == "message_start":
         message = data.get("message") or {}
         state.model = str(message.get("model") or state.model)
         state.input_usage = dict(message.get("usage") or {})
@@ -245,13 +252,6 @@ def parse_event(name: str, data: Mapping[str, Any], state: StreamState) -> Strea
             deltas = (ToolCallDelta(index=slot, id=block.get("id"), name=block.get("name")),)
         elif block.get("type") == "text":
             text = block.get("text") or ""
-    elif kind == "content_block_delta":
-        delta = data.get("delta") or {}
-        if delta.get("type") == "text_delta":
-            text = delta.get("text") or ""
-        elif delta.get("type") == "input_json_delta" and delta.get("partial_json"):
-            slot = state.tool_slots.get(int(data.get("index", 0)), 0)
-            deltas = (ToolCallDelta(index=slot, arguments_delta=delta["partial_json"]),)
     elif kind == "message_delta":
         state.finish = finish_reason((data.get("delta") or {}).get("stop_reason")) or state.finish
         state.output_usage.update(data.get("usage") or {})  # cumulative counts: the last wins

@@ -44,7 +44,7 @@ from ..transport import (
     Transport,
     current_call,
 )
-from ..types import Capabilities, HealthStatus, ModelInfo, StreamChunk, Tier, ToolCallDelta
+from ..types import Capabilities, HealthStatus, ModelInfo, StreamChunk, Tier, ToolCallDelta, fast_stream_chunk
 
 __all__ = ["HttpProvider", "StreamProgress", "default_transport", "next_chunk"]
 
@@ -63,8 +63,7 @@ def next_chunk(state: StreamProgress, text: str, deltas: Sequence[ToolCallDelta]
     """The stream's next chunk, numbered in order; None for an event with neither text nor tool calls."""
     if not text and not deltas:
         return None
-    chunk = StreamChunk(content=text, index=state.index, tool_calls=tuple(deltas), model=state.model,
-                        provider=provider)
+    chunk = fast_stream_chunk(text, state.index, tuple(deltas), state.model, provider)
     state.index += 1
     return chunk
 

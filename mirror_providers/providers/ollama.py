@@ -234,13 +234,18 @@ def parse_line(data: Mapping[str, Any], state: StreamState) -> StreamChunk | Non
 
     The final ``done: true`` object's text is kept too: it is not always empty.
     """
-    state.model = str(data.get("model") or state.model)
+    model = data.get("model")
+    if model:
+        state.model = str(model)
     if data.get("done"):
         state.done = True
         state.final = dict(data)
     message = data.get("message")
     text = (message.get("content") if message else data.get("response")) or ""
-    calls = _tool_calls((message or {}).get("tool_calls"), state.tool_count)
+    raw_calls = message.get("tool_calls") if message else None
+    if not raw_calls:
+        return next_chunk(state, text, (), "ollama")
+    calls = _tool_calls(raw_calls, state.tool_count)
     deltas = tuple(ToolCallDelta(index=state.tool_count + i, id=c.id, name=c.name, arguments_delta=c.arguments_json)
                    for i, c in enumerate(calls))
     state.tool_count += len(calls)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
@@ -199,18 +199,33 @@ def parse_event(data: Mapping[str, Any], state: StreamState) -> StreamChunk | No
     ``finish_reason`` and usage are held in ``state`` and put on the final chunk, because
     OpenAI sends usage in a chunk of its own after the finish reason.
     """
-    if data.get("usage"):
-        state.usage = parse_usage(data["usage"])
-    state.model = str(data.get("model") or state.model)
-    choices = data.get("choices") or ()
-    choice = next((c for c in choices if c.get("index", 0) == 0), None)
-    if choice is None:
+    usage = data.get("usage")
+    if usage:
+        state.usage = parse_usage(usage)
+    model = data.get("model")
+    if model:
+        state.model = str(model)
+    choices = data.get("choices")
+    if not choices:
         return None
-    state.finish = finish_reason(choice.get("finish_reason")) or state.finish
+    choice = choices[0]
+    if len(choices) > 1 or choice.get("index", 0) != 0:  # n=1 is enforced, but a server may send more
+        choice = next((c for c in choices if c.get("index", 0) == 0), None)
+        if choice is None:
+            return None
+    reason = choice.get("finish_reason")
+    if reason is not None:
+        state.finish = finish_reason(reason) or state.finish
     delta = choice.get("delta") or {}
     text = delta.get("content") or ""
+    calls = delta.get("tool_calls")
+    deltas = _tool_call_deltas(calls, state) if calls else ()
+    return next_chunk(state, text, deltas, "openai")
+
+
+def _tool_call_deltas(calls: Iterable[Any], state: StreamState) -> list[ToolCallDelta]:
     deltas = []
-    for c in delta.get("tool_calls") or ():
+    for c in calls:
         # Servers that omit the index mean "the call being built" (protocols.md §2.6).
         idx = c.get("index", state.last_tool_index)
         state.last_tool_index = idx
@@ -224,7 +239,7 @@ def parse_event(data: Mapping[str, Any], state: StreamState) -> StreamChunk | No
             index=idx, id=cid if new_call else None, name=fn.get("name") if new_call else None,
             arguments_delta=args if isinstance(args, str) else (json.dumps(args) if args else ""),
         ))
-    return next_chunk(state, text, deltas, "openai")
+    return deltas
 
 
 class OpenAIProvider(HttpProvider):
