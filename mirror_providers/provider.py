@@ -174,18 +174,21 @@ class ChunkStream(Iterator[StreamChunk]):
     def __init__(self, chunks: Iterator[StreamChunk]) -> None:
         self._chunks = chunks
         self._scope: _AbortScope | None = None
+        self._run: Callable[..., StreamChunk] | None = None
 
     def __iter__(self) -> ChunkStream:
         return self
 
     def __next__(self) -> StreamChunk:
-        if self._scope is None:
+        if self._run is None:
+            # The stream runs in a context of its own, made at the first chunk, where its abort
+            # scope is set: cheaper per chunk than setting and resetting the scope around each
+            # one, and what the stream sets in its context stays there.
             self._scope = _AbortScope(_scope.get())
-        token = _scope.set(self._scope)
-        try:
-            return next(self._chunks)
-        finally:
-            _scope.reset(token)
+            context = contextvars.copy_context()
+            context.run(_scope.set, self._scope)
+            self._run = context.run
+        return self._run(next, self._chunks)
 
     def close(self) -> None:
         close = getattr(self._chunks, "close", None)
