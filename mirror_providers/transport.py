@@ -153,9 +153,7 @@ class StreamResponse:
     def iter_bytes(self) -> Iterator[bytes]:
         """Yield body bytes as they arrive; closes the response at the end."""
         try:
-            for chunk in self._chunks:
-                if chunk:
-                    yield chunk
+            yield from filter(None, self._chunks)  # never an empty chunk
         finally:
             self.close()
 
