@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,6 +41,8 @@ from mirror_providers.local import OllamaProvider  # noqa: E402
 from mirror_providers.openai import OpenAIProvider  # noqa: E402
 from mirror_providers.pooling import FallbackChain, ProviderPool  # noqa: E402
 from mirror_providers.provider import Provider  # noqa: E402
+from mirror_providers.sse import ServerSentEvent, iter_json_lines, iter_sse  # noqa: E402
+from mirror_providers.transport import HttpRequest, RequestsTransport  # noqa: E402
 
 PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages", "ollama": "/api/chat"}
 KEY = "sk-bench-key"
@@ -200,7 +202,47 @@ def bench_stream(port: int, chunks: int, reps: int) -> list[Row]:
         rows.append(Row(f"stream {chunks} chunks: {vendor}", b, o, "chunks/s", o / b, ">= 0.8x", o / b >= 0.8,
                         f"baseline: bare requests + iter_lines; vs iter_lines + json.loads ({j:.0f}/s): {o / j:.2f}x",
                         {"lines_and_json_per_s": j}))
+        rows.append(stream_cost(vendor, url, body, headers, chunks, reps, 1e6 / b, 1e6 / o))
     return rows
+
+
+def stream_cost(vendor: str, url: str, body: str, headers: dict[str, str], chunks: int, reps: int,
+                baseline_us: float, ours_us: float) -> Row:
+    """Where a streamed event's time goes: the library's own stages, run alone and cumulated."""
+    transport = RequestsTransport()
+    request = HttpRequest("POST", url, headers, body.encode())
+
+    def stage(consume: Callable[[Iterator[bytes]], int]) -> Callable[[], float]:
+        def run() -> float:
+            start = time.perf_counter()
+            with transport.open_stream(request) as stream:
+                got = consume(stream.iter_bytes())
+            assert got >= chunks, (vendor, got)
+            return (time.perf_counter() - start) / chunks * 1e6
+        return run
+
+    decode: Callable[[Iterator[bytes]], Iterator[Any]] = iter_json_lines if vendor == "ollama" else iter_sse
+    read = stage(lambda it: sum(1 for c in it) + chunks)  # HTTP chunks, not events: the count is not checked
+    framed = stage(lambda it: sum(1 for _ in decode(it)))
+    parsed = stage(framed_and_parsed(decode))
+    w, f, p = (median_of(reps, fn) for fn in (read, framed, parsed))
+    transport.close()
+    return Row(f"stream cost per event: {vendor}", baseline_us, ours_us, "us/event", ours_us / baseline_us, "-", None,
+               f"iter_lines {baseline_us:.2f} us; ours: read {w:.2f} + "
+               + (f"lines and JSON {p - w:.2f}" if vendor == "ollama" else f"framing {f - w:.2f} + JSON {p - f:.2f}")
+               + f" + translation {ours_us - p:.2f}; 0.8x needs <= {baseline_us / 0.8:.2f} us",
+               {"read_us": w, "framed_us": f, "parsed_us": p})
+
+
+def framed_and_parsed(decode: Callable[[Iterator[bytes]], Iterator[Any]]) -> Callable[[Iterator[bytes]], int]:
+    def consume(it: Iterator[bytes]) -> int:
+        n = 0
+        for frame in decode(it):
+            if isinstance(frame, ServerSentEvent) and frame.data[:1] == "{":
+                frame.json()  # NDJSON frames come out of the decoder parsed
+            n += 1
+        return n
+    return consume
 
 
 # -- 4. time to first chunk ----------------------------------------------------------------------
