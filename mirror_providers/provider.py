@@ -193,7 +193,10 @@ class ChunkStream(Iterator[StreamChunk]):
     def close(self) -> None:
         close = getattr(self._chunks, "close", None)
         if close is not None:
-            close()
+            if self._run is None:
+                close()
+            else:  # the stream's cleanup runs in its own context too
+                self._run(close)
 
     def abort(self) -> None:
         if self._scope is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import Iterator
 
@@ -10,7 +11,7 @@ import pytest
 
 from mirror_providers.errors import ServerError, ValidationError
 from mirror_providers.openai import OpenAIProvider
-from mirror_providers.provider import Provider
+from mirror_providers.provider import Provider, current_scope
 from mirror_providers.request import GenerateRequest
 from mirror_providers.types import Capabilities, GenerationResult, StreamChunk
 
@@ -85,6 +86,29 @@ def test_stats_after_failures() -> None:
     p.fail = False
     p.generate_sync("x")
     assert p.get_stats().status == "healthy"
+
+
+def test_a_stream_runs_and_cleans_up_in_its_own_context() -> None:
+    probe: contextvars.ContextVar[str] = contextvars.ContextVar("probe", default="caller")
+    seen: list[tuple[str, object, str]] = []
+
+    class Scoped(Echo):
+        def _stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
+            probe.set("stream")  # stays in the stream's context, never leaks into the caller's
+            try:
+                for i, word in enumerate(request.messages[-1].text.split()):
+                    seen.append(("chunk", current_scope(), probe.get()))
+                    yield StreamChunk(word, i)
+            finally:
+                seen.append(("cleanup", current_scope(), probe.get()))
+
+    stream = Scoped().stream_sync("a b c")
+    assert next(stream).content == "a" and probe.get() == "caller" and current_scope() is None
+    assert next(stream).content == "b"
+    stream.close()
+    scopes = {scope for _, scope, _ in seen}
+    assert len(scopes) == 1 and None not in scopes  # the same abort scope, during cleanup too
+    assert [(kind, value) for kind, _, value in seen] == [("chunk", "stream"), ("chunk", "stream"), ("cleanup", "stream")]
 
 
 def test_context_manager_closes() -> None:
