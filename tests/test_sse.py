@@ -77,6 +77,16 @@ def test_event_yielded_before_the_stream_continues() -> None:
     assert next(it).data == "first"
 
 
+@pytest.mark.parametrize("pieces", [[b"data: first\n", b"\n"], [b"data: first\r", b"\n\r", b"\n"],
+                                    [b"data: first\n", b"\ndata: sec"]])
+def test_event_yielded_when_its_blank_line_arrives_in_a_later_chunk(pieces: list[bytes]) -> None:
+    def source():
+        yield from pieces
+        raise AssertionError("read ahead before the first event was consumed")
+
+    assert next(iter_sse(source())).data == "first"
+
+
 def test_invalid_utf8_raises_stream_error() -> None:
     with pytest.raises(StreamError, match="UTF-8"):
         list(iter_sse([b"data: \xff\xfe\n\n"]))
