@@ -222,7 +222,7 @@ def stream_cost(vendor: str, url: str, body: str, headers: dict[str, str], chunk
         return run
 
     decode: Callable[[Iterator[bytes]], Iterator[Any]] = iter_json_lines if vendor == "ollama" else iter_sse
-    read = stage(lambda it: sum(1 for c in it) + chunks)  # HTTP chunks, not events: the count is not checked
+    read = stage(lambda it: sum(1 for _ in it))  # HTTP chunks: the server sends one per event, plus head and tail
     framed = stage(lambda it: sum(1 for _ in decode(it)))
     parsed = stage(framed_and_parsed(decode))
     w, f, p = (median_of(reps, fn) for fn in (read, framed, parsed))
