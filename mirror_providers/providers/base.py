@@ -8,6 +8,7 @@ refines error classes with its own error types and codes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -304,17 +305,24 @@ class HttpProvider(Provider):
             return self._inner_transport
         return RetryingTransport(self._inner_transport, dataclasses.replace(self._retry, max_retries=max_retries))
 
-    def _send(self, method: str, path: str, payload: Mapping[str, Any] | None = None,
-              timeout: float | None = None, max_retries: int | None = None) -> tuple[Any, HttpResponse]:
-        """Send, raise the mapped error for an error status, return (JSON body, response)."""
-        listening = current_call.set(current_scope())  # an abort may break this request's connection
+    @contextlib.contextmanager
+    def _on_the_wire(self) -> Iterator[None]:
+        """Around a transport call: the connections it checks out are leased to this call's abort
+        scope (an abort may break them), and a transport error is told who failed."""
+        listening = current_call.set(current_scope())
         try:
-            resp = self._transport_for(max_retries).send(self._request(method, path, payload, timeout))
+            yield
         except ProviderError as exc:
             self._annotate(exc)
             raise
         finally:
             current_call.reset(listening)
+
+    def _send(self, method: str, path: str, payload: Mapping[str, Any] | None = None,
+              timeout: float | None = None, max_retries: int | None = None) -> tuple[Any, HttpResponse]:
+        """Send, raise the mapped error for an error status, return (JSON body, response)."""
+        with self._on_the_wire():
+            resp = self._transport_for(max_retries).send(self._request(method, path, payload, timeout))
         if resp.status >= 300:
             raise self._error_from_response(resp.status, resp.headers, resp.content)
         return self._json(resp.content, resp.headers), resp
@@ -322,14 +330,8 @@ class HttpProvider(Provider):
     def _open_stream(self, path: str, payload: Mapping[str, Any], timeout: float | None,
                      max_retries: int | None = None) -> StreamResponse:
         """Open a stream; an error status is read, closed and raised as the mapped error."""
-        listening = current_call.set(current_scope())
-        try:
+        with self._on_the_wire():
             stream = self._transport_for(max_retries).open_stream(self._request("POST", path, payload, timeout))
-        except ProviderError as exc:
-            self._annotate(exc)
-            raise
-        finally:
-            current_call.reset(listening)
         on_abort(stream.abort)
         if stream.status >= 300:
             body = stream.read()
