@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 
     from .request import Options
 
-__all__ = ["ChunkStream", "Provider", "call_aborted", "current_scope", "on_abort", "set_max_workers",
-           "thread_pool_size"]
+__all__ = ["ChunkStream", "Provider", "call_aborted", "current_scope", "on_abort", "percentiles",
+           "set_max_workers", "thread_pool_size"]
 
 set_max_workers = _aio.set_max_workers
 
@@ -49,11 +49,19 @@ _LATENCY_WINDOW = 1000
 UNHEALTHY_AFTER = 3  # consecutive failures
 
 
-def _percentile(sorted_values: list[float], q: float) -> float:
-    k = (len(sorted_values) - 1) * q
-    lo = int(k)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
+def percentiles(values: Iterable[float], *qs: float) -> tuple[float | None, ...]:
+    """The ``qs`` quantiles of ``values`` (0.5 for the median), each interpolated linearly between
+    the two nearest ranks (numpy's default); all None when there are no values."""
+    ordered = sorted(values)
+    if not ordered:
+        return tuple(None for _ in qs)
+    out: list[float | None] = []
+    for q in qs:
+        k = (len(ordered) - 1) * q
+        lo = int(k)
+        hi = min(lo + 1, len(ordered) - 1)
+        out.append(ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo))
+    return tuple(out)
 
 
 class _Stats:
@@ -92,7 +100,7 @@ class _Stats:
 
     def snapshot(self, provider: str, model: str) -> ProviderStats:
         with self._lock:
-            lat = sorted(self.latencies)
+            p50, p95, p99 = percentiles(self.latencies, 0.5, 0.95, 0.99)
             if not self.requests:
                 status = "unknown"
             elif self.consecutive >= UNHEALTHY_AFTER:
@@ -105,9 +113,7 @@ class _Stats:
                 provider=provider, model=model, status=status, requests=self.requests,
                 successes=self.successes, errors=self.errors, in_flight=self.in_flight,
                 consecutive_errors=self.consecutive,
-                latency_p50_s=_percentile(lat, 0.5) if lat else None,
-                latency_p95_s=_percentile(lat, 0.95) if lat else None,
-                latency_p99_s=_percentile(lat, 0.99) if lat else None,
+                latency_p50_s=p50, latency_p95_s=p95, latency_p99_s=p99,
                 last_error=self.last_error, last_error_at=self.last_error_at,
             )
 

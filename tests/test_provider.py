@@ -11,7 +11,7 @@ import pytest
 
 from mirror_providers.errors import ServerError, ValidationError
 from mirror_providers.openai import OpenAIProvider
-from mirror_providers.provider import Provider, current_scope
+from mirror_providers.provider import Provider, current_scope, percentiles
 from mirror_providers.request import GenerateRequest
 from mirror_providers.types import Capabilities, GenerationResult, StreamChunk
 
@@ -190,3 +190,8 @@ def test_cancelled_generate_releases_the_connection_at_once(server: FakeServer, 
     assert (stats.in_flight, stats.errors) == (0, 0)
     if wrapped:
         assert target.get_stats().members[0].status != "cooldown"
+
+
+def test_percentiles_interpolate_between_ranks() -> None:
+    assert percentiles([4.0, 1.0, 3.0, 2.0], 0.0, 0.5, 0.95, 1.0) == pytest.approx((1.0, 2.5, 3.85, 4.0))
+    assert percentiles([], 0.5, 0.99) == (None, None)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..errors import AllProvidersFailedError, BadRequestError, ConfigurationError, ProviderError
-from ..provider import Provider, call_aborted
+from ..provider import Provider, call_aborted, percentiles
 from ..request import GenerateRequest
 from ..types import Capabilities, GenerationResult, HealthStatus, ProviderStats, StreamChunk
 from .state import InMemoryState, MemberSnapshot, MemberState
@@ -58,13 +58,6 @@ class Member:
 def _member_fault(exc: ProviderError) -> bool:
     """Does this error say something about the member's health (not the caller's input)?"""
     return exc.failover_ok and not isinstance(exc, BadRequestError)
-
-
-def _percentile(values: Sequence[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 class PoolProvider(Provider):
@@ -260,12 +253,12 @@ class PoolProvider(Provider):
         else:
             status = "unknown"
         own = member.provider.get_stats()
+        p50, p95, p99 = percentiles(snap.latencies_s, 0.5, 0.95, 0.99)
         return ProviderStats(
             provider=member.provider.provider_id, model=member.provider.model_name, status=status,
             requests=snap.successes + snap.failures + snap.in_flight, successes=snap.successes, errors=snap.failures,
             in_flight=snap.in_flight, consecutive_errors=snap.consecutive_failures,
-            latency_p50_s=_percentile(snap.latencies_s, 0.5), latency_p95_s=_percentile(snap.latencies_s, 0.95),
-            latency_p99_s=_percentile(snap.latencies_s, 0.99), last_error=own.last_error,
+            latency_p50_s=p50, latency_p95_s=p95, latency_p99_s=p99, last_error=own.last_error,
             last_error_at=own.last_error_at,
             cooldown_remaining_s=None if snap.available(now) else snap.cooldown_until - now,
             members=own.members,
