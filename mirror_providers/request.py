@@ -142,8 +142,6 @@ def _message(value: Any, i: int) -> Message:
             _check_part(part, f"messages[{i}].content[{j}]", value.role)
     elif not isinstance(value.content, str):
         raise ValidationError(f"messages[{i}].content must be text or a tuple of ContentPart")
-    if value.role == "tool" and not value.tool_call_id:
-        raise ValidationError(f"messages[{i}] has role 'tool' but no tool_call_id")
     return value
 
 
@@ -156,7 +154,8 @@ def _message_from_dict(d: Mapping[str, Any], i: int) -> Message:
     calls = tuple(
         c if isinstance(c, ToolCall) else _tool_call_from_dict(c, i) for c in d.get("tool_calls") or ()
     )
-    return Message(d["role"], content, tool_calls=calls, tool_call_id=d.get("tool_call_id"), name=d.get("name"))
+    return Message(d["role"], content, tool_calls=calls, tool_call_id=d.get("tool_call_id"),
+                   name=d.get("name") or d.get("tool_name"))  # Ollama's history calls it tool_name
 
 
 def _part_from_dict(p: Any, where: str) -> ContentPart:

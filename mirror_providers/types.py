@@ -326,6 +326,7 @@ class StreamChunk(_JsonMixin):
         tool_calls: tool-call fragments carried by this chunk.
         model: the model reported by the vendor, when known.
         provider: provider id.
+        request_id: the vendor's request id, on the last chunk (when the vendor sent one).
     """
 
     content: str = ""
@@ -335,6 +336,7 @@ class StreamChunk(_JsonMixin):
     tool_calls: tuple[ToolCallDelta, ...] = ()
     model: str | None = None
     provider: str | None = None
+    request_id: str | None = None
 
     def __str__(self) -> str:
         return self.content
@@ -348,11 +350,12 @@ def fast_stream_chunk(content: str, index: int, tool_calls: tuple[ToolCallDelta,
                       provider: str) -> StreamChunk:
     """``StreamChunk(content, index, tool_calls=..., model=..., provider=...)`` for the streams'
     hot path: the same frozen instance, built in half the time by setting its ``__dict__`` at
-    once rather than seven attributes through the frozen ``__init__``'s ``object.__setattr__``.
+    once rather than eight attributes through the frozen ``__init__``'s ``object.__setattr__``.
     ``test_types.py`` checks it stays equal to the constructor's result, field for field."""
     chunk = _new_object(StreamChunk)
     _set_attribute(chunk, "__dict__", {"content": content, "index": index, "finish_reason": None, "usage": None,
-                                       "tool_calls": tool_calls, "model": model, "provider": provider})
+                                       "tool_calls": tool_calls, "model": model, "provider": provider,
+                                       "request_id": None})
     return chunk
 
 
@@ -490,6 +493,7 @@ def join_chunks(chunks: Iterable[StreamChunk], *, provider: str = "", model: str
     calls: dict[int, list[Any]] = {}  # index -> [id, name, [argument pieces]]
     finish: FinishReason | None = None
     usage: Usage | None = None
+    request_id: str | None = None
     for chunk in chunks:
         text.append(chunk.content)
         for d in chunk.tool_calls:
@@ -501,9 +505,12 @@ def join_chunks(chunks: Iterable[StreamChunk], *, provider: str = "", model: str
         usage = chunk.usage or usage
         provider = chunk.provider or provider
         model = chunk.model or model
+        request_id = chunk.request_id or request_id
+    # A call of a function without parameters may stream no argument text at all (Anthropic sends
+    # one empty fragment): its arguments are "{}", as the same answer unstreamed says.
+    joined = {i: "".join(c[2]) or "{}" for i, c in calls.items()}
     tool_calls = tuple(
-        ToolCall(id=c[0] or "", name=c[1] or "", arguments=parse_tool_arguments("".join(c[2])),
-                 arguments_json="".join(c[2]))
-        for _, c in sorted(calls.items())
+        ToolCall(id=c[0] or "", name=c[1] or "", arguments=parse_tool_arguments(joined[i]), arguments_json=joined[i])
+        for i, c in sorted(calls.items())
     )
-    return GenerationResult("".join(text), model, provider, finish, usage, tool_calls)
+    return GenerationResult("".join(text), model, provider, finish, usage, tool_calls, request_id=request_id)

@@ -6,8 +6,11 @@ from typing import Any
 
 import pytest
 
+from mirror_providers.anthropic import AnthropicProvider
 from mirror_providers.errors import ValidationError
+from mirror_providers.openai import OpenAIProvider
 from mirror_providers.request import GenerateRequest, build_request
+from mirror_providers.transport import HttpResponse, MockTransport
 from mirror_providers.types import ContentPart, Message, Tool
 
 
@@ -45,7 +48,6 @@ def test_options_applied_and_request_reusable() -> None:
     ([{"role": "wizard", "content": "x"}], "role 'wizard'"),
     ([{"content": "x"}], "no 'role'"),
     ([Message("user", "")], "every message is empty"),
-    ([Message.tool_result("", "x")], "no tool_call_id"),
     (42, "not int"),
     ([Message.user((ContentPart(type="image", data="AAAA", media_type="image/bmp"),))], "image/bmp"),
     ([Message.user((ContentPart(type="image"),))], "neither url nor data"),
@@ -92,3 +94,21 @@ def test_tool_shapes_accepted() -> None:
         {"name": "c", "input_schema": {"type": "object", "properties": {}}},
     ], "tool_choice": {"type": "function", "function": {"name": "b"}}})
     assert [t.name for t in r.tools] == ["a", "b", "c"] and r.tool_choice == "b"
+
+
+@pytest.mark.parametrize("make", [
+    lambda t: OpenAIProvider(model="gpt-4o-mini", api_key="k", transport=t),
+    lambda t: AnthropicProvider(model="claude-haiku-4-5", api_key="k", transport=t),
+], ids=["openai", "anthropic"])
+def test_tool_result_without_id_refused_where_the_vendor_pairs_by_id(make: Any) -> None:
+    # A neutral request may hold it (Ollama pairs results by order); these vendors would answer
+    # 400, so the provider refuses it before sending, naming the message.
+    sent: list[Any] = []
+    provider = make(MockTransport(lambda req: sent.append(req) or HttpResponse(500, {}, b"")))
+    history = [{"role": "user", "content": "hi"},
+               {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "function": {"name": "f", "arguments": "{}"}}]},
+               {"role": "tool", "content": "42"}]
+    assert build_request(history, {}).messages[2].tool_call_id is None
+    with pytest.raises(ValidationError, match=r"messages\[2\] has role 'tool' but no tool_call_id"):
+        provider.generate_sync(history)
+    assert sent == []

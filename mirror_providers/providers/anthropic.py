@@ -38,7 +38,7 @@ from ..types import (
     ToolCallDelta,
     Usage,
 )
-from .base import HttpProvider, _Secret, next_chunk
+from .base import HttpProvider, _Secret, finish_with_tools, next_chunk
 
 __all__ = ["AnthropicProvider"]
 
@@ -195,13 +195,14 @@ def parse_result(data: Mapping[str, Any], model: str, latency_s: float = 0.0,
         KeyError, TypeError: the body lacks the documented fields.
     """
     blocks = data["content"]
+    calls = tuple(_tool_call(b) for b in blocks if b.get("type") == "tool_use")
     return GenerationResult(
         content="".join(b.get("text", "") for b in blocks if b.get("type") == "text"),
         model=str(data.get("model") or model),
         provider="anthropic",
-        finish_reason=finish_reason(data.get("stop_reason")),
+        finish_reason=finish_with_tools(finish_reason(data.get("stop_reason")), bool(calls)),
         usage=parse_usage(data.get("usage")),
-        tool_calls=tuple(_tool_call(b) for b in blocks if b.get("type") == "tool_use"),
+        tool_calls=calls,
         latency_s=latency_s,
         request_id=request_id,
         raw=dict(data),
@@ -381,10 +382,11 @@ class AnthropicProvider(HttpProvider):
             return parse_event(event.event, data, state)
 
         payload = build_payload(request, self._model, self.default_max_tokens, stream=True)
-        yield from self._stream_frames("/v1/messages", payload, request.timeout, iter_sse, handle, state,
-                                       "message_stop", request.max_retries)
-        yield StreamChunk(content="", index=state.index, finish_reason=state.finish or "stop",
-                          usage=state.usage(), model=state.model, provider="anthropic")
+        request_id = yield from self._stream_frames("/v1/messages", payload, request.timeout, iter_sse, handle, state,
+                                                    "message_stop", request.max_retries)
+        finish = finish_with_tools(state.finish, bool(state.tool_slots)) or "stop"
+        yield StreamChunk(content="", index=state.index, finish_reason=finish,
+                          usage=state.usage(), model=state.model, provider="anthropic", request_id=request_id)
 
     # -- health and models --------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Protocol, TypeVar
 from urllib.parse import urlsplit
 
@@ -45,7 +45,16 @@ from ..transport import (
     Transport,
     current_call,
 )
-from ..types import Capabilities, HealthStatus, ModelInfo, StreamChunk, Tier, ToolCallDelta, fast_stream_chunk
+from ..types import (
+    Capabilities,
+    FinishReason,
+    HealthStatus,
+    ModelInfo,
+    StreamChunk,
+    Tier,
+    ToolCallDelta,
+    fast_stream_chunk,
+)
 
 __all__ = ["HttpProvider", "StreamProgress", "default_transport", "next_chunk"]
 
@@ -67,6 +76,16 @@ def next_chunk(state: StreamProgress, text: str, deltas: Sequence[ToolCallDelta]
     chunk = fast_stream_chunk(text, state.index, tuple(deltas), state.model, provider)
     state.index += 1
     return chunk
+
+
+def finish_with_tools(reported: FinishReason | None, delivered_tool_calls: bool) -> FinishReason | None:
+    """The vendor's finish reason, except that an answer which delivered tool calls and reported
+    no reason, or ``stop``, finished with ``tool_calls``: OpenRouter and other compatible servers
+    end such streams with ``[DONE]`` alone, and a caller checking for ``tool_calls`` must not
+    skip the calls."""
+    if delivered_tool_calls and reported in (None, "stop"):
+        return "tool_calls"
+    return reported
 
 logger = logging.getLogger("mirror_providers.providers")
 
@@ -128,6 +147,7 @@ class HttpProvider(Provider):
     REQUEST_ID_HEADER: ClassVar[str | None] = None
     CONNECT_HINT: ClassVar[str] = ""  # appended to "cannot connect" errors; may use {base_url}
     SUPPORTS_STREAMING: ClassVar[bool] = True
+    TOOL_RESULTS_NEED_IDS: ClassVar[bool] = True  # False: the vendor pairs tool results by order
     MODELS: ClassVar[tuple[ModelInfo, ...]] = ()
     UNKNOWN_MODEL: ClassVar[ModelInfo] = ModelInfo(
         id="", context_window=8192, max_output=4096, vision=False, tools=False, tier=Tier.BALANCED
@@ -261,6 +281,12 @@ class HttpProvider(Provider):
         return cls
 
     def _check(self, request: GenerateRequest) -> None:
+        if self.TOOL_RESULTS_NEED_IDS:
+            for i, m in enumerate(request.messages):
+                if m.role == "tool" and not m.tool_call_id:
+                    raise ValidationError(f"messages[{i}] has role 'tool' but no tool_call_id ({self.provider_id} "
+                                          f"pairs each result with its call by id)", provider=self.provider_id,
+                                          model=self._model)
         info = self._model_info
         if info is None:
             return
@@ -377,9 +403,12 @@ class HttpProvider(Provider):
             snippet = " ".join(text.split())[:200]
             message = f"HTTP {status}" + (f": {snippet}" if snippet else " with an empty body")
         should = (headers.get("x-should-retry") or "").lower()
+        # Some error bodies name the request while the header is absent (Anthropic's do).
+        body_id = body.get("request_id") if isinstance(body, dict) else None
         return cls(
             message, provider=self.provider_id, model=self._model, status=status,
-            request_id=self._request_id(headers), retry_after=parse_retry_after(headers),
+            request_id=self._request_id(headers) or (body_id if isinstance(body_id, str) and body_id else None),
+            retry_after=parse_retry_after(headers),
             error_type=error_type, error_code=error_code, body=text,
             should_retry={"true": True, "false": False}.get(should),
         )
@@ -415,11 +444,12 @@ class HttpProvider(Provider):
                        decode: Callable[[Iterator[bytes]], Iterator[F]],
                        handle: Callable[[F, str | None], StreamChunk | None],
                        progress: StreamProgress, terminator: str,
-                       max_retries: int | None = None) -> Iterator[StreamChunk]:
+                       max_retries: int | None = None) -> Generator[StreamChunk, None, str | None]:
         """Open a stream and yield what ``handle`` makes of each decoded frame (it may raise, and
-        it marks ``progress.done`` when the vendor's terminator arrives). Errors say how many
-        chunks were delivered; a stream that ends before its terminator raises
-        ``TruncatedStreamError``: a cut answer is never passed off as a short one."""
+        it marks ``progress.done`` when the vendor's terminator arrives); return the request id
+        for the caller's final chunk. Errors say how many chunks were delivered; a stream that
+        ends before its terminator raises ``TruncatedStreamError``: a cut answer is never passed
+        off as a short one."""
         with self._open_stream(path, payload, timeout, max_retries) as stream:
             request_id = self._request_id(stream.headers)
             try:
@@ -436,6 +466,7 @@ class HttpProvider(Provider):
             raise self._annotate(TruncatedStreamError(
                 f"stream ended without {terminator} after {progress.index} chunks: the answer is incomplete"),
                 progress.index)
+        return request_id
 
     def _annotate(self, exc: ProviderError, delivered: int = 0) -> ProviderError:
         """Say who failed (transport errors do not know) and how many chunks were out."""

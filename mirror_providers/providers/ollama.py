@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -129,20 +129,45 @@ def finish_reason(data: Mapping[str, Any], had_tool_calls: bool) -> FinishReason
 
 # -- request ---------------------------------------------------------------------------------------
 
-def _message(m: Message, tool_names: Mapping[str, str]) -> dict[str, Any]:
+def _message(m: Message, tool_name: str | None) -> dict[str, Any]:
     out: dict[str, Any] = {"role": m.role, "content": m.text}
     images = [p.data for p in m.images]
     if images:
         out["images"] = images
     if m.tool_calls:
-        out["tool_calls"] = [{"id": c.id, "function": {"name": c.name, "arguments": c.arguments or {}}}
+        out["tool_calls"] = [{**({"id": c.id} if c.id else {}),
+                              "function": {"name": c.name, "arguments": c.arguments or {}}}
                              for c in m.tool_calls]
     if m.role == "tool":
-        name = m.name or tool_names.get(m.tool_call_id or "")
-        if name:
-            out["tool_name"] = name
-        out["tool_call_id"] = m.tool_call_id
+        if tool_name:
+            out["tool_name"] = tool_name
+        if m.tool_call_id:
+            out["tool_call_id"] = m.tool_call_id
     return out
+
+
+def _tool_names(messages: Sequence[Message]) -> list[str | None]:
+    """The function each ``tool`` message answers (None for other roles): its own ``name``, else the
+    call its id names, else, as Ollama's own history has no ids, the next unanswered call of the
+    assistant turn before it, in order."""
+    names: list[str | None] = []
+    by_id: dict[str, str] = {}
+    pending: list[ToolCall] = []
+    for m in messages:
+        name = None
+        if m.tool_calls:
+            pending = list(m.tool_calls)
+            by_id.update((c.id, c.name) for c in m.tool_calls if c.id)
+        elif m.role == "tool":
+            if m.tool_call_id:
+                answered = next((c for c in pending if c.id == m.tool_call_id), None)
+            else:
+                answered = pending[0] if pending else None
+            if answered is not None:
+                pending.remove(answered)
+            name = m.name or (answered.name if answered else by_id.get(m.tool_call_id or ""))
+        names.append(name)
+    return names
 
 
 def _split_extra(extra: Mapping[str, Any], allowed: frozenset[str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -181,9 +206,8 @@ def build_payload(request: GenerateRequest, model: str, stream: bool,
                   defaults: Mapping[str, Any] = {}) -> dict[str, Any]:  # noqa: B006 - read only
     """Our request -> the ``/api/chat`` body (``stream`` always explicit: Ollama streams by default)."""
     top, extra_options = _split_extra(request.extra, CHAT_FIELDS)
-    tool_names = {c.id: c.name for m in request.messages for c in m.tool_calls}
     messages = [{"role": "system", "content": request.system}] if request.system else []
-    messages += [_message(m, tool_names) for m in request.messages]
+    messages += [_message(m, name) for m, name in zip(request.messages, _tool_names(request.messages), strict=True)]
     body: dict[str, Any] = {"model": model, "messages": messages, "stream": stream}
     options = {**_options(request, {k: v for k, v in defaults.items() if k in OPTION_NAMES}), **extra_options}
     if options:
@@ -276,6 +300,7 @@ class OllamaProvider(HttpProvider):
     BASE_URL_ENV = "OLLAMA_HOST"
     CONNECT_HINT = "no Ollama server answers at {base_url}: start it with `ollama serve` or set OLLAMA_HOST"
     MODELS: ClassVar[tuple[ModelInfo, ...]] = MODELS
+    TOOL_RESULTS_NEED_IDS: ClassVar[bool] = False  # its own history has none: results pair by order
     UNKNOWN_MODEL: ClassVar[ModelInfo] = ModelInfo(id="", context_window=4096, max_output=4096, tools=False,
                                                    tier=Tier.LOCAL)
 
@@ -388,10 +413,10 @@ class OllamaProvider(HttpProvider):
                 raise self._in_stream_error(data, 500, None)
             return parse_line(data, state)
 
-        yield from self._stream_frames(path, payload, request.timeout, iter_json_lines, handle, state,
-                                       "its final done:true line", request.max_retries)
+        request_id = yield from self._stream_frames(path, payload, request.timeout, iter_json_lines, handle, state,
+                                                    "its final done:true line", request.max_retries)
         yield StreamChunk(content="", index=state.index, finish_reason=finish_reason(state.final, state.tool_count > 0),
-                          usage=parse_usage(state.final), model=state.model, provider="ollama")
+                          usage=parse_usage(state.final), model=state.model, provider="ollama", request_id=request_id)
 
     # -- health, models, capabilities ---------------------------------------------------------
 

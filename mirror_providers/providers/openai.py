@@ -40,7 +40,7 @@ from ..types import (
     Usage,
     parse_tool_arguments,
 )
-from .base import HttpProvider, next_chunk
+from .base import HttpProvider, finish_with_tools, next_chunk
 
 __all__ = ["OpenAIProvider"]
 
@@ -167,13 +167,14 @@ def parse_result(data: Mapping[str, Any], model: str, latency_s: float = 0.0,
     """
     choice = data["choices"][0]
     message = choice.get("message") or {}
+    calls = tuple(_tool_call(c) for c in message.get("tool_calls") or ())
     return GenerationResult(
         content=message.get("content") or "",
         model=str(data.get("model") or model),
         provider="openai",
-        finish_reason=finish_reason(choice.get("finish_reason")),
+        finish_reason=finish_with_tools(finish_reason(choice.get("finish_reason")), bool(calls)),
         usage=parse_usage(data.get("usage")),
-        tool_calls=tuple(_tool_call(c) for c in message.get("tool_calls") or ()),
+        tool_calls=calls,
         latency_s=latency_s,
         request_id=request_id,
         raw=dict(data),
@@ -190,6 +191,7 @@ class StreamState:
     index: int = 0
     last_tool_index: int = 0
     tool_ids: dict[int, str] = field(default_factory=dict)
+    had_tool_calls: bool = False
     done: bool = False
 
 
@@ -225,6 +227,7 @@ def parse_event(data: Mapping[str, Any], state: StreamState) -> StreamChunk | No
 
 def _tool_call_deltas(calls: Iterable[Any], state: StreamState) -> list[ToolCallDelta]:
     deltas = []
+    state.had_tool_calls = True
     for c in calls:
         # Servers that omit the index mean "the call being built" (protocols.md §2.6).
         idx = c.get("index", state.last_tool_index)
@@ -340,10 +343,11 @@ class OpenAIProvider(HttpProvider):
             return parse_event(data, state)
 
         payload = build_payload(request, self._model, stream=True)
-        yield from self._stream_frames("/chat/completions", payload, request.timeout, iter_sse, handle, state, "[DONE]",
-                                       request.max_retries)
-        yield StreamChunk(content="", index=state.index, finish_reason=state.finish or "stop",
-                          usage=state.usage, model=state.model, provider="openai")
+        request_id = yield from self._stream_frames("/chat/completions", payload, request.timeout, iter_sse, handle,
+                                                    state, "[DONE]", request.max_retries)
+        finish = finish_with_tools(state.finish, state.had_tool_calls) or "stop"
+        yield StreamChunk(content="", index=state.index, finish_reason=finish,
+                          usage=state.usage, model=state.model, provider="openai", request_id=request_id)
 
     # -- health and models ------------------------------------------------------------------
 

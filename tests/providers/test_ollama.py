@@ -22,6 +22,7 @@ from mirror_providers.local import OllamaProvider
 from mirror_providers.providers.ollama import StreamState, build_payload, parse_host, parse_line, parse_result
 from mirror_providers.request import build_request
 from mirror_providers.retry import RetryPolicy
+from mirror_providers.transport import HttpResponse, MockTransport
 from mirror_providers.types import ContentPart, Message, Tier, ToolCall, join_chunks
 
 from ..contract import ProviderContract
@@ -83,6 +84,47 @@ def test_tools_vision_and_tool_results() -> None:
     assert body["messages"][1]["tool_calls"] == [{"id": "call_0", "function": {"name": "get_weather", "arguments": {"city": "Tokyo"}}}]
     assert body["messages"][2] == {"role": "tool", "content": "22C", "tool_name": "get_weather", "tool_call_id": "call_0"}
     assert body["tools"][0]["function"]["name"] == "get_weather"
+
+
+def test_tool_results_without_ids_pair_with_calls_by_order() -> None:
+    # Ollama's own history: calls without ids, results without ids; the second result answers the
+    # second call, and a result naming its call by id is matched to that call first.
+    history = [
+        {"role": "user", "content": "Weather and time in Paris?"},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}},
+            {"function": {"name": "get_time", "arguments": {"zone": "Europe/Paris"}}}]},
+        {"role": "tool", "content": "18C"},
+        {"role": "tool", "content": "14:05"},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"id": "a", "function": {"name": "first", "arguments": {}}},
+            {"id": "b", "function": {"name": "second", "arguments": {}}}]},
+        {"role": "tool", "content": "2", "tool_call_id": "b"},
+        {"role": "tool", "content": "1"},
+        {"role": "tool", "content": "own", "tool_name": "explicit"},
+    ]
+    body = build_payload(build_request(history, {}), "llama3.1", False)
+    tools = [(m.get("tool_name"), m["content"]) for m in body["messages"] if m["role"] == "tool"]
+    assert tools == [("get_weather", "18C"), ("get_time", "14:05"), ("second", "2"), ("first", "1"),
+                     ("explicit", "own")]
+    assert body["messages"][1]["tool_calls"][0] == {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+    assert "tool_call_id" not in body["messages"][2]  # no id invented, none sent as null
+
+
+def test_tool_results_without_ids_accepted_end_to_end() -> None:
+    seen: list[Any] = []
+
+    def handler(req: Any) -> HttpResponse:
+        seen.append(json.loads(req.body))
+        return HttpResponse(200, {}, json.dumps({"model": "llama3.1", "message": {"role": "assistant", "content": "ok"},
+                                                 "done": True, "done_reason": "stop"}).encode())
+
+    provider = OllamaProvider("llama3.1", transport=MockTransport(handler))
+    result = provider.generate_sync([
+        {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f", "arguments": {}}}]},
+        {"role": "tool", "content": "done"}])
+    assert result.content == "ok"
+    assert seen[0]["messages"][1] == {"role": "tool", "content": "done", "tool_name": "f"}
 
 
 def test_image_urls_rejected() -> None:
