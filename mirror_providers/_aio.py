@@ -55,6 +55,18 @@ def set_max_workers(n: int) -> None:
         old.shutdown(wait=False)
 
 
+def _reset_in_child() -> None:
+    """A forked child has none of the parent's worker threads: it starts a pool of its own."""
+    global _executor, _lock, _active
+    _lock = threading.Lock()  # another thread may have held it at the fork
+    _executor = None  # its threads do not exist here; left unused, never shut down
+    _active = 0
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_reset_in_child)
+
+
 def max_workers() -> int:
     return _max_workers
 

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -285,13 +287,27 @@ class RequestsTransport(Transport):
         self.pool_size = pool_size
         self._verify = verify
         self._proxies = dict(proxies) if proxies else None
+        self._closed = False
+        self._fresh_pools()
+        _live_transports.add(self)
+
+    def _fresh_pools(self) -> None:
+        """New, empty connection pools and per-thread sessions (at start, and in a forked child)."""
         self._adapter = requests.adapters.HTTPAdapter(
-            pool_connections=4, pool_maxsize=pool_size, max_retries=0
+            pool_connections=4, pool_maxsize=self.pool_size, max_retries=0
         )
-        # Pools that let a caller abort a request from another thread (see connection_listener).
+        # Pools that let a caller abort a request from another thread (see current_call).
         self._adapter.poolmanager.pool_classes_by_scheme = {"http": HTTPPool, "https": HTTPSPool}
         self._local = threading.local()
-        self._closed = False
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child shares the parent's pooled sockets: a request on one of them could read
+        the parent's answer, and the parent ours. The child closes its copies of the descriptors
+        (which sends nothing and leaves the parent's connections open: no shutdown, no TLS
+        close_notify) and opens connections of its own."""
+        old = self._adapter
+        self._fresh_pools()
+        _close_pools(old)
 
     def __repr__(self) -> str:
         return f"RequestsTransport(pool_size={self.pool_size}, timeout={self.timeout})"
@@ -356,17 +372,32 @@ class RequestsTransport(Transport):
         still referring to a pool (a caught exception's traceback, say) would keep them open.
         """
         self._closed = True
-        managers = [self._adapter.poolmanager, *self._adapter.proxy_manager.values()]
-        for manager in managers:
-            for key in list(manager.pools.keys()):
-                pool = manager.pools.get(key)
-                if pool is not None:
-                    pool.close()
-        self._adapter.close()
+        _close_pools(self._adapter)
+
+
+def _close_pools(adapter: requests.adapters.HTTPAdapter) -> None:
+    for manager in [adapter.poolmanager, *adapter.proxy_manager.values()]:
+        for key in list(manager.pools.keys()):
+            pool = manager.pools.get(key)
+            if pool is not None:
+                pool.close()
+    adapter.close()
 
 
 def _no_auth(r: Any) -> Any:
     return r
+
+
+_live_transports: weakref.WeakSet[RequestsTransport] = weakref.WeakSet()
+
+
+def _reset_in_child() -> None:
+    for transport in list(_live_transports):
+        transport._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_reset_in_child)
 
 
 def _iter_raw(resp: requests.Response, request: HttpRequest) -> Iterator[bytes]:

@@ -97,6 +97,15 @@ _MASKED_KEY = re.compile(r"\S*\*{4,}\S*")
 _LOOPBACK = ("localhost", "127.0.0.1", "::1", "0.0.0.0")
 
 
+def _reset_in_child() -> None:
+    global _shared_lock
+    _shared_lock = threading.Lock()  # another thread may have held it at the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_in_child)
+
+
 class _Secret:
     """Holds a credential; its repr and str never show it (debuggers, ``vars()``, crash reporters)."""
 
