@@ -4,8 +4,11 @@ Blocking calls run on one bounded thread pool, created on first use. The library
 runs or closes an event loop: it only uses the loop it is awaited from, so it works inside
 Jupyter, FastAPI or any running loop.
 
-``iterate_in_thread`` drives a blocking iterator from a worker thread through a bounded hand-off
-(backpressure: the worker stops reading when the consumer falls ``max_buffer`` items behind).
+``iterate_in_thread`` drives a blocking iterator from a thread of its own (not one of the pool's:
+an open stream lives as long as its consumer, and if streams held the pool's workers, a call
+awaited inside a stream's loop could wait for a worker that only the stream's end frees: with as
+many open streams as workers, that is a deadlock) through a bounded hand-off (backpressure: the
+thread stops reading when the consumer falls ``max_buffer`` items behind).
 When the consumer stops early (break, cancellation, ``aclose``), the worker is told and closes
 the blocking iterator in its own thread, which releases the HTTP response; an iterator with an
 ``abort()`` method (``ChunkStream``) is also aborted, so a worker blocked on a silent server
@@ -37,7 +40,7 @@ _executor: ThreadPoolExecutor | None = None
 _max_workers = int(os.environ.get("MIRROR_PROVIDERS_THREADS", "0")) or 32
 
 _ITEM, _END, _ERROR = 0, 1, 2
-_active = 0  # calls running on the pool now (observable: tests check nothing is left running)
+_active = 0  # calls running on library threads now (observable: tests check nothing is left running)
 
 
 def set_max_workers(n: int) -> None:
@@ -86,7 +89,7 @@ def get_executor() -> ThreadPoolExecutor:
 
 
 def active_workers() -> int:
-    """How many library calls are running on the thread pool right now."""
+    """How many library calls (pooled calls and stream readers) are running on threads right now."""
     return _active
 
 
@@ -214,7 +217,8 @@ async def iterate_in_thread(
                 close()
 
     ctx = contextvars.copy_context()
-    loop.run_in_executor(get_executor(), ctx.run, _counted(work))
+    # A daemon: a stream its consumer forgot must not keep the interpreter from exiting.
+    threading.Thread(target=ctx.run, args=(_counted(work),), name="mirror-stream", daemon=True).start()
     ended = False
     try:
         while True:

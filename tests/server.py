@@ -96,6 +96,7 @@ def free_port() -> int:
 
 
 class _QuietServer(ThreadingHTTPServer):
+    request_queue_size = 1024  # a thousand clients connecting at once are all accepted
     def handle_error(self, request: Any, client_address: Any) -> None:
         if isinstance(sys.exc_info()[1], OSError):
             return  # a client that broke the connection off (or refused TLS): what the tests do
