@@ -8,7 +8,9 @@ The tree::
     ├── TransportError                  the HTTP exchange itself failed
     │   ├── ConnectError                nothing answered at that address
     │   ├── RequestTimeout              connect or read timeout (not the builtin TimeoutError)
+    │   │   └── DeadlineExceededError   the call's deadline_s passed
     │   ├── ProtocolError               broken HTTP, reset connection, undecodable body
+    │   ├── ResponseTooLargeError       a size limit passed (body, decoded body, event, line)
     │   └── CallAbortedError            the caller broke the call off (a cancelled await)
     ├── APIError                        the vendor answered with an error
     │   ├── BadRequestError             400, 422
@@ -47,6 +49,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "CallAbortedError",
+    "DeadlineExceededError",
     "ConfigurationError",
     "ConflictError",
     "ConnectError",
@@ -63,6 +66,7 @@ __all__ = [
     "RateLimitError",
     "RequestTimeout",
     "RequestTooLargeError",
+    "ResponseTooLargeError",
     "ServerError",
     "StreamError",
     "TransportError",
@@ -137,8 +141,22 @@ class RequestTimeout(TransportError):
     """The connect or read timeout elapsed."""
 
 
+class DeadlineExceededError(RequestTimeout):
+    """The call's ``deadline_s`` passed (connecting, waiting, retrying and reading together):
+    the same call cannot finish in time, another provider may."""
+
+    retryable = False
+
+
 class ProtocolError(TransportError):
     """The server broke HTTP: reset connection, truncated body, undecodable content."""
+
+
+class ResponseTooLargeError(TransportError):
+    """The answer passed a size limit (``transport.Limits``): its body, its decoded size, one
+    stream event or line. Reading stopped there, memory stays flat; another provider may do."""
+
+    retryable = False
 
 
 class CallAbortedError(TransportError):

@@ -126,6 +126,9 @@ class _AbortScope:
         self._hooks: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._aborted = False
+        self._woken: threading.Event | None = None  # made by the first pause()
+        if parent is not None:
+            parent.register(self.abort)  # breaking the outer call off breaks this one too
 
     def register(self, hook: Callable[[], None]) -> None:
         with self._lock:
@@ -140,10 +143,22 @@ class _AbortScope:
     def aborted(self) -> bool:
         return self._aborted
 
+    def pause(self, seconds: float) -> None:
+        """Sleep ``seconds`` (a retry's back-off), waking at once if the call is aborted."""
+        with self._lock:
+            if self._woken is None:
+                self._woken = threading.Event()
+                if self._aborted:
+                    self._woken.set()
+            woken = self._woken
+        woken.wait(seconds)
+
     def abort(self) -> None:
         with self._lock:
             self._aborted = True
             hooks = list(self._hooks)
+            if self._woken is not None:
+                self._woken.set()
         for hook in hooks:
             hook()
 
@@ -219,8 +234,8 @@ class Provider:
 
     Every call accepts the options of :class:`mirror_providers.request.Options`: ``system``,
     ``max_tokens``, ``temperature``, ``top_p``, ``stop``, ``tools``, ``tool_choice``,
-    ``parallel_tool_calls``, ``timeout`` (seconds), ``max_retries`` (this call's retry count) and
-    ``extra`` (vendor fields, sent as given).
+    ``parallel_tool_calls``, ``timeout`` (seconds, per read), ``deadline_s`` (seconds, the whole
+    call), ``max_retries`` (this call's retry count) and ``extra`` (vendor fields, sent as given).
     """
 
     provider_id: ClassVar[str] = "provider"

@@ -36,6 +36,8 @@ class GenerateRequest:
         parallel_tool_calls: allow several calls in one answer (None: vendor default).
         timeout: per-call read timeout in seconds.
         max_retries: per-call override of the provider's retry count (0: no retries).
+        deadline_s: the most this call may take in all (connecting, waiting, retries and their
+            back-off sleeps, reading the answer or the whole stream), in seconds.
         extra: vendor-specific fields merged into the request body as given.
     """
 
@@ -50,6 +52,7 @@ class GenerateRequest:
     parallel_tool_calls: bool | None = None
     timeout: float | None = None
     max_retries: int | None = None
+    deadline_s: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def system_text(self) -> str | None:
@@ -76,6 +79,7 @@ class Options(TypedDict, total=False):
     parallel_tool_calls: bool | None
     timeout: float | None
     max_retries: int | None
+    deadline_s: float | None
     extra: Mapping[str, Any] | None
 
 
@@ -275,6 +279,12 @@ def _timeout(value: Any) -> float:
     return float(value)
 
 
+def _deadline(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise ValidationError(f"deadline_s must be a positive, finite number of seconds, got {value!r}")
+    return float(value)
+
+
 def _retries(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValidationError(f"max_retries must be an integer >= 0, got {value!r}")
@@ -310,5 +320,6 @@ _CHECKS: dict[str, Any] = {
     "parallel_tool_calls": _bool,
     "timeout": _timeout,
     "max_retries": _retries,
+    "deadline_s": _deadline,
     "extra": _extra,
 }

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from .errors import TransportError
+from .errors import CallAbortedError, TransportError
 from .transport import HttpRequest, HttpResponse, StreamResponse, Transport, _origin, current_call
 
 __all__ = ["RetryPolicy", "RetryingTransport", "parse_retry_after"]
@@ -145,6 +145,8 @@ class RetryingTransport(Transport):
                 if retry > self.policy.max_retries or not exc.retryable or _aborted():
                     raise
                 wait = self.policy.backoff(retry)
+                if not self._time_left_for(wait, request):
+                    raise
                 reason = type(exc).__name__
             else:
                 status, headers = resp.status, resp.headers
@@ -152,14 +154,32 @@ class RetryingTransport(Transport):
                         or _aborted()):
                     return resp
                 asked = self._wait_for(retry, headers)
-                if asked is None:
-                    return resp
+                if asked is None or not self._time_left_for(asked, request):
+                    return resp  # the caller gets the error (and its retry_after) now
                 wait = asked
                 release(resp)
                 reason = f"status {status}"
             logger.info("retrying %s %s in %.2fs after %s", request.method, _origin(request.url),
                         wait, reason)
-            self.policy.sleep(wait)
+            self._pause(wait)
+            if _aborted():
+                raise CallAbortedError("the call was aborted by its caller during a retry's wait")
+
+    @staticmethod
+    def _time_left_for(wait: float, request: HttpRequest) -> bool:
+        """Whether a retry after ``wait`` seconds could still start before the request's deadline:
+        no back-off sleep outlives it."""
+        return request.deadline is None or time.monotonic() + wait < request.deadline
+
+    def _pause(self, seconds: float) -> None:
+        """The back-off sleep: the policy's own when one was injected, else one that a caller
+        aborting the call (a cancelled ``await``) cuts short."""
+        call = current_call.get()
+        pause = getattr(call, "pause", None)
+        if pause is not None and self.policy.sleep is time.sleep:
+            pause(seconds)
+        else:
+            self.policy.sleep(seconds)
 
     def send(self, request: HttpRequest) -> HttpResponse:
         return self._run(request, self.inner.send, lambda r: None)

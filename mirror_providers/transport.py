@@ -17,9 +17,11 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import zlib
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import requests.adapters
@@ -27,13 +29,24 @@ import urllib3.exceptions
 import urllib3.response
 
 from ._pools import HTTPPool, HTTPSPool, current_call
-from .errors import ConnectError, ProtocolError, RequestTimeout, TransportError
+from ._timers import call_at
+from .errors import (
+    CallAbortedError,
+    ConnectError,
+    DeadlineExceededError,
+    ProtocolError,
+    RequestTimeout,
+    ResponseTooLargeError,
+    TransportError,
+)
 
 __all__ = [
+    "DEFAULT_LIMITS",
     "DEFAULT_TIMEOUT",
     "current_call",
     "HttpRequest",
     "HttpResponse",
+    "Limits",
     "MockTransport",
     "RequestsTransport",
     "StreamResponse",
@@ -77,6 +90,43 @@ class Timeout:
 
 DEFAULT_TIMEOUT = Timeout()
 
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much of a server's answer is read; passing a limit raises ``ResponseTooLargeError``
+    at once, having held no more than about the limit in memory.
+
+    Attributes:
+        max_body_bytes: a whole (not streamed) body as it arrives on the wire; a larger
+            ``Content-Length`` is refused before reading.
+        max_decoded_bytes: the same body after gzip/deflate, checked as it inflates (a few MB of
+            gzip can inflate to gigabytes).
+        max_event_bytes: one stream event (SSE) or line (JSON lines).
+        max_error_body_bytes: what is read of an error response: enough for its message; the
+            rest is not read and the connection is closed.
+        max_stream_bytes: a whole stream, decoded; None for no limit (a long answer streams long).
+    """
+
+    max_body_bytes: int = 64 * MiB
+    max_decoded_bytes: int = 64 * MiB
+    max_event_bytes: int = 16 * MiB
+    max_error_body_bytes: int = 64 * 1024
+    max_stream_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_decoded_bytes", "max_event_bytes", "max_error_body_bytes",
+                     "max_stream_bytes"):
+            value = getattr(self, name)
+            if value is None and name == "max_stream_bytes":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Limits.{name} must be a positive int, got {value!r}")
+
+
+DEFAULT_LIMITS = Limits()
+
 
 def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """Copy headers with credentials and cookies replaced by ``[secure]``."""
@@ -93,6 +143,10 @@ class HttpRequest:
         headers: request headers (credentials included: never log them unredacted).
         body: the encoded body, or None.
         timeout: connect/read timeouts; None uses the transport's default.
+        deadline: ``time.monotonic()`` by which the exchange must be over (connecting, waiting and
+            reading the body or the whole stream), or None. Past it, the connection is broken
+            off and ``DeadlineExceededError`` raised.
+        limits: size limits on the answer; None uses the transport's.
     """
 
     method: str
@@ -100,6 +154,8 @@ class HttpRequest:
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes | None = None
     timeout: Timeout | None = None
+    deadline: float | None = None
+    limits: Limits | None = None
 
     def __repr__(self) -> str:
         return f"HttpRequest({self.method} {self.url}, headers={redact_headers(self.headers)})"
@@ -159,9 +215,21 @@ class StreamResponse:
         finally:
             self.close()
 
-    def read(self) -> bytes:
-        """Read the rest of the body (for error responses) and close."""
-        return b"".join(self.iter_bytes())
+    def read(self, max_bytes: int | None = None) -> bytes:
+        """Read the rest of the body (for error responses), or its first ``max_bytes``, and close."""
+        if max_bytes is None:
+            return b"".join(self.iter_bytes())
+        parts: list[bytes] = []
+        size = 0
+        try:
+            for piece in filter(None, self._chunks):
+                parts.append(piece)
+                size += len(piece)
+                if size >= max_bytes:
+                    break
+        finally:
+            self.close()
+        return b"".join(parts)[:max_bytes]
 
     def close(self) -> None:
         if not self.closed:
@@ -273,6 +341,8 @@ class RequestsTransport(Transport):
         verify: TLS verification: True, or a CA bundle path for private CAs. Turning it off
             needs an explicit ``False``.
         proxies: proxies per scheme; by default requests reads ``HTTPS_PROXY`` and friends.
+            Loopback addresses are always reached directly.
+        limits: size limits on answers (a request may carry its own).
     """
 
     def __init__(
@@ -282,8 +352,10 @@ class RequestsTransport(Transport):
         pool_size: int = DEFAULT_POOL_SIZE,
         verify: bool | str = True,
         proxies: Mapping[str, str] | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.timeout = timeout
+        self.limits = limits
         self.pool_size = pool_size
         self._verify = verify
         self._proxies = dict(proxies) if proxies else None
@@ -312,27 +384,42 @@ class RequestsTransport(Transport):
     def __repr__(self) -> str:
         return f"RequestsTransport(pool_size={self.pool_size}, timeout={self.timeout})"
 
-    def _session(self) -> requests.Session:
-        session: requests.Session | None = getattr(self._local, "session", None)
+    def _session(self, url: str) -> requests.Session:
+        # Loopback addresses never go through a proxy (HTTP_PROXY would send a local model's
+        # prompts to it): their session ignores the environment's proxy settings.
+        direct = _is_loopback(url)
+        name = "direct" if direct else "session"
+        session: requests.Session | None = getattr(self._local, name, None)
         if session is None:
             session = requests.Session()
             session.mount("http://", self._adapter)
             session.mount("https://", self._adapter)
-            if self._proxies is not None:
+            if direct:
+                session.trust_env = False
+            elif self._proxies is not None:
                 session.proxies.update(self._proxies)
-            self._local.session = session
+            setattr(self._local, name, session)
         return session
 
     def _request(self, request: HttpRequest, stream: bool) -> requests.Response:
         if self._closed:
             raise ConnectError("transport is closed")
         timeout = request.timeout or self.timeout
-        return self._session().request(
+        connect, read = timeout.connect, timeout.read
+        if request.deadline is not None:
+            left = request.deadline - time.monotonic()
+            if left <= 0:
+                raise DeadlineExceededError(f"deadline passed before {request.method} {_origin(request.url)}")
+            connect, read = min(connect, left), min(read, left)
+        headers = dict(request.headers)
+        if not any(k.lower() == "accept-encoding" for k in headers):
+            headers["Accept-Encoding"] = "gzip, deflate"  # what _inflate undoes with bounded memory
+        return self._session(request.url).request(
             request.method,
             request.url,
-            headers=dict(request.headers),
+            headers=headers,
             data=request.body,
-            timeout=(timeout.connect, timeout.read),
+            timeout=(connect, read),
             allow_redirects=False,
             stream=stream,
             # Per request: requests lets REQUESTS_CA_BUNDLE override a session-level setting.
@@ -342,27 +429,58 @@ class RequestsTransport(Transport):
             auth=_no_auth,
         )
 
+    def _open(self, request: HttpRequest) -> tuple[requests.Response, _Expiry | None]:
+        """Send and read the status and headers, under the request's deadline if it has one:
+        the watchdog breaks the connection when it passes, whatever the server is doing."""
+        expiry = _Expiry(request.deadline, current_call.get()) if request.deadline is not None else None
+        token = current_call.set(expiry) if expiry is not None else None
+        try:
+            return self._request(request, stream=True), expiry
+        except (*_CAUGHT, CallAbortedError) as exc:
+            if expiry is not None:
+                expiry.cancel()
+            raise _mapped(exc, request, expiry) from exc
+        except BaseException:
+            if expiry is not None:
+                expiry.cancel()
+            raise
+        finally:
+            if token is not None:
+                current_call.reset(token)
+
     def send(self, request: HttpRequest) -> HttpResponse:
         start = time.perf_counter()
+        resp, expiry = self._open(request)
+        limits = request.limits or self.limits
         try:
-            resp = self._request(request, stream=False)
-        except _CAUGHT as exc:
-            raise _map_exception(exc, request) from exc
+            if resp.status_code >= 300:  # an error: its first bytes say what went wrong
+                content = _read_capped(resp, request, expiry, limits.max_error_body_bytes)
+            else:
+                content = _read_all(resp, request, expiry, limits)
+        finally:
+            if expiry is not None:
+                expiry.cancel()
+            resp.close()
         elapsed = time.perf_counter() - start
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s %s -> %s in %.3fs", request.method, _origin(request.url),
                          resp.status_code, elapsed)
-        return HttpResponse(resp.status_code, resp.headers, resp.content, elapsed)
+        return HttpResponse(resp.status_code, resp.headers, content, elapsed)
 
     def open_stream(self, request: HttpRequest) -> StreamResponse:
-        try:
-            resp = self._request(request, stream=True)
-        except _CAUGHT as exc:
-            raise _map_exception(exc, request) from exc
+        resp, expiry = self._open(request)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s %s -> %s (stream)", request.method, _origin(request.url), resp.status_code)
         shutdown = getattr(resp.raw, "shutdown", None)  # urllib3 >= 2.3 wakes blocked reads
-        return StreamResponse(resp.status_code, resp.headers, _iter_raw(resp, request), resp.close, shutdown)
+        limits = request.limits or self.limits
+
+        def close() -> None:
+            if expiry is not None:
+                expiry.cancel()
+            resp.close()
+
+        chunks = _iter_decoded(resp, request, expiry, limits.max_stream_bytes, "stream")
+        return StreamResponse(resp.status_code, resp.headers, chunks, close, shutdown)
 
     def close(self) -> None:
         """Close every pooled connection now.
@@ -388,6 +506,190 @@ def _no_auth(r: Any) -> Any:
     return r
 
 
+_LOOPBACK_HOSTS = frozenset({"localhost", "::1", "[::1]"})
+
+
+def _is_loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host in _LOOPBACK_HOSTS or host.startswith("127.") or host.endswith(".localhost")
+
+
+class _Expiry:
+    """The deadline of one request, as the ``current_call`` its connections are leased to: when
+    it passes, the watchdog shuts those connections down (a blocked read wakes at once) and no
+    new one is checked out. A call the caller aborts (the enclosing ``current_call``) still is."""
+
+    __slots__ = ("deadline", "expired", "_parent", "_hooks", "_lock", "_timer")
+
+    def __init__(self, deadline: float, parent: Any) -> None:
+        self.deadline = deadline
+        self.expired = False
+        self._parent = parent
+        self._hooks: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+        self._timer = call_at(deadline, self._expire)
+
+    @property
+    def aborted(self) -> bool:
+        return self.expired or (self._parent is not None and self._parent.aborted)
+
+    def register(self, hook: Callable[[], None]) -> None:
+        with self._lock:
+            self._hooks.append(hook)
+            expired = self.expired
+        if expired:
+            hook()
+        if self._parent is not None:
+            self._parent.register(hook)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            hooks, self._hooks = self._hooks, []
+        for hook in hooks:
+            hook()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+        with self._lock:
+            self._hooks = []
+
+    def passed(self) -> bool:
+        return self.expired or time.monotonic() >= self.deadline
+
+
+def _mapped(exc: Exception, request: HttpRequest, expiry: _Expiry | None) -> TransportError:
+    """``_map_exception``, except that anything failing once the deadline passed is that."""
+    if expiry is not None and expiry.passed():
+        return DeadlineExceededError(f"deadline passed during {request.method} {_origin(request.url)}")
+    if isinstance(exc, TransportError):
+        return exc
+    return _map_exception(exc, request)
+
+
+def _read_all(resp: requests.Response, request: HttpRequest, expiry: _Expiry | None, limits: Limits) -> bytes:
+    length = resp.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limits.max_body_bytes:
+        raise ResponseTooLargeError(f"{_origin(request.url)} announced a body of {int(length)} bytes, over "
+                                    f"Limits.max_body_bytes={limits.max_body_bytes}")
+    parts = list(_iter_decoded(resp, request, expiry, limits.max_decoded_bytes, "body",
+                               wire_limit=limits.max_body_bytes))
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _read_capped(resp: requests.Response, request: HttpRequest, expiry: _Expiry | None, cap: int) -> bytes:
+    """The first ``cap`` bytes of the body; the rest is left unread (the connection is closed)."""
+    parts: list[bytes] = []
+    size = 0
+    pieces = _iter_decoded(resp, request, expiry, None, "error body")
+    try:
+        for piece in pieces:
+            parts.append(piece)
+            size += len(piece)
+            if size >= cap:
+                break
+    finally:
+        pieces.close()
+    return b"".join(parts)[:cap]
+
+
+def _iter_decoded(resp: requests.Response, request: HttpRequest, expiry: _Expiry | None,
+                  limit: int | None, what: str, wire_limit: int | None = None) -> Generator[bytes, None, None]:
+    """Yield the body's bytes, decompressed, as soon as any arrive, at most ``STREAM_READ_SIZE``
+    at a time.
+
+    The deliberate choice of reads: a chunked body (what streaming servers send) is read one
+    HTTP chunk at a time with urllib3's ``read_chunked``, which yields each chunk as soon as it is
+    complete (and splits a huge one); any other body goes through ``read1``, which returns
+    whatever is available, where ``iter_content(chunk_size=None)`` would read a body without
+    chunked encoding to EOF first. gzip and deflate are undone here, ``STREAM_READ_SIZE`` of
+    output at a time, so a small bomb never inflates in one piece; ``limit`` caps the decoded
+    bytes and ``wire_limit`` the received ones.
+    """
+    raw = resp.raw
+    pieces: Iterable[bytes]
+    inflate: Callable[[bytes], Iterator[bytes]] | None = None
+    if isinstance(raw, urllib3.response.BaseHTTPResponse):
+        encoding = (resp.headers.get("content-encoding") or "").strip().lower()
+        ours = encoding in ("gzip", "x-gzip", "deflate")
+        if ours:
+            inflate = _Inflater(encoding).feed
+        # Anything else urllib3 decodes itself (it too bounds each read's output by its size).
+        decode = not ours and encoding not in ("", "identity")
+        if isinstance(raw, urllib3.response.HTTPResponse) and raw.chunked and raw.supports_chunked_reads():
+            pieces = raw.read_chunked(STREAM_READ_SIZE, decode_content=decode)
+        else:
+            pieces = iter(functools.partial(raw.read1, STREAM_READ_SIZE, decode_content=decode), b"")
+    else:  # a stand-in such as vcrpy's replay stub, whose body is already decoded
+        pieces = iter(functools.partial(raw.read1, STREAM_READ_SIZE), b"")
+    received = decoded = 0
+    try:
+        for piece in pieces:
+            received += len(piece)
+            if wire_limit is not None and received > wire_limit:
+                raise ResponseTooLargeError(f"{what} from {_origin(request.url)} passed "
+                                            f"Limits.max_body_bytes={wire_limit}")
+            for out in (inflate(piece) if inflate is not None else (piece,)):
+                decoded += len(out)
+                if limit is not None and decoded > limit:
+                    raise ResponseTooLargeError(f"{what} from {_origin(request.url)} decodes to more than "
+                                                f"{limit} bytes (Limits)")
+                yield out
+        if inflate is not None:
+            yield from inflate(b"")  # anything the decompressor still holds
+    except ResponseTooLargeError:
+        raise
+    except (*_CAUGHT, CallAbortedError) as exc:
+        raise _mapped(exc, request, expiry) from exc
+    except OSError as exc:  # a socket error the libraries did not wrap
+        if expiry is not None and expiry.passed():
+            raise _mapped(exc, request, expiry) from exc
+        raise ProtocolError(f"connection broken while reading {_origin(request.url)}: {exc}") from exc
+    # Fully read: hand the connection back to the pool for reuse (a stand-in holds none).
+    release = getattr(raw, "release_conn", None)
+    if release is not None:
+        release()
+
+
+class _Inflater:
+    """gzip (members one after another, as RFC 1952 allows) or deflate (zlib-wrapped or raw,
+    both seen in the wild) undone ``STREAM_READ_SIZE`` bytes of output at a time."""
+
+    def __init__(self, encoding: str) -> None:
+        self._gzip = encoding != "deflate"
+        self._first = True
+        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS if self._gzip else zlib.MAX_WBITS)
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        """The output ``data`` adds, in pieces; ``b""`` drains what the decompressor still holds."""
+        later_member = False
+        while True:
+            if self._d.eof:
+                data = self._d.unused_data + data
+                if not self._gzip or not data.strip(b"\x00"):
+                    return  # padding after the stream is ignored
+                self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)  # the next gzip member
+                later_member = True
+            try:
+                out = self._d.decompress(data, STREAM_READ_SIZE)
+            except zlib.error as exc:
+                if later_member:
+                    return  # garbage after a complete member is ignored, as urllib3 does
+                if self._gzip or not self._first:
+                    raise ProtocolError(f"undecodable {'gzip' if self._gzip else 'deflate'} body: {exc}") from None
+                self._d = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, without the zlib header
+                self._first = False
+                continue
+            self._first = False
+            data = self._d.unconsumed_tail
+            if out:
+                yield out
+            if not data and not self._d.eof and len(out) < STREAM_READ_SIZE:
+                return  # all input used and no output held back
+            if self._d.eof and not data and not self._d.unused_data:
+                return
+
+
 _live_transports: weakref.WeakSet[RequestsTransport] = weakref.WeakSet()
 
 
@@ -398,37 +700,6 @@ def _reset_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):  # POSIX
     os.register_at_fork(after_in_child=_reset_in_child)
-
-
-def _iter_raw(resp: requests.Response, request: HttpRequest) -> Iterator[bytes]:
-    """Yield decoded body bytes as soon as any arrive.
-
-    The deliberate choice of iterator: a chunked body (what streaming servers send) is read one
-    HTTP chunk at a time with urllib3's ``read_chunked``, which yields each chunk as soon as it is
-    complete and costs a third of ``read1`` per chunk. Any other body goes through ``read1``,
-    which returns whatever is available, where ``iter_content(chunk_size=None)`` would read a body
-    without chunked encoding to EOF first.
-    """
-    raw = resp.raw
-    chunks: Iterable[bytes]
-    if isinstance(raw, urllib3.response.BaseHTTPResponse):
-        # requests opens responses with decode_content=False; gzip is undone here.
-        if isinstance(raw, urllib3.response.HTTPResponse) and raw.chunked and raw.supports_chunked_reads():
-            chunks = raw.read_chunked(None, decode_content=True)
-        else:
-            chunks = iter(functools.partial(raw.read1, STREAM_READ_SIZE, decode_content=True), b"")
-    else:  # a stand-in such as vcrpy's replay stub, whose body is already decoded
-        chunks = iter(functools.partial(raw.read1, STREAM_READ_SIZE), b"")
-    try:
-        yield from chunks
-    except _CAUGHT as exc:
-        raise _map_exception(exc, request) from exc
-    except OSError as exc:  # a socket error the libraries did not wrap
-        raise ProtocolError(f"connection broken while reading {_origin(request.url)}: {exc}") from exc
-    # Fully read: hand the connection back to the pool for reuse (a stand-in holds none).
-    release = getattr(raw, "release_conn", None)
-    if release is not None:
-        release()
 
 
 Handler = Callable[[HttpRequest], HttpResponse | StreamResponse]

@@ -153,16 +153,26 @@ class PoolProvider(Provider):
 
     # -- the attempt loop -----------------------------------------------------------------------
 
-    def _timeout(self, request: GenerateRequest, started: float) -> float | None:
-        """The read timeout for the next attempt; <= 0 when the deadline has passed."""
-        limits = [t for t in (request.timeout, self.attempt_timeout_s) if t is not None]
-        if self.deadline_s is not None:
-            limits.append(self.deadline_s - (self._clock() - started))
-        return min(limits) if limits else None
+    def _budget(self, request: GenerateRequest) -> float | None:
+        """The call's total bound: the pool's ``deadline_s`` or the call's own, the smaller."""
+        bounds = [d for d in (self.deadline_s, request.deadline_s) if d is not None]
+        return min(bounds) if bounds else None
 
-    def _all_failed(self, attempts: list[Attempt], started: float, deadline_hit: bool) -> AllProvidersFailedError:
+    def _timeout(self, request: GenerateRequest, started: float) -> tuple[float | None, float | None]:
+        """The read timeout and the time left for the next attempt; the time left is <= 0 when
+        the deadline has passed. A member is given the time left as its own ``deadline_s``, so
+        none of its retries or back-off sleeps outlives the pool's deadline."""
+        limits = [t for t in (request.timeout, self.attempt_timeout_s) if t is not None]
+        budget = self._budget(request)
+        left = None if budget is None else budget - (self._clock() - started)
+        if left is not None:
+            limits.append(left)
+        return (min(limits) if limits else None), left
+
+    def _all_failed(self, attempts: list[Attempt], started: float, deadline_hit: bool,
+                    budget: float | None = None) -> AllProvidersFailedError:
         elapsed = self._clock() - started
-        head = (f"deadline of {self.deadline_s}s reached after {len(attempts)} attempt(s)" if deadline_hit
+        head = (f"deadline of {budget}s reached after {len(attempts)} attempt(s)" if deadline_hit
                 else f"all {len(attempts)} attempt(s) failed")
         err = AllProvidersFailedError(f"{head} in {elapsed:.2f}s: " + "; ".join(str(a) for a in attempts), attempts)
         err.provider, err.model = self.provider_id, self.model_name
@@ -176,23 +186,26 @@ class PoolProvider(Provider):
             self.state.release(member.key)
         attempts.append(Attempt(member.provider.provider_id, member.provider.model_name, exc, now - t0))
 
-    def _tries(self, request: GenerateRequest, attempts: list[Attempt]) -> Iterator[tuple[Member, float | None, float]]:
-        """Each member to try, with its timeout and start time, counted as begun in the state store.
-        Raises ``AllProvidersFailedError`` when the deadline passes or the plan runs out."""
+    def _tries(self, request: GenerateRequest,
+               attempts: list[Attempt]) -> Iterator[tuple[Member, float | None, float | None, float]]:
+        """Each member to try, with its read timeout, time left and start time, counted as begun in
+        the state store. Raises ``AllProvidersFailedError`` when the deadline passes or the plan
+        runs out."""
         started = self._clock()
+        budget = self._budget(request)
         for member in self._plan(request):
-            timeout = self._timeout(request, started)
-            if timeout is not None and timeout <= 0:
-                raise self._all_failed(attempts, started, deadline_hit=True)
+            timeout, left = self._timeout(request, started)
+            if left is not None and left <= 0:
+                raise self._all_failed(attempts, started, deadline_hit=True, budget=budget)
             self.state.begin(member.key)
-            yield member, timeout, self._clock()
+            yield member, timeout, left, self._clock()
         raise self._all_failed(attempts, started, deadline_hit=False)
 
     def _generate(self, request: GenerateRequest) -> GenerationResult:
         attempts: list[Attempt] = []
-        for member, timeout, t0 in self._tries(request, attempts):
+        for member, timeout, left, t0 in self._tries(request, attempts):
             try:
-                result = member.provider.generate_sync(request, timeout=timeout)
+                result = member.provider.generate_sync(request, timeout=timeout, deadline_s=left)
             except ProviderError as exc:
                 self._failed(member, exc, t0, attempts)
                 if not exc.failover_ok or call_aborted():
@@ -207,11 +220,11 @@ class PoolProvider(Provider):
 
     def _stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
         attempts: list[Attempt] = []
-        for member, timeout, t0 in self._tries(request, attempts):
+        for member, timeout, left, t0 in self._tries(request, attempts):
             delivered = 0
             outcome = "released"
             try:
-                for chunk in member.provider.stream_sync(request, timeout=timeout):
+                for chunk in member.provider.stream_sync(request, timeout=timeout, deadline_s=left):
                     delivered += 1
                     yield chunk
                 outcome = "ok"

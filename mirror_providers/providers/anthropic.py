@@ -261,6 +261,11 @@ def parse_event(name: str, data: Mapping[str, Any], state: StreamState) -> Strea
     return next_chunk(state, text, deltas, "anthropic")
 
 
+def _is_ping(event: ServerSentEvent) -> bool:
+    """Anthropic's keep-alive event: it carries nothing, so it does not count as data."""
+    return event.event == "ping"
+
+
 class AnthropicProvider(HttpProvider):
     """Anthropic's Messages API.
 
@@ -362,7 +367,8 @@ class AnthropicProvider(HttpProvider):
     def _generate(self, request: GenerateRequest) -> GenerationResult:
         start = time.perf_counter()
         payload = build_payload(request, self._model, self.default_max_tokens, stream=False)
-        data, resp = self._send("POST", "/v1/messages", payload, request.timeout, request.max_retries)
+        data, resp = self._send("POST", "/v1/messages", payload,
+                                request.timeout, request.max_retries, request.deadline_s)
         try:
             return parse_result(data, self._model, time.perf_counter() - start, self._request_id(resp.headers))
         except (KeyError, TypeError, AttributeError) as exc:
@@ -383,7 +389,8 @@ class AnthropicProvider(HttpProvider):
 
         payload = build_payload(request, self._model, self.default_max_tokens, stream=True)
         request_id = yield from self._stream_frames("/v1/messages", payload, request.timeout, iter_sse, handle, state,
-                                                    "message_stop", request.max_retries)
+                                                    "message_stop", request.max_retries, request.deadline_s,
+                                                    keepalive=_is_ping)
         finish = finish_with_tools(state.finish, bool(state.tool_slots)) or "stop"
         yield StreamChunk(content="", index=state.index, finish_reason=finish,
                           usage=state.usage(), model=state.model, provider="anthropic", request_id=request_id)

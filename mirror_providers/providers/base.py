@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import os
 import re
 import threading
@@ -20,12 +21,14 @@ from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Protocol, TypeVar
 from urllib.parse import urlsplit
 
+from .._timers import call_at
 from ..errors import (
     APIError,
     ConfigurationError,
     ConnectError,
     InvalidResponseError,
     ProviderError,
+    RequestTimeout,
     TruncatedStreamError,
     ValidationError,
     error_class_for_status,
@@ -35,10 +38,12 @@ from ..provider import Provider, current_scope, on_abort, thread_pool_size
 from ..request import GenerateRequest
 from ..retry import RetryingTransport, RetryPolicy, parse_retry_after
 from ..transport import (
+    DEFAULT_LIMITS,
     DEFAULT_POOL_SIZE,
     DEFAULT_TIMEOUT,
     HttpRequest,
     HttpResponse,
+    Limits,
     RequestsTransport,
     StreamResponse,
     Timeout,
@@ -91,6 +96,8 @@ logger = logging.getLogger("mirror_providers.providers")
 
 _shared_lock = threading.Lock()
 _shared_transport: RequestsTransport | None = None
+
+DEFAULT_DEADLINE_S = 900.0  # a plain call's total bound when neither it nor its provider sets one
 
 # OpenAI echoes a masked key in 401 messages ("sk-abc***...wxyz"); never pass even that on.
 _MASKED_KEY = re.compile(r"\S*\*{4,}\S*")
@@ -147,6 +154,12 @@ class HttpProvider(Provider):
             ``close()``. Defaults to one ``RequestsTransport`` shared by all providers.
         headers: extra headers sent with every request.
         verify: TLS verification (True, or a CA bundle path). ``False`` must be explicit.
+        deadline_s: the most one call may take in all: connecting, waiting, retries and their
+            back-off sleeps, reading the answer (a stream's too). None: plain calls get
+            ``DEFAULT_DEADLINE_S``; a stream is bounded by its timeouts, where keep-alive comments
+            and pings do not count as data. A call's own ``deadline_s`` overrides it.
+        limits: size limits on answers (``transport.Limits``); the defaults hold no more than
+            64 MiB of one body and 16 MiB of one stream event.
     """
 
     DEFAULT_BASE_URL: ClassVar[str] = ""
@@ -174,8 +187,19 @@ class HttpProvider(Provider):
         transport: Transport | None = None,
         headers: Mapping[str, str] | None = None,
         verify: bool | str = True,
+        deadline_s: float | None = None,
+        limits: Limits | None = None,
     ) -> None:
         super().__init__()
+        if deadline_s is not None and not (isinstance(deadline_s, (int, float)) and not isinstance(deadline_s, bool)
+                                           and 0 < deadline_s < math.inf):
+            raise ConfigurationError(f"deadline_s must be a positive number of seconds, got {deadline_s!r}",
+                                     provider=self.provider_id)
+        if limits is not None and not isinstance(limits, Limits):
+            raise ConfigurationError(f"limits must be a transport.Limits, got {type(limits).__name__}",
+                                     provider=self.provider_id)
+        self.deadline_s = deadline_s
+        self.limits = limits or DEFAULT_LIMITS
         requested = model or self.DEFAULT_MODEL
         if not isinstance(requested, str) or not requested.strip():
             raise ConfigurationError(f"model must be a non-empty string, got {model!r}",
@@ -327,10 +351,17 @@ class HttpProvider(Provider):
         return headers
 
     def _request(self, method: str, path: str, payload: Mapping[str, Any] | None,
-                 timeout: float | None) -> HttpRequest:
+                 timeout: float | None, deadline: float | None) -> HttpRequest:
         body = json.dumps(payload, separators=(",", ":")).encode() if payload is not None else None
         t = Timeout.coerce(timeout, self.timeout) if timeout is not None else self.timeout
-        return HttpRequest(method, self._url(path), self._headers(), body, t)
+        return HttpRequest(method, self._url(path), self._headers(), body, t, deadline, self.limits)
+
+    def _deadline(self, deadline_s: float | None, stream: bool) -> float | None:
+        """The ``time.monotonic()`` a call starting now must end by, or None."""
+        seconds = deadline_s if deadline_s is not None else self.deadline_s
+        if seconds is None and not stream:
+            seconds = DEFAULT_DEADLINE_S
+        return None if seconds is None else time.monotonic() + seconds
 
     def _transport_for(self, max_retries: int | None) -> Transport:
         """The provider's transport, or one with a per-call retry count."""
@@ -354,22 +385,27 @@ class HttpProvider(Provider):
             current_call.reset(listening)
 
     def _send(self, method: str, path: str, payload: Mapping[str, Any] | None = None,
-              timeout: float | None = None, max_retries: int | None = None) -> tuple[Any, HttpResponse]:
+              timeout: float | None = None, max_retries: int | None = None,
+              deadline_s: float | None = None) -> tuple[Any, HttpResponse]:
         """Send, raise the mapped error for an error status, return (JSON body, response)."""
+        request = self._request(method, path, payload, timeout, self._deadline(deadline_s, stream=False))
         with self._on_the_wire():
-            resp = self._transport_for(max_retries).send(self._request(method, path, payload, timeout))
+            resp = self._transport_for(max_retries).send(request)
         if resp.status >= 300:
             raise self._error_from_response(resp.status, resp.headers, resp.content)
         return self._json(resp.content, resp.headers), resp
 
     def _open_stream(self, path: str, payload: Mapping[str, Any], timeout: float | None,
-                     max_retries: int | None = None) -> StreamResponse:
-        """Open a stream; an error status is read, closed and raised as the mapped error."""
+                     max_retries: int | None = None, deadline_s: float | None = None) -> StreamResponse:
+        """Open a stream; an error status is read (as much as its report needs), closed and
+        raised as the mapped error."""
+        request = self._request("POST", path, payload, timeout, self._deadline(deadline_s, stream=True))
         with self._on_the_wire():
-            stream = self._transport_for(max_retries).open_stream(self._request("POST", path, payload, timeout))
+            stream = self._transport_for(max_retries).open_stream(request)
         on_abort(stream.abort)
         if stream.status >= 300:
-            body = stream.read()
+            with self._on_the_wire():
+                body = stream.read(self.limits.max_error_body_bytes)
             raise self._error_from_response(stream.status, stream.headers, body)
         return stream
 
@@ -453,24 +489,37 @@ class HttpProvider(Provider):
                        decode: Callable[[Iterator[bytes]], Iterator[F]],
                        handle: Callable[[F, str | None], StreamChunk | None],
                        progress: StreamProgress, terminator: str,
-                       max_retries: int | None = None) -> Generator[StreamChunk, None, str | None]:
+                       max_retries: int | None = None, deadline_s: float | None = None,
+                       keepalive: Callable[[F], bool] | None = None) -> Generator[StreamChunk, None, str | None]:
         """Open a stream and yield what ``handle`` makes of each decoded frame (it may raise, and
         it marks ``progress.done`` when the vendor's terminator arrives); return the request id
         for the caller's final chunk. Errors say how many chunks were delivered; a stream that
         ends before its terminator raises ``TruncatedStreamError``: a cut answer is never passed
-        off as a short one."""
-        with self._open_stream(path, payload, timeout, max_retries) as stream:
+        off as a short one. A stream that sends nothing but keep-alives (SSE comments, blank
+        lines, frames ``keepalive`` names) for the read timeout is broken off with
+        ``RequestTimeout``, as a silent one would be."""
+        idle_s = (Timeout.coerce(timeout, self.timeout) if timeout is not None else self.timeout).read
+        with self._open_stream(path, payload, timeout, max_retries, deadline_s) as stream:
             request_id = self._request_id(stream.headers)
+            idle = _IdleWatch(idle_s, stream.abort)
             try:
                 for frame in decode(stream.iter_bytes()):
+                    if keepalive is None or not keepalive(frame):
+                        idle.last = time.monotonic()
                     chunk = handle(frame, request_id)
                     if chunk is not None:
                         yield chunk
                     if progress.done:
                         break
             except ProviderError as exc:
+                if idle.fired and not isinstance(exc, RequestTimeout):
+                    silent = RequestTimeout(f"no data but keep-alives for {idle_s:g}s (the read timeout) after "
+                                            f"{progress.index} chunks")
+                    raise self._annotate(silent, progress.index) from exc
                 self._annotate(exc, progress.index)
                 raise
+            finally:
+                idle.stop()
         if not progress.done:
             raise self._annotate(TruncatedStreamError(
                 f"stream ended without {terminator} after {progress.index} chunks: the answer is incomplete"),
@@ -485,3 +534,31 @@ class HttpProvider(Provider):
                 exc.message = f"{exc.message} ({self.CONNECT_HINT.format(base_url=self.base_url)})"
         exc.chunks_delivered = delivered
         return exc
+
+
+class _IdleWatch:
+    """Breaks a stream off (``abort``) once ``idle_s`` pass without real data: ``last`` is set by
+    the reader at each frame that is not a keep-alive. One timer per stream, re-armed only when it
+    comes due, so marking progress costs a clock read."""
+
+    def __init__(self, idle_s: float, abort: Callable[[], None]) -> None:
+        self.idle_s = idle_s
+        self.last = time.monotonic()
+        self.fired = False
+        self._abort = abort
+        self._stopped = False
+        self._timer = call_at(self.last + idle_s, self._due)
+
+    def _due(self) -> None:
+        if self._stopped:
+            return
+        due = self.last + self.idle_s
+        if time.monotonic() < due:
+            self._timer = call_at(due, self._due)
+            return
+        self.fired = True
+        self._abort()
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._timer.cancel()

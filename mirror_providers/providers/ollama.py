@@ -395,7 +395,7 @@ class OllamaProvider(HttpProvider):
 
     def _call(self, path: str, payload: Mapping[str, Any], request: GenerateRequest) -> GenerationResult:
         start = time.perf_counter()
-        data, _ = self._send("POST", path, payload, request.timeout, request.max_retries)
+        data, _ = self._send("POST", path, payload, request.timeout, request.max_retries, request.deadline_s)
         try:
             if "error" in data:
                 raise self._error_from_response(500, {}, json.dumps(data).encode())
@@ -414,7 +414,8 @@ class OllamaProvider(HttpProvider):
             return parse_line(data, state)
 
         request_id = yield from self._stream_frames(path, payload, request.timeout, iter_json_lines, handle, state,
-                                                    "its final done:true line", request.max_retries)
+                                                    "its final done:true line", request.max_retries,
+                                                    request.deadline_s)
         yield StreamChunk(content="", index=state.index, finish_reason=finish_reason(state.final, state.tool_count > 0),
                           usage=parse_usage(state.final), model=state.model, provider="ollama", request_id=request_id)
 

@@ -323,7 +323,8 @@ class OpenAIProvider(HttpProvider):
     def _generate(self, request: GenerateRequest) -> GenerationResult:
         start = time.perf_counter()
         payload = build_payload(request, self._model, stream=False)
-        data, resp = self._send("POST", "/chat/completions", payload, request.timeout, request.max_retries)
+        data, resp = self._send("POST", "/chat/completions", payload,
+                                request.timeout, request.max_retries, request.deadline_s)
         try:
             return parse_result(data, self._model, time.perf_counter() - start, self._request_id(resp.headers))
         except (KeyError, TypeError, IndexError, AttributeError) as exc:
@@ -344,7 +345,7 @@ class OpenAIProvider(HttpProvider):
 
         payload = build_payload(request, self._model, stream=True)
         request_id = yield from self._stream_frames("/chat/completions", payload, request.timeout, iter_sse, handle,
-                                                    state, "[DONE]", request.max_retries)
+                                                    state, "[DONE]", request.max_retries, request.deadline_s)
         finish = finish_with_tools(state.finish, state.had_tool_calls) or "stop"
         yield StreamChunk(content="", index=state.index, finish_reason=finish,
                           usage=state.usage, model=state.model, provider="openai", request_id=request_id)
