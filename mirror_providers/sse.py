@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 
 import sseclient
 
-from .errors import StreamError
+from .errors import ResponseTooLargeError, StreamError
 
 __all__ = ["ServerSentEvent", "iter_json_lines", "iter_sse", "loads"]
 
@@ -92,14 +92,17 @@ class ServerSentEvent(NamedTuple):
 _event = functools.partial(tuple.__new__, ServerSentEvent)  # skips NamedTuple's Python-level __new__
 
 
-def iter_sse(chunks: Iterable[bytes]) -> Iterator[ServerSentEvent]:
+def iter_sse(chunks: Iterable[bytes], max_event_bytes: int | None = None) -> Iterator[ServerSentEvent]:
     """Decode SSE events from byte chunks.
 
     Raises:
         StreamError: the stream is not valid UTF-8.
+        ResponseTooLargeError: an event grew past ``max_event_bytes`` before its blank line
+            (raised as soon as it does, having held about that much).
     """
     last_id: list[str | None] = [None]  # the id persists across events
     pending: list[bytes] = []  # the unfinished event's bytes: no blank line inside
+    held = 0  # their length
     held_cr = False  # the last chunk ended in CR: with an LF opening the next one it is one CRLF
     head: bytes | None = b""  # the first bytes, until we know whether they start with a BOM
     try:
@@ -125,11 +128,17 @@ def iter_sse(chunks: Iterable[bytes]) -> Iterator[ServerSentEvent]:
                 blocks = b"".join(pending).split(b"\n\n")
                 pending.clear()
                 rest = blocks.pop()
+                held = len(rest)
                 if rest:
                     pending.append(rest)
+                if max_event_bytes is not None and held > max_event_bytes:
+                    raise _too_large("event", max_event_bytes)
             else:
                 if chunk:
                     pending.append(chunk)
+                    held += len(chunk)
+                    if max_event_bytes is not None and held > max_event_bytes:
+                        raise _too_large("event", max_event_bytes)
                 continue
             for block in blocks:
                 # The two shapes vendors send are sliced out; anything else goes to sseclient-py.
@@ -160,19 +169,24 @@ def _parse_fields(block: bytes, last_id: list[str | None]) -> ServerSentEvent | 
     return None
 
 
-def iter_json_lines(chunks: Iterable[bytes]) -> Iterator[Any]:
+def iter_json_lines(chunks: Iterable[bytes], max_line_bytes: int | None = None) -> Iterator[Any]:
     """Decode newline-delimited JSON objects (Ollama's streams) from byte chunks.
 
     Accepts LF and CRLF, skips blank lines, parses a final line that lacks its newline.
 
     Raises:
         StreamError: a line is not valid JSON or not valid UTF-8.
+        ResponseTooLargeError: a line grew past ``max_line_bytes`` before its newline.
     """
     pending: list[bytes] = []  # the unfinished line's bytes
+    held = 0  # their length
     for chunk in itertools.chain(chunks, (b"\n",)):  # an LF after EOF ends an unterminated last line
         if _LF not in chunk:
             if chunk:
                 pending.append(chunk)
+                held += len(chunk)
+                if max_line_bytes is not None and held > max_line_bytes:
+                    raise _too_large("line", max_line_bytes)
             continue
         if pending:
             pending.append(chunk)
@@ -180,12 +194,19 @@ def iter_json_lines(chunks: Iterable[bytes]) -> Iterator[Any]:
             pending.clear()
         lines = chunk.split(b"\n")
         rest = lines.pop()
+        held = len(rest)
         if rest:
             pending.append(rest)
+        if max_line_bytes is not None and held > max_line_bytes:
+            raise _too_large("line", max_line_bytes)
         for line in lines:
             obj = _parse_line(line)
             if obj is not None:
                 yield obj
+
+
+def _too_large(what: str, limit: int) -> ResponseTooLargeError:
+    return ResponseTooLargeError(f"a stream {what} passed {limit} bytes without ending (Limits.max_event_bytes)")
 
 
 def _parse_line(line: bytes) -> Any:

@@ -32,6 +32,7 @@ from ._pools import HTTPPool, HTTPSPool, current_call
 from ._timers import call_at
 from .errors import (
     CallAbortedError,
+    ConfigurationError,
     ConnectError,
     DeadlineExceededError,
     ProtocolError,
@@ -122,7 +123,7 @@ class Limits:
             if value is None and name == "max_stream_bytes":
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Limits.{name} must be a positive int, got {value!r}")
+                raise ConfigurationError(f"Limits.{name} must be a positive int, got {value!r}")
 
 
 DEFAULT_LIMITS = Limits()

@@ -486,7 +486,7 @@ class HttpProvider(Provider):
                             error=error, detail=detail)
 
     def _stream_frames(self, path: str, payload: Mapping[str, Any], timeout: float | None,
-                       decode: Callable[[Iterator[bytes]], Iterator[F]],
+                       decode: Callable[[Iterator[bytes], int | None], Iterator[F]],
                        handle: Callable[[F, str | None], StreamChunk | None],
                        progress: StreamProgress, terminator: str,
                        max_retries: int | None = None, deadline_s: float | None = None,
@@ -503,7 +503,7 @@ class HttpProvider(Provider):
             request_id = self._request_id(stream.headers)
             idle = _IdleWatch(idle_s, stream.abort)
             try:
-                for frame in decode(stream.iter_bytes()):
+                for frame in decode(stream.iter_bytes(), self.limits.max_event_bytes):
                     if keepalive is None or not keepalive(frame):
                         idle.last = time.monotonic()
                     chunk = handle(frame, request_id)
