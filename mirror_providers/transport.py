@@ -361,6 +361,8 @@ class RequestsTransport(Transport):
         self._verify = verify
         self._proxies = dict(proxies) if proxies else None
         self._closed = False
+        self._users: dict[tuple[str, str, int], int] = {}  # origin -> providers using it (retain)
+        self._users_lock = threading.Lock()
         self._fresh_pools()
         _live_transports.add(self)
 
@@ -483,6 +485,34 @@ class RequestsTransport(Transport):
         chunks = _iter_decoded(resp, request, expiry, limits.max_stream_bytes, "stream")
         return StreamResponse(resp.status_code, resp.headers, chunks, close, shutdown)
 
+    def retain(self, url: str) -> None:
+        """One more user (a provider) of the connections to ``url``'s host; see ``release``."""
+        key = _pool_origin(url)
+        with self._users_lock:
+            self._users[key] = self._users.get(key, 0) + 1
+
+    def release(self, url: str) -> None:
+        """A user of ``url``'s host is done with it. When the last one is, that host's pooled
+        connections are closed: idle ones now, one in use as soon as its call gives it back.
+        The transport stays usable (a later call opens a new connection, as requests does)."""
+        key = _pool_origin(url)
+        with self._users_lock:
+            left = self._users.get(key, 0) - 1
+            if left > 0:
+                self._users[key] = left
+                return
+            self._users.pop(key, None)
+        manager = self._adapter.poolmanager
+        for pool_key in list(manager.pools.keys()):
+            if (pool_key.key_scheme, pool_key.key_host, pool_key.key_port) == key:
+                pool = manager.pools.get(pool_key)
+                if pool is not None:
+                    pool.close()  # a connection given back later to a closed pool is closed
+                try:
+                    del manager.pools[pool_key]
+                except KeyError:  # another thread dropped it first
+                    pass
+
     def close(self) -> None:
         """Close every pooled connection now.
 
@@ -501,6 +531,13 @@ def _close_pools(adapter: requests.adapters.HTTPAdapter) -> None:
             if pool is not None:
                 pool.close()
     adapter.close()
+
+
+def _pool_origin(url: str) -> tuple[str, str, int]:
+    """``url``'s origin as urllib3 keys its pools: scheme, lower-case host, port."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
 
 
 def _no_auth(r: Any) -> Any:

@@ -120,13 +120,15 @@ class FakeServer:
 
             def setup(self) -> None:
                 super().setup()
-                with server._lock:
+                with server._changed:
                     server.connections += 1
                     server._open.add(self.connection)
+                    server._changed.notify_all()
 
             def finish(self) -> None:
-                with server._lock:
+                with server._changed:
                     server._open.discard(self.connection)
+                    server._changed.notify_all()
                 try:
                     super().finish()
                 except OSError:
@@ -155,6 +157,7 @@ class FakeServer:
             do_GET = do_POST = do_HEAD = do_DELETE = _serve
 
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # a connection opened or closed
         self._open: set[socket.socket] = set()
         self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
@@ -171,6 +174,18 @@ class FakeServer:
 
     def route(self, method: str, path: str, fn: Route) -> None:
         self.routes[(method, path)] = fn
+
+    @property
+    def open_connections(self) -> int:
+        """Connections a client holds open to this server now."""
+        with self._lock:
+            return len(self._open)
+
+    def wait_open_connections(self, n: int, timeout: float = 10.0) -> bool:
+        """Wait until exactly ``n`` client connections are open (the server notices a close when
+        it reads EOF); False if that did not happen within ``timeout``."""
+        with self._changed:
+            return self._changed.wait_for(lambda: len(self._open) == n, timeout)
 
     def __enter__(self) -> FakeServer:
         self._thread.start()

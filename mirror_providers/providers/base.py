@@ -225,6 +225,10 @@ class HttpProvider(Provider):
         self._retry = policy
         self.transport: Transport = RetryingTransport(inner, policy) if policy.max_retries else inner
         self._inner_transport = inner
+        # On the shared transport, close() releases this provider's hold on its host's connections.
+        self._shares_transport = transport is None and verify is True
+        self._retained = False
+        self._retain()
         self._extra_headers = dict(headers or {})
         self._check_key()
 
@@ -271,8 +275,21 @@ class HttpProvider(Provider):
                 f"base_url={self.base_url!r})")
 
     def close(self) -> None:
+        """Release the connections this provider opened: its own transport's all, or on the
+        shared transport its host's, once no other open provider calls that host. The provider
+        stays usable; a later call opens a new connection (and holds it until the next close)."""
         if self._owns_transport:
             self._inner_transport.close()
+        elif self._retained:
+            self._retained = False
+            assert isinstance(self._inner_transport, RequestsTransport)
+            self._inner_transport.release(self.base_url)
+
+    def _retain(self) -> None:
+        if self._shares_transport and not self._retained:
+            assert isinstance(self._inner_transport, RequestsTransport)
+            self._inner_transport.retain(self.base_url)
+            self._retained = True
 
     # -- hooks for vendors ------------------------------------------------------------------
 
@@ -352,6 +369,8 @@ class HttpProvider(Provider):
 
     def _request(self, method: str, path: str, payload: Mapping[str, Any] | None,
                  timeout: float | None, deadline: float | None) -> HttpRequest:
+        if not self._retained:
+            self._retain()  # used again after close()
         body = json.dumps(payload, separators=(",", ":")).encode() if payload is not None else None
         t = Timeout.coerce(timeout, self.timeout) if timeout is not None else self.timeout
         return HttpRequest(method, self._url(path), self._headers(), body, t, deadline, self.limits)
