@@ -232,6 +232,27 @@ class StreamResponse:
             self.close()
         return b"".join(parts)[:max_bytes]
 
+    def drain(self, max_bytes: int = 64 * 1024, max_s: float = 0.1) -> bool:
+        """Read and drop what is left of the body, so that its connection goes back to the pool
+        rather than being closed; for a stream whose answer is complete (its terminator came).
+        Stops after ``max_bytes`` or ``max_s`` (breaking the connection then); any error is
+        swallowed, the answer being had already. True when the body ended within bounds."""
+        if self.closed:
+            return False
+        timer = call_at(time.monotonic() + max_s, self.abort)
+        size = 0
+        try:
+            for piece in self._chunks:
+                size += len(piece)
+                if size > max_bytes:
+                    return False
+            return True
+        except Exception:  # noqa: BLE001 - a broken tail after a complete answer is not an error
+            return False
+        finally:
+            timer.cancel()
+            self.close()
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
@@ -474,16 +495,16 @@ class RequestsTransport(Transport):
         resp, expiry = self._open(request)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s %s -> %s (stream)", request.method, _origin(request.url), resp.status_code)
-        shutdown = getattr(resp.raw, "shutdown", None)  # urllib3 >= 2.3 wakes blocked reads
         limits = request.limits or self.limits
+        guard = _ConnGuard(resp.raw)
 
         def close() -> None:
             if expiry is not None:
                 expiry.cancel()
             resp.close()
 
-        chunks = _iter_decoded(resp, request, expiry, limits.max_stream_bytes, "stream")
-        return StreamResponse(resp.status_code, resp.headers, chunks, close, shutdown)
+        chunks = _iter_decoded(resp, request, expiry, limits.max_stream_bytes, "stream", release=guard.release)
+        return StreamResponse(resp.status_code, resp.headers, chunks, close, guard.shutdown)
 
     def retain(self, url: str) -> None:
         """One more user (a provider) of the connections to ``url``'s host; see ``release``."""
@@ -632,7 +653,8 @@ def _read_capped(resp: requests.Response, request: HttpRequest, expiry: _Expiry 
 
 
 def _iter_decoded(resp: requests.Response, request: HttpRequest, expiry: _Expiry | None,
-                  limit: int | None, what: str, wire_limit: int | None = None) -> Generator[bytes, None, None]:
+                  limit: int | None, what: str, wire_limit: int | None = None,
+                  release: Callable[[], None] | None = None) -> Generator[bytes, None, None]:
     """Yield the body's bytes, decompressed, as soon as any arrive, at most ``STREAM_READ_SIZE``
     at a time.
 
@@ -684,9 +706,35 @@ def _iter_decoded(resp: requests.Response, request: HttpRequest, expiry: _Expiry
             raise _mapped(exc, request, expiry) from exc
         raise ProtocolError(f"connection broken while reading {_origin(request.url)}: {exc}") from exc
     # Fully read: hand the connection back to the pool for reuse (a stand-in holds none).
-    release = getattr(raw, "release_conn", None)
+    release = release or getattr(raw, "release_conn", None)
     if release is not None:
         release()
+
+
+class _ConnGuard:
+    """A stream's connection is either given back to the pool (its body was read to the end) or
+    shut down by an abort from another thread, never both: a late abort must not break a
+    connection the pool has already handed to another call."""
+
+    __slots__ = ("_raw", "_lock", "_released")
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self._lock = threading.Lock()
+        self._released = False
+
+    def release(self) -> None:
+        with self._lock:
+            self._released = True
+            release = getattr(self._raw, "release_conn", None)
+            if release is not None:
+                release()
+
+    def shutdown(self) -> None:
+        with self._lock:
+            shutdown = getattr(self._raw, "shutdown", None)  # urllib3 >= 2.3 wakes blocked reads
+            if not self._released and shutdown is not None:
+                shutdown()
 
 
 class _Inflater:

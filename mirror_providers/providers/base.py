@@ -529,6 +529,7 @@ class HttpProvider(Provider):
                     if chunk is not None:
                         yield chunk
                     if progress.done:
+                        stream.drain()  # the rest is the body's end: the connection can be reused
                         break
             except ProviderError as exc:
                 if idle.fired and not isinstance(exc, RequestTimeout):
