@@ -119,40 +119,71 @@ def submit(fn: Callable[..., T], /, *args: Any) -> Future[T]:
 
 
 def map_blocking(fn: Callable[[A], T], items: list[A], max_workers: int | None,
-                 on_progress: Callable[[int, int], None] | None) -> list[T]:
+                 on_progress: Callable[[int, int], None] | None,
+                 on_callback_error: Callable[[list[T], Exception], BaseException] | None = None) -> list[T]:
     """``[fn(x) for x in items]`` run on the shared pool, at most ``max_workers`` at once,
     results in order. ``fn`` must not raise (wrap errors into results).
 
     Called from one of the pool's own threads (a batch inside an awaited call), it runs the
     items in that thread instead: waiting there for other pool threads could deadlock.
+
+    If ``on_progress`` raises, it is not called again, every item still runs to its end (nothing
+    is lost, nothing left running), and then ``on_callback_error(results, exc)`` is raised from
+    the callback's exception (the callback's exception itself without ``on_callback_error``).
     """
     total = len(items)
     results: list[T | None] = [None] * total
+    failed: list[Exception] = []
+
+    def progress(done: int) -> None:
+        if on_progress is None or failed:
+            return
+        try:
+            on_progress(done, total)
+        except Exception as exc:  # reported once the batch is complete; never called again
+            failed.append(exc)
+
     if _in_worker():
         for i, item in enumerate(items):
             results[i] = fn(item)
-            if on_progress is not None:
-                on_progress(i + 1, total)
-        return results  # type: ignore[return-value]
+            progress(i + 1)
+    else:
+        _run_on_pool(fn, items, max_workers, results, progress)
+    if failed:
+        if on_callback_error is None:
+            raise failed[0]
+        raise on_callback_error(results, failed[0]) from failed[0]  # type: ignore[arg-type]
+    return results  # type: ignore[return-value]
+
+
+def _run_on_pool(fn: Callable[[A], T], items: list[A], max_workers: int | None, results: list[T | None],
+                 progress: Callable[[int], None]) -> None:
     limit = max(1, min(max_workers or _max_workers, _max_workers))
     from concurrent.futures import FIRST_COMPLETED, wait
 
     pending: dict[Future[T], int] = {}
     done = 0
     queue = iter(enumerate(items))
+    broken: BaseException | None = None  # ``fn`` raised after all: no new item starts
     while True:
-        for i, item in queue:
+        for i, item in queue if broken is None else ():
             pending[submit(fn, item)] = i
             if len(pending) >= limit:
                 break
         if not pending:
-            return results  # type: ignore[return-value]
+            if broken is not None:
+                raise broken  # only once no call of the batch is still running
+            return
         finished, _ = wait(pending, return_when=FIRST_COMPLETED)
         for fut in finished:
-            results[pending.pop(fut)] = fut.result()
+            i = pending.pop(fut)
+            try:
+                results[i] = fut.result()
+            except BaseException as exc:
+                broken = broken or exc
+                continue
             done += 1
-            if on_progress is not None:
-                on_progress(done, total)
+            progress(done)
 
 
 async def run_sync(fn: Callable[..., T], /, *args: Any, on_cancel: Callable[[], None] | None = None,

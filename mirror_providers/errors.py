@@ -28,7 +28,8 @@ The tree::
     │   └── InvalidResponseError        a 2xx whose body is not what the API documents
     ├── StreamError                     a stream broke after its 200 status
     │   └── TruncatedStreamError        ended without the vendor's terminator
-    └── AllProvidersFailedError         pooling: every member failed (``attempts``)
+    ├── AllProvidersFailedError         pooling: every member failed (``attempts``)
+    └── CallbackError                   a caller's callback raised; the batch finished (``results``)
 
 An error event inside a stream is raised as a class that is both the classified ``APIError``
 subclass and ``StreamError`` (see :func:`stream_error_class`): ``except OverloadedError`` and
@@ -36,6 +37,10 @@ subclass and ``StreamError`` (see :func:`stream_error_class`): ``except Overload
 
 Each class says whether the same call may succeed later (``retryable``) and whether another
 provider may succeed (``failover_ok``); retry and pooling code read these, never status codes.
+
+Every error pickles with its class and attributes (the in-stream classes too, even into a process
+that has not made that class yet), so one raised in a ``ProcessPoolExecutor`` worker reaches the
+parent typed. ``__cause__`` and the traceback do not travel, as for any pickled exception.
 """
 
 from __future__ import annotations
@@ -49,11 +54,12 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "CallAbortedError",
-    "DeadlineExceededError",
+    "CallbackError",
     "ConfigurationError",
     "ConflictError",
     "ConnectError",
     "ContextLengthExceededError",
+    "DeadlineExceededError",
     "InvalidResponseError",
     "MirrorProvidersError",
     "ModelNotFoundError",
@@ -113,6 +119,28 @@ class ProviderError(Exception):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r}, provider={self.provider!r}, model={self.model!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The default (``cls(*args)``, then ``__dict__``) cannot name the classes
+        # ``stream_error_class`` makes at run time, and calls ``__init__`` with positional
+        # arguments only. Rebuild without ``__init__`` and restore every attribute instead.
+        cls = type(self)
+        stream_of = cls.__dict__.get("_stream_of")
+        if stream_of is not None:
+            return _rebuild_stream_error, (stream_of, self.args), dict(self.__dict__)
+        return _rebuild, (cls, self.args), dict(self.__dict__)
+
+
+def _rebuild(cls: type[ProviderError], args: tuple[Any, ...]) -> ProviderError:
+    """Unpickle: an instance of ``cls`` whose attributes the pickled state then restores."""
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    return exc
+
+
+def _rebuild_stream_error(api_class: type[APIError], args: tuple[Any, ...]) -> ProviderError:
+    """Unpickle an in-stream error: its class is made again here if this process has not yet."""
+    return _rebuild(stream_error_class(api_class), args)
 
 
 MirrorProvidersError = ProviderError
@@ -322,6 +350,24 @@ class AllProvidersFailedError(ProviderError):
         self.attempts = list(attempts)
 
 
+class CallbackError(ProviderError):
+    """A callback the caller passed (``map_sync``'s ``on_progress``) raised.
+
+    The callback is not called again after it raised, and every call of the batch still runs to
+    its end, so no finished answer is lost and none is left running unseen. The callback's
+    exception is the ``__cause__``.
+
+    Attributes:
+        results: the batch's complete results, in prompt order (a ``GenerationResult`` or a
+            ``ProviderError`` for each prompt, as ``map_sync`` would have returned them).
+    """
+
+    def __init__(self, message: str, *, results: Sequence[Any] = (), provider: str | None = None,
+                 model: str | None = None) -> None:
+        super().__init__(message, provider=provider, model=model)
+        self.results = list(results)
+
+
 # Status -> class. Vendors refine the result with their own error types and codes.
 _STATUS_CLASSES: dict[int, type[APIError]] = {
     400: BadRequestError,
@@ -383,6 +429,6 @@ def stream_error_class(api_class: type[APIError]) -> type[APIError]:
     cls = _STREAM_CLASSES.get(api_class)
     if cls is None:
         name = api_class.__name__.replace("Error", "") + "StreamError"
-        cls = type(name, (api_class, StreamError), {"__module__": __name__})
+        cls = type(name, (api_class, StreamError), {"__module__": __name__, "_stream_of": api_class})
         _STREAM_CLASSES[api_class] = cls
     return cls

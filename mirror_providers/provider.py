@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, ClassVar
 
 from . import _aio
-from .errors import ProviderError
+from .errors import CallbackError, ProviderError
 from .request import GenerateRequest, Prompt, build_request
 from .types import Capabilities, GenerationResult, HealthStatus, ProviderStats, StreamChunk
 
@@ -387,14 +387,24 @@ class Provider:
             prompts: the prompts (anything ``generate_sync`` accepts).
             max_workers: how many calls run at once (default: the thread pool's size).
             on_progress: called as ``on_progress(done, total)`` after each prompt finishes, from
-                the calling thread (a progress bar can update directly).
+                the calling thread (a progress bar can update directly). If it raises, it is not
+                called again and the batch runs to its end: see ``CallbackError``.
             **options: options for every call.
 
         Raises:
             ValidationError: a prompt or option is invalid (checked for all before any call).
+            CallbackError: ``on_progress`` raised (its exception is the ``__cause__``); raised once
+                every call has finished, with the complete results in ``.results``.
         """
         requests = [build_request(p, options) for p in prompts]
-        return _aio.map_blocking(self._generate_or_error, requests, max_workers, on_progress)
+        return _aio.map_blocking(self._generate_or_error, requests, max_workers, on_progress,
+                                 self._callback_failed)
+
+    def _callback_failed(self, results: list[GenerationResult | ProviderError], exc: Exception) -> CallbackError:
+        return CallbackError(
+            f"on_progress raised {type(exc).__name__}: {exc}; it was not called again, and every call of the "
+            f"batch finished: .results holds all {len(results)} results", results=results,
+            provider=self.provider_id, model=self.model_name)
 
     def _generate_or_error(self, request: GenerateRequest) -> GenerationResult | ProviderError:
         try:
