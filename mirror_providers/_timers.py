@@ -82,7 +82,9 @@ class _Watchdog:
                     if wait is not None and wait <= 0:
                         _, _, due = heapq.heappop(self._heap)
                         break
-                    self._cond.wait(wait)
+                    # A lock cannot wait past TIMEOUT_MAX (OverflowError, which would end this
+                    # thread and with it every deadline): a later timer is waited for in steps.
+                    self._cond.wait(None if wait is None else min(wait, threading.TIMEOUT_MAX))
             due._fire()
 
 

@@ -10,6 +10,7 @@ Example::
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from .errors import ConfigurationError
@@ -33,6 +34,8 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
 
     Only the first colon separates: Ollama tags (``ollama:llama3.1:70b``) keep theirs.
     """
+    if not isinstance(spec, str):
+        raise ConfigurationError(f"a provider spec is text such as 'openai:gpt-4o-mini', got {type(spec).__name__}")
     provider, _, model = spec.strip().partition(":")
     if provider not in PROVIDERS:
         raise ConfigurationError(
@@ -41,13 +44,39 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
 
 
 def create_provider(spec: str, **kwargs: Any) -> HttpProvider:
-    """Build a provider from ``"provider"`` or ``"provider:model"``; kwargs go to its constructor."""
+    """Build a provider from ``"provider"`` or ``"provider:model"``; kwargs go to its constructor.
+
+    Raises:
+        ConfigurationError: an unknown provider, an argument that provider does not take (named,
+            with those it takes), or a bad argument value (the constructor names it).
+    """
     provider, model = parse_spec(spec)
     if model is not None:
         if kwargs.get("model") not in (None, model):
             raise ConfigurationError(f"model given twice: {model!r} in the spec and {kwargs['model']!r}")
         kwargs["model"] = model
-    return PROVIDERS[provider](**kwargs)
+    cls = PROVIDERS[provider]
+    accepted = _constructor_arguments(cls)
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise ConfigurationError(f"{provider} takes no argument(s) {unknown}; it takes {sorted(accepted)}",
+                                 provider=provider)
+    return cls(**kwargs)
+
+
+def _constructor_arguments(cls: type[HttpProvider]) -> set[str]:
+    """The keyword arguments a provider class takes: its own and those it passes on (``**kwargs``)
+    to the classes above it."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters.values()
+        names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return names
 
 
 def list_models(provider: str | None = None) -> list[tuple[str, ModelInfo]]:

@@ -4,7 +4,9 @@ The tree::
 
     ProviderError                       root of everything raised here (alias MirrorProvidersError)
     ├── ConfigurationError              missing key, unknown provider/model, bad constructor argument
-    ├── ValidationError                 bad input caught before any network call (also a ValueError)
+    ├── ValidationError                 bad input caught before any network call
+    │                                   (both also a ValueError and a TypeError: what bare Python
+    │                                   raises for a bad argument)
     ├── TransportError                  the HTTP exchange itself failed
     │   ├── ConnectError                nothing answered at that address
     │   ├── RequestTimeout              connect or read timeout (not the builtin TimeoutError)
@@ -146,12 +148,22 @@ def _rebuild_stream_error(api_class: type[APIError], args: tuple[Any, ...]) -> P
 MirrorProvidersError = ProviderError
 
 
-class ConfigurationError(ProviderError):
-    """The library was set up wrongly: a missing API key, an unknown provider or model."""
+class ConfigurationError(ProviderError, ValueError, TypeError):
+    """The library was set up wrongly: a missing API key, an unknown provider or model, a
+    constructor argument of the wrong type or value (the message names it).
+
+    Like ``ValidationError`` it is also a ``ValueError`` and a ``TypeError``: code that caught what
+    a bad constructor argument used to raise (``RetryPolicy(max_retries=-1)``, ``Limits(...)``,
+    ``OllamaProvider(host=..., base_url=...)`` raised ``ValueError``) keeps working.
+    """
 
 
-class ValidationError(ProviderError, ValueError):
-    """Input rejected before any network call; the message names the offending value."""
+class ValidationError(ProviderError, ValueError, TypeError):
+    """Input rejected before any network call; the message names the offending option or value.
+
+    It is also a ``ValueError`` and a ``TypeError``, so code that caught what bare Python raises
+    for a bad argument (an unknown keyword is a ``TypeError``) keeps working.
+    """
 
 
 class TransportError(ProviderError):

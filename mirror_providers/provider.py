@@ -235,7 +235,10 @@ class Provider:
     Every call accepts the options of :class:`mirror_providers.request.Options`: ``system``,
     ``max_tokens``, ``temperature``, ``top_p``, ``stop``, ``tools``, ``tool_choice``,
     ``parallel_tool_calls``, ``timeout`` (seconds, per read), ``deadline_s`` (seconds, the whole
-    call), ``max_retries`` (this call's retry count) and ``extra`` (vendor fields, sent as given).
+    call), ``max_retries`` (this call's retry count) and ``extra`` (vendor fields, sent as given;
+    JSON values only, and never a field the vendor's payload builder sets from the options, such
+    as ``stream``). Every option is checked before anything is sent: a bad value or an unknown
+    name raises ``ValidationError`` naming it.
     """
 
     provider_id: ClassVar[str] = "provider"
@@ -347,6 +350,7 @@ class Provider:
         the connection are freed instead of waiting for the vendor's answer.
         """
         request = build_request(prompt, options)
+        self._check(request)  # refused here, before a worker is taken
         scope = _AbortScope(_scope.get())
 
         def call() -> GenerationResult:
@@ -364,11 +368,13 @@ class Provider:
         Leaving the ``async for`` early, or cancelling the task, closes the HTTP response.
         """
         request = build_request(prompt, options)
+        self._check(request)  # refused here, before a worker is taken
         return _aio.iterate_in_thread(lambda: self.stream_sync(request))
 
     def submit(self, prompt: Prompt, **options: Unpack[Options]) -> Future[GenerationResult]:
         """Start ``generate_sync`` on the library's thread pool and return its ``Future``."""
         request = build_request(prompt, options)
+        self._check(request)  # refused here, before a worker is taken
         return _aio.submit(self.generate_sync, request)
 
     def map_sync(
@@ -397,6 +403,8 @@ class Provider:
                 every call has finished, with the complete results in ``.results``.
         """
         requests = [build_request(p, options) for p in prompts]
+        for request in requests:
+            self._check(request)
         return _aio.map_blocking(self._generate_or_error, requests, max_workers, on_progress,
                                  self._callback_failed)
 

@@ -2,13 +2,19 @@
 
 ``build_request`` turns a prompt (text, a ``Message``, a list of messages or OpenAI-style dicts)
 and keyword options into a ``GenerateRequest``. Everything is checked here, before any network
-call, and bad input raises ``ValidationError`` naming the problem.
+call, and bad input raises ``ValidationError`` naming the option: a value of the wrong type or
+range, an unknown option name (``ValidationError`` is also a ``TypeError``, what Python raises for
+an unknown keyword), a timeout that is not a finite positive number of seconds, and ``extra`` or
+tool schemas that are not JSON (only string keys; no NaN or infinity, which JSON cannot carry).
+Which ``extra`` fields a vendor builds itself, and so refuses, each provider checks on top.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
@@ -16,10 +22,13 @@ from typing import Any, TypedDict
 from .errors import ValidationError
 from .types import IMAGE_MEDIA_TYPES, ROLES, ContentPart, Message, Tool, ToolCall
 
-__all__ = ["GenerateRequest", "Options", "Prompt", "build_request"]
+__all__ = ["MAX_TIMEOUT_S", "GenerateRequest", "Options", "Prompt", "build_request", "check_json", "check_timeout"]
 
 ToolChoice = str | Mapping[str, Any]
 TOOL_CHOICES = ("auto", "none", "required")
+# The longest timeout accepted (a week). A socket cannot wait forever: ``inf`` or 1e300 would
+# pass a "> 0" check and fail only when the socket is armed, after the request was sent.
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -38,7 +47,8 @@ class GenerateRequest:
         max_retries: per-call override of the provider's retry count (0: no retries).
         deadline_s: the most this call may take in all (connecting, waiting, retries and their
             back-off sleeps, reading the answer or the whole stream), in seconds.
-        extra: vendor-specific fields merged into the request body as given.
+        extra: vendor-specific fields merged into the request body as given (JSON values
+            only; a field the vendor's payload builder sets itself is refused by the provider).
     """
 
     messages: tuple[Message, ...]
@@ -92,18 +102,24 @@ def build_request(prompt: Prompt, options: Mapping[str, Any]) -> GenerateRequest
     """Normalise and validate a prompt and its options.
 
     Raises:
-        ValidationError: the prompt or an option is invalid; the message names which.
-        TypeError: an unknown option name.
+        ValidationError: the prompt or an option is invalid, or an option name is unknown (it is
+            also a ``TypeError`` for those); the message names which.
     """
+    if not isinstance(options, Mapping):
+        raise ValidationError(f"options must be a mapping of option names to values, got {type(options).__name__}")
     unknown = set(options) - _OPTION_NAMES
     if unknown:
-        raise TypeError(f"unknown option(s) {sorted(unknown)}; vendor-specific fields go in extra={{...}}")
-    if isinstance(prompt, GenerateRequest):
+        raise ValidationError(f"unknown option(s) {sorted(map(str, unknown))}; known: {sorted(_OPTION_NAMES)}; "
+                              f"vendor-specific fields go in extra={{...}}")
+    if isinstance(prompt, GenerateRequest) and _validated.get(id(prompt)) is prompt:
         base = prompt
+        if not options:
+            return base
+    elif isinstance(prompt, GenerateRequest):  # made by hand: each of its fields is checked too
+        base = GenerateRequest(messages=_messages(prompt.messages))
+        options = {**{name: getattr(prompt, name) for name in _OPTION_NAMES}, **options}
     else:
         base = GenerateRequest(messages=_messages(prompt))
-    if not options:
-        return base
     changes: dict[str, Any] = {}
     for name, value in options.items():
         if value is not None:
@@ -112,7 +128,13 @@ def build_request(prompt: Prompt, options: Mapping[str, Any]) -> GenerateRequest
     choice = request.tool_choice
     if choice not in (None, *TOOL_CHOICES) and choice not in {t.name for t in request.tools}:
         raise ValidationError(f"tool_choice {choice!r} names no tool of this request")
+    _validated[id(request)] = request
     return request
+
+
+# Requests this module built (and so checked), by id: a pool hands the same request to each
+# member without checking it again. A ``GenerateRequest`` made by hand is checked field by field.
+_validated: weakref.WeakValueDictionary[int, GenerateRequest] = weakref.WeakValueDictionary()
 
 
 def _messages(prompt: Any) -> tuple[Message, ...]:
@@ -146,7 +168,30 @@ def _message(value: Any, i: int) -> Message:
             _check_part(part, f"messages[{i}].content[{j}]", value.role)
     elif not isinstance(value.content, str):
         raise ValidationError(f"messages[{i}].content must be text or a tuple of ContentPart")
+    for attr in ("tool_call_id", "name"):
+        if not isinstance(getattr(value, attr), (str, type(None))):
+            raise ValidationError(f"messages[{i}].{attr} must be text, got {getattr(value, attr)!r}")
+    if not _list(value.tool_calls):
+        raise ValidationError(f"messages[{i}].tool_calls must be a tuple of ToolCall, got "
+                              f"{type(value.tool_calls).__name__}")
+    for j, call in enumerate(value.tool_calls):
+        _check_tool_call(call, f"messages[{i}].tool_calls[{j}]")
+    if isinstance(value.tool_calls, list):
+        value = dataclasses.replace(value, tool_calls=tuple(value.tool_calls))
     return value
+
+
+def _check_tool_call(call: Any, where: str) -> None:
+    if not isinstance(call, ToolCall):
+        raise ValidationError(f"{where} must be a ToolCall or a dict, not {type(call).__name__}")
+    if not isinstance(call.id, str) or not isinstance(call.name, str) or not call.name:
+        raise ValidationError(f"{where} needs a text id and a non-empty text name, got {call.id!r}, {call.name!r}")
+    if not isinstance(call.arguments_json, str):
+        raise ValidationError(f"{where}.arguments_json must be text, got {type(call.arguments_json).__name__}")
+    if call.arguments is not None:
+        if not isinstance(call.arguments, Mapping):
+            raise ValidationError(f"{where}.arguments must be a dict or None, got {type(call.arguments).__name__}")
+        check_json(call.arguments, f"{where}.arguments")
 
 
 def _message_from_dict(d: Mapping[str, Any], i: int) -> Message:
@@ -155,9 +200,11 @@ def _message_from_dict(d: Mapping[str, Any], i: int) -> Message:
     content = d.get("content") or ""
     if isinstance(content, list):
         content = tuple(_part_from_dict(p, f"messages[{i}].content[{j}]") for j, p in enumerate(content))
-    calls = tuple(
-        c if isinstance(c, ToolCall) else _tool_call_from_dict(c, i) for c in d.get("tool_calls") or ()
-    )
+    calls_given = d.get("tool_calls") or ()
+    if not _list(calls_given):
+        raise ValidationError(f"messages[{i}].tool_calls must be a list, got {type(calls_given).__name__}")
+    calls = tuple(c if isinstance(c, ToolCall) else _tool_call_from_dict(c, f"messages[{i}].tool_calls[{j}]")
+                  for j, c in enumerate(calls_given))
     return Message(d["role"], content, tool_calls=calls, tool_call_id=d.get("tool_call_id"),
                    name=d.get("name") or d.get("tool_name"))  # Ollama's history calls it tool_name
 
@@ -169,7 +216,10 @@ def _part_from_dict(p: Any, where: str) -> ContentPart:
         return ContentPart.from_text(p)
     kind = p.get("type") if isinstance(p, Mapping) else None
     if kind == "text":
-        return ContentPart.from_text(str(p.get("text", "")))
+        text = p.get("text")
+        if not isinstance(text, str):
+            raise ValidationError(f"{where} is a text part whose text is not text: {text!r}")
+        return ContentPart.from_text(text)
     if kind == "image_url":  # OpenAI's shape
         image = p.get("image_url")
         url = image.get("url") if isinstance(image, Mapping) else image
@@ -183,10 +233,12 @@ def _part_from_dict(p: Any, where: str) -> ContentPart:
     raise ValidationError(f"{where} has unsupported part type {kind!r} (use 'text', 'image' or 'image_url')")
 
 
-def _tool_call_from_dict(c: Mapping[str, Any], i: int) -> ToolCall:
-    import json
-
+def _tool_call_from_dict(c: Any, where: str) -> ToolCall:
+    if not isinstance(c, Mapping):
+        raise ValidationError(f"{where} must be a ToolCall or a dict, not {type(c).__name__}")
     fn = c.get("function", c)
+    if not isinstance(fn, Mapping):
+        raise ValidationError(f"{where}.function must be a dict, got {type(fn).__name__}")
     args = fn.get("arguments", {})
     if isinstance(args, str):
         raw = args
@@ -194,16 +246,27 @@ def _tool_call_from_dict(c: Mapping[str, Any], i: int) -> ToolCall:
             parsed = json.loads(args) if args else {}
         except ValueError:
             parsed = None
-    else:
+        if not isinstance(parsed, dict):  # "[1]" or "5" is JSON, but not arguments
+            parsed = None
+    elif isinstance(args, Mapping):
+        check_json(args, f"{where} arguments")
         raw, parsed = json.dumps(args), dict(args)
-    if not fn.get("name"):
-        raise ValidationError(f"messages[{i}] has a tool call without a name")
-    return ToolCall(id=str(c.get("id") or ""), name=fn["name"], arguments=parsed, arguments_json=raw)
+    else:
+        raise ValidationError(f"{where} arguments must be a JSON object or its text, got {type(args).__name__}")
+    name, call_id = fn.get("name"), c.get("id")
+    if not name or not isinstance(name, str):
+        raise ValidationError(f"{where} has a tool call without a name (or not as text): {name!r}")
+    if call_id is not None and (isinstance(call_id, bool) or not isinstance(call_id, (str, int))):
+        raise ValidationError(f"{where} id must be text, got {call_id!r}")
+    return ToolCall(id=str(call_id or ""), name=name, arguments=parsed, arguments_json=raw)
 
 
 def _check_part(part: Any, where: str, role: str) -> None:
     if not isinstance(part, ContentPart):
         raise ValidationError(f"{where} must be a ContentPart, not {type(part).__name__}")
+    for attr in ("text", "url", "data", "media_type", "detail"):
+        if not isinstance(getattr(part, attr), (str, type(None))):
+            raise ValidationError(f"{where}.{attr} must be text, got {type(getattr(part, attr)).__name__}")
     if part.type == "text":
         if part.text is None:
             raise ValidationError(f"{where} is a text part without text")
@@ -241,48 +304,109 @@ def _max_tokens(value: Any) -> int:
     return value
 
 
+def _list(value: Any) -> bool:
+    """A list or tuple: not text, bytes, a dict or a set (whose order or items would surprise)."""
+    return isinstance(value, (list, tuple))
+
+
 def _stop(value: Any) -> tuple[str, ...]:
-    stops = (value,) if isinstance(value, str) else tuple(value)
-    if not all(isinstance(s, str) and s for s in stops):
+    stops = (value,) if isinstance(value, str) else tuple(value) if _list(value) else None
+    if stops is None or not all(isinstance(s, str) and s for s in stops):
         raise ValidationError(f"stop must be a non-empty string or a list of them, got {value!r}")
     return stops
 
 
 def _tools(value: Any) -> tuple[Tool, ...]:
-    tools = []
-    for i, t in enumerate(value):
-        if isinstance(t, Mapping):
-            fn = t.get("function", t)  # OpenAI's {"type": "function", "function": {...}} or flat
-            schema = fn.get("parameters", fn.get("input_schema", {"type": "object", "properties": {}}))
-            t = Tool(name=fn.get("name", ""), description=fn.get("description", ""), parameters=dict(schema))
-        if not isinstance(t, Tool):
-            raise ValidationError(f"tools[{i}] must be a Tool or a dict, not {type(t).__name__}")
-        if not t.name or not all(c.isalnum() or c in "_-" for c in t.name) or len(t.name) > 64:
-            raise ValidationError(f"tools[{i}] name {t.name!r} must be 1-64 letters, digits, '_' or '-'")
-        if t.parameters.get("type") != "object":
-            raise ValidationError(f"tools[{i}] ({t.name}) parameters must be a JSON schema of type 'object'")
-        tools.append(t)
+    if not _list(value):
+        raise ValidationError(f"tools must be a list of Tool or dicts, got {type(value).__name__}")
+    tools = [_tool(t, f"tools[{i}]") for i, t in enumerate(value)]
+    names = [t.name for t in tools]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValidationError(f"tools name the same function more than once: {twice}")
     return tuple(tools)
 
 
+def _tool(t: Any, where: str) -> Tool:
+    if isinstance(t, Mapping):
+        fn = t.get("function", t)  # OpenAI's {"type": "function", "function": {...}} or flat
+        if not isinstance(fn, Mapping):
+            raise ValidationError(f"{where}.function must be a dict, got {type(fn).__name__}")
+        schema = fn.get("parameters", fn.get("input_schema", {"type": "object", "properties": {}}))
+        if not isinstance(schema, Mapping):
+            raise ValidationError(f"{where} parameters must be a JSON schema (a dict), got {type(schema).__name__}")
+        t = Tool(name=fn.get("name", ""), description=fn.get("description", ""), parameters=dict(schema))
+    if not isinstance(t, Tool):
+        raise ValidationError(f"{where} must be a Tool or a dict, not {type(t).__name__}")
+    name = t.name
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "_-" for c in name) or len(name) > 64:
+        raise ValidationError(f"{where} name {name!r} must be 1-64 letters, digits, '_' or '-'")
+    if not isinstance(t.description, str):
+        raise ValidationError(f"{where} ({name}) description must be text, got {type(t.description).__name__}")
+    if not isinstance(t.parameters, Mapping) or t.parameters.get("type") != "object":
+        raise ValidationError(f"{where} ({name}) parameters must be a JSON schema of type 'object'")
+    check_json(t.parameters, f"{where} ({name}) parameters")
+    return t
+
+
+_CHOICE_TYPES = {"auto": "auto", "none": "none", "required": "required", "any": "required"}
+
+
 def _tool_choice(value: Any) -> str:
-    if isinstance(value, Mapping):  # OpenAI's {"type": "function", "function": {"name": ...}}
-        value = value.get("function", value).get("name")
+    if isinstance(value, Mapping):
+        # OpenAI's {"type": "function", "function": {"name": ...}}, Anthropic's {"type": "tool",
+        # "name": ...}, or either vendor's {"type": "auto" | "none" | "required" | "any"}.
+        fn = value.get("function", value)
+        name = fn.get("name") if isinstance(fn, Mapping) else None
+        kind = value.get("type")
+        value = name if name is not None or not isinstance(kind, str) else _CHOICE_TYPES.get(kind, value)
     if not isinstance(value, str) or not value:
         raise ValidationError(f"tool_choice must be 'auto', 'none', 'required' or a tool name, got {value!r}")
     return value
 
 
-def _timeout(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValidationError(f"timeout must be a positive number of seconds, got {value!r}")
+def check_timeout(value: Any, name: str = "timeout") -> float:
+    """A timeout in seconds: a finite number above 0 and at most ``MAX_TIMEOUT_S``.
+
+    Raises:
+        ValidationError: naming ``name``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_TIMEOUT_S:
+        raise ValidationError(f"{name} must be a positive number of seconds (at most {MAX_TIMEOUT_S:.0f}), "
+                              f"got {value!r}")
     return float(value)
+
+
+def _timeout(value: Any) -> float:
+    return check_timeout(value)
+
+
+def check_json(value: Any, where: str) -> None:
+    """Check that ``value`` can be sent as JSON: string keys, no NaN or infinity, no objects.
+
+    Raises:
+        ValidationError: naming ``where``.
+    """
+    try:
+        json.dumps(value, allow_nan=False, skipkeys=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ValidationError(f"{where} must be JSON (text keys; numbers finite): {exc}") from None
+    # json.dumps turns int, float, bool and None keys into text: the vendor would see other keys.
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Mapping):
+            bad = [k for k in item if not isinstance(k, str)]
+            if bad:
+                raise ValidationError(f"{where} must be JSON: key {bad[0]!r} is not text")
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
 
 
 def _deadline(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-        raise ValidationError(f"deadline_s must be a positive, finite number of seconds, got {value!r}")
-    return float(value)
+    # Bounded like a timeout: the watchdog that enforces a deadline cannot wait for 1e300 seconds.
+    return check_timeout(value, "deadline_s")
 
 
 def _retries(value: Any) -> int:
@@ -300,6 +424,10 @@ def _system(value: Any) -> str:
 def _extra(value: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise ValidationError(f"extra must be a dict, got {type(value).__name__}")
+    for key, item in value.items():
+        if not isinstance(key, str) or not key:
+            raise ValidationError(f"extra keys must be field names (text), got {key!r}")
+        check_json(item, f"extra[{key!r}]")
     return dict(value)
 
 

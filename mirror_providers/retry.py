@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from .errors import CallAbortedError, TransportError
+from .errors import CallAbortedError, ConfigurationError, TransportError
 from .transport import HttpRequest, HttpResponse, StreamResponse, Transport, _origin, current_call
 
 __all__ = ["RetryPolicy", "RetryingTransport", "parse_retry_after"]
@@ -62,6 +62,9 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
 
 
 RETRY_STATUSES = frozenset({408, 409, 429})
+# The longest back-off a policy may set (a week, as ``request.MAX_TIMEOUT_S``): a sleep of 1e300
+# seconds raises OverflowError only once a try has failed, after a request was sent.
+MAX_WAIT_S = 7 * 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -88,8 +91,18 @@ class RetryPolicy:
     random: Callable[[], float] = field(default=_random.random, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
+            raise ConfigurationError(f"RetryPolicy.max_retries must be an integer >= 0, got {self.max_retries!r}")
+        for name in ("initial_backoff_s", "max_backoff_s", "max_retry_after_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_WAIT_S:
+                raise ConfigurationError(f"RetryPolicy.{name} must be a number of seconds from 0 to {MAX_WAIT_S:.0f}, "
+                                         f"got {value!r}")
+        if isinstance(self.jitter, bool) or not isinstance(self.jitter, (int, float)) or not 0 <= self.jitter <= 1:
+            raise ConfigurationError(f"RetryPolicy.jitter must be a fraction between 0 and 1, got {self.jitter!r}")
+        for name in ("sleep", "clock", "random"):
+            if not callable(getattr(self, name)):
+                raise ConfigurationError(f"RetryPolicy.{name} must be callable, got {getattr(self, name)!r}")
 
     def backoff(self, retry_number: int) -> float:
         """The computed wait before retry number ``retry_number`` (from 1)."""

@@ -9,15 +9,16 @@ stats, batch helpers) works on them.
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..errors import AllProvidersFailedError, BadRequestError, ConfigurationError, ProviderError
+from ..errors import AllProvidersFailedError, BadRequestError, ConfigurationError, ProviderError, ValidationError
 from ..provider import Provider, call_aborted, percentiles
-from ..request import GenerateRequest
+from ..request import MAX_TIMEOUT_S, GenerateRequest, check_timeout
 from ..types import Capabilities, GenerationResult, HealthStatus, ProviderStats, StreamChunk
 from .state import InMemoryState, MemberSnapshot, MemberState
 
@@ -89,6 +90,8 @@ class PoolProvider(Provider):
         seed: int | None = None,
     ) -> None:
         super().__init__()
+        if not isinstance(providers, (list, tuple)):
+            raise ConfigurationError(f"{type(self).__name__} takes a list of providers, got {type(providers).__name__}")
         if not providers:
             raise ConfigurationError(f"{type(self).__name__} needs at least one provider")
         members = []
@@ -96,12 +99,26 @@ class PoolProvider(Provider):
             provider, weight = spec if isinstance(spec, tuple) else (spec, 1.0)
             if not isinstance(provider, Provider):
                 raise ConfigurationError(f"member {i} is a {type(provider).__name__}, not a Provider")
-            if not isinstance(weight, (int, float)) or weight < 0:
-                raise ConfigurationError(f"member {i} weight must be a number >= 0, got {weight!r}")
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < math.inf:
+                raise ConfigurationError(f"member {i} weight must be a finite number >= 0, got {weight!r}")
             members.append(Member(provider, float(weight), i, f"{i}:{provider.provider_id}:{provider.model_name}"))
         for name, value in (("deadline_s", deadline_s), ("attempt_timeout_s", attempt_timeout_s)):
-            if value is not None and not value > 0:
-                raise ConfigurationError(f"{name} must be positive, got {value!r}")
+            # Passed on to members as their deadline_s and timeout, which take at most MAX_TIMEOUT_S:
+            # a larger value would be accepted here and refused by every call.
+            if value is not None:
+                try:
+                    check_timeout(value, name)
+                except ValidationError as exc:
+                    raise ConfigurationError(exc.message) from None
+        if state is None:
+            if isinstance(failure_threshold, bool) or not isinstance(failure_threshold, int) or failure_threshold < 1:
+                raise ConfigurationError(f"failure_threshold must be an integer >= 1, got {failure_threshold!r}")
+            if (isinstance(cooldown_s, bool) or not isinstance(cooldown_s, (int, float))
+                    or not 0 <= cooldown_s <= MAX_TIMEOUT_S):
+                raise ConfigurationError(f"cooldown_s must be a number of seconds from 0 to {MAX_TIMEOUT_S:.0f}, "
+                                         f"got {cooldown_s!r}")
+        if not callable(clock):
+            raise ConfigurationError(f"clock must be callable, got {clock!r}")
         self.members: tuple[Member, ...] = tuple(members)
         self.state: MemberState = state or InMemoryState(failure_threshold, cooldown_s)
         self.deadline_s = deadline_s

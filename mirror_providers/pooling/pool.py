@@ -41,6 +41,8 @@ class ProviderPool(PoolProvider):
     def __init__(self, providers: Sequence[MemberSpec], strategy: str | Strategy = "least_loaded", *,
                  weights: Sequence[float] | None = None, max_attempts: int | None = None, **kwargs: Any) -> None:
         if weights is not None:
+            if not isinstance(weights, (list, tuple)) or not isinstance(providers, (list, tuple)):
+                raise ConfigurationError(f"weights must be a list of numbers, one per provider, got {weights!r}")
             if len(weights) != len(providers):
                 raise ConfigurationError(f"{len(weights)} weights for {len(providers)} providers")
             providers = [(p[0] if isinstance(p, tuple) else p, w) for p, w in zip(providers, weights, strict=True)]
@@ -48,8 +50,9 @@ class ProviderPool(PoolProvider):
         self.strategy = strategy_from_name(strategy)
         if self.strategy.name == "weighted" and not any(m.weight for m in self.members):
             raise ConfigurationError("weighted strategy needs at least one positive weight")
-        if max_attempts is not None and max_attempts < 1:
-            raise ConfigurationError(f"max_attempts must be >= 1, got {max_attempts}")
+        if max_attempts is not None and (isinstance(max_attempts, bool) or not isinstance(max_attempts, int)
+                                         or max_attempts < 1):
+            raise ConfigurationError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
         self.max_attempts = max_attempts or min(3, len(self.members))
 
     def _plan(self, request: GenerateRequest) -> Iterator[Member]:

@@ -123,6 +123,9 @@ class TieredRouter(PoolProvider):
         present = [(t, p) for t, p in tiers.items() if p is not None]
         if not present:
             raise ConfigurationError("TieredRouter needs at least one of flagship, balanced, fast")
+        if (not isinstance(thresholds, (list, tuple)) or len(thresholds) != 2
+                or not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in thresholds)):
+            raise ConfigurationError(f"thresholds must be a pair of numbers (fast, balanced), got {thresholds!r}")
         low, high = thresholds
         if not 0 <= low <= high <= 1:
             raise ConfigurationError(f"thresholds must satisfy 0 <= fast < balanced <= 1, got {thresholds}")

@@ -38,7 +38,7 @@ from ..types import (
     ToolCallDelta,
     Usage,
 )
-from .base import HttpProvider, _Secret, finish_with_tools, next_chunk
+from .base import HttpProvider, _Secret, check_credential, check_header_value, finish_with_tools, next_chunk
 
 __all__ = ["AnthropicProvider"]
 
@@ -49,6 +49,20 @@ API_VERSION = "2023-06-01"
 # max_tokens is required; without one from the caller we ask for this much (capped by the model).
 # Larger non-streaming answers risk idle-connection drops (protocols.md §3.2).
 DEFAULT_MAX_TOKENS = 8192
+
+# The body fields build_payload sets -> what a caller uses instead of sending them in ``extra``.
+OWNED_FIELDS: dict[str, str] = {
+    "model": "the model is the provider's (model=...)",
+    "messages": "pass the conversation as the prompt",
+    "stream": "call stream_sync() or stream() to stream",
+    "max_tokens": "pass max_tokens=... instead (or max_tokens=... to the provider for its default)",
+    "system": "pass system=... instead (or a system message)",
+    "temperature": "pass temperature=... instead",
+    "top_p": "pass top_p=... instead",
+    "stop_sequences": "pass stop=... instead",
+    "tools": "pass tools=... instead",
+    "tool_choice": "pass tool_choice=... (and parallel_tool_calls=False) instead",
+}
 
 FINISH_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -294,18 +308,28 @@ class AnthropicProvider(HttpProvider):
     BASE_URL_ENV = "ANTHROPIC_BASE_URL"
     REQUEST_ID_HEADER = "request-id"
     MODELS: ClassVar[tuple[ModelInfo, ...]] = MODELS
+    OWNED_FIELDS: ClassVar[Mapping[str, str]] = OWNED_FIELDS
 
     def __init__(self, model: str | None = None, *, auth_token: str | None = None,
                  betas: tuple[str, ...] | list[str] = (), max_tokens: int | None = None, **kwargs: Any) -> None:
         token = auth_token or os.environ.get("ANTHROPIC_AUTH_TOKEN") or None
+        if token is not None:
+            check_credential(token, "auth_token" if auth_token else "ANTHROPIC_AUTH_TOKEN", self.provider_id)
+        if not isinstance(betas, (tuple, list)) or not all(isinstance(b, str) and b for b in betas):
+            raise ConfigurationError(f"betas must be a list of beta names, got {betas!r}", provider=self.provider_id)
+        check_header_value(",".join(betas), "betas", self.provider_id)
         self._has_token = token is not None
         self.betas = tuple(betas)
         super().__init__(model, **kwargs)
         self._token = _Secret(token)
         limit = self._model_info.max_output if self._model_info else DEFAULT_MAX_TOKENS
-        if max_tokens is not None and not (isinstance(max_tokens, int) and 1 <= max_tokens):
+        if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
+                                       or max_tokens < 1):
             raise ConfigurationError(f"max_tokens must be a positive integer, got {max_tokens!r}",
                                      provider=self.provider_id)
+        if max_tokens is not None and self._model_info is not None and max_tokens > limit:
+            raise ConfigurationError(f"max_tokens={max_tokens} exceeds {self._model_info.id}'s output limit of "
+                                     f"{limit}", provider=self.provider_id, model=self._model)
         self.default_max_tokens = max_tokens or min(limit, DEFAULT_MAX_TOKENS)
         info = self._model_info
         if info is not None and info.lifecycle != "active":

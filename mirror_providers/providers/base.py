@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import math
 import os
 import re
 import threading
@@ -35,7 +34,7 @@ from ..errors import (
     stream_error_class,
 )
 from ..provider import Provider, current_scope, on_abort, thread_pool_size
-from ..request import GenerateRequest
+from ..request import GenerateRequest, check_timeout
 from ..retry import RetryingTransport, RetryPolicy, parse_retry_after
 from ..transport import (
     DEFAULT_LIMITS,
@@ -130,6 +129,80 @@ class _Secret:
     __str__ = __repr__
 
 
+# RFC 9110 §5.6.2: a header name is a token.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _bad_text(value: str) -> bool:
+    """Text a header cannot carry: control characters (CR/LF would split the header) or non-Latin-1."""
+    return any(ord(c) < 32 and c != "\t" or ord(c) == 127 or ord(c) > 255 for c in value)
+
+
+def check_credential(value: Any, name: str, provider: str) -> None:
+    """A key or token: text of printable ASCII without spaces (an empty one means none)."""
+    if not isinstance(value, str) or any(not 33 <= ord(c) <= 126 for c in value):
+        shown = type(value).__name__ if not isinstance(value, str) else "text with spaces or control characters"
+        raise ConfigurationError(f"{name} must be printable text without spaces, got {shown}", provider=provider)
+
+
+def check_header_value(value: Any, name: str, provider: str) -> None:
+    """None, or text a header can carry (no line breaks or control characters)."""
+    if value is not None and (not isinstance(value, str) or _bad_text(value)):
+        shown = repr(value) if not isinstance(value, str) else "text with control characters"
+        raise ConfigurationError(f"{name} must be text without line breaks or control characters, got {shown}",
+                                 provider=provider)
+
+
+def _check_timeout_setting(timeout: Any, provider: str) -> None:
+    try:
+        if isinstance(timeout, Timeout):
+            check_timeout(timeout.connect, "timeout.connect")
+            check_timeout(timeout.read, "timeout.read")
+        elif timeout is not None:
+            check_timeout(timeout)
+    except ValidationError as exc:
+        raise ConfigurationError(f"{exc.message} (or give a Timeout(connect=..., read=...))",
+                                 provider=provider) from None
+
+
+def _check_settings(provider: str, model: Any, timeout: Any, max_retries: Any, retry: Any, transport: Any,
+                    headers: Any) -> None:
+    """The shared constructor arguments, checked before anything uses them; ConfigurationError names each."""
+    if model is not None and not isinstance(model, str):
+        raise ConfigurationError(f"model must be a non-empty string, got {model!r}", provider=provider)
+    _check_timeout_setting(timeout, provider)
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ConfigurationError(f"max_retries must be an integer >= 0, got {max_retries!r}", provider=provider)
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise ConfigurationError(f"retry must be a RetryPolicy, got {type(retry).__name__}", provider=provider)
+    if transport is not None and not (callable(getattr(transport, "send", None))
+                                      and callable(getattr(transport, "open_stream", None))):
+        raise ConfigurationError(f"transport must be a Transport (with send and open_stream), got "
+                                 f"{type(transport).__name__}", provider=provider)
+    if headers is None:
+        return
+    if not isinstance(headers, Mapping):
+        raise ConfigurationError(f"headers must be a dict of text to text, got {type(headers).__name__}",
+                                 provider=provider)
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise ConfigurationError(f"headers: {name!r} is not a valid header name", provider=provider)
+        check_header_value(value, f"headers[{name!r}]", provider)
+        if value is None:
+            raise ConfigurationError(f"headers[{name!r}] must be text, got None", provider=provider)
+
+
+def _check_base_url(url: str, provider: str) -> None:
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises for a port that is not a number in range
+    except ValueError as exc:
+        raise ConfigurationError(f"base_url {url!r}: {exc}", provider=provider) from None
+    if not parts.hostname or any(c.isspace() or ord(c) < 32 for c in url):
+        raise ConfigurationError(f"base_url must be an http(s) URL with a host and no spaces, got {url!r}",
+                                 provider=provider)
+
+
 def default_transport() -> RequestsTransport:
     """The process-wide transport every provider uses unless given its own."""
     global _shared_transport
@@ -160,6 +233,10 @@ class HttpProvider(Provider):
             and pings do not count as data. A call's own ``deadline_s`` overrides it.
         limits: size limits on answers (``transport.Limits``); the defaults hold no more than
             64 MiB of one body and 16 MiB of one stream event.
+
+    Every argument is checked here: a wrong type or value (a timeout that is not a finite positive
+    number of seconds, ``max_retries=-1``, a header with a line break...) raises
+    ``ConfigurationError`` naming it, before any request could be sent.
     """
 
     DEFAULT_BASE_URL: ClassVar[str] = ""
@@ -174,6 +251,9 @@ class HttpProvider(Provider):
     UNKNOWN_MODEL: ClassVar[ModelInfo] = ModelInfo(
         id="", context_window=8192, max_output=4096, vision=False, tools=False, tier=Tier.BALANCED
     )
+    # Body fields the vendor's payload builder sets itself -> what to use instead. ``extra`` may
+    # not set them: it would silently override what the library built (``stream``...).
+    OWNED_FIELDS: ClassVar[Mapping[str, str]] = {}
 
     def __init__(
         self,
@@ -191,10 +271,12 @@ class HttpProvider(Provider):
         limits: Limits | None = None,
     ) -> None:
         super().__init__()
-        if deadline_s is not None and not (isinstance(deadline_s, (int, float)) and not isinstance(deadline_s, bool)
-                                           and 0 < deadline_s < math.inf):
-            raise ConfigurationError(f"deadline_s must be a positive number of seconds, got {deadline_s!r}",
-                                     provider=self.provider_id)
+        _check_settings(self.provider_id, model, timeout, max_retries, retry, transport, headers)
+        if deadline_s is not None:
+            try:
+                check_timeout(deadline_s, "deadline_s")
+            except ValidationError as exc:
+                raise ConfigurationError(exc.message, provider=self.provider_id) from None
         if limits is not None and not isinstance(limits, Limits):
             raise ConfigurationError(f"limits must be a transport.Limits, got {type(limits).__name__}",
                                      provider=self.provider_id)
@@ -207,9 +289,16 @@ class HttpProvider(Provider):
         self._model_info = self.find_model(requested)
         self._model = self._model_info.id if self._model_info else requested
         env_key = os.environ.get(self.API_KEY_ENV) if self.API_KEY_ENV else None
-        self._key = _Secret(api_key if api_key is not None else (env_key or None))
+        key = api_key if api_key is not None else (env_key or None)
+        if key is not None:
+            check_credential(key, "api_key" if api_key is not None else str(self.API_KEY_ENV), self.provider_id)
+        self._key = _Secret(key)
         env_url = os.environ.get(self.BASE_URL_ENV) if self.BASE_URL_ENV else None
-        self.base_url = self._normalise_base_url(base_url or env_url or self.DEFAULT_BASE_URL)
+        url = base_url or env_url or self.DEFAULT_BASE_URL
+        if not isinstance(url, str):
+            raise ConfigurationError(f"base_url must be text, got {type(url).__name__}", provider=self.provider_id)
+        self.base_url = self._normalise_base_url(url)
+        _check_base_url(self.base_url, self.provider_id)
         self.timeout = Timeout.coerce(timeout, DEFAULT_TIMEOUT)
         if not (verify is True or verify is False or (isinstance(verify, str) and os.path.isfile(verify))):
             raise ConfigurationError(f"verify must be True, False or the path of a CA bundle file, got {verify!r}",
@@ -331,6 +420,9 @@ class HttpProvider(Provider):
         return cls
 
     def _check(self, request: GenerateRequest) -> None:
+        for key in request.extra:
+            if key in self.OWNED_FIELDS:
+                raise self._owned(key, f"extra[{key!r}]")
         if self.TOOL_RESULTS_NEED_IDS:
             for i, m in enumerate(request.messages):
                 if m.role == "tool" and not m.tool_call_id:
@@ -355,6 +447,10 @@ class HttpProvider(Provider):
             raise ValidationError(
                 f"prompt of {request.text_length()} characters cannot fit {info.id}'s context window "
                 f"of {info.context_window} tokens", provider=self.provider_id, model=self._model)
+
+    def _owned(self, key: str, where: str) -> ValidationError:
+        return ValidationError(f"{where} would override the {key!r} field the library builds itself; "
+                               f"{self.OWNED_FIELDS[key]}", provider=self.provider_id, model=self._model)
 
     # -- sending ----------------------------------------------------------------------------
 

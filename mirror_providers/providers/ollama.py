@@ -8,13 +8,17 @@ leaves the machine unless you point it elsewhere. No key is needed locally; ``OL
 from __future__ import annotations
 
 import json
+import math
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from ..errors import (
     APIError,
+    ConfigurationError,
     ModelNotFoundError,
     NotFoundError,
     OverloadedError,
@@ -51,7 +55,28 @@ OPTION_NAMES = frozenset({
 # Top-level request fields ``extra`` may set. Ollama ignores unknown fields silently, so anything
 # else is refused here rather than dropped there.
 CHAT_FIELDS = frozenset({"format", "keep_alive", "think", "options", "logprobs", "top_logprobs"})
-GENERATE_FIELDS = CHAT_FIELDS | {"suffix", "template", "context", "images", "raw", "system"}
+GENERATE_FIELDS = CHAT_FIELDS | {"suffix", "template", "context", "images"}
+# What the payload builders set -> what to use instead. The Modelfile options among them are
+# refused in ``extra`` and in ``extra["options"]`` alike.
+OWNED_FIELDS: dict[str, str] = {
+    "model": "the model is the provider's (model=...)",
+    "messages": "pass the conversation as the prompt",
+    "prompt": "pass the prompt to generate_raw_sync()",
+    "stream": "call stream_sync() or stream() to stream",
+    "tools": "pass tools=... instead",
+    "raw": "pass raw=... to generate_raw_sync()",
+    "system": "pass system=... instead",
+    "num_predict": "pass max_tokens=... instead",
+    "temperature": "pass temperature=... instead",
+    "top_p": "pass top_p=... instead",
+    "stop": "pass stop=... instead",
+}
+# The type of each Modelfile option (Ollama answers 400 for another; api/types.go Options).
+_INT_OPTIONS = frozenset({"num_ctx", "num_predict", "top_k", "seed", "repeat_last_n", "mirostat", "num_keep",
+                          "num_batch", "num_gpu", "main_gpu", "num_thread"})
+_BOOL_OPTIONS = frozenset({"penalize_newline", "use_mmap", "numa", "low_vram"})
+# keep_alive: seconds (negative: forever) or a Go duration string ("10m", "1h30m", "-1s", "0").
+_DURATION = re.compile(r"[-+]?(0|((\d+(\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h))+)")
 
 FINISH_REASONS: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
 
@@ -189,6 +214,65 @@ def _split_extra(extra: Mapping[str, Any], allowed: frozenset[str]) -> tuple[dic
     return top, options
 
 
+def check_option(name: str, value: Any, where: str) -> None:
+    """One Modelfile option's value has the type Ollama requires.
+
+    Raises:
+        ValidationError: naming ``where``.
+    """
+    if name in _BOOL_OPTIONS:
+        ok = isinstance(value, bool)
+    elif name in _INT_OPTIONS:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif name == "stop":
+        ok = isinstance(value, (list, tuple)) and all(isinstance(s, str) for s in value)
+    else:  # the float options
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok:
+        kind = ("True or False" if name in _BOOL_OPTIONS else "an integer" if name in _INT_OPTIONS
+                else "a list of strings" if name == "stop" else "a finite number")
+        raise ValidationError(f"{where} must be {kind}, got {value!r}")
+
+
+def check_keep_alive(value: Any, where: str) -> None:
+    """Seconds (a finite number; negative keeps the model loaded) or a duration such as ``"10m"``."""
+    if isinstance(value, str):
+        ok = bool(_DURATION.fullmatch(value.strip()))
+    else:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok:
+        raise ValidationError(f"{where} must be seconds or a duration such as '10m', '1h30m' or '-1s', got {value!r}")
+
+
+def check_extra(extra: Mapping[str, Any]) -> None:
+    """The Ollama-specific rules for ``extra``: Modelfile options known and of the right type, the
+    ones the library sets refused, ``options`` a dict, ``keep_alive`` a duration.
+
+    Raises:
+        ValidationError: naming the field.
+    """
+    options = extra.get("options", {})
+    if not isinstance(options, Mapping):
+        raise ValidationError(f"extra['options'] must be a dict of Modelfile options, got {type(options).__name__}")
+    unknown = sorted(str(k) for k in options if k not in OPTION_NAMES)
+    if unknown:
+        raise ValidationError(f"extra['options'] has unknown Modelfile option(s) {unknown}; Ollama would ignore them "
+                              f"(known: {sorted(OPTION_NAMES)})")
+    for name, value in [*options.items(), *((k, v) for k, v in extra.items() if k in OPTION_NAMES)]:
+        where = f"extra['options'][{name!r}]" if name in options else f"extra[{name!r}]"
+        if name in OWNED_FIELDS:
+            raise ValidationError(f"{where} would override the {name!r} option the library builds itself; "
+                                  f"{OWNED_FIELDS[name]}")
+        check_option(name, value, where)
+    if "keep_alive" in extra:
+        check_keep_alive(extra["keep_alive"], "extra['keep_alive']")
+
+
+def _check_raw(raw: Any) -> None:
+    if not isinstance(raw, bool):
+        raise ValidationError(f"raw must be True or False, got {raw!r}")
+
+
 def _options(request: GenerateRequest, defaults: Mapping[str, Any]) -> dict[str, Any]:
     options = dict(defaults)
     if request.max_tokens is not None:
@@ -290,7 +374,9 @@ class OllamaProvider(HttpProvider):
         **kwargs: timeout, max_retries, retry, transport, headers, verify.
 
     Per-call Ollama fields go in ``extra``: Modelfile options (``seed``, ``top_k``, ``num_ctx``...)
-    and request fields (``format`` for JSON or a schema, ``think``, ``keep_alive``).
+    and request fields (``format`` for JSON or a schema, ``think``, ``keep_alive``). Options the
+    library sets (``num_predict``, ``temperature``, ``top_p``, ``stop``) come from their call options
+    and are refused in ``extra``; an unknown option or one of the wrong type is refused too.
     """
 
     provider_id = "ollama"
@@ -303,11 +389,21 @@ class OllamaProvider(HttpProvider):
     TOOL_RESULTS_NEED_IDS: ClassVar[bool] = False  # its own history has none: results pair by order
     UNKNOWN_MODEL: ClassVar[ModelInfo] = ModelInfo(id="", context_window=4096, max_output=4096, tools=False,
                                                    tier=Tier.LOCAL)
+    OWNED_FIELDS: ClassVar[Mapping[str, str]] = OWNED_FIELDS
 
     def __init__(self, model: str | None = None, host: str | None = None, *, num_ctx: int | None = None,
                  keep_alive: str | float | None = None, **kwargs: Any) -> None:
         if host is not None and kwargs.get("base_url") is not None:
-            raise ValueError("give host or base_url, not both")
+            raise ConfigurationError("give host or base_url, not both", provider=self.provider_id)
+        if host is not None and not isinstance(host, str):
+            raise ConfigurationError(f"host must be text, got {type(host).__name__}", provider=self.provider_id)
+        if num_ctx is not None and (isinstance(num_ctx, bool) or not isinstance(num_ctx, int) or num_ctx < 1):
+            raise ConfigurationError(f"num_ctx must be a positive integer, got {num_ctx!r}", provider=self.provider_id)
+        if keep_alive is not None:
+            try:
+                check_keep_alive(keep_alive, "keep_alive")
+            except ValidationError as exc:
+                raise ConfigurationError(exc.message, provider=self.provider_id) from None
         kwargs["base_url"] = host if host is not None else kwargs.get("base_url")
         super().__init__(model, **kwargs)
         self._defaults: dict[str, Any] = {}
@@ -321,7 +417,13 @@ class OllamaProvider(HttpProvider):
         return super().find_model(name.removesuffix(":latest"))
 
     def _normalise_base_url(self, url: str) -> str:
-        return parse_host(url)
+        try:
+            normalised = parse_host(url)
+            urlsplit(normalised).port  # noqa: B018 - raises for a port out of range
+            return normalised
+        except ValueError as exc:  # a port that is not a number, or out of range
+            raise ConfigurationError(f"host {url!r} is not an Ollama address ({exc})",
+                                     provider=self.provider_id) from None
 
     @property
     def host(self) -> str:
@@ -332,6 +434,11 @@ class OllamaProvider(HttpProvider):
 
     def _check(self, request: GenerateRequest) -> None:
         super()._check(request)
+        try:
+            check_extra(request.extra)
+        except ValidationError as exc:
+            exc.provider, exc.model = self.provider_id, self._model
+            raise
         for m in request.messages:
             if any(p.url for p in m.images):
                 raise ValidationError("Ollama takes images as bytes, not URLs: use ContentPart.image_bytes or "
@@ -368,6 +475,7 @@ class OllamaProvider(HttpProvider):
         """
         request = build_request(prompt, options)
         self._check(request)
+        _check_raw(raw)
         payload = self._generate_payload(request, raw, False)
         return self._recorded(lambda: self._call("/api/generate", payload, request))
 
@@ -375,6 +483,7 @@ class OllamaProvider(HttpProvider):
         """Streaming ``/api/generate``."""
         request = build_request(prompt, options)
         self._check(request)
+        _check_raw(raw)
         payload = self._generate_payload(request, raw, True)
         return ChunkStream(self._recorded_stream(self._lines("/api/generate", payload, request)))
 

@@ -40,7 +40,7 @@ from ..types import (
     Usage,
     parse_tool_arguments,
 )
-from .base import HttpProvider, finish_with_tools, next_chunk
+from .base import HttpProvider, check_header_value, finish_with_tools, next_chunk
 
 __all__ = ["OpenAIProvider"]
 
@@ -52,6 +52,22 @@ FINISH_REASONS: dict[str, FinishReason] = {
     "tool_calls": "tool_calls",
     "function_call": "tool_calls",
     "content_filter": "content_filter",
+}
+
+# The body fields build_payload sets -> what a caller uses instead of sending them in ``extra``.
+OWNED_FIELDS: dict[str, str] = {
+    "model": "the model is the provider's (model=...)",
+    "messages": "pass the conversation as the prompt",
+    "stream": "call stream_sync() or stream() to stream",
+    "stream_options": "streams always ask for usage (stream_sync() or stream())",
+    "max_tokens": "pass max_tokens=... instead",
+    "max_completion_tokens": "pass max_tokens=... instead (sent as max_completion_tokens to reasoning models)",
+    "temperature": "pass temperature=... instead",
+    "top_p": "pass top_p=... instead",
+    "stop": "pass stop=... instead",
+    "tools": "pass tools=... instead",
+    "tool_choice": "pass tool_choice=... instead",
+    "parallel_tool_calls": "pass parallel_tool_calls=... instead",
 }
 
 CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
@@ -271,9 +287,12 @@ class OpenAIProvider(HttpProvider):
     BASE_URL_ENV = "OPENAI_BASE_URL"
     REQUEST_ID_HEADER = "x-request-id"
     MODELS: ClassVar[tuple[ModelInfo, ...]] = MODELS
+    OWNED_FIELDS: ClassVar[Mapping[str, str]] = OWNED_FIELDS
 
     def __init__(self, model: str | None = None, *, organization: str | None = None,
                  project: str | None = None, **kwargs: Any) -> None:
+        check_header_value(organization, "organization", self.provider_id)
+        check_header_value(project, "project", self.provider_id)
         self.organization = organization or os.environ.get("OPENAI_ORG_ID") or None
         self.project = project or os.environ.get("OPENAI_PROJECT_ID") or None
         super().__init__(model, **kwargs)

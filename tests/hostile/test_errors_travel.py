@@ -13,6 +13,7 @@ import json
 import multiprocessing
 import pickle
 import threading
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -142,7 +143,9 @@ def stream_in_worker(url: str) -> int:
 def test_a_typed_in_stream_error_crosses_a_process_pool(method: str) -> None:
     if method not in multiprocessing.get_all_start_methods():
         pytest.skip(f"no {method} start method here")
-    with FakeServer() as server, ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(method)) as pool:
+    with FakeServer() as server, warnings.catch_warnings(), \
+            ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(method)) as pool:
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: "multi-threaded process forked"
         server.route("POST", "/v1/messages", _anthropic_overloaded)
         with pytest.raises(E.OverloadedError) as caught:
             pool.submit(stream_in_worker, server.url).result(timeout=60)
