@@ -297,6 +297,8 @@ class Provider:
         try:
             result = call()
         except BaseException as exc:
+            if isinstance(exc, ProviderError):
+                self._on_error(exc)
             if isinstance(exc, ProviderError) and not call_aborted():
                 self._stats.failure(exc)
             else:  # not the provider's failure: a bug, or the caller broke the call off
@@ -329,6 +331,7 @@ class Provider:
             yield from chunks
             outcome = "done"
         except ProviderError as exc:
+            self._on_error(exc)
             if call_aborted():
                 raise  # the caller broke the stream off: "abandoned" below
             outcome = "failed"
@@ -342,6 +345,9 @@ class Provider:
 
     def _check(self, request: GenerateRequest) -> None:
         """Provider-specific validation before sending (model limits...)."""
+
+    def _on_error(self, exc: ProviderError) -> None:
+        """Called with each error a call raises, before the stats see it (to redact it, say)."""
 
     async def generate(self, prompt: Prompt, **options: Unpack[Options]) -> GenerationResult:
         """Awaitable ``generate_sync``, run on the library's thread pool.

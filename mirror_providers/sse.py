@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 
 import sseclient
 
+from ._redact import snippet
 from .errors import ResponseTooLargeError, StreamError
 
 __all__ = ["ServerSentEvent", "iter_json_lines", "iter_sse", "loads"]
@@ -86,7 +87,7 @@ class ServerSentEvent(NamedTuple):
         try:
             return loads(self.data)
         except ValueError as exc:
-            raise StreamError(f"malformed JSON in stream event {self.event!r}: {self.data[:200]!r}") from exc
+            raise StreamError(f"malformed JSON in stream event {self.event!r}: {snippet(self.data)!r}") from exc
 
 
 _event = functools.partial(tuple.__new__, ServerSentEvent)  # skips NamedTuple's Python-level __new__
@@ -218,4 +219,4 @@ def _parse_line(line: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise StreamError(f"stream is not valid UTF-8: {exc}") from exc
     except ValueError as exc:
-        raise StreamError(f"malformed JSON line in stream: {line[:200]!r}") from exc
+        raise StreamError(f"malformed JSON line in stream: {snippet(line.decode('utf-8', 'replace'))!r}") from exc

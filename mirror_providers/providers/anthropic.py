@@ -319,9 +319,9 @@ class AnthropicProvider(HttpProvider):
             raise ConfigurationError(f"betas must be a list of beta names, got {betas!r}", provider=self.provider_id)
         check_header_value(",".join(betas), "betas", self.provider_id)
         self._has_token = token is not None
+        self._token = _Secret(token)
         self.betas = tuple(betas)
         super().__init__(model, **kwargs)
-        self._token = _Secret(token)
         limit = self._model_info.max_output if self._model_info else DEFAULT_MAX_TOKENS
         if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
                                        or max_tokens < 1):
@@ -357,10 +357,8 @@ class AnthropicProvider(HttpProvider):
             headers["anthropic-beta"] = ",".join(self.betas)
         return headers
 
-    def _scrub(self, text: str) -> str:
-        text = super()._scrub(text)
-        token = self._token.get()
-        return text.replace(token, "[redacted]") if token else text
+    def _secrets(self) -> list[str]:
+        return [*super()._secrets(), self._token.get() or ""]
 
     def _check(self, request: GenerateRequest) -> None:
         super()._check(request)

@@ -8,6 +8,7 @@ refines error classes with its own error types and codes.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import json
@@ -20,6 +21,7 @@ from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Protocol, TypeVar
 from urllib.parse import urlsplit
 
+from .._redact import redact, redact_url, snippet, split_userinfo
 from .._timers import call_at
 from ..errors import (
     APIError,
@@ -98,8 +100,6 @@ _shared_transport: RequestsTransport | None = None
 
 DEFAULT_DEADLINE_S = 900.0  # a plain call's total bound when neither it nor its provider sets one
 
-# OpenAI echoes a masked key in 401 messages ("sk-abc***...wxyz"); never pass even that on.
-_MASKED_KEY = re.compile(r"\S*\*{4,}\S*")
 _LOOPBACK = ("localhost", "127.0.0.1", "::1", "0.0.0.0")
 
 
@@ -197,10 +197,10 @@ def _check_base_url(url: str, provider: str) -> None:
     try:
         parts.port  # noqa: B018 - raises for a port that is not a number in range
     except ValueError as exc:
-        raise ConfigurationError(f"base_url {url!r}: {exc}", provider=provider) from None
+        raise ConfigurationError(f"base_url {redact_url(url)!r}: {exc}", provider=provider) from None
     if not parts.hostname or any(c.isspace() or ord(c) < 32 for c in url):
-        raise ConfigurationError(f"base_url must be an http(s) URL with a host and no spaces, got {url!r}",
-                                 provider=provider)
+        raise ConfigurationError(f"base_url must be an http(s) URL with a host and no spaces, got "
+                                 f"{redact_url(url)!r}", provider=provider)
 
 
 def default_transport() -> RequestsTransport:
@@ -297,6 +297,7 @@ class HttpProvider(Provider):
         url = base_url or env_url or self.DEFAULT_BASE_URL
         if not isinstance(url, str):
             raise ConfigurationError(f"base_url must be text, got {type(url).__name__}", provider=self.provider_id)
+        url, userinfo = split_userinfo(url)  # from here on no URL this provider shows carries a password
         self.base_url = self._normalise_base_url(url)
         _check_base_url(self.base_url, self.provider_id)
         self.timeout = Timeout.coerce(timeout, DEFAULT_TIMEOUT)
@@ -319,7 +320,10 @@ class HttpProvider(Provider):
         self._retained = False
         self._retain()
         self._extra_headers = dict(headers or {})
+        self._basic = _Secret(None)
         self._check_key()
+        if userinfo is not None:
+            self._use_basic_auth(*userinfo)
 
     # -- identity ---------------------------------------------------------------------------
 
@@ -390,7 +394,7 @@ class HttpProvider(Provider):
 
     def _normalise_base_url(self, url: str) -> str:
         if not url.startswith(("http://", "https://")):
-            raise ConfigurationError(f"base_url must start with http:// or https://, got {url!r}",
+            raise ConfigurationError(f"base_url must start with http:// or https://, got {redact_url(url)!r}",
                                      provider=self.provider_id)
         return url.rstrip("/")
 
@@ -460,8 +464,26 @@ class HttpProvider(Provider):
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         headers.update(self._auth_headers())
+        basic = self._basic.get()
+        if basic:
+            headers["Authorization"] = basic
         headers.update(self._extra_headers)
         return headers
+
+    def _use_basic_auth(self, user: str, password: str) -> None:
+        """``user:password@`` in the base URL: sent as HTTP Basic auth (a reverse proxy in front of
+        a server, say), unless the provider already authenticates with ``Authorization``."""
+        where = redact_url(f"{urlsplit(self.base_url).scheme}://x@{urlsplit(self.base_url).netloc}")
+        if any(name.lower() == "authorization" for name in (*self._auth_headers(), *self._extra_headers)):
+            raise ConfigurationError(
+                f"base_url carries credentials ({where}) and {self.provider_id} already sends an Authorization "
+                f"header (its key or headers=): give one or the other", provider=self.provider_id)
+        if any(not 32 <= ord(c) <= 126 for c in user + password) or ":" in user:
+            raise ConfigurationError(f"the credentials in base_url ({where}) must be printable ASCII (percent-"
+                                     f"encode the rest) with no ':' in the user name", provider=self.provider_id)
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        self._basic = _Secret(f"Basic {token}")
+        self._userinfo = _Secret(password), _Secret(token)
 
     def _request(self, method: str, path: str, payload: Mapping[str, Any] | None,
                  timeout: float | None, deadline: float | None) -> HttpRequest:
@@ -531,26 +553,55 @@ class HttpProvider(Provider):
         try:
             return json.loads(content)
         except ValueError:
-            raise self._invalid(
-                f"response is not valid JSON: {self._scrub(content[:200].decode('utf-8', 'replace'))!r}",
-                headers) from None
+            text = self._scrub(content[:4096].decode("utf-8", "replace"))
+            raise self._invalid(f"response is not valid JSON: {snippet(text)!r}", headers) from None
 
     # -- errors -----------------------------------------------------------------------------
 
+    def _secrets(self) -> list[str]:
+        """The credentials this provider sends, which no text it shows may contain."""
+        secrets = [self._key.get() or ""]
+        userinfo = getattr(self, "_userinfo", None)
+        if userinfo is not None:
+            secrets.extend(s.get() or "" for s in userinfo)
+        return secrets
+
     def _scrub(self, text: str) -> str:
-        """Remove the key, and masked echoes of it, from vendor text."""
-        key = self._key.get()
-        if key:
-            text = text.replace(key, "[redacted]")
-        return _MASKED_KEY.sub("[redacted]", text)
+        """Remove the credentials, and masked echoes of a key, from text (linear in its length)."""
+        return redact(text, self._secrets())
+
+    def _scrub_error(self, exc: BaseException) -> None:
+        """Redact credentials from an error's message and body, and from the exceptions chained
+        to it (a JSON error keeps the document it failed on; a bad frame may echo the key)."""
+        secrets = self._secrets()
+        seen = 0
+        current: BaseException | None = exc
+        while current is not None and seen < 8:
+            if isinstance(current, ProviderError):
+                current.message = redact(current.message, secrets)
+                body = getattr(current, "body", None)
+                if isinstance(body, str):
+                    current.body = redact(body, secrets)  # type: ignore[attr-defined]
+            current.args = tuple(redact(a, secrets) if isinstance(a, str) else a for a in current.args)
+            doc = getattr(current, "doc", None)
+            if isinstance(doc, str):
+                current.doc = redact(doc, secrets)  # type: ignore[attr-defined]
+            current = current.__cause__ or current.__context__
+            seen += 1
+
+    def _on_error(self, exc: ProviderError) -> None:
+        self._scrub_error(exc)
 
     def _error_from_response(self, status: int, headers: Mapping[str, str], content: bytes) -> APIError:
-        text = self._scrub(content.decode("utf-8", errors="replace"))
-        try:
-            body = json.loads(text) if text.strip() else None
+        raw = content.decode("utf-8", errors="replace")
+        try:  # parsed before redaction, which could break a JSON escape it cuts through
+            body = json.loads(raw) if raw.strip() else None
         except ValueError:
             body = None
+        text = self._scrub(raw)
         message, error_type, error_code = self._error_details(body) if body is not None else (None, None, None)
+        if message:
+            message = self._scrub(message)
         if status >= 300 and status < 400:
             location = headers.get("location", "")
             message = (f"unexpected redirect to {urlsplit(location).netloc or location!r} "
@@ -596,6 +647,7 @@ class HttpProvider(Provider):
         try:
             error = probe(detail)
         except ProviderError as exc:
+            self._scrub_error(exc)
             error = str(exc)
         return HealthStatus(error is None, self.provider_id, self._model, time.perf_counter() - start,
                             error=error, detail=detail)
@@ -643,7 +695,9 @@ class HttpProvider(Provider):
         return request_id
 
     def _annotate(self, exc: ProviderError, delivered: int = 0) -> ProviderError:
-        """Say who failed (transport errors do not know) and how many chunks were out."""
+        """Say who failed (transport errors do not know) and how many chunks were out, and keep
+        credentials out of what it says."""
+        self._scrub_error(exc)
         if exc.provider is None:
             exc.provider, exc.model = self.provider_id, self._model
             if isinstance(exc, ConnectError) and self.CONNECT_HINT:

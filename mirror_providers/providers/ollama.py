@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+from .._redact import redact_url
 from ..errors import (
     APIError,
     ConfigurationError,
@@ -417,12 +418,15 @@ class OllamaProvider(HttpProvider):
         return super().find_model(name.removesuffix(":latest"))
 
     def _normalise_base_url(self, url: str) -> str:
+        if "://" in url and not url.lower().startswith(("http://", "https://")):
+            raise ConfigurationError(f"host {redact_url(url)!r} must be http:// or https://",
+                                     provider=self.provider_id)
         try:
             normalised = parse_host(url)
             urlsplit(normalised).port  # noqa: B018 - raises for a port out of range
             return normalised
         except ValueError as exc:  # a port that is not a number, or out of range
-            raise ConfigurationError(f"host {url!r} is not an Ollama address ({exc})",
+            raise ConfigurationError(f"host {redact_url(url)!r} is not an Ollama address ({exc})",
                                      provider=self.provider_id) from None
 
     @property

@@ -291,10 +291,10 @@ class OpenAIProvider(HttpProvider):
 
     def __init__(self, model: str | None = None, *, organization: str | None = None,
                  project: str | None = None, **kwargs: Any) -> None:
-        check_header_value(organization, "organization", self.provider_id)
-        check_header_value(project, "project", self.provider_id)
         self.organization = organization or os.environ.get("OPENAI_ORG_ID") or None
         self.project = project or os.environ.get("OPENAI_PROJECT_ID") or None
+        check_header_value(self.organization, "organization" if organization else "OPENAI_ORG_ID", self.provider_id)
+        check_header_value(self.project, "project" if project else "OPENAI_PROJECT_ID", self.provider_id)
         super().__init__(model, **kwargs)
 
     @property
