@@ -88,6 +88,13 @@ __all__ = [
 BODY_LIMIT = 2000  # characters of a vendor error body kept on the exception
 
 
+# What Python raises when parsing code meets JSON of the wrong shape (a list for an object, a
+# string for a number, nesting deeper than the interpreter's stack): each is turned into an
+# ``InvalidResponseError`` or ``StreamError`` at the provider's edge, never let out bare.
+SHAPE_ERRORS: tuple[type[Exception], ...] = (KeyError, IndexError, TypeError, AttributeError, ValueError,
+                                             OverflowError, RecursionError)
+
+
 class ProviderError(Exception):
     """Root of every exception raised by mirror-providers.
 

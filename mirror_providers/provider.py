@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, ClassVar
 
 from . import _aio
-from .errors import CallbackError, ProviderError
+from .errors import SHAPE_ERRORS, CallbackError, InvalidResponseError, ProviderError
 from .request import GenerateRequest, Prompt, build_request
 from .types import Capabilities, GenerationResult, HealthStatus, ProviderStats, StreamChunk
 
@@ -295,7 +295,13 @@ class Provider:
         self._stats.start()
         start = time.perf_counter()
         try:
-            result = call()
+            try:
+                result = call()
+            except ProviderError:
+                raise
+            except SHAPE_ERRORS as exc:  # a parser met an answer of the wrong shape
+                raise InvalidResponseError(f"answer not understood ({type(exc).__name__}: {str(exc)[:200]})",
+                                           provider=self.provider_id, model=self.model_name) from exc
         except BaseException as exc:
             if isinstance(exc, ProviderError):
                 self._on_error(exc)

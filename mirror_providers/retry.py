@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import math
 import random as _random
 import time
 from collections.abc import Callable, Mapping
@@ -36,29 +37,40 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
     """Seconds the server asked us to wait, from ``retry-after-ms`` or ``retry-after``.
 
     ``retry-after`` may be seconds (floats allowed) or an HTTP date. Returns None when absent
-    or unparseable; a date in the past gives 0.
+    or not a finite wait (``nan``, ``-5``, ``1e400``, a date in year 99999, words); a date in the
+    past gives 0. Never raises: a header is the server's to get wrong.
     """
     value = headers.get("retry-after-ms")
     if value:
-        try:
-            ms = float(value)
-            if ms >= 0:
-                return ms / 1000.0
-        except ValueError:
-            pass
+        ms = _finite(value)
+        if ms is not None:
+            return ms / 1000.0
     value = headers.get("retry-after")
     if not value:
         return None
+    seconds = _finite(value)
+    if seconds is not None:
+        return seconds
     try:
-        seconds = float(value)
-        return seconds if seconds >= 0 else None
-    except ValueError:
-        pass
-    parsed = email.utils.parsedate_tz(value)
-    if parsed is None:
+        parsed = email.utils.parsedate_tz(value)
+        if parsed is None:
+            return None
+        when = email.utils.mktime_tz(parsed)
+    except (ValueError, OverflowError, TypeError, IndexError):  # year 99999, a day of 40...
         return None
-    when = email.utils.mktime_tz(parsed)
-    return max(0.0, when - (time.time() if now is None else now))
+    wait = when - (time.time() if now is None else now)
+    return max(0.0, wait) if math.isfinite(wait) else None
+
+
+def _finite(value: str) -> float | None:
+    """A number of at most 64 characters that is finite and >= 0, else None."""
+    if len(value) > 64:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
 
 
 RETRY_STATUSES = frozenset({408, 409, 429})

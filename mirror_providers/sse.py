@@ -86,6 +86,8 @@ class ServerSentEvent(NamedTuple):
         """Parse ``data`` as JSON; a malformed frame raises ``StreamError``."""
         try:
             return loads(self.data)
+        except RecursionError:
+            raise StreamError(f"stream event {self.event!r} is JSON nested too deep to read") from None
         except ValueError as exc:
             raise StreamError(f"malformed JSON in stream event {self.event!r}: {snippet(self.data)!r}") from exc
 
@@ -218,5 +220,7 @@ def _parse_line(line: bytes) -> Any:
         return loads(line)
     except UnicodeDecodeError as exc:
         raise StreamError(f"stream is not valid UTF-8: {exc}") from exc
+    except RecursionError:
+        raise StreamError("a stream line is JSON nested too deep to read") from None
     except ValueError as exc:
         raise StreamError(f"malformed JSON line in stream: {snippet(line.decode('utf-8', 'replace'))!r}") from exc

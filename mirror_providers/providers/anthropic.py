@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
 from ..errors import (
+    SHAPE_ERRORS,
     APIError,
     ConfigurationError,
     ModelNotFoundError,
@@ -38,9 +39,21 @@ from ..types import (
     ToolCallDelta,
     Usage,
 )
-from .base import HttpProvider, _Secret, check_credential, check_header_value, finish_with_tools, next_chunk
+from .base import (
+    HttpProvider,
+    _Secret,
+    check_credential,
+    check_header_value,
+    finish_with_tools,
+    next_chunk,
+    optional_count,
+    text_of,
+    token_count,
+)
 
 __all__ = ["AnthropicProvider"]
+
+MAX_MODEL_PAGES = 100  # of GET /v1/models: a server that says has_more forever is stopped there
 
 logger = logging.getLogger("mirror_providers.anthropic")
 
@@ -100,10 +113,12 @@ def finish_reason(value: str | None) -> FinishReason | None:
 def parse_usage(u: Mapping[str, Any] | None) -> Usage | None:
     if not u:
         return None
-    created = u.get("cache_creation_input_tokens")
-    read = u.get("cache_read_input_tokens")
-    inp = int(u.get("input_tokens") or 0) + int(created or 0) + int(read or 0)
-    out = int(u.get("output_tokens") or 0)
+    if not isinstance(u, Mapping):
+        raise ValueError(f"usage is {type(u).__name__}, not an object")
+    created = optional_count(u, "cache_creation_input_tokens")
+    read = optional_count(u, "cache_read_input_tokens")
+    inp = token_count(u, "input_tokens") + (created or 0) + (read or 0)
+    out = token_count(u, "output_tokens")
     return Usage(input_tokens=inp, output_tokens=out, total_tokens=inp + out,
                  cached_input_tokens=read, cache_creation_input_tokens=created)
 
@@ -211,7 +226,7 @@ def parse_result(data: Mapping[str, Any], model: str, latency_s: float = 0.0,
     blocks = data["content"]
     calls = tuple(_tool_call(b) for b in blocks if b.get("type") == "tool_use")
     return GenerationResult(
-        content="".join(b.get("text", "") for b in blocks if b.get("type") == "text"),
+        content="".join(text_of(b.get("text"), "a text block's text") for b in blocks if b.get("type") == "text"),
         model=str(data.get("model") or model),
         provider="anthropic",
         finish_reason=finish_with_tools(finish_reason(data.get("stop_reason")), bool(calls)),
@@ -393,8 +408,9 @@ class AnthropicProvider(HttpProvider):
                                 request.timeout, request.max_retries, request.deadline_s)
         try:
             return parse_result(data, self._model, time.perf_counter() - start, self._request_id(resp.headers))
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise self._invalid(f"response lacks the expected fields ({exc!r})", resp.headers) from None
+        except SHAPE_ERRORS as exc:
+            raise self._invalid(f"response lacks the expected fields ({type(exc).__name__}: {str(exc)[:200]})",
+                                resp.headers) from exc
 
     def _stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
         state = StreamState(model=self._model)
@@ -414,8 +430,9 @@ class AnthropicProvider(HttpProvider):
                                                     "message_stop", request.max_retries, request.deadline_s,
                                                     keepalive=_is_ping)
         finish = finish_with_tools(state.finish, bool(state.tool_slots)) or "stop"
-        yield StreamChunk(content="", index=state.index, finish_reason=finish,
-                          usage=state.usage(), model=state.model, provider="anthropic", request_id=request_id)
+        yield self._final_chunk(lambda: StreamChunk(
+            content="", index=state.index, finish_reason=finish, usage=state.usage(), model=state.model,
+            provider="anthropic", request_id=request_id), state)
 
     # -- health and models --------------------------------------------------------------------
 
@@ -423,12 +440,19 @@ class AnthropicProvider(HttpProvider):
         """Ids of the models this key can use (``GET /v1/models``, every page)."""
         ids: list[str] = []
         after = ""
-        while True:
+        seen: set[str] = set()
+        for _ in range(MAX_MODEL_PAGES):
             data, _ = self._send("GET", f"/v1/models?limit=1000{after}", timeout=self.timeout.connect + 10)
-            ids += [str(m.get("id")) for m in data.get("data") or () if isinstance(m, dict)]
-            if not data.get("has_more") or not data.get("last_id"):
+            ids += [str(m.get("id")) for m in self._listing(data, "data", "GET /v1/models") if isinstance(m, dict)]
+            cursor = data.get("last_id")
+            if not data.get("has_more") or not cursor:
                 return ids
-            after = f"&after_id={quote(str(data['last_id']), safe='')}"
+            if not isinstance(cursor, str) or cursor in seen:
+                raise self._invalid(f"GET /v1/models says has_more but its cursor {str(cursor)[:60]!r} "
+                                    f"{'was already given' if cursor in seen else 'is not text'}: stopped paging")
+            seen.add(cursor)
+            after = f"&after_id={quote(cursor, safe='')}"
+        raise self._invalid(f"GET /v1/models still says has_more after {MAX_MODEL_PAGES} pages: stopped paging")
 
     def health_check_sync(self) -> HealthStatus:
         """``GET /v1/models/{model}``: checks the key and that the model is still served; no tokens.

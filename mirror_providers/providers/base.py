@@ -24,12 +24,14 @@ from urllib.parse import urlsplit
 from .._redact import redact, redact_url, snippet, split_userinfo
 from .._timers import call_at
 from ..errors import (
+    SHAPE_ERRORS,
     APIError,
     ConfigurationError,
     ConnectError,
     InvalidResponseError,
     ProviderError,
     RequestTimeout,
+    StreamError,
     TruncatedStreamError,
     ValidationError,
     error_class_for_status,
@@ -62,7 +64,8 @@ from ..types import (
     fast_stream_chunk,
 )
 
-__all__ = ["HttpProvider", "StreamProgress", "default_transport", "next_chunk"]
+__all__ = ["HttpProvider", "StreamProgress", "default_transport", "next_chunk", "optional_count", "text_of",
+           "token_count"]
 
 F = TypeVar("F")
 
@@ -75,10 +78,42 @@ class StreamProgress(Protocol):
     model: str  # the model the stream reports
 
 
+def token_count(fields: Mapping[str, Any], name: str) -> int:
+    """A usage field: a whole number >= 0, or 0 when absent or null. Anything else (text, a
+    float, a bool, a negative number) raises ValueError naming the field: a count that is not
+    one is a wrong answer, not a number to guess."""
+    value = fields.get(name)
+    if value is None:
+        return 0
+    if value.__class__ is not int or value < 0:
+        raise ValueError(f"usage field {name!r} is {str(value)[:60]!r}, not a token count")
+    return value
+
+
+def optional_count(fields: Any, name: str) -> int | None:
+    """``token_count`` for a field that may be absent (None), in an object that may be absent."""
+    if fields is None or (isinstance(fields, Mapping) and fields.get(name) is None):
+        return None
+    if not isinstance(fields, Mapping):
+        raise ValueError(f"usage details holding {name!r} are {type(fields).__name__}, not an object")
+    return token_count(fields, name)
+
+
+def text_of(value: Any, name: str) -> str:
+    """A text field: a string, or "" when absent or null; anything else raises ValueError."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} is {type(value).__name__}, not text")
+    return value
+
+
 def next_chunk(state: StreamProgress, text: str, deltas: Sequence[ToolCallDelta], provider: str) -> StreamChunk | None:
     """The stream's next chunk, numbered in order; None for an event with neither text nor tool calls."""
     if not text and not deltas:
         return None
+    if text.__class__ is not str:
+        text = text_of(text, "the text of a stream event")
     chunk = fast_stream_chunk(text, state.index, tuple(deltas), state.model, provider)
     state.index += 1
     return chunk
@@ -411,12 +446,20 @@ class HttpProvider(Provider):
             return err, None, None
         if not isinstance(err, dict):
             return None, None, None
-        return err.get("message") or None, err.get("type") or None, self._error_code(err)
+        message, kind = err.get("message"), err.get("type")
+        try:
+            code = self._error_code(err)
+        except SHAPE_ERRORS:
+            code = None
+        # Fields of another shape than the documented text are left out, not guessed at.
+        return (message if isinstance(message, str) and message else None,
+                kind if isinstance(kind, str) and kind else None,
+                code if isinstance(code, str) and len(code) <= 200 else None)
 
     def _error_code(self, err: Mapping[str, Any]) -> str | None:
         """Where the vendor keeps its error code inside the error object."""
         code = err.get("code")
-        return str(code) if code is not None else None
+        return str(code) if isinstance(code, (str, int)) and not isinstance(code, bool) else None
 
     def _refine_error_class(self, cls: type[APIError], status: int, error_type: str | None,
                             error_code: str | None, is_json: bool) -> type[APIError]:
@@ -552,6 +595,8 @@ class HttpProvider(Provider):
     def _json(self, content: bytes, headers: Mapping[str, str]) -> Any:
         try:
             return json.loads(content)
+        except RecursionError:
+            raise self._invalid("response is JSON nested too deep to read", headers) from None
         except ValueError:
             text = self._scrub(content[:4096].decode("utf-8", "replace"))
             raise self._invalid(f"response is not valid JSON: {snippet(text)!r}", headers) from None
@@ -596,7 +641,7 @@ class HttpProvider(Provider):
         raw = content.decode("utf-8", errors="replace")
         try:  # parsed before redaction, which could break a JSON escape it cuts through
             body = json.loads(raw) if raw.strip() else None
-        except ValueError:
+        except (ValueError, RecursionError):
             body = None
         text = self._scrub(raw)
         message, error_type, error_code = self._error_details(body) if body is not None else (None, None, None)
@@ -624,6 +669,27 @@ class HttpProvider(Provider):
             should_retry={"true": True, "false": False}.get(should),
         )
 
+    def _listing(self, data: Any, field: str, what: str) -> list[Any]:
+        """``data[field]`` of a listing answer (absent or null: empty); anything but an object
+        holding a list raises InvalidResponseError."""
+        if not isinstance(data, dict):
+            raise self._invalid(f"{what} answer is {type(data).__name__}, not an object")
+        items = data.get(field)
+        if items is None:
+            return []
+        if not isinstance(items, list):
+            raise self._invalid(f"{what} answer's {field!r} is {type(items).__name__}, not a list")
+        return items
+
+    def _final_chunk(self, build: Callable[[], StreamChunk], progress: StreamProgress) -> StreamChunk:
+        """The closing chunk (finish reason, usage), whose fields of the wrong shape raise
+        StreamError after the chunks already delivered."""
+        try:
+            return build()
+        except SHAPE_ERRORS as exc:
+            raise self._annotate(StreamError(f"stream's final report not understood ({type(exc).__name__}: "
+                                             f"{str(exc)[:200]})"), progress.index) from exc
+
     def _invalid(self, what: str, headers: Mapping[str, str] | None = None) -> InvalidResponseError:
         """A 2xx answer that is not what the API documents."""
         return InvalidResponseError(what, provider=self.provider_id, model=self._model, status=200,
@@ -649,6 +715,8 @@ class HttpProvider(Provider):
         except ProviderError as exc:
             self._scrub_error(exc)
             error = str(exc)
+        except SHAPE_ERRORS as exc:  # an answer of another shape than documented: unhealthy, not a crash
+            error = self._scrub(f"answer not understood ({type(exc).__name__}: {str(exc)[:200]})")
         return HealthStatus(error is None, self.provider_id, self._model, time.perf_counter() - start,
                             error=error, detail=detail)
 
@@ -673,7 +741,13 @@ class HttpProvider(Provider):
                 for frame in decode(stream.iter_bytes(), self.limits.max_event_bytes):
                     if keepalive is None or not keepalive(frame):
                         idle.last = time.monotonic()
-                    chunk = handle(frame, request_id)
+                    try:
+                        chunk = handle(frame, request_id)
+                    except ProviderError:
+                        raise
+                    except SHAPE_ERRORS as exc:
+                        raise StreamError(f"stream event not understood ({type(exc).__name__}: "
+                                          f"{str(exc)[:200]})") from exc
                     if chunk is not None:
                         yield chunk
                     if progress.done:

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from .._redact import redact_url
 from ..errors import (
+    SHAPE_ERRORS,
     APIError,
     ConfigurationError,
     ModelNotFoundError,
@@ -40,7 +41,7 @@ from ..types import (
     ToolCallDelta,
     Usage,
 )
-from .base import HttpProvider, next_chunk
+from .base import HttpProvider, next_chunk, text_of, token_count
 
 __all__ = ["OllamaProvider", "parse_host"]
 
@@ -118,12 +119,16 @@ def parse_host(host: str | None) -> str:
 
 
 def _seconds(ns: Any) -> float:
-    return float(ns or 0) / 1e9
+    if ns is None:
+        return 0.0
+    if isinstance(ns, bool) or not isinstance(ns, (int, float)) or not 0 <= ns < 1e20:
+        raise ValueError(f"a duration is {str(ns)[:40]!r}, not nanoseconds")
+    return float(ns) / 1e9
 
 
 def parse_usage(data: Mapping[str, Any]) -> Usage:
     """The final object's metrics (absent when zero: protocols.md §4.3) -> Usage."""
-    inp, out = int(data.get("prompt_eval_count") or 0), int(data.get("eval_count") or 0)
+    inp, out = token_count(data, "prompt_eval_count"), token_count(data, "eval_count")
     timings = {name: _seconds(data.get(f"{name}_duration")) for name in ("total", "load", "prompt_eval", "eval")}
     return Usage(input_tokens=inp, output_tokens=out, total_tokens=inp + out, server_timings_s=timings)
 
@@ -316,10 +321,10 @@ def parse_result(data: Mapping[str, Any], model: str, latency_s: float = 0.0) ->
     """
     if "message" in data:
         message = data["message"]
-        text = message.get("content") or ""
+        text = text_of(message.get("content"), "message content")
         calls = _tool_calls(message.get("tool_calls"), 0)
     else:
-        text, calls = data["response"], ()
+        text, calls = text_of(data["response"], "response"), ()
     return GenerationResult(
         content=text, model=str(data.get("model") or model), provider="ollama",
         finish_reason=finish_reason(data, bool(calls)), usage=parse_usage(data), tool_calls=calls,
@@ -346,7 +351,10 @@ def parse_line(data: Mapping[str, Any], state: StreamState) -> StreamChunk | Non
     model = data.get("model")
     if model:
         state.model = str(model)
-    if data.get("done"):
+    done = data.get("done")
+    if done is not None and done.__class__ is not bool:
+        raise ValueError(f"done is {str(done)[:40]!r}, not true or false")
+    if done:
         state.done = True
         state.final = dict(data)
     message = data.get("message")
@@ -510,11 +518,11 @@ class OllamaProvider(HttpProvider):
         start = time.perf_counter()
         data, _ = self._send("POST", path, payload, request.timeout, request.max_retries, request.deadline_s)
         try:
-            if "error" in data:
+            if isinstance(data, dict) and "error" in data:
                 raise self._error_from_response(500, {}, json.dumps(data).encode())
             return parse_result(data, self._model, time.perf_counter() - start)
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise self._invalid(f"response lacks the expected fields ({exc!r})") from None
+        except SHAPE_ERRORS as exc:
+            raise self._invalid(f"response lacks the expected fields ({type(exc).__name__}: {str(exc)[:200]})") from exc
 
     def _lines(self, path: str, payload: Mapping[str, Any], request: GenerateRequest) -> Iterator[StreamChunk]:
         state = StreamState(model=self._model)
@@ -529,15 +537,17 @@ class OllamaProvider(HttpProvider):
         request_id = yield from self._stream_frames(path, payload, request.timeout, iter_json_lines, handle, state,
                                                     "its final done:true line", request.max_retries,
                                                     request.deadline_s)
-        yield StreamChunk(content="", index=state.index, finish_reason=finish_reason(state.final, state.tool_count > 0),
-                          usage=parse_usage(state.final), model=state.model, provider="ollama", request_id=request_id)
+        yield self._final_chunk(lambda: StreamChunk(
+            content="", index=state.index, finish_reason=finish_reason(state.final, state.tool_count > 0),
+            usage=parse_usage(state.final), model=state.model, provider="ollama", request_id=request_id), state)
 
     # -- health, models, capabilities ---------------------------------------------------------
 
     def list_models_sync(self) -> list[str]:
         """Names of the installed models (``GET /api/tags``)."""
         data, _ = self._send("GET", "/api/tags", timeout=self.timeout.connect + 10)
-        return [str(m.get("name") or m.get("model")) for m in data.get("models") or () if isinstance(m, dict)]
+        return [str(m.get("name") or m.get("model")) for m in self._listing(data, "models", "GET /api/tags")
+                if isinstance(m, dict)]
 
     def is_pulled_sync(self) -> bool:
         """Whether this provider's model is installed on the server."""

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
 from ..errors import (
+    SHAPE_ERRORS,
     APIError,
     ConfigurationError,
     ContextLengthExceededError,
@@ -40,9 +41,19 @@ from ..types import (
     Usage,
     parse_tool_arguments,
 )
-from .base import HttpProvider, check_header_value, finish_with_tools, next_chunk
+from .base import (
+    HttpProvider,
+    check_header_value,
+    finish_with_tools,
+    next_chunk,
+    optional_count,
+    text_of,
+    token_count,
+)
 
 __all__ = ["OpenAIProvider"]
+
+MAX_TOOL_CALLS = 1024  # tool calls one streamed answer may build; a larger index is not a real one
 
 OPENAI_HOST = "api.openai.com"
 
@@ -96,12 +107,14 @@ def finish_reason(value: str | None) -> FinishReason | None:
 def parse_usage(u: Mapping[str, Any] | None) -> Usage | None:
     if not u:
         return None
-    prompt = int(u.get("prompt_tokens") or 0)
-    completion = int(u.get("completion_tokens") or 0)
-    cached = (u.get("prompt_tokens_details") or {}).get("cached_tokens")
-    reasoning = (u.get("completion_tokens_details") or {}).get("reasoning_tokens")
+    if not isinstance(u, Mapping):
+        raise ValueError(f"usage is {type(u).__name__}, not an object")
+    prompt = token_count(u, "prompt_tokens")
+    completion = token_count(u, "completion_tokens")
+    cached = optional_count(u.get("prompt_tokens_details"), "cached_tokens")
+    reasoning = optional_count(u.get("completion_tokens_details"), "reasoning_tokens")
     return Usage(input_tokens=prompt, output_tokens=completion,
-                 total_tokens=int(u.get("total_tokens") or prompt + completion),
+                 total_tokens=token_count(u, "total_tokens") or prompt + completion,
                  cached_input_tokens=cached, reasoning_tokens=reasoning)
 
 
@@ -185,7 +198,7 @@ def parse_result(data: Mapping[str, Any], model: str, latency_s: float = 0.0,
     message = choice.get("message") or {}
     calls = tuple(_tool_call(c) for c in message.get("tool_calls") or ())
     return GenerationResult(
-        content=message.get("content") or "",
+        content=text_of(message.get("content"), "message content"),
         model=str(data.get("model") or model),
         provider="openai",
         finish_reason=finish_with_tools(finish_reason(choice.get("finish_reason")), bool(calls)),
@@ -247,6 +260,8 @@ def _tool_call_deltas(calls: Iterable[Any], state: StreamState) -> list[ToolCall
     for c in calls:
         # Servers that omit the index mean "the call being built" (protocols.md §2.6).
         idx = c.get("index", state.last_tool_index)
+        if idx.__class__ is not int or not 0 <= idx < MAX_TOOL_CALLS:
+            raise ValueError(f"tool call index {str(idx)[:40]!r} is not a number from 0 to {MAX_TOOL_CALLS - 1}")
         state.last_tool_index = idx
         fn = c.get("function") or {}
         cid = c.get("id")
@@ -346,8 +361,9 @@ class OpenAIProvider(HttpProvider):
                                 request.timeout, request.max_retries, request.deadline_s)
         try:
             return parse_result(data, self._model, time.perf_counter() - start, self._request_id(resp.headers))
-        except (KeyError, TypeError, IndexError, AttributeError) as exc:
-            raise self._invalid(f"response lacks the expected fields ({exc!r})", resp.headers) from None
+        except SHAPE_ERRORS as exc:
+            raise self._invalid(f"response lacks the expected fields ({type(exc).__name__}: {str(exc)[:200]})",
+                                resp.headers) from exc
 
     def _stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
         state = StreamState(model=self._model)
@@ -374,7 +390,7 @@ class OpenAIProvider(HttpProvider):
     def list_models_sync(self) -> list[str]:
         """Ids of the models this key (or server) can use: ``GET /models``."""
         data, _ = self._send("GET", "/models", timeout=self.timeout.connect + 10)
-        return [str(m.get("id")) for m in data.get("data") or () if isinstance(m, dict)]
+        return [str(m.get("id")) for m in self._listing(data, "data", "GET /models") if isinstance(m, dict)]
 
     def health_check_sync(self) -> HealthStatus:
         """``GET /models/{model}`` on OpenAI (checks key and model access, costs no tokens);
