@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, ClassVar
 
 from . import _aio
+from ._forksafe import lock_for
 from .errors import SHAPE_ERRORS, CallbackError, InvalidResponseError, ProviderError
 from .request import GenerateRequest, Prompt, build_request
 from .types import Capabilities, GenerationResult, HealthStatus, ProviderStats, StreamChunk
@@ -68,7 +69,7 @@ class _Stats:
     """Thread-safe counters behind ``get_stats``."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = lock_for(self)
         self.requests = self.successes = self.errors = self.in_flight = self.consecutive = 0
         self.latencies: deque[float] = deque(maxlen=_LATENCY_WINDOW)
         self.last_error: str | None = None

@@ -401,6 +401,7 @@ class RequestsTransport(Transport):
         the parent's answer, and the parent ours. The child closes its copies of the descriptors
         (which sends nothing and leaves the parent's connections open: no shutdown, no TLS
         close_notify) and opens connections of its own."""
+        self._users_lock = threading.Lock()  # another thread may have held it at the fork
         old = self._adapter
         self._fresh_pools()
         _close_pools(old)

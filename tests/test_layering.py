@@ -9,19 +9,20 @@ import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "mirror_providers"
 
-LEAVES = {"types", "errors", "_aio", "_timers", "_redact"}
+LEAVES = {"types", "errors", "_aio", "_timers", "_redact", "_forksafe"}
 ALLOWED: dict[str, set[str]] = {
     "types": set(),
     "errors": set(),
     "_aio": set(),
     "_redact": set(),
+    "_forksafe": set(),
     "transport": {"errors", "_pools", "_timers"},
     "_timers": set(),
     "_pools": {"errors"},
     "sse": {"errors", "_redact"},
     "retry": {"transport", "errors"},
     "request": {"types", "errors"},
-    "provider": {"types", "errors", "_aio", "request"},
+    "provider": {"types", "errors", "_aio", "request", "_forksafe"},
     "providers.base": {"provider", "transport", "retry", "sse", "types", "errors", "request", "_timers", "_redact"},
     "providers.openai": {"providers.base", "transport", "retry", "sse", "types", "errors", "request", "provider",
                          "_redact"},
@@ -37,7 +38,7 @@ ALLOWED: dict[str, set[str]] = {
     "__main__": {"*"},
     "cli": {"*"},
     "providers": set(),
-    "pooling": {"provider", "types", "errors", "request", "_aio", "pooling.*"},
+    "pooling": {"provider", "types", "errors", "request", "_aio", "pooling.*", "_forksafe"},
 }
 
 

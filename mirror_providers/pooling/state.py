@@ -13,11 +13,11 @@ circuit, one more failure opens it again.
 
 from __future__ import annotations
 
-import threading
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .._forksafe import lock_for
 from ..errors import ProviderError, RateLimitError
 
 __all__ = ["InMemoryState", "MemberSnapshot", "MemberState"]
@@ -97,7 +97,7 @@ class InMemoryState:
             raise ValueError("failure_threshold must be >= 1 and cooldown_s >= 0")
         self.failure_threshold = failure_threshold
         self.cooldown_s = cooldown_s
-        self._lock = threading.Lock()
+        self._lock = lock_for(self)
         self._records: dict[str, _Record] = {}
 
     def _get(self, key: str) -> _Record:

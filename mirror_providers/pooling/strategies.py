@@ -8,10 +8,10 @@ subclassing ``Strategy``; pass an instance, or a built-in's name, to ``ProviderP
 from __future__ import annotations
 
 import random
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .._forksafe import lock_for
 from ..errors import ConfigurationError
 from .state import MemberSnapshot
 
@@ -50,7 +50,7 @@ class RoundRobin(Strategy):
 
     def __init__(self) -> None:
         self._next = 0
-        self._lock = threading.Lock()
+        self._lock = lock_for(self)
 
     def select(self, candidates: Sequence[Candidate], rng: random.Random) -> Candidate:
         with self._lock:

@@ -153,3 +153,39 @@ def test_a_child_forked_while_the_parent_has_calls_in_flight(echo: FakeServer) -
             t.join()
     assert statuses == ["ok"] * 4
     assert failures == []
+
+
+def test_a_child_forked_while_another_thread_holds_the_stats_and_pool_locks(echo: FakeServer) -> None:
+    """A lock held at the fork stays held in the child, where its holder does not exist: the
+    child's first call, its get_stats() and its pool's member choice must still go through."""
+    from mirror_providers.pooling import ProviderPool
+
+    llm = _provider(echo)
+    pool = ProviderPool([llm, _provider(echo)], strategy="round_robin")
+    pool.generate_sync("warm")
+    holders = [llm._stats._lock, pool._stats._lock, pool.strategy._lock]  # type: ignore[attr-defined]
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        for lock in holders:
+            lock.acquire()
+        holding.set()
+        release.wait()
+        for lock in holders:
+            lock.release()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait()
+    try:
+        def child() -> None:
+            assert llm.generate_sync("child call").content == "child call"
+            assert llm.get_stats().requests >= 1
+            assert pool.generate_sync("child pool call").content == "child pool call"
+            pool.get_stats()
+
+        status = _status(_fork(child))
+    finally:
+        release.set()
+        holder.join()
+    assert status == "ok"
