@@ -11,34 +11,16 @@ Overrides urllib3's ``_get_conn``/``_put_conn``, the pool's checkout and return 
 
 from __future__ import annotations
 
-import contextvars
 import socket
 import threading
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import urllib3.connectionpool
 
+from ._call import CallControl, current_call
 from .errors import CallAbortedError
 
 __all__ = ["CallControl", "HTTPPool", "HTTPSPool", "current_call"]
-
-
-class CallControl(Protocol):
-    """What a caller that may break its call off gives the transport (see ``current_call``)."""
-
-    @property
-    def aborted(self) -> bool: ...
-
-    def register(self, hook: Callable[[], None]) -> None: ...
-
-
-current_call: contextvars.ContextVar[CallControl | None] = contextvars.ContextVar(
-    "mirror_providers_current_call", default=None)
-"""The call the requests made in this context belong to. Each connection checked out for them is
-registered with it as a ``shutdown()`` hook (which breaks that connection only while this request
-still holds it, waking a thread blocked on it); once the call is aborted, no new connection is
-checked out for it (``CallAbortedError``) and ``RetryingTransport`` stops retrying."""
 
 
 class _Lease:

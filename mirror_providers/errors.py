@@ -81,7 +81,6 @@ __all__ = [
     "TruncatedStreamError",
     "ValidationError",
     "error_class_for_status",
-    "status_for_error_type",
     "stream_error_class",
 ]
 
@@ -413,27 +412,6 @@ def error_class_for_status(status: int) -> type[APIError]:
     if status >= 400:
         return BadRequestError
     return APIError
-
-
-# An error inside a 200 stream carries only the vendor's type/code: this is the status each one
-# comes with as an HTTP error (OpenAI and Anthropic vocabularies; protocols.md §2.5, §3.5).
-_TYPE_STATUS: dict[str, int] = {
-    "invalid_request_error": 400, "context_length_exceeded": 400,
-    "authentication_error": 401, "invalid_api_key": 401,
-    "billing_error": 402,
-    "permission_error": 403,
-    "not_found_error": 404, "model_not_found": 404,
-    "request_too_large": 413,
-    "rate_limit_error": 429, "rate_limit_exceeded": 429, "insufficient_quota": 429,
-    "server_error": 500, "api_error": 500,
-    "timeout_error": 504,
-    "overloaded_error": 529,
-}
-
-
-def status_for_error_type(*names: str | None) -> int:
-    """The HTTP status the first known error type/code among ``names`` comes with (500 if none)."""
-    return next((_TYPE_STATUS[n] for n in names if n in _TYPE_STATUS), 500)
 
 
 _STREAM_CLASSES: dict[type[APIError], type[APIError]] = {}

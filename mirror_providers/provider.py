@@ -17,14 +17,13 @@ Example::
 from __future__ import annotations
 
 import contextvars
-import threading
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, ClassVar
 
 from . import _aio
-from ._forksafe import lock_for
+from ._call import CallScope, call_aborted, current_call, on_abort
+from ._stats import Stats, percentiles
 from .errors import SHAPE_ERRORS, CallbackError, InvalidResponseError, ProviderError
 from .request import GenerateRequest, Prompt, build_request
 from .types import Capabilities, GenerationResult, HealthStatus, ProviderStats, StreamChunk
@@ -46,143 +45,11 @@ def thread_pool_size() -> int:
     """How many threads run awaitables and batch helpers (``set_max_workers`` changes it)."""
     return _aio.max_workers()
 
-_LATENCY_WINDOW = 1000
-UNHEALTHY_AFTER = 3  # consecutive failures
 
-
-def percentiles(values: Iterable[float], *qs: float) -> tuple[float | None, ...]:
-    """The ``qs`` quantiles of ``values`` (0.5 for the median), each interpolated linearly between
-    the two nearest ranks (numpy's default); all None when there are no values."""
-    ordered = sorted(values)
-    if not ordered:
-        return tuple(None for _ in qs)
-    out: list[float | None] = []
-    for q in qs:
-        k = (len(ordered) - 1) * q
-        lo = int(k)
-        hi = min(lo + 1, len(ordered) - 1)
-        out.append(ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo))
-    return tuple(out)
-
-
-class _Stats:
-    """Thread-safe counters behind ``get_stats``."""
-
-    def __init__(self) -> None:
-        self._lock = lock_for(self)
-        self.requests = self.successes = self.errors = self.in_flight = self.consecutive = 0
-        self.latencies: deque[float] = deque(maxlen=_LATENCY_WINDOW)
-        self.last_error: str | None = None
-        self.last_error_at: float | None = None
-
-    def start(self) -> None:
-        with self._lock:
-            self.requests += 1
-            self.in_flight += 1
-
-    def success(self, latency_s: float) -> None:
-        with self._lock:
-            self.in_flight -= 1
-            self.successes += 1
-            self.consecutive = 0
-            self.latencies.append(latency_s)
-
-    def failure(self, error: BaseException) -> None:
-        with self._lock:
-            self.in_flight -= 1
-            self.errors += 1
-            self.consecutive += 1
-            self.last_error = f"{type(error).__name__}: {error}"
-            self.last_error_at = time.time()
-
-    def abandoned(self) -> None:
-        with self._lock:
-            self.in_flight -= 1
-
-    def snapshot(self, provider: str, model: str) -> ProviderStats:
-        with self._lock:
-            p50, p95, p99 = percentiles(self.latencies, 0.5, 0.95, 0.99)
-            if not self.requests:
-                status = "unknown"
-            elif self.consecutive >= UNHEALTHY_AFTER:
-                status = "unhealthy"
-            elif self.consecutive:
-                status = "degraded"
-            else:
-                status = "healthy"
-            return ProviderStats(
-                provider=provider, model=model, status=status, requests=self.requests,
-                successes=self.successes, errors=self.errors, in_flight=self.in_flight,
-                consecutive_errors=self.consecutive,
-                latency_p50_s=p50, latency_p95_s=p95, latency_p99_s=p99,
-                last_error=self.last_error, last_error_at=self.last_error_at,
-            )
-
-
-class _AbortScope:
-    """The abort hooks of the connections one stream opened (a pool's stream nests its members')."""
-
-    def __init__(self, parent: _AbortScope | None) -> None:
-        self._parent = parent
-        self._hooks: list[Callable[[], None]] = []
-        self._lock = threading.Lock()
-        self._aborted = False
-        self._woken: threading.Event | None = None  # made by the first pause()
-        if parent is not None:
-            parent.register(self.abort)  # breaking the outer call off breaks this one too
-
-    def register(self, hook: Callable[[], None]) -> None:
-        with self._lock:
-            self._hooks.append(hook)
-            aborted = self._aborted
-        if aborted:
-            hook()
-        if self._parent is not None:
-            self._parent.register(hook)
-
-    @property
-    def aborted(self) -> bool:
-        return self._aborted
-
-    def pause(self, seconds: float) -> None:
-        """Sleep ``seconds`` (a retry's back-off), waking at once if the call is aborted."""
-        with self._lock:
-            if self._woken is None:
-                self._woken = threading.Event()
-                if self._aborted:
-                    self._woken.set()
-            woken = self._woken
-        woken.wait(seconds)
-
-    def abort(self) -> None:
-        with self._lock:
-            self._aborted = True
-            hooks = list(self._hooks)
-            if self._woken is not None:
-                self._woken.set()
-        for hook in hooks:
-            hook()
-
-
-_scope: contextvars.ContextVar[_AbortScope | None] = contextvars.ContextVar("mirror_providers_abort", default=None)
-
-
-def current_scope() -> _AbortScope | None:
-    """The abort scope of the call running in this context (it satisfies ``transport.CallControl``)."""
-    return _scope.get()
-
-
-def call_aborted() -> bool:
-    """Whether the call running in this context was broken off by its caller."""
-    scope = _scope.get()
-    return scope is not None and scope.aborted
-
-
-def on_abort(hook: Callable[[], None]) -> None:
-    """Register ``hook`` to run if the stream being iterated now is aborted (no-op outside one)."""
-    scope = _scope.get()
-    if scope is not None:
-        scope.register(hook)
+def current_scope() -> CallScope | None:
+    """The scope of the call running in this context (``_call.current_call``), or None."""
+    scope = current_call.get()
+    return scope if isinstance(scope, CallScope) else None
 
 
 class ChunkStream(Iterator[StreamChunk]):
@@ -195,7 +62,7 @@ class ChunkStream(Iterator[StreamChunk]):
 
     def __init__(self, chunks: Iterator[StreamChunk]) -> None:
         self._chunks = chunks
-        self._scope: _AbortScope | None = None
+        self._scope: CallScope | None = None
         self._run: Callable[..., StreamChunk] | None = None
 
     def __iter__(self) -> ChunkStream:
@@ -206,9 +73,9 @@ class ChunkStream(Iterator[StreamChunk]):
             # The stream runs in a context of its own, made at the first chunk, where its abort
             # scope is set: cheaper per chunk than setting and resetting the scope around each
             # one, and what the stream sets in its context stays there.
-            self._scope = _AbortScope(_scope.get())
+            self._scope = CallScope(current_call.get())
             context = contextvars.copy_context()
-            context.run(_scope.set, self._scope)
+            context.run(current_call.set, self._scope)
             self._run = context.run
         return self._run(next, self._chunks)
 
@@ -245,7 +112,7 @@ class Provider:
     provider_id: ClassVar[str] = "provider"
 
     def __init__(self) -> None:
-        self._stats = _Stats()
+        self._stats = Stats()
 
     # -- what subclasses implement -------------------------------------------------------
 
@@ -364,14 +231,14 @@ class Provider:
         """
         request = build_request(prompt, options)
         self._check(request)  # refused here, before a worker is taken
-        scope = _AbortScope(_scope.get())
+        scope = CallScope(current_call.get())
 
         def call() -> GenerationResult:
-            token = _scope.set(scope)
+            token = current_call.set(scope)
             try:
                 return self.generate_sync(request)
             finally:
-                _scope.reset(token)
+                current_call.reset(token)
 
         return await _aio.run_sync(call, on_cancel=scope.abort)
 

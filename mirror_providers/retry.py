@@ -2,7 +2,9 @@
 
 The rules follow both official SDKs (protocols.md §5.1): retry connection failures and
 timeouts, and statuses 408, 409, 429 and >= 500 (so Anthropic's 529), unless the response says
-``x-should-retry: false``; ``x-should-retry: true`` forces a retry. Waits grow exponentially
+``x-should-retry: false``; ``x-should-retry: true`` forces a retry. Which errors those are is said
+once, by each error class's ``retryable`` (a 429 ``insufficient_quota`` is a ``QuotaExceededError``,
+which waiting does not fix). Waits grow exponentially
 (0.5 s doubling, capped at 8 s, minus up to 25 % jitter) unless the server asked for a wait with
 ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date). A requested wait longer than
 ``max_retry_after_s`` is not slept: the response is returned at once so the provider raises
@@ -23,10 +25,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from .errors import CallAbortedError, ConfigurationError, TransportError
-from .transport import HttpRequest, HttpResponse, StreamResponse, Transport, _origin, current_call
+from ._call import call_aborted, current_call
+from .errors import CallAbortedError, ConfigurationError, ProviderError, TransportError, error_class_for_status
+from .transport import HttpRequest, HttpResponse, StreamResponse, Transport, _origin
 
-__all__ = ["RetryPolicy", "RetryingTransport", "parse_retry_after"]
+__all__ = ["RetryPolicy", "RetryingTransport", "parse_retry_after", "should_retry_header"]
 
 logger = logging.getLogger("mirror_providers.retry")
 
@@ -73,15 +76,26 @@ def _finite(value: str) -> float | None:
     return number if math.isfinite(number) and number >= 0 else None
 
 
-RETRY_STATUSES = frozenset({408, 409, 429})
 # The longest back-off a policy may set (a week, as ``request.MAX_TIMEOUT_S``): a sleep of 1e300
 # seconds raises OverflowError only once a try has failed, after a request was sent.
 MAX_WAIT_S = 7 * 24 * 3600.0
 
 
+def should_retry_header(headers: Mapping[str, str]) -> bool | None:
+    """The vendor's ``x-should-retry`` verdict (True, False), or None when it gave none."""
+    return _VERDICTS.get((headers.get("x-should-retry") or "").lower())
+
+
+_VERDICTS = {"true": True, "false": False}
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How a call is retried. ``RetryPolicy(max_retries=0)`` disables retries.
+
+    The decision is :meth:`wait_before`: what failed says whether trying again can help (each
+    error class's ``retryable``, which the vendor's ``x-should-retry`` overrides), the server may
+    say how long to wait (``retry_after``), and the policy says how often and how long at most.
 
     Attributes:
         max_retries: retries after the first attempt (the SDKs' default is 2).
@@ -121,22 +135,46 @@ class RetryPolicy:
         base: float = min(self.initial_backoff_s * 2.0 ** (retry_number - 1), self.max_backoff_s)
         return base * (1.0 - self.jitter * self.random())
 
-    def should_retry_status(self, status: int, headers: Mapping[str, str]) -> bool:
-        flag = (headers.get("x-should-retry") or "").lower()
-        if flag == "true":
-            return True
-        if flag == "false":
-            return False
-        return status in RETRY_STATUSES or status >= 500
+    def wait_before(self, retry_number: int, error: ProviderError, deadline: float | None = None) -> float | None:
+        """Seconds to wait before retry number ``retry_number`` (from 1) after ``error``, or None
+        when the call must not be tried again: the retries are used up, the error's class says
+        the same call cannot succeed (``retryable``), the caller broke the call off, the server
+        asked for a longer wait than ``max_retry_after_s`` (the caller gets the error and its
+        ``retry_after`` at once, so a pool can fail over), or the wait would outlive
+        ``deadline`` (a ``time.monotonic()`` value)."""
+        if retry_number > self.max_retries or not error.retryable or call_aborted():
+            return None
+        asked = getattr(error, "retry_after", None)
+        if asked is None:
+            wait = self.backoff(retry_number)
+        elif asked > self.max_retry_after_s:
+            return None
+        else:
+            wait = asked
+        if deadline is not None and time.monotonic() + wait >= deadline:
+            return None
+        return wait
 
-
-def _aborted() -> bool:
-    call = current_call.get()
-    return call is not None and call.aborted
+    def pause(self, seconds: float) -> None:
+        """The back-off sleep: the policy's own when one was injected, else one that the caller
+        aborting the call (a cancelled ``await``) cuts short."""
+        call = current_call.get()
+        pause = getattr(call, "pause", None)
+        if pause is not None and self.sleep is time.sleep:
+            pause(seconds)
+        else:
+            self.sleep(seconds)
+        if call_aborted():
+            raise CallAbortedError("the call was aborted by its caller during a retry's wait")
 
 
 class RetryingTransport(Transport):
-    """Wraps a transport and retries per a ``RetryPolicy``.
+    """Wraps a transport and retries per a ``RetryPolicy``, for code that uses a transport
+    without a provider. Providers do not use it: their call loop classifies each error first
+    (a 429 that means "out of quota" is not retried) and asks the same ``wait_before``.
+
+    A status is classified by the status table and ``x-should-retry`` alone, before any body is
+    handed out; a stream is never retried once it was returned.
 
     Args:
         inner: the transport that does the I/O (not closed by this wrapper).
@@ -150,15 +188,6 @@ class RetryingTransport(Transport):
     def __repr__(self) -> str:
         return f"RetryingTransport({self.inner!r}, {self.policy!r})"
 
-    def _wait_for(self, retry_number: int, headers: Mapping[str, str] | None) -> float | None:
-        """Seconds to wait before the next try, or None when the server asked for too long."""
-        asked = parse_retry_after(headers, self.policy.clock()) if headers is not None else None
-        if asked is None:
-            return self.policy.backoff(retry_number)
-        if asked > self.policy.max_retry_after_s:
-            return None
-        return asked
-
     def _run(self, request: HttpRequest, call: Callable[[HttpRequest], R],
              release: Callable[[R], None]) -> R:
         retry = 0
@@ -167,44 +196,23 @@ class RetryingTransport(Transport):
             try:
                 resp = call(request)
             except TransportError as exc:
-                if retry > self.policy.max_retries or not exc.retryable or _aborted():
-                    raise
-                wait = self.policy.backoff(retry)
-                if not self._time_left_for(wait, request):
+                wait = self.policy.wait_before(retry, exc, request.deadline)
+                if wait is None:
                     raise
                 reason = type(exc).__name__
             else:
-                status, headers = resp.status, resp.headers
-                if (retry > self.policy.max_retries or not self.policy.should_retry_status(status, headers)
-                        or _aborted()):
+                if resp.status < 400:
                     return resp
-                asked = self._wait_for(retry, headers)
-                if asked is None or not self._time_left_for(asked, request):
+                error = error_class_for_status(resp.status)(
+                    f"HTTP {resp.status}", status=resp.status, should_retry=should_retry_header(resp.headers),
+                    retry_after=parse_retry_after(resp.headers, self.policy.clock()))
+                wait = self.policy.wait_before(retry, error, request.deadline)
+                if wait is None:
                     return resp  # the caller gets the error (and its retry_after) now
-                wait = asked
                 release(resp)
-                reason = f"status {status}"
-            logger.info("retrying %s %s in %.2fs after %s", request.method, _origin(request.url),
-                        wait, reason)
-            self._pause(wait)
-            if _aborted():
-                raise CallAbortedError("the call was aborted by its caller during a retry's wait")
-
-    @staticmethod
-    def _time_left_for(wait: float, request: HttpRequest) -> bool:
-        """Whether a retry after ``wait`` seconds could still start before the request's deadline:
-        no back-off sleep outlives it."""
-        return request.deadline is None or time.monotonic() + wait < request.deadline
-
-    def _pause(self, seconds: float) -> None:
-        """The back-off sleep: the policy's own when one was injected, else one that a caller
-        aborting the call (a cancelled ``await``) cuts short."""
-        call = current_call.get()
-        pause = getattr(call, "pause", None)
-        if pause is not None and self.policy.sleep is time.sleep:
-            pause(seconds)
-        else:
-            self.policy.sleep(seconds)
+                reason = f"status {resp.status}"
+            logger.info("retrying %s %s in %.2fs after %s", request.method, _origin(request.url), wait, reason)
+            self.policy.pause(wait)
 
     def send(self, request: HttpRequest) -> HttpResponse:
         return self._run(request, self.inner.send, lambda r: None)

@@ -28,7 +28,8 @@ import requests.adapters
 import urllib3.exceptions
 import urllib3.response
 
-from ._pools import HTTPPool, HTTPSPool, current_call
+from ._call import CallControl, current_call
+from ._pools import HTTPPool, HTTPSPool
 from ._timers import call_at
 from .errors import (
     CallAbortedError,
@@ -44,7 +45,7 @@ from .errors import (
 __all__ = [
     "DEFAULT_LIMITS",
     "DEFAULT_TIMEOUT",
-    "current_call",
+    "CallControl",
     "HttpRequest",
     "HttpResponse",
     "Limits",
@@ -53,6 +54,7 @@ __all__ = [
     "StreamResponse",
     "Timeout",
     "Transport",
+    "current_call",
     "redact_headers",
 ]
 
@@ -148,6 +150,8 @@ class HttpRequest:
             reading the body or the whole stream), or None. Past it, the connection is broken
             off and ``DeadlineExceededError`` raised.
         limits: size limits on the answer; None uses the transport's.
+        call: the call this request belongs to (``CallControl``), or None: a transport stops
+            work for it once ``call.aborted`` (see ``Transport``).
     """
 
     method: str
@@ -157,6 +161,7 @@ class HttpRequest:
     timeout: Timeout | None = None
     deadline: float | None = None
     limits: Limits | None = None
+    call: CallControl | None = field(default=None, compare=False, repr=False)
 
     def __repr__(self) -> str:
         return f"HttpRequest({self.method} {self.url}, headers={redact_headers(self.headers)})"
@@ -281,7 +286,23 @@ class StreamResponse:
 
 
 class Transport:
-    """Interface every transport implements. Subclasses override ``send`` and ``open_stream``."""
+    """Interface every transport implements. Subclasses override ``send`` and ``open_stream``.
+
+    The contract a provider relies on:
+
+    * an HTTP status is a response, never an exception; failures of the exchange itself raise
+      ``TransportError`` subclasses only (``ConnectError``, ``RequestTimeout``, ``ProtocolError``,
+      ``ResponseTooLargeError``, ``DeadlineExceededError``...), chained from the cause;
+    * ``request.deadline`` (a ``time.monotonic()`` value) bounds the whole exchange;
+    * cancellation: when ``request.call`` is given, a transport that can break a request off
+      refuses to start one once ``request.call.aborted`` is true (``CallAbortedError``) and
+      registers a hook with ``request.call.register(hook)`` that breaks the connection it is
+      using (another thread calls it, so the hook must be safe to run from anywhere and after the
+      request ended). A transport that cannot do so still works: an aborted call then ends when
+      the exchange does. ``StreamResponse(on_abort=...)`` is how a stream offers the same;
+    * retries are not the transport's business: the provider's call loop decides them from the
+      classified error.
+    """
 
     def send(self, request: HttpRequest) -> HttpResponse:
         """Send the request and read the whole response."""
@@ -457,8 +478,10 @@ class RequestsTransport(Transport):
     def _open(self, request: HttpRequest) -> tuple[requests.Response, _Expiry | None]:
         """Send and read the status and headers, under the request's deadline if it has one:
         the watchdog breaks the connection when it passes, whatever the server is doing."""
-        expiry = _Expiry(request.deadline, current_call.get()) if request.deadline is not None else None
-        token = current_call.set(expiry) if expiry is not None else None
+        call = request.call if request.call is not None else current_call.get()
+        expiry = _Expiry(request.deadline, call) if request.deadline is not None else None
+        # urllib3's pool checkout (``_pools``) leases each connection to the context's call.
+        token = current_call.set(expiry or call)
         try:
             return self._request(request, stream=True), expiry
         except (*_CAUGHT, CallAbortedError) as exc:
@@ -470,8 +493,7 @@ class RequestsTransport(Transport):
                 expiry.cancel()
             raise
         finally:
-            if token is not None:
-                current_call.reset(token)
+            current_call.reset(token)
 
     def send(self, request: HttpRequest) -> HttpResponse:
         start = time.perf_counter()

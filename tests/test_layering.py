@@ -9,21 +9,24 @@ import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "mirror_providers"
 
-LEAVES = {"types", "errors", "_aio", "_timers", "_redact", "_forksafe"}
+LEAVES = {"types", "errors", "_aio", "_timers", "_redact", "_forksafe", "_call"}
 ALLOWED: dict[str, set[str]] = {
     "types": set(),
     "errors": set(),
     "_aio": set(),
     "_redact": set(),
     "_forksafe": set(),
-    "transport": {"errors", "_pools", "_timers"},
+    "_call": set(),
+    "_stats": {"types", "_forksafe"},
+    "transport": {"errors", "_pools", "_timers", "_call"},
     "_timers": set(),
-    "_pools": {"errors"},
+    "_pools": {"errors", "_call"},
     "sse": {"errors", "_redact"},
-    "retry": {"transport", "errors"},
+    "retry": {"transport", "errors", "_call"},
     "request": {"types", "errors"},
-    "provider": {"types", "errors", "_aio", "request", "_forksafe"},
-    "providers.base": {"provider", "transport", "retry", "sse", "types", "errors", "request", "_timers", "_redact"},
+    "provider": {"types", "errors", "_aio", "request", "_call", "_stats"},
+    "providers.base": {"provider", "transport", "retry", "sse", "types", "errors", "request", "_timers", "_redact",
+                       "_call"},
     "providers.openai": {"providers.base", "transport", "retry", "sse", "types", "errors", "request", "provider",
                          "_redact"},
     "catalog": {"providers.base", "providers.openai", "providers.anthropic", "providers.ollama", "provider", "types",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from email.utils import formatdate
 
 import pytest
 
-from mirror_providers.errors import ConnectError, ProtocolError
+from mirror_providers.errors import ConnectError, ProtocolError, QuotaExceededError, RateLimitError, ServerError
+from mirror_providers.openai import OpenAIProvider
 from mirror_providers.retry import RetryingTransport, RetryPolicy, parse_retry_after
 from mirror_providers.transport import HttpRequest, HttpResponse, MockTransport, StreamResponse
 
@@ -113,3 +116,95 @@ def test_stream_retried_only_before_it_is_returned() -> None:
 def test_zero_retries() -> None:
     inner = script(resp(500))
     assert RetryingTransport(inner, RetryPolicy(max_retries=0)).send(REQ).status == 500
+
+
+# -- the providers' call loop: classified first, retried only when the class says so ---------------
+
+def body_resp(status: int, body: dict[str, object], **headers: str) -> HttpResponse:
+    return HttpResponse(status, {k.replace("_", "-"): v for k, v in headers.items()}, json.dumps(body).encode())
+
+
+OK = body_resp(200, {"model": "m", "choices": [{"index": 0, "message": {"content": "ok"}, "finish_reason": "stop"}]})
+
+
+def openai(inner: MockTransport, slept: list[float], **kwargs: object) -> OpenAIProvider:
+    return OpenAIProvider(api_key="sk-x", transport=inner, retry=RetryPolicy(sleep=slept.append, random=lambda: 0.0),
+                          **kwargs)  # type: ignore[arg-type]
+
+
+def test_quota_429_is_not_retried_but_rate_limit_429_is() -> None:
+    slept: list[float] = []
+    quota = body_resp(429, {"error": {"message": "You exceeded your current quota", "type": "insufficient_quota",
+                                      "code": "insufficient_quota"}})
+    inner = script(quota, OK)
+    with pytest.raises(QuotaExceededError):
+        openai(inner, slept).generate_sync("hi")
+    assert len(inner.requests) == 1 and slept == []  # waiting does not refill a quota
+
+    limited = body_resp(429, {"error": {"message": "slow down", "type": "requests", "code": "rate_limit_exceeded"}})
+    inner = script(limited, limited, OK)
+    assert openai(inner, slept).generate_sync("hi").content == "ok"
+    assert len(inner.requests) == 3 and slept == [0.5, 1.0]
+
+
+def test_the_vendors_should_retry_header_decides_either_way() -> None:
+    slept: list[float] = []
+    inner = script(body_resp(503, {"error": {"message": "busy"}}, x_should_retry="false"), OK)
+    with pytest.raises(ServerError):
+        openai(inner, slept).generate_sync("hi")
+    assert len(inner.requests) == 1
+    inner = script(body_resp(400, {"error": {"message": "try again"}}, x_should_retry="true"), OK)
+    assert openai(inner, slept).generate_sync("hi").content == "ok" and len(inner.requests) == 2
+
+
+def test_a_stream_error_status_is_read_classified_and_released_before_a_retry() -> None:
+    slept: list[float] = []
+    closed: list[bool] = []
+    quota = json.dumps({"error": {"message": "quota", "type": "insufficient_quota", "code": "insufficient_quota"}})
+    refused = StreamResponse(429, {}, [quota.encode()], on_close=lambda: closed.append(True))
+    inner = script(refused, StreamResponse(200, {}, [b"data: [DONE]\n\n"]))
+    with pytest.raises(QuotaExceededError):
+        list(openai(inner, slept).stream_sync("hi"))
+    assert len(inner.requests) == 1 and closed == [True]
+
+    busy = StreamResponse(503, {}, [b'{"error": {"message": "busy"}}'], on_close=lambda: closed.append(True))
+    frames = b'data: {"choices": [{"index": 0, "delta": {"content": "ok"}}]}\n\ndata: [DONE]\n\n'
+    inner = script(busy, StreamResponse(200, {}, [frames]))
+    assert "".join(c.content for c in openai(inner, slept).stream_sync("hi")) == "ok"
+    assert len(inner.requests) == 2 and closed == [True, True]
+
+
+def test_a_per_call_retry_count_and_a_long_retry_after_end_the_retries() -> None:
+    slept: list[float] = []
+    inner = script(body_resp(500, {}), OK)
+    with pytest.raises(ServerError):
+        openai(inner, slept).generate_sync("hi", max_retries=0)
+    assert len(inner.requests) == 1
+    inner = script(body_resp(429, {}, retry_after="120"), OK)
+    with pytest.raises(RateLimitError) as info:
+        openai(inner, slept).generate_sync("hi")
+    assert info.value.retry_after == 120 and len(inner.requests) == 1 and slept == []
+
+
+def test_connect_errors_are_retried_and_the_last_one_raised_annotated() -> None:
+    slept: list[float] = []
+    inner = script(ConnectError("refused"), ConnectError("refused"), ConnectError("refused"))
+    with pytest.raises(ConnectError) as info:
+        openai(inner, slept).generate_sync("hi")
+    assert len(inner.requests) == 3 and info.value.provider == "openai"
+
+
+def test_prepare_sees_every_attempt_whole() -> None:
+    seen: list[HttpRequest] = []
+
+    class Signed(OpenAIProvider):
+        def _prepare(self, request: HttpRequest) -> HttpRequest:
+            seen.append(request)
+            return dataclasses.replace(request, headers={**request.headers, "x-signature": f"sig-{len(seen)}"})
+
+    slept: list[float] = []
+    inner = script(body_resp(500, {}), OK)
+    p = Signed(api_key="sk-x", transport=inner, retry=RetryPolicy(sleep=slept.append))
+    assert p.generate_sync("hi").content == "ok"
+    assert [r.headers["x-signature"] for r in inner.requests] == ["sig-1", "sig-2"]
+    assert all(r.method == "POST" and r.url.endswith("/chat/completions") and r.body for r in seen)

@@ -9,43 +9,41 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
 from ..errors import (
-    SHAPE_ERRORS,
     APIError,
     ConfigurationError,
     ModelNotFoundError,
     NotFoundError,
     QuotaExceededError,
     ValidationError,
-    status_for_error_type,
 )
 from ..request import GenerateRequest
-from ..sse import ServerSentEvent, iter_sse
+from ..sse import ServerSentEvent
 from ..types import (
     FinishReason,
     GenerationResult,
     HealthStatus,
     Message,
     ModelInfo,
-    StreamChunk,
     Tier,
     ToolCall,
     ToolCallDelta,
     Usage,
 )
 from .base import (
+    KEEPALIVE,
+    Delta,
+    ErrorEvent,
     HttpProvider,
     _Secret,
     check_credential,
     check_header_value,
     finish_with_tools,
-    next_chunk,
     optional_count,
     text_of,
     token_count,
@@ -75,6 +73,14 @@ OWNED_FIELDS: dict[str, str] = {
     "stop_sequences": "pass stop=... instead",
     "tools": "pass tools=... instead",
     "tool_choice": "pass tool_choice=... (and parallel_tool_calls=False) instead",
+}
+
+# An error event inside a 200 stream carries only its type: the status each comes with as an HTTP
+# error (protocols.md §3.5).
+ERROR_STATUSES: dict[str, int] = {
+    "invalid_request_error": 400, "authentication_error": 401, "billing_error": 402, "permission_error": 403,
+    "not_found_error": 404, "request_too_large": 413, "rate_limit_error": 429, "api_error": 500,
+    "timeout_error": 504, "overloaded_error": 529,
 }
 
 FINISH_REASONS: dict[str, FinishReason] = {
@@ -216,8 +222,7 @@ def _tool_call(block: Mapping[str, Any]) -> ToolCall:
                     arguments=dict(args) if isinstance(args, dict) else None, arguments_json=json.dumps(args))
 
 
-def parse_result(data: Mapping[str, Any], model: str, latency_s: float = 0.0,
-                 request_id: str | None = None) -> GenerationResult:
+def parse_result(data: Mapping[str, Any], model: str) -> GenerationResult:
     """A Messages response -> our result (thinking blocks stay in ``raw``).
 
     Raises:
@@ -228,71 +233,69 @@ def parse_result(data: Mapping[str, Any], model: str, latency_s: float = 0.0,
     return GenerationResult(
         content="".join(text_of(b.get("text"), "a text block's text") for b in blocks if b.get("type") == "text"),
         model=str(data.get("model") or model),
-        provider="anthropic",
+        provider="",
         finish_reason=finish_with_tools(finish_reason(data.get("stop_reason")), bool(calls)),
         usage=parse_usage(data.get("usage")),
         tool_calls=calls,
-        latency_s=latency_s,
-        request_id=request_id,
         raw=dict(data),
     )
 
 
 @dataclass
 class StreamState:
-    """What one stream carries between events."""
+    """One stream's reading (a ``StreamParser``). Unknown events and delta types are ignored,
+    as the API asks."""
 
     model: str
-    index: int = 0
     finish: FinishReason | None = None
     input_usage: dict[str, Any] = field(default_factory=dict)
     output_usage: dict[str, Any] = field(default_factory=dict)
     tool_slots: dict[int, int] = field(default_factory=dict)  # content-block index -> tool-call ordinal
     done: bool = False
 
+    def feed(self, event: ServerSentEvent) -> Delta:
+        """One SSE event -> its text or tool-call fragment."""
+        if event.event == "ping":  # the keep-alive: it carries nothing, so it does not count as data
+            return KEEPALIVE
+        data = event.json()
+        if not isinstance(data, dict):
+            return None
+        kind = data.get("type", event.event)
+        if kind == "content_block_delta":  # nearly every event: tested first
+            delta = data.get("delta") or {}
+            if delta.get("type") == "text_delta":
+                text: str | None = delta.get("text")  # not text: the base raises StreamError
+                return text
+            if delta.get("type") == "input_json_delta" and delta.get("partial_json"):
+                slot = self.tool_slots.get(int(data.get("index", 0)), 0)
+                return "", (ToolCallDelta(index=slot, arguments_delta=delta["partial_json"]),)
+        elif kind == "message_start":
+            message = data.get("message") or {}
+            self.model = str(message.get("model") or self.model)
+            self.input_usage = dict(message.get("usage") or {})
+        elif kind == "content_block_start":
+            block = data.get("content_block") or {}
+            if block.get("type") == "tool_use":
+                slot = self.tool_slots.setdefault(int(data.get("index", 0)), len(self.tool_slots))
+                return "", (ToolCallDelta(index=slot, id=block.get("id"), name=block.get("name")),)
+            if block.get("type") == "text":
+                first: str | None = block.get("text")
+                return first
+        elif kind == "message_delta":
+            self.finish = finish_reason((data.get("delta") or {}).get("stop_reason")) or self.finish
+            self.output_usage.update(data.get("usage") or {})  # cumulative counts: the last wins
+        elif kind == "message_stop":
+            self.done = True
+        elif kind == "error" or event.event == "error":
+            raise ErrorEvent(data)
+        return None
+
     def usage(self) -> Usage | None:
         merged = {**self.input_usage, **{k: v for k, v in self.output_usage.items() if v is not None}}
         return parse_usage(merged)
 
-
-def parse_event(name: str, data: Mapping[str, Any], state: StreamState) -> StreamChunk | None:
-    """One decoded event -> a StreamChunk (text or tool-call fragment), or None.
-
-    ``error`` events are not handled here: the provider raises them. Unknown events and delta
-    types are ignored, as the API asks.
-    """
-    kind = data.get("type", name)
-    text = ""
-    deltas: tuple[ToolCallDelta, ...] = ()
-    if kind == "content_block_delta":  # nearly every event: tested first
-        delta = data.get("delta") or {}
-        if delta.get("type") == "text_delta":
-            text = delta.get("text") or ""
-        elif delta.get("type") == "input_json_delta" and delta.get("partial_json"):
-            slot = state.tool_slots.get(int(data.get("index", 0)), 0)
-            deltas = (ToolCallDelta(index=slot, arguments_delta=delta["partial_json"]),)
-    elif kind == "message_start":
-        message = data.get("message") or {}
-        state.model = str(message.get("model") or state.model)
-        state.input_usage = dict(message.get("usage") or {})
-    elif kind == "content_block_start":
-        block = data.get("content_block") or {}
-        if block.get("type") == "tool_use":
-            slot = state.tool_slots.setdefault(int(data.get("index", 0)), len(state.tool_slots))
-            deltas = (ToolCallDelta(index=slot, id=block.get("id"), name=block.get("name")),)
-        elif block.get("type") == "text":
-            text = block.get("text") or ""
-    elif kind == "message_delta":
-        state.finish = finish_reason((data.get("delta") or {}).get("stop_reason")) or state.finish
-        state.output_usage.update(data.get("usage") or {})  # cumulative counts: the last wins
-    elif kind == "message_stop":
-        state.done = True
-    return next_chunk(state, text, deltas, "anthropic")
-
-
-def _is_ping(event: ServerSentEvent) -> bool:
-    """Anthropic's keep-alive event: it carries nothing, so it does not count as data."""
-    return event.event == "ping"
+    def final(self) -> tuple[FinishReason | None, Usage | None]:
+        return finish_with_tools(self.finish, bool(self.tool_slots)), self.usage()
 
 
 class AnthropicProvider(HttpProvider):
@@ -322,6 +325,10 @@ class AnthropicProvider(HttpProvider):
     API_KEY_ENV = "ANTHROPIC_API_KEY"
     BASE_URL_ENV = "ANTHROPIC_BASE_URL"
     REQUEST_ID_HEADER = "request-id"
+    CHAT_PATH = "/v1/messages"
+    FRAMING = "sse"
+    STREAM_END = "message_stop"
+    ERROR_STATUSES: ClassVar[Mapping[str, int]] = ERROR_STATUSES
     MODELS: ClassVar[tuple[ModelInfo, ...]] = MODELS
     OWNED_FIELDS: ClassVar[Mapping[str, str]] = OWNED_FIELDS
 
@@ -399,40 +406,16 @@ class AnthropicProvider(HttpProvider):
             return ModelNotFoundError  # /v1/messages names no other resource
         return cls
 
-    # -- calls --------------------------------------------------------------------------------
+    # -- the wire -----------------------------------------------------------------------------
 
-    def _generate(self, request: GenerateRequest) -> GenerationResult:
-        start = time.perf_counter()
-        payload = build_payload(request, self._model, self.default_max_tokens, stream=False)
-        data, resp = self._send("POST", "/v1/messages", payload,
-                                request.timeout, request.max_retries, request.deadline_s)
-        try:
-            return parse_result(data, self._model, time.perf_counter() - start, self._request_id(resp.headers))
-        except SHAPE_ERRORS as exc:
-            raise self._invalid(f"response lacks the expected fields ({type(exc).__name__}: {str(exc)[:200]})",
-                                resp.headers) from exc
+    def _build_payload(self, request: GenerateRequest, stream: bool) -> dict[str, Any]:
+        return build_payload(request, self._model, self.default_max_tokens, stream)
 
-    def _stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
-        state = StreamState(model=self._model)
+    def _parse_result(self, data: Any) -> GenerationResult:
+        return parse_result(data, self._model)
 
-        def handle(event: ServerSentEvent, request_id: str | None) -> StreamChunk | None:
-            data = event.json()
-            if not isinstance(data, dict):
-                return None
-            if event.event == "error" or data.get("type") == "error":
-                _, error_type, _ = self._error_details(data)
-                raise self._in_stream_error(data, status_for_error_type(error_type),
-                                            data.get("request_id") or request_id)
-            return parse_event(event.event, data, state)
-
-        payload = build_payload(request, self._model, self.default_max_tokens, stream=True)
-        request_id = yield from self._stream_frames("/v1/messages", payload, request.timeout, iter_sse, handle, state,
-                                                    "message_stop", request.max_retries, request.deadline_s,
-                                                    keepalive=_is_ping)
-        finish = finish_with_tools(state.finish, bool(state.tool_slots)) or "stop"
-        yield self._final_chunk(lambda: StreamChunk(
-            content="", index=state.index, finish_reason=finish, usage=state.usage(), model=state.model,
-            provider="anthropic", request_id=request_id), state)
+    def _stream_parser(self) -> StreamState:
+        return StreamState(model=self._model)
 
     # -- health and models --------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ refines error classes with its own error types and codes.
 from __future__ import annotations
 
 import base64
-import contextlib
 import dataclasses
 import json
 import logging
@@ -17,10 +16,11 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from typing import Any, ClassVar, Protocol, TypeVar
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Protocol
 from urllib.parse import urlsplit
 
+from .._call import current_call, on_abort
 from .._redact import redact, redact_url, snippet, split_userinfo
 from .._timers import call_at
 from ..errors import (
@@ -37,9 +37,10 @@ from ..errors import (
     error_class_for_status,
     stream_error_class,
 )
-from ..provider import Provider, current_scope, on_abort, thread_pool_size
+from ..provider import ChunkStream, Provider, thread_pool_size
 from ..request import GenerateRequest, check_timeout
-from ..retry import RetryingTransport, RetryPolicy, parse_retry_after
+from ..retry import RetryPolicy, parse_retry_after, should_retry_header
+from ..sse import iter_json_lines, iter_sse
 from ..transport import (
     DEFAULT_LIMITS,
     DEFAULT_POOL_SIZE,
@@ -51,31 +52,64 @@ from ..transport import (
     StreamResponse,
     Timeout,
     Transport,
-    current_call,
 )
 from ..types import (
     Capabilities,
     FinishReason,
+    GenerationResult,
     HealthStatus,
     ModelInfo,
     StreamChunk,
     Tier,
     ToolCallDelta,
+    Usage,
     fast_stream_chunk,
 )
 
-__all__ = ["HttpProvider", "StreamProgress", "default_transport", "next_chunk", "optional_count", "text_of",
-           "token_count"]
+__all__ = ["KEEPALIVE", "Delta", "ErrorEvent", "HttpProvider", "StreamParser", "default_transport", "finish_with_tools",
+           "optional_count", "text_of", "token_count"]
 
-F = TypeVar("F")
+class _KeepAlive:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "KEEPALIVE"
 
 
-class StreamProgress(Protocol):
-    """What a vendor's stream state tells the shared stream loop."""
+KEEPALIVE = _KeepAlive()
+"""What ``StreamParser.feed`` returns for a keep-alive frame (Anthropic's ``ping``): not data, so it
+does not hold off the stream's idle timeout."""
 
-    done: bool  # the vendor's terminator arrived
-    index: int  # chunks yielded so far
+Delta = str | tuple[str, Sequence[ToolCallDelta]] | _KeepAlive | None
+"""What a stream parser makes of one frame: text, (text, tool-call fragments), ``KEEPALIVE``, or
+None for nothing to show."""
+
+
+class StreamParser(Protocol):
+    """A vendor's reading of one stream, frame by frame (a small state object per stream).
+
+    ``feed`` gets each decoded frame (an SSE event, or one JSON line's value) and returns its
+    ``Delta``; it raises ``ErrorEvent`` for an error the vendor reports inside the stream and may
+    raise ``ValueError``/``KeyError``/``TypeError`` for a frame of the wrong shape (a
+    ``StreamError`` then). It sets ``done`` when the vendor's terminator arrives. ``final()`` says
+    how the answer ended once ``done``: (finish reason, usage).
+    """
+
+    done: bool
     model: str  # the model the stream reports
+
+    def feed(self, frame: Any) -> Delta: ...
+
+    def final(self) -> tuple[FinishReason | None, Usage | None]: ...
+
+
+class ErrorEvent(Exception):
+    """Raised by a vendor's parser for an error object where an answer should be (inside a 200
+    stream, or as a 200 body); the provider turns it into the classified error."""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        super().__init__("error event")
+        self.data = data
 
 
 def token_count(fields: Mapping[str, Any], name: str) -> int:
@@ -108,17 +142,6 @@ def text_of(value: Any, name: str) -> str:
     return value
 
 
-def next_chunk(state: StreamProgress, text: str, deltas: Sequence[ToolCallDelta], provider: str) -> StreamChunk | None:
-    """The stream's next chunk, numbered in order; None for an event with neither text nor tool calls."""
-    if not text and not deltas:
-        return None
-    if text.__class__ is not str:
-        text = text_of(text, "the text of a stream event")
-    chunk = fast_stream_chunk(text, state.index, tuple(deltas), state.model, provider)
-    state.index += 1
-    return chunk
-
-
 def finish_with_tools(reported: FinishReason | None, delivered_tool_calls: bool) -> FinishReason | None:
     """The vendor's finish reason, except that an answer which delivered tool calls and reported
     no reason, or ``stop``, finished with ``tool_calls``: OpenRouter and other compatible servers
@@ -136,6 +159,9 @@ _shared_transport: RequestsTransport | None = None
 DEFAULT_DEADLINE_S = 900.0  # a plain call's total bound when neither it nor its provider sets one
 
 _LOOPBACK = ("localhost", "127.0.0.1", "::1", "0.0.0.0")
+
+_FRAMINGS: dict[str, Callable[[Iterator[bytes], int | None], Iterator[Any]]] = {
+    "sse": iter_sse, "ndjson": iter_json_lines}
 
 
 def _reset_in_child() -> None:
@@ -289,6 +315,13 @@ class HttpProvider(Provider):
     # Body fields the vendor's payload builder sets itself -> what to use instead. ``extra`` may
     # not set them: it would silently override what the library built (``stream``...).
     OWNED_FIELDS: ClassVar[Mapping[str, str]] = {}
+    # The wire: where a chat call goes, how its stream is framed ("sse" or "ndjson"), what its
+    # terminator is called in errors, and the status each of the vendor's error codes and types
+    # comes with (for an error reported where an answer should be, which has no status of its own).
+    CHAT_PATH: ClassVar[str] = ""
+    FRAMING: ClassVar[str] = "sse"
+    STREAM_END: ClassVar[str] = "its end event"
+    ERROR_STATUSES: ClassVar[Mapping[str, int]] = {}
 
     def __init__(
         self,
@@ -346,10 +379,8 @@ class HttpProvider(Provider):
             logger.warning("TLS certificate verification is OFF for %s at %s", self.provider_id, self.base_url)
         self._owns_transport = transport is None and verify is not True
         inner = transport or (RequestsTransport(verify=verify) if verify is not True else default_transport())
-        policy = retry or RetryPolicy(max_retries=max_retries)
-        self._retry = policy
-        self.transport: Transport = RetryingTransport(inner, policy) if policy.max_retries else inner
-        self._inner_transport = inner
+        self.retry = retry or RetryPolicy(max_retries=max_retries)
+        self.transport: Transport = inner
         # On the shared transport, close() releases this provider's hold on its host's connections.
         self._shares_transport = transport is None and verify is True
         self._retained = False
@@ -407,19 +438,34 @@ class HttpProvider(Provider):
         shared transport its host's, once no other open provider calls that host. The provider
         stays usable; a later call opens a new connection (and holds it until the next close)."""
         if self._owns_transport:
-            self._inner_transport.close()
+            self.transport.close()
         elif self._retained:
             self._retained = False
-            assert isinstance(self._inner_transport, RequestsTransport)
-            self._inner_transport.release(self.base_url)
+            assert isinstance(self.transport, RequestsTransport)
+            self.transport.release(self.base_url)
 
     def _retain(self) -> None:
         if self._shares_transport and not self._retained:
-            assert isinstance(self._inner_transport, RequestsTransport)
-            self._inner_transport.retain(self.base_url)
+            assert isinstance(self.transport, RequestsTransport)
+            self.transport.retain(self.base_url)
             self._retained = True
 
-    # -- hooks for vendors ------------------------------------------------------------------
+    # -- what a vendor implements -----------------------------------------------------------
+
+    def _build_payload(self, request: GenerateRequest, stream: bool) -> dict[str, Any]:
+        """The request -> the vendor's JSON body for ``CHAT_PATH``."""
+        raise NotImplementedError
+
+    def _parse_result(self, data: Any) -> GenerationResult:
+        """A 2xx body -> the result (its ``provider``, ``latency_s`` and ``request_id`` are set by
+        the base). May raise ``ErrorEvent``, or a ``SHAPE_ERRORS`` class for a body of the wrong shape."""
+        raise NotImplementedError
+
+    def _stream_parser(self) -> StreamParser:
+        """A fresh ``StreamParser`` for one stream."""
+        raise NotImplementedError
+
+    # -- hooks a vendor may override ---------------------------------------------------------
 
     def _check_key(self) -> None:
         """Raise ConfigurationError when a key is required and missing."""
@@ -528,13 +574,19 @@ class HttpProvider(Provider):
         self._basic = _Secret(f"Basic {token}")
         self._userinfo = _Secret(password), _Secret(token)
 
+    def _prepare(self, request: HttpRequest) -> HttpRequest:
+        """Sees each outgoing request whole, before each attempt, and returns the one to send: a
+        vendor whose API signs requests (over method, URL, headers, body and the time) signs here."""
+        return request
+
     def _request(self, method: str, path: str, payload: Mapping[str, Any] | None,
                  timeout: float | None, deadline: float | None) -> HttpRequest:
         if not self._retained:
             self._retain()  # used again after close()
         body = json.dumps(payload, separators=(",", ":")).encode() if payload is not None else None
         t = Timeout.coerce(timeout, self.timeout) if timeout is not None else self.timeout
-        return HttpRequest(method, self._url(path), self._headers(), body, t, deadline, self.limits)
+        return HttpRequest(method, self._url(path), self._headers(), body, t, deadline, self.limits,
+                           current_call.get())
 
     def _deadline(self, deadline_s: float | None, stream: bool) -> float | None:
         """The ``time.monotonic()`` a call starting now must end by, or None."""
@@ -543,51 +595,150 @@ class HttpProvider(Provider):
             seconds = DEFAULT_DEADLINE_S
         return None if seconds is None else time.monotonic() + seconds
 
-    def _transport_for(self, max_retries: int | None) -> Transport:
-        """The provider's transport, or one with a per-call retry count."""
-        if max_retries is None or max_retries == self._retry.max_retries:
-            return self.transport
-        if max_retries == 0:
-            return self._inner_transport
-        return RetryingTransport(self._inner_transport, dataclasses.replace(self._retry, max_retries=max_retries))
+    def _policy(self, max_retries: int | None) -> RetryPolicy:
+        if max_retries is None or max_retries == self.retry.max_retries:
+            return self.retry
+        return dataclasses.replace(self.retry, max_retries=max_retries)
 
-    @contextlib.contextmanager
-    def _on_the_wire(self) -> Iterator[None]:
-        """Around a transport call: the connections it checks out are leased to this call's abort
-        scope (an abort may break them), and a transport error is told who failed."""
-        listening = current_call.set(current_scope())
-        try:
-            yield
-        except ProviderError as exc:
-            self._annotate(exc)
-            raise
-        finally:
-            current_call.reset(listening)
+    # -- the call loop ----------------------------------------------------------------------
+
+    def _exchange(self, request: HttpRequest, max_retries: int | None, stream: bool) -> Any:
+        """Send ``request`` (or open it as a stream) and return the 2xx response. Every failure
+        is classified first (an error status through ``_error_from_response``, an exchange that
+        failed as the transport's error), then tried again only when the policy's
+        ``wait_before`` says the class may succeed later; what is not retried is raised."""
+        policy = self._policy(max_retries)
+        transport = self.transport
+        retry = 0
+        while True:
+            retry += 1
+            try:
+                if stream:
+                    opened = transport.open_stream(self._prepare(request))
+                    on_abort(opened.abort)
+                    if opened.status < 300:
+                        return opened
+                    status, headers, body = opened.status, opened.headers, opened.read(self.limits.max_error_body_bytes)
+                else:
+                    response = transport.send(self._prepare(request))
+                    if response.status < 300:
+                        return response
+                    status, headers, body = response.status, response.headers, response.content
+                error: ProviderError = self._error_from_response(status, headers, body)
+            except ProviderError as exc:
+                error = self._annotate(exc)
+            wait = policy.wait_before(retry, error, request.deadline)
+            if wait is None:
+                raise error
+            logger.info("%s: retrying in %.2fs after %s", self.provider_id, wait, type(error).__name__)
+            try:
+                policy.pause(wait)
+            except ProviderError as exc:
+                raise self._annotate(exc) from error
 
     def _send(self, method: str, path: str, payload: Mapping[str, Any] | None = None,
               timeout: float | None = None, max_retries: int | None = None,
               deadline_s: float | None = None) -> tuple[Any, HttpResponse]:
         """Send, raise the mapped error for an error status, return (JSON body, response)."""
         request = self._request(method, path, payload, timeout, self._deadline(deadline_s, stream=False))
-        with self._on_the_wire():
-            resp = self._transport_for(max_retries).send(request)
-        if resp.status >= 300:
-            raise self._error_from_response(resp.status, resp.headers, resp.content)
+        resp: HttpResponse = self._exchange(request, max_retries, stream=False)
         return self._json(resp.content, resp.headers), resp
 
-    def _open_stream(self, path: str, payload: Mapping[str, Any], timeout: float | None,
-                     max_retries: int | None = None, deadline_s: float | None = None) -> StreamResponse:
-        """Open a stream; an error status is read (as much as its report needs), closed and
-        raised as the mapped error."""
-        request = self._request("POST", path, payload, timeout, self._deadline(deadline_s, stream=True))
-        with self._on_the_wire():
-            stream = self._transport_for(max_retries).open_stream(request)
-        on_abort(stream.abort)
-        if stream.status >= 300:
-            with self._on_the_wire():
-                body = stream.read(self.limits.max_error_body_bytes)
-            raise self._error_from_response(stream.status, stream.headers, body)
-        return stream
+    def _generate(self, request: GenerateRequest) -> GenerationResult:
+        return self._answer(self.CHAT_PATH, self._build_payload(request, False), request)
+
+    def _stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
+        return self._stream_from(self.CHAT_PATH, self._build_payload(request, True), request)
+
+    def _generate_at(self, path: str, payload: Mapping[str, Any], request: GenerateRequest) -> GenerationResult:
+        """``generate_sync`` for another endpoint of the vendor's (Ollama's ``/api/generate``):
+        the same call loop, result and statistics, with a payload the vendor built."""
+        return self._recorded(lambda: self._answer(path, payload, request))
+
+    def _stream_at(self, path: str, payload: Mapping[str, Any], request: GenerateRequest) -> ChunkStream:
+        """``stream_sync`` for another endpoint of the vendor's."""
+        return ChunkStream(self._recorded_stream(self._stream_from(path, payload, request)))
+
+    def _answer(self, path: str, payload: Mapping[str, Any], request: GenerateRequest) -> GenerationResult:
+        start = time.perf_counter()
+        data, resp = self._send("POST", path, payload, request.timeout, request.max_retries, request.deadline_s)
+        request_id = self._request_id(resp.headers)
+        try:
+            result = self._parse_result(data)
+        except ErrorEvent as event:
+            body = json.dumps(event.data).encode()
+            raise self._error_from_response(self._error_status(event.data), resp.headers, body) from None
+        except SHAPE_ERRORS as exc:
+            raise self._invalid(f"response lacks the expected fields ({type(exc).__name__}: {str(exc)[:200]})",
+                                resp.headers) from exc
+        # The result is new and ours alone: its provider, timing and request id are the base's to say.
+        fields = result.__dict__
+        fields["provider"], fields["latency_s"], fields["request_id"] = (
+            self.provider_id, time.perf_counter() - start, request_id or result.request_id)
+        return result
+
+    def _stream_from(self, path: str, payload: Mapping[str, Any], request: GenerateRequest) -> Iterator[StreamChunk]:
+        """Open a stream and yield a chunk, numbered in order, for each frame the vendor's parser
+        reads text or tool-call fragments from; then the final chunk (finish reason, usage,
+        request id). Errors say how many chunks were delivered; a stream that ends before its
+        terminator raises ``TruncatedStreamError``: a cut answer is never passed off as a short
+        one. A stream that sends nothing but keep-alives (SSE comments, blank lines, frames the
+        parser calls ``KEEPALIVE``) for the read timeout is broken off with ``RequestTimeout``,
+        as a silent one would be."""
+        parser = self._stream_parser()
+        http = self._request("POST", path, payload, request.timeout, self._deadline(request.deadline_s, stream=True))
+        assert http.timeout is not None
+        idle_s = http.timeout.read
+        stream: StreamResponse = self._exchange(http, request.max_retries, stream=True)
+        provider, feed, index = self.provider_id, parser.feed, 0
+        with stream:
+            request_id = self._request_id(stream.headers)
+            idle = _IdleWatch(idle_s, stream.abort)
+            try:
+                for frame in _FRAMINGS[self.FRAMING](stream.iter_bytes(), self.limits.max_event_bytes):
+                    try:
+                        out = feed(frame)
+                    except ErrorEvent as event:
+                        raise self._in_stream_error(event.data, request_id) from None
+                    except SHAPE_ERRORS as exc:
+                        raise StreamError(f"stream event not understood ({type(exc).__name__}: "
+                                          f"{str(exc)[:200]})") from exc
+                    if out is KEEPALIVE:
+                        continue
+                    idle.last = time.monotonic()
+                    if out:
+                        if out.__class__ is str:
+                            yield fast_stream_chunk(out, index, (), parser.model, provider)
+                            index += 1
+                        elif out.__class__ is tuple and out[0].__class__ is str:
+                            if out[0] or out[1]:
+                                yield fast_stream_chunk(out[0], index, tuple(out[1]), parser.model, provider)
+                                index += 1
+                        else:
+                            raise self._annotate(StreamError(f"stream event's text is {type(out).__name__}, "
+                                                             f"not text"), index)
+                    if parser.done:
+                        stream.drain()  # the rest is the body's end: the connection can be reused
+                        break
+            except ProviderError as exc:
+                if idle.fired and not isinstance(exc, RequestTimeout):
+                    silent = RequestTimeout(f"no data but keep-alives for {idle_s:g}s (the read timeout) after "
+                                            f"{index} chunks")
+                    raise self._annotate(silent, index) from exc
+                self._annotate(exc, index)
+                raise
+            finally:
+                idle.stop()
+        if not parser.done:
+            raise self._annotate(TruncatedStreamError(
+                f"stream ended without {self.STREAM_END} after {index} chunks: the answer is incomplete"), index)
+        try:
+            finish, usage = parser.final()
+        except SHAPE_ERRORS as exc:
+            raise self._annotate(StreamError(f"stream's final report not understood ({type(exc).__name__}: "
+                                             f"{str(exc)[:200]})"), index) from exc
+        yield StreamChunk(content="", index=index, finish_reason=finish or "stop", usage=usage, model=parser.model,
+                          provider=provider, request_id=request_id)
 
     def _request_id(self, headers: Mapping[str, str]) -> str | None:
         return headers.get(self.REQUEST_ID_HEADER) if self.REQUEST_ID_HEADER else None
@@ -658,7 +809,6 @@ class HttpProvider(Provider):
         if not message:
             snippet = " ".join(text.split())[:200]
             message = f"HTTP {status}" + (f": {snippet}" if snippet else " with an empty body")
-        should = (headers.get("x-should-retry") or "").lower()
         # Some error bodies name the request while the header is absent (Anthropic's do).
         body_id = body.get("request_id") if isinstance(body, dict) else None
         return cls(
@@ -666,7 +816,7 @@ class HttpProvider(Provider):
             request_id=self._request_id(headers) or (body_id if isinstance(body_id, str) and body_id else None),
             retry_after=parse_retry_after(headers),
             error_type=error_type, error_code=error_code, body=text,
-            should_retry={"true": True, "false": False}.get(should),
+            should_retry=should_retry_header(headers),
         )
 
     def _listing(self, data: Any, field: str, what: str) -> list[Any]:
@@ -681,29 +831,29 @@ class HttpProvider(Provider):
             raise self._invalid(f"{what} answer's {field!r} is {type(items).__name__}, not a list")
         return items
 
-    def _final_chunk(self, build: Callable[[], StreamChunk], progress: StreamProgress) -> StreamChunk:
-        """The closing chunk (finish reason, usage), whose fields of the wrong shape raise
-        StreamError after the chunks already delivered."""
-        try:
-            return build()
-        except SHAPE_ERRORS as exc:
-            raise self._annotate(StreamError(f"stream's final report not understood ({type(exc).__name__}: "
-                                             f"{str(exc)[:200]})"), progress.index) from exc
-
     def _invalid(self, what: str, headers: Mapping[str, str] | None = None) -> InvalidResponseError:
         """A 2xx answer that is not what the API documents."""
         return InvalidResponseError(what, provider=self.provider_id, model=self._model, status=200,
                                     request_id=self._request_id(headers) if headers is not None else None)
 
-    def _in_stream_error(self, data: Mapping[str, Any], status: int, request_id: str | None) -> APIError:
-        """An error object inside a 200 stream -> the class ``status`` would have had as an HTTP
+    def _error_status(self, data: Mapping[str, Any]) -> int:
+        """The HTTP status an error object (without one) comes with, from the vendor's own
+        vocabulary ``ERROR_STATUSES`` (its error codes and types); 500 when it names none."""
+        _, error_type, code = self._error_details(data)
+        statuses = self.ERROR_STATUSES
+        return statuses.get(code or "") or statuses.get(error_type or "") or 500
+
+    def _in_stream_error(self, data: Mapping[str, Any], request_id: str | None) -> APIError:
+        """An error object inside a 200 stream -> the class its status would have had as an HTTP
         error, which is also a ``StreamError``."""
         message, error_type, code = self._error_details(data)
+        status = self._error_status(data)
         cls = self._refine_error_class(error_class_for_status(status), status, error_type, code, True)
+        body_id = data.get("request_id")
         return stream_error_class(cls)(
             f"error inside the stream: {self._scrub(message or 'unknown error')}", provider=self.provider_id,
-            model=self._model, status=200, request_id=request_id, error_type=error_type, error_code=code,
-            body=self._scrub(json.dumps(data)))
+            model=self._model, status=200, request_id=body_id if isinstance(body_id, str) and body_id else request_id,
+            error_type=error_type, error_code=code, body=self._scrub(json.dumps(data)))
 
     def _health(self, probe: Callable[[dict[str, Any]], str | None]) -> HealthStatus:
         """Run ``probe`` (which fills in details and returns why it is unhealthy, or None) and
@@ -719,54 +869,6 @@ class HttpProvider(Provider):
             error = self._scrub(f"answer not understood ({type(exc).__name__}: {str(exc)[:200]})")
         return HealthStatus(error is None, self.provider_id, self._model, time.perf_counter() - start,
                             error=error, detail=detail)
-
-    def _stream_frames(self, path: str, payload: Mapping[str, Any], timeout: float | None,
-                       decode: Callable[[Iterator[bytes], int | None], Iterator[F]],
-                       handle: Callable[[F, str | None], StreamChunk | None],
-                       progress: StreamProgress, terminator: str,
-                       max_retries: int | None = None, deadline_s: float | None = None,
-                       keepalive: Callable[[F], bool] | None = None) -> Generator[StreamChunk, None, str | None]:
-        """Open a stream and yield what ``handle`` makes of each decoded frame (it may raise, and
-        it marks ``progress.done`` when the vendor's terminator arrives); return the request id
-        for the caller's final chunk. Errors say how many chunks were delivered; a stream that
-        ends before its terminator raises ``TruncatedStreamError``: a cut answer is never passed
-        off as a short one. A stream that sends nothing but keep-alives (SSE comments, blank
-        lines, frames ``keepalive`` names) for the read timeout is broken off with
-        ``RequestTimeout``, as a silent one would be."""
-        idle_s = (Timeout.coerce(timeout, self.timeout) if timeout is not None else self.timeout).read
-        with self._open_stream(path, payload, timeout, max_retries, deadline_s) as stream:
-            request_id = self._request_id(stream.headers)
-            idle = _IdleWatch(idle_s, stream.abort)
-            try:
-                for frame in decode(stream.iter_bytes(), self.limits.max_event_bytes):
-                    if keepalive is None or not keepalive(frame):
-                        idle.last = time.monotonic()
-                    try:
-                        chunk = handle(frame, request_id)
-                    except ProviderError:
-                        raise
-                    except SHAPE_ERRORS as exc:
-                        raise StreamError(f"stream event not understood ({type(exc).__name__}: "
-                                          f"{str(exc)[:200]})") from exc
-                    if chunk is not None:
-                        yield chunk
-                    if progress.done:
-                        stream.drain()  # the rest is the body's end: the connection can be reused
-                        break
-            except ProviderError as exc:
-                if idle.fired and not isinstance(exc, RequestTimeout):
-                    silent = RequestTimeout(f"no data but keep-alives for {idle_s:g}s (the read timeout) after "
-                                            f"{progress.index} chunks")
-                    raise self._annotate(silent, progress.index) from exc
-                self._annotate(exc, progress.index)
-                raise
-            finally:
-                idle.stop()
-        if not progress.done:
-            raise self._annotate(TruncatedStreamError(
-                f"stream ended without {terminator} after {progress.index} chunks: the answer is incomplete"),
-                progress.index)
-        return request_id
 
     def _annotate(self, exc: ProviderError, delivered: int = 0) -> ProviderError:
         """Say who failed (transport errors do not know) and how many chunks were out, and keep

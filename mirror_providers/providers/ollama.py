@@ -10,15 +10,13 @@ from __future__ import annotations
 import json
 import math
 import re
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from .._redact import redact_url
 from ..errors import (
-    SHAPE_ERRORS,
     APIError,
     ConfigurationError,
     ModelNotFoundError,
@@ -28,20 +26,18 @@ from ..errors import (
 )
 from ..provider import ChunkStream
 from ..request import GenerateRequest, build_request
-from ..sse import iter_json_lines
 from ..types import (
     FinishReason,
     GenerationResult,
     HealthStatus,
     Message,
     ModelInfo,
-    StreamChunk,
     Tier,
     ToolCall,
     ToolCallDelta,
     Usage,
 )
-from .base import HttpProvider, next_chunk, text_of, token_count
+from .base import Delta, ErrorEvent, HttpProvider, text_of, token_count
 
 __all__ = ["OllamaProvider", "parse_host"]
 
@@ -313,12 +309,15 @@ def build_payload(request: GenerateRequest, model: str, stream: bool,
 
 # -- response --------------------------------------------------------------------------------------
 
-def parse_result(data: Mapping[str, Any], model: str, latency_s: float = 0.0) -> GenerationResult:
+def parse_result(data: Mapping[str, Any], model: str) -> GenerationResult:
     """A non-streaming ``/api/chat`` or ``/api/generate`` answer -> our result.
 
     Raises:
+        ErrorEvent: the body is an error object.
         KeyError, TypeError: the body lacks the documented fields.
     """
+    if isinstance(data, dict) and "error" in data:
+        raise ErrorEvent(data)
     if "message" in data:
         message = data["message"]
         text = text_of(message.get("content"), "message content")
@@ -326,47 +325,49 @@ def parse_result(data: Mapping[str, Any], model: str, latency_s: float = 0.0) ->
     else:
         text, calls = text_of(data["response"], "response"), ()
     return GenerationResult(
-        content=text, model=str(data.get("model") or model), provider="ollama",
-        finish_reason=finish_reason(data, bool(calls)), usage=parse_usage(data), tool_calls=calls,
-        latency_s=latency_s, raw=dict(data),
+        content=text, model=str(data.get("model") or model), provider="",
+        finish_reason=finish_reason(data, bool(calls)), usage=parse_usage(data), tool_calls=calls, raw=dict(data),
     )
 
 
 @dataclass
 class StreamState:
-    """What one stream carries between lines."""
+    """One stream's reading (a ``StreamParser``) of its JSON lines. The final ``done: true``
+    object's text is kept too: it is not always empty."""
 
     model: str
-    index: int = 0
     tool_count: int = 0
-    final: dict[str, Any] = field(default_factory=dict)
+    last: dict[str, Any] = field(default_factory=dict)
     done: bool = False
 
+    def feed(self, data: Any) -> Delta:
+        """One JSON line -> its text and complete tool calls."""
+        if not isinstance(data, dict):
+            return None
+        if data.get("error"):  # checked first, as ollama-python does
+            raise ErrorEvent(data)
+        model = data.get("model")
+        if model:
+            self.model = str(model)
+        done = data.get("done")
+        if done is not None and done.__class__ is not bool:
+            raise ValueError(f"done is {str(done)[:40]!r}, not true or false")
+        if done:
+            self.done = True
+            self.last = data
+        message = data.get("message")
+        text = (message.get("content") if message else data.get("response")) or ""
+        raw_calls = message.get("tool_calls") if message else None
+        if not raw_calls:
+            return text  # not text: the base raises StreamError
+        calls = _tool_calls(raw_calls, self.tool_count)
+        deltas = tuple(ToolCallDelta(index=self.tool_count + i, id=c.id, name=c.name, arguments_delta=c.arguments_json)
+                       for i, c in enumerate(calls))
+        self.tool_count += len(calls)
+        return text, deltas
 
-def parse_line(data: Mapping[str, Any], state: StreamState) -> StreamChunk | None:
-    """One NDJSON object -> a chunk with its text and complete tool calls, or None.
-
-    The final ``done: true`` object's text is kept too: it is not always empty.
-    """
-    model = data.get("model")
-    if model:
-        state.model = str(model)
-    done = data.get("done")
-    if done is not None and done.__class__ is not bool:
-        raise ValueError(f"done is {str(done)[:40]!r}, not true or false")
-    if done:
-        state.done = True
-        state.final = dict(data)
-    message = data.get("message")
-    text = (message.get("content") if message else data.get("response")) or ""
-    raw_calls = message.get("tool_calls") if message else None
-    if not raw_calls:
-        return next_chunk(state, text, (), "ollama")
-    calls = _tool_calls(raw_calls, state.tool_count)
-    deltas = tuple(ToolCallDelta(index=state.tool_count + i, id=c.id, name=c.name, arguments_delta=c.arguments_json)
-                   for i, c in enumerate(calls))
-    state.tool_count += len(calls)
-    return next_chunk(state, text, deltas, "ollama")
+    def final(self) -> tuple[FinishReason | None, Usage | None]:
+        return finish_reason(self.last, self.tool_count > 0), parse_usage(self.last)
 
 
 class OllamaProvider(HttpProvider):
@@ -393,6 +394,9 @@ class OllamaProvider(HttpProvider):
     DEFAULT_MODEL = "llama3.1"
     API_KEY_ENV = "OLLAMA_API_KEY"
     BASE_URL_ENV = "OLLAMA_HOST"
+    CHAT_PATH = "/api/chat"
+    FRAMING = "ndjson"
+    STREAM_END = "its final done:true line"
     CONNECT_HINT = "no Ollama server answers at {base_url}: start it with `ollama serve` or set OLLAMA_HOST"
     MODELS: ClassVar[tuple[ModelInfo, ...]] = MODELS
     TOOL_RESULTS_NEED_IDS: ClassVar[bool] = False  # its own history has none: results pair by order
@@ -472,13 +476,16 @@ class OllamaProvider(HttpProvider):
             err.message = f"{err.message} (pull it first: `ollama pull {self._model}`)"
         return err
 
-    # -- calls --------------------------------------------------------------------------------
+    # -- the wire -----------------------------------------------------------------------------
 
-    def _generate(self, request: GenerateRequest) -> GenerationResult:
-        return self._call("/api/chat", build_payload(request, self._model, False, self._defaults), request)
+    def _build_payload(self, request: GenerateRequest, stream: bool) -> dict[str, Any]:
+        return build_payload(request, self._model, stream, self._defaults)
 
-    def _stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
-        return self._lines("/api/chat", build_payload(request, self._model, True, self._defaults), request)
+    def _parse_result(self, data: Any) -> GenerationResult:
+        return parse_result(data, self._model)
+
+    def _stream_parser(self) -> StreamState:
+        return StreamState(model=self._model)
 
     def generate_raw_sync(self, prompt: str, *, raw: bool = True, **options: Any) -> GenerationResult:
         """``/api/generate``: the prompt goes to the model as given (``raw=True``: no chat template).
@@ -488,16 +495,14 @@ class OllamaProvider(HttpProvider):
         request = build_request(prompt, options)
         self._check(request)
         _check_raw(raw)
-        payload = self._generate_payload(request, raw, False)
-        return self._recorded(lambda: self._call("/api/generate", payload, request))
+        return self._generate_at("/api/generate", self._generate_payload(request, raw, False), request)
 
-    def stream_raw_sync(self, prompt: str, *, raw: bool = True, **options: Any) -> Iterator[StreamChunk]:
+    def stream_raw_sync(self, prompt: str, *, raw: bool = True, **options: Any) -> ChunkStream:
         """Streaming ``/api/generate``."""
         request = build_request(prompt, options)
         self._check(request)
         _check_raw(raw)
-        payload = self._generate_payload(request, raw, True)
-        return ChunkStream(self._recorded_stream(self._lines("/api/generate", payload, request)))
+        return self._stream_at("/api/generate", self._generate_payload(request, raw, True), request)
 
     def _generate_payload(self, request: GenerateRequest, raw: bool, stream: bool) -> dict[str, Any]:
         top, extra_options = _split_extra(request.extra, GENERATE_FIELDS)
@@ -513,33 +518,6 @@ class OllamaProvider(HttpProvider):
             body["keep_alive"] = self._defaults["keep_alive"]
         body.update(top)
         return body
-
-    def _call(self, path: str, payload: Mapping[str, Any], request: GenerateRequest) -> GenerationResult:
-        start = time.perf_counter()
-        data, _ = self._send("POST", path, payload, request.timeout, request.max_retries, request.deadline_s)
-        try:
-            if isinstance(data, dict) and "error" in data:
-                raise self._error_from_response(500, {}, json.dumps(data).encode())
-            return parse_result(data, self._model, time.perf_counter() - start)
-        except SHAPE_ERRORS as exc:
-            raise self._invalid(f"response lacks the expected fields ({type(exc).__name__}: {str(exc)[:200]})") from exc
-
-    def _lines(self, path: str, payload: Mapping[str, Any], request: GenerateRequest) -> Iterator[StreamChunk]:
-        state = StreamState(model=self._model)
-
-        def handle(data: Any, request_id: str | None) -> StreamChunk | None:
-            if not isinstance(data, dict):
-                return None
-            if data.get("error"):  # checked first, as ollama-python does
-                raise self._in_stream_error(data, 500, None)
-            return parse_line(data, state)
-
-        request_id = yield from self._stream_frames(path, payload, request.timeout, iter_json_lines, handle, state,
-                                                    "its final done:true line", request.max_retries,
-                                                    request.deadline_s)
-        yield self._final_chunk(lambda: StreamChunk(
-            content="", index=state.index, finish_reason=finish_reason(state.final, state.tool_count > 0),
-            usage=parse_usage(state.final), model=state.model, provider="ollama", request_id=request_id), state)
 
     # -- health, models, capabilities ---------------------------------------------------------
 

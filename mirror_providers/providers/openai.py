@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
 from ..errors import (
-    SHAPE_ERRORS,
     APIError,
     ConfigurationError,
     ContextLengthExceededError,
@@ -24,17 +22,15 @@ from ..errors import (
     NotFoundError,
     QuotaExceededError,
     ValidationError,
-    status_for_error_type,
 )
 from ..request import GenerateRequest
-from ..sse import ServerSentEvent, iter_sse
+from ..sse import ServerSentEvent
 from ..types import (
     FinishReason,
     GenerationResult,
     HealthStatus,
     Message,
     ModelInfo,
-    StreamChunk,
     Tier,
     ToolCall,
     ToolCallDelta,
@@ -42,10 +38,11 @@ from ..types import (
     parse_tool_arguments,
 )
 from .base import (
+    Delta,
+    ErrorEvent,
     HttpProvider,
     check_header_value,
     finish_with_tools,
-    next_chunk,
     optional_count,
     text_of,
     token_count,
@@ -79,6 +76,13 @@ OWNED_FIELDS: dict[str, str] = {
     "tools": "pass tools=... instead",
     "tool_choice": "pass tool_choice=... instead",
     "parallel_tool_calls": "pass parallel_tool_calls=... instead",
+}
+
+# An error inside a 200 stream carries only its type and code: the status each comes with as an
+# HTTP error (protocols.md §2.5).
+ERROR_STATUSES: dict[str, int] = {
+    "invalid_request_error": 400, "context_length_exceeded": 400, "invalid_api_key": 401,
+    "model_not_found": 404, "rate_limit_exceeded": 429, "insufficient_quota": 429, "server_error": 500,
 }
 
 CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
@@ -187,8 +191,7 @@ def _tool_call(c: Mapping[str, Any]) -> ToolCall:
                     arguments=parse_tool_arguments(raw), arguments_json=raw)
 
 
-def parse_result(data: Mapping[str, Any], model: str, latency_s: float = 0.0,
-                 request_id: str | None = None) -> GenerationResult:
+def parse_result(data: Mapping[str, Any], model: str) -> GenerationResult:
     """A Chat Completions response -> our result.
 
     Raises:
@@ -200,58 +203,60 @@ def parse_result(data: Mapping[str, Any], model: str, latency_s: float = 0.0,
     return GenerationResult(
         content=text_of(message.get("content"), "message content"),
         model=str(data.get("model") or model),
-        provider="openai",
+        provider="",
         finish_reason=finish_with_tools(finish_reason(choice.get("finish_reason")), bool(calls)),
         usage=parse_usage(data.get("usage")),
         tool_calls=calls,
-        latency_s=latency_s,
-        request_id=request_id,
         raw=dict(data),
     )
 
 
 @dataclass
 class StreamState:
-    """What one stream carries between events."""
+    """One stream's reading (a ``StreamParser``): finish reason and usage are held for the final
+    chunk, because OpenAI sends usage in a chunk of its own after the finish reason."""
 
     model: str
     finish: FinishReason | None = None
     usage: Usage | None = None
-    index: int = 0
     last_tool_index: int = 0
     tool_ids: dict[int, str] = field(default_factory=dict)
     had_tool_calls: bool = False
     done: bool = False
 
-
-def parse_event(data: Mapping[str, Any], state: StreamState) -> StreamChunk | None:
-    """One decoded chunk -> a StreamChunk with its text or tool-call fragments, or None.
-
-    ``finish_reason`` and usage are held in ``state`` and put on the final chunk, because
-    OpenAI sends usage in a chunk of its own after the finish reason.
-    """
-    usage = data.get("usage")
-    if usage:
-        state.usage = parse_usage(usage)
-    model = data.get("model")
-    if model:
-        state.model = str(model)
-    choices = data.get("choices")
-    if not choices:
-        return None
-    choice = choices[0]
-    if len(choices) > 1 or choice.get("index", 0) != 0:  # n=1 is enforced, but a server may send more
-        choice = next((c for c in choices if c.get("index", 0) == 0), None)
-        if choice is None:
+    def feed(self, event: ServerSentEvent) -> Delta:
+        """One SSE event -> its text or tool-call fragments."""
+        if event.data.startswith("[DONE]"):  # the SDK's test: any data beginning with [DONE]
+            self.done = True
             return None
-    reason = choice.get("finish_reason")
-    if reason is not None:
-        state.finish = finish_reason(reason) or state.finish
-    delta = choice.get("delta") or {}
-    text = delta.get("content") or ""
-    calls = delta.get("tool_calls")
-    deltas = _tool_call_deltas(calls, state) if calls else ()
-    return next_chunk(state, text, deltas, "openai")
+        data = event.json()
+        if data.get("error"):  # checked before parsing, as the SDK does
+            raise ErrorEvent(data)
+        usage = data.get("usage")
+        if usage:
+            self.usage = parse_usage(usage)
+        model = data.get("model")
+        if model:
+            self.model = str(model)
+        choices = data.get("choices")
+        if not choices:
+            return None
+        choice = choices[0]
+        if len(choices) > 1 or choice.get("index", 0) != 0:  # n=1 is enforced, but a server may send more
+            choice = next((c for c in choices if c.get("index", 0) == 0), None)
+            if choice is None:
+                return None
+        reason = choice.get("finish_reason")
+        if reason is not None:
+            self.finish = finish_reason(reason) or self.finish
+        delta = choice.get("delta") or {}
+        calls = delta.get("tool_calls")
+        if calls:
+            return delta.get("content") or "", _tool_call_deltas(calls, self)
+        return delta.get("content")
+
+    def final(self) -> tuple[FinishReason | None, Usage | None]:
+        return finish_with_tools(self.finish, self.had_tool_calls), self.usage
 
 
 def _tool_call_deltas(calls: Iterable[Any], state: StreamState) -> list[ToolCallDelta]:
@@ -301,6 +306,10 @@ class OpenAIProvider(HttpProvider):
     API_KEY_ENV = "OPENAI_API_KEY"
     BASE_URL_ENV = "OPENAI_BASE_URL"
     REQUEST_ID_HEADER = "x-request-id"
+    CHAT_PATH = "/chat/completions"
+    FRAMING = "sse"
+    STREAM_END = "[DONE]"
+    ERROR_STATUSES: ClassVar[Mapping[str, int]] = ERROR_STATUSES
     MODELS: ClassVar[tuple[ModelInfo, ...]] = MODELS
     OWNED_FIELDS: ClassVar[Mapping[str, str]] = OWNED_FIELDS
 
@@ -352,38 +361,16 @@ class OpenAIProvider(HttpProvider):
             return ModelNotFoundError
         return cls
 
-    # -- calls ------------------------------------------------------------------------------
+    # -- the wire -----------------------------------------------------------------------------
 
-    def _generate(self, request: GenerateRequest) -> GenerationResult:
-        start = time.perf_counter()
-        payload = build_payload(request, self._model, stream=False)
-        data, resp = self._send("POST", "/chat/completions", payload,
-                                request.timeout, request.max_retries, request.deadline_s)
-        try:
-            return parse_result(data, self._model, time.perf_counter() - start, self._request_id(resp.headers))
-        except SHAPE_ERRORS as exc:
-            raise self._invalid(f"response lacks the expected fields ({type(exc).__name__}: {str(exc)[:200]})",
-                                resp.headers) from exc
+    def _build_payload(self, request: GenerateRequest, stream: bool) -> dict[str, Any]:
+        return build_payload(request, self._model, stream)
 
-    def _stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
-        state = StreamState(model=self._model)
+    def _parse_result(self, data: Any) -> GenerationResult:
+        return parse_result(data, self._model)
 
-        def handle(event: ServerSentEvent, request_id: str | None) -> StreamChunk | None:
-            if event.data.startswith("[DONE]"):  # the SDK's test: any data beginning with [DONE]
-                state.done = True
-                return None
-            data = event.json()
-            if isinstance(data, dict) and data.get("error"):  # checked before parsing, as the SDK does
-                _, error_type, code = self._error_details(data)
-                raise self._in_stream_error(data, status_for_error_type(code, error_type), request_id)
-            return parse_event(data, state)
-
-        payload = build_payload(request, self._model, stream=True)
-        request_id = yield from self._stream_frames("/chat/completions", payload, request.timeout, iter_sse, handle,
-                                                    state, "[DONE]", request.max_retries, request.deadline_s)
-        finish = finish_with_tools(state.finish, state.had_tool_calls) or "stop"
-        yield StreamChunk(content="", index=state.index, finish_reason=finish,
-                          usage=state.usage, model=state.model, provider="openai", request_id=request_id)
+    def _stream_parser(self) -> StreamState:
+        return StreamState(model=self._model)
 
     # -- health and models ------------------------------------------------------------------
 

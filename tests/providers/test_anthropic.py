@@ -27,10 +27,8 @@ from mirror_providers.errors import (
     ValidationError,
 )
 from mirror_providers.providers.anthropic import (
-    StreamState,
     build_messages,
     build_payload,
-    parse_event,
     parse_result,
 )
 from mirror_providers.request import build_request
@@ -40,6 +38,7 @@ from mirror_providers.types import ContentPart, Message, Tier, ToolCall, join_ch
 from ..conftest import FAKE_KEY
 from ..contract import ProviderContract
 from ..server import FakeServer, Received, Reply
+from .replay import answer, sse, stream
 
 URL = "https://api.anthropic.com/v1/messages"
 
@@ -140,7 +139,8 @@ def test_parse_result_usage_with_cache_and_tools() -> None:
                                 {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Paris"}}],
                    stop="tool_use", usage={"input_tokens": 10, "output_tokens": 20, "cache_creation_input_tokens": 5,
                                            "cache_read_input_tokens": 100})
-    r = parse_result(data, "m", 0.1, "req_1")
+    r = answer(AnthropicProvider, data, {"request-id": "req_1"}, api_key="sk-x")
+    assert r.provider == "anthropic" and r.request_id == "req_1"
     assert r.content == "Let me check." and r.finish_reason == "tool_calls"
     assert [(c.id, c.name, c.arguments) for c in r.tool_calls] == [("toolu_01", "get_weather", {"city": "Paris"})]
     assert (r.usage.input_tokens, r.usage.output_tokens, r.usage.total_tokens) == (115, 20, 135)
@@ -155,7 +155,6 @@ def test_finish_reasons(stop: str, common: str) -> None:
 
 
 def test_stream_events_every_kind() -> None:
-    state = StreamState(model="m")
     events = [
         ("message_start", {"type": "message_start", "message": {"model": "claude-x", "usage": {"input_tokens": 7, "output_tokens": 1}}}),
         ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}}),
@@ -173,13 +172,13 @@ def test_stream_events_every_kind() -> None:
         ("message_delta", {"type": "message_delta", "delta": {}, "usage": {"output_tokens": 9, "cache_read_input_tokens": 3}}),
         ("message_stop", {"type": "message_stop"}),
     ]
-    chunks = [c for c in (parse_event(n, d, state) for n, d in events) if c]
+    chunks = stream(AnthropicProvider, sse(*events), api_key="sk-x")
     result = join_chunks(chunks)
-    assert result.content == "Hi" and state.done and state.finish == "tool_calls"
+    assert result.content == "Hi" and result.finish_reason == "tool_calls"
     assert [(c.id, c.name, c.arguments) for c in result.tool_calls] == [("toolu_a", "noargs", {})]  # empty = {}
-    usage = state.usage()
+    usage = result.usage
     assert (usage.input_tokens, usage.output_tokens, usage.cached_input_tokens) == (10, 9, 3)
-    assert state.model == "claude-x"
+    assert chunks[-1].model == "claude-x" and chunks[-1].provider == "anthropic"
 
 
 # -- construction --------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from mirror_providers.errors import (
     ValidationError,
 )
 from mirror_providers.local import OllamaProvider
-from mirror_providers.providers.ollama import StreamState, build_payload, parse_host, parse_line, parse_result
+from mirror_providers.providers.ollama import build_payload, parse_host, parse_result
 from mirror_providers.request import build_request
 from mirror_providers.retry import RetryPolicy
 from mirror_providers.transport import HttpResponse, MockTransport
@@ -27,6 +27,7 @@ from mirror_providers.types import ContentPart, Message, Tier, ToolCall, join_ch
 
 from ..contract import ProviderContract
 from ..server import FakeServer, Received, Reply, free_port
+from .replay import ndjson, stream
 
 # -- host parsing --------------------------------------------------------------------------------
 
@@ -152,9 +153,9 @@ def test_finish_reasons(reason: str | None, common: str) -> None:
 
 
 def test_final_line_text_is_kept() -> None:
-    state = StreamState(model="m")
     lines = [{"message": {"content": "Hel"}, "done": False}, {"message": {"content": "lo"}, "done": True, "done_reason": "stop"}]
-    assert "".join(c.content for c in (parse_line(d, state) for d in lines) if c) == "Hello" and state.done
+    chunks = stream(OllamaProvider, ndjson(*lines))
+    assert "".join(c.content for c in chunks) == "Hello" and chunks[-1].finish_reason == "stop"
 
 
 # -- catalog -------------------------------------------------------------------------------------

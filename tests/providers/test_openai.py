@@ -30,14 +30,16 @@ from mirror_providers.errors import (
     ValidationError,
 )
 from mirror_providers.openai import OpenAIProvider
-from mirror_providers.providers.openai import StreamState, build_payload, parse_event, parse_result
+from mirror_providers.providers.openai import build_payload, parse_result
 from mirror_providers.request import build_request
 from mirror_providers.retry import RetryPolicy
-from mirror_providers.types import ContentPart, Message, Tier, ToolCall, join_chunks
+from mirror_providers.types import ContentPart, Message, StreamChunk, Tier, ToolCall, join_chunks
 
 from ..conftest import FAKE_KEY
 from ..contract import ProviderContract
 from ..server import FakeServer, Received, Reply, openai_completion, openai_sse
+from .replay import answer, stream
+from .replay import sse as encode_sse
 
 URL = "https://api.openai.com/v1/chat/completions"
 
@@ -115,8 +117,9 @@ def test_parse_result_protocols_example() -> None:
                   "completion_tokens_details": {"reasoning_tokens": 0}},
         "service_tier": "default", "system_fingerprint": "fp_d0469e1700",
     }
-    r = parse_result(data, "gpt-4o-mini", 0.5, "req_1")
+    r = answer(OpenAIProvider, data, {"x-request-id": "req_1"}, api_key="sk-x")
     assert (r.content, r.model, r.finish_reason, r.request_id) == ("Paris", "gpt-4o-mini-2024-07-18", "stop", "req_1")
+    assert r.provider == "openai" and r.latency_s > 0
     assert (r.usage.input_tokens, r.usage.output_tokens, r.usage.total_tokens) == (21, 2, 23)
     assert r.usage.cached_input_tokens == 3 and r.usage.prompt_tokens == 21
     assert r.raw == data
@@ -144,12 +147,14 @@ TOOL_FRAGMENTS = [
 ]
 
 
+def openai_stream(frames: list[dict[str, Any]]) -> list[StreamChunk]:
+    return stream(OpenAIProvider, encode_sse(*frames) + b"data: [DONE]\n\n", api_key="sk-x", model="m")
+
+
 def test_stream_tool_fragments_reassembled() -> None:
-    state = StreamState(model="m")
-    chunks = [c for c in (parse_event(f, state) for f in TOOL_FRAGMENTS) if c is not None]
-    result = join_chunks(chunks)
+    result = join_chunks(openai_stream(TOOL_FRAGMENTS))
     assert [(c.id, c.name, c.arguments) for c in result.tool_calls] == [("call_ZR5U", "get_capital", {"country": "UK"})]
-    assert state.finish == "tool_calls"
+    assert result.finish_reason == "tool_calls"
 
 
 def test_stream_whole_call_in_one_fragment_with_repeated_ids() -> None:
@@ -162,10 +167,9 @@ def test_stream_whole_call_in_one_fragment_with_repeated_ids() -> None:
         {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}],
          "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}},
     ]
-    state = StreamState(model="m")
-    result = join_chunks([c for c in (parse_event(f, state) for f in frames) if c])
+    result = join_chunks(openai_stream(frames))
     assert [(c.id, c.name, c.arguments) for c in result.tool_calls] == [("0", "f", {"a": 1}), ("1", "g", {})]
-    assert state.usage is not None and state.usage.total_tokens == 3
+    assert result.usage is not None and result.usage.total_tokens == 3
 
 
 def test_stream_tool_fragments_without_index() -> None:
@@ -173,8 +177,7 @@ def test_stream_tool_fragments_without_index() -> None:
         {"choices": [{"index": 0, "delta": {"tool_calls": [{"id": "c1", "function": {"name": "f", "arguments": "{"}}]}}]},
         {"choices": [{"index": 0, "delta": {"tool_calls": [{"function": {"arguments": "}"}}]}}]},
     ]
-    state = StreamState(model="m")
-    result = join_chunks([c for c in (parse_event(f, state) for f in frames) if c])
+    result = join_chunks(openai_stream(frames))
     assert [(c.id, c.arguments) for c in result.tool_calls] == [("c1", {})]
 
 
