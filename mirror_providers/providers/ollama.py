@@ -394,6 +394,7 @@ class OllamaProvider(HttpProvider):
     DEFAULT_MODEL = "llama3.1"
     API_KEY_ENV = "OLLAMA_API_KEY"
     BASE_URL_ENV = "OLLAMA_HOST"
+    CONFIGURED_BY = ("OLLAMA_HOST",)  # a key alone names no server
     CHAT_PATH = "/api/chat"
     FRAMING = "ndjson"
     STREAM_END = "its final done:true line"

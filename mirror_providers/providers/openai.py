@@ -305,6 +305,7 @@ class OpenAIProvider(HttpProvider):
     DEFAULT_MODEL = "gpt-4o-mini"
     API_KEY_ENV = "OPENAI_API_KEY"
     BASE_URL_ENV = "OPENAI_BASE_URL"
+    OTHER_ENV = ("OPENAI_ORG_ID", "OPENAI_PROJECT_ID")
     REQUEST_ID_HEADER = "x-request-id"
     CHAT_PATH = "/chat/completions"
     FRAMING = "sse"

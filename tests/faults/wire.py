@@ -26,6 +26,7 @@ from mirror_providers.local import OllamaProvider
 from mirror_providers.openai import OpenAIProvider
 from mirror_providers.provider import Provider
 
+from ..parrot import ParrotProvider
 from ..server import (
     FakeServer,
     Received,
@@ -50,6 +51,10 @@ class Wire:
     error_body: Callable[[int], dict[str, Any]]
     error_frame: bytes  # an error reported inside a 200 stream
     make: Callable[..., Provider]
+    stream_type: str = "text/event-stream"
+    content_frames: int = 1  # frames up to and including the first that carries text
+    end_frames: int = 1  # frames that make up the terminator
+    stream_field: str = "stream"  # the body field that asks for a stream
 
 
 def _ollama_frames() -> list[bytes]:
@@ -67,12 +72,14 @@ WIRES = {
         lambda status: {"error": {"message": "upstream trouble", "type": "server_error", "code": None}},
         b'data: {"error":{"message":"The server had an error","type":"server_error","param":null,"code":null}}\n\n',
         lambda url, **kw: OpenAIProvider(model="gpt-4o-mini", base_url=url + "/v1", api_key="sk-fault-KEY-123", **kw),
+        content_frames=3,
     ),
     "anthropic": Wire(
         "anthropic", "/v1/messages", lambda: anthropic_message(TEXT), lambda: anthropic_sse(TEXT),
         lambda status: {"type": "error", "error": {"type": "api_error", "message": "upstream trouble"}},
         b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n',
         lambda url, **kw: AnthropicProvider(model="sonnet", base_url=url, api_key="sk-ant-fault-KEY-123", **kw),
+        content_frames=3, end_frames=2,
     ),
     "ollama": Wire(
         "ollama", "/api/chat",
@@ -82,10 +89,20 @@ WIRES = {
         lambda status: {"error": "upstream trouble"},
         b'{"error":"an error was encountered while running the model"}\n',
         lambda url, **kw: OllamaProvider("llama3.1", url, api_key="ollama-fault-KEY-123", **kw),
+        stream_type="application/x-ndjson",
+    ),
+    "parrot": Wire(
+        "parrot", "/v2/speak",
+        lambda: {"model": "polly-1", "said": TEXT, "why": "done", "cost": {"in": 3, "out": 3}},
+        lambda: [*(b'data: {"piece": "%s"}\n\n' % (w if i == 0 else " " + w).encode()
+                   for i, w in enumerate(TEXT.split(" "))),
+                 b'event: end\ndata: {"why": "done", "cost": {"in": 3, "out": 3}}\n\n'],
+        lambda status: {"problem": {"kind": "broken", "text": "upstream trouble"}},
+        b'event: problem\ndata: {"problem": {"kind": "busy", "text": "try later"}}\n\n',
+        lambda url, **kw: ParrotProvider(base_url=url, api_key="parrot-fault-KEY-123", **kw),
+        stream_field="live",
     ),
 }
-
-STREAM_TYPES = {"openai": "text/event-stream", "anthropic": "text/event-stream", "ollama": "application/x-ndjson"}
 
 
 @dataclass(frozen=True)
@@ -109,14 +126,12 @@ class Fault:
 
 
 def _head_stream(w: Wire, reply: Reply) -> None:
-    reply.head(200, {"Content-Type": STREAM_TYPES[w.name]}, chunked=True)
+    reply.head(200, {"Content-Type": w.stream_type}, chunked=True)
 
 
 def _first_content(w: Wire) -> list[bytes]:
     """The frames up to and including the first one that carries text."""
-    frames = w.frames()
-    cut = 3 if w.name in ("openai", "anthropic") else 1
-    return frames[:cut]
+    return w.frames()[:w.content_frames]
 
 
 def status_503(w: Wire, stream: bool, req: Received, reply: Reply, gate: threading.Event, other: FakeServer) -> None:
@@ -159,8 +174,8 @@ def close_mid_body(w: Wire, stream: bool, req: Received, reply: Reply, gate: thr
 def malformed_json(w: Wire, stream: bool, req: Received, reply: Reply, gate: threading.Event,
                    other: FakeServer) -> None:
     if stream:
-        bad = b"data: {oops\n\n" if w.name != "ollama" else b"{oops\n"
-        reply.stream(200, [bad], {"Content-Type": STREAM_TYPES[w.name]})
+        bad = b"data: {oops\n\n" if w.stream_type == "text/event-stream" else b"{oops\n"
+        reply.stream(200, [bad], {"Content-Type": w.stream_type})
     else:
         reply.body(200, b'{"oops', {"Content-Type": "application/json"})
 
@@ -170,7 +185,7 @@ def html_error(w: Wire, stream: bool, req: Received, reply: Reply, gate: threadi
 
 
 def empty_200(w: Wire, stream: bool, req: Received, reply: Reply, gate: threading.Event, other: FakeServer) -> None:
-    reply.body(200, b"", {"Content-Type": STREAM_TYPES[w.name] if stream else "application/json"})
+    reply.body(200, b"", {"Content-Type": w.stream_type if stream else "application/json"})
 
 
 def wrong_content_type(w: Wire, stream: bool, req: Received, reply: Reply, gate: threading.Event,
@@ -181,8 +196,9 @@ def wrong_content_type(w: Wire, stream: bool, req: Received, reply: Reply, gate:
 def invalid_utf8(w: Wire, stream: bool, req: Received, reply: Reply, gate: threading.Event,
                  other: FakeServer) -> None:
     if stream:
-        bad = (b'data: {"x": "\xff' if w.name != "ollama" else b'{"x": "\xff')
-        rest = (b'\xfe"}\n\n' if w.name != "ollama" else b'\xfe"}\n')
+        sse = w.stream_type == "text/event-stream"
+        bad = (b'data: {"x": "\xff' if sse else b'{"x": "\xff')
+        rest = (b'\xfe"}\n\n' if sse else b'\xfe"}\n')
         _head_stream(w, reply)
         for f in _first_content(w):
             reply.chunk(f)
@@ -195,13 +211,12 @@ def invalid_utf8(w: Wire, stream: bool, req: Received, reply: Reply, gate: threa
 
 def no_terminator(w: Wire, stream: bool, req: Received, reply: Reply, gate: threading.Event,
                   other: FakeServer) -> None:
-    reply.stream(200, w.frames()[:-1] if w.name != "anthropic" else w.frames()[:-2],
-                 {"Content-Type": STREAM_TYPES[w.name]})
+    reply.stream(200, w.frames()[:-w.end_frames], {"Content-Type": w.stream_type})
 
 
 def error_mid_stream(w: Wire, stream: bool, req: Received, reply: Reply, gate: threading.Event,
                      other: FakeServer) -> None:
-    reply.stream(200, [*_first_content(w), w.error_frame], {"Content-Type": STREAM_TYPES[w.name]})
+    reply.stream(200, [*_first_content(w), w.error_frame], {"Content-Type": w.stream_type})
 
 
 def redirect(w: Wire, stream: bool, req: Received, reply: Reply, gate: threading.Event, other: FakeServer) -> None:
