@@ -61,3 +61,21 @@ def test_provider_import_does_not_load_dataclasses_json() -> None:
             "print('dataclasses_json' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+
+def test_the_lists_of_public_names_agree() -> None:
+    """The lazy table, the type checker's imports, ``__all__`` and ``base``'s errors are one list."""
+    import ast
+    from pathlib import Path
+
+    from mirror_providers import _EXPORTS, base, errors  # type: ignore[attr-defined]
+
+    tree = ast.parse(Path(mirror_providers.__file__).read_text())
+    checked = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.If)
+               for sub in ast.walk(node) if isinstance(sub, ast.ImportFrom) for alias in sub.names}
+    assert set(_EXPORTS) == checked, (set(_EXPORTS) ^ checked)
+    assert set(mirror_providers.__all__) == {*_EXPORTS, "__version__"}
+    assert errors.MirrorProvidersError is errors.ProviderError  # one root class, under its two documented names
+    error_names = {n for n in errors.__all__ if n[0].isupper()}
+    assert error_names <= set(mirror_providers.__all__), error_names - set(mirror_providers.__all__)
+    assert error_names <= set(base.__all__), error_names - set(base.__all__)

@@ -31,8 +31,6 @@ from ..server import (
     FakeServer,
     Received,
     Reply,
-    add_anthropic_routes,
-    add_ollama_routes,
     add_openai_routes,
     anthropic_message,
     anthropic_sse,
