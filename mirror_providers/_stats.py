@@ -9,10 +9,25 @@ from collections.abc import Iterable
 from ._forksafe import lock_for
 from .types import ProviderStats
 
-__all__ = ["UNHEALTHY_AFTER", "Stats", "percentiles"]
+__all__ = ["LATENCY_WINDOW", "UNHEALTHY_AFTER", "Stats", "health_status", "percentiles"]
 
-_LATENCY_WINDOW = 1000
+LATENCY_WINDOW = 1000  # the latencies kept for percentiles, per provider and per pool member
 UNHEALTHY_AFTER = 3  # consecutive failures
+
+
+def health_status(finished: int, consecutive_failures: int, *, cooling: bool = False,
+                  unhealthy_after: int = UNHEALTHY_AFTER) -> str:
+    """The one vocabulary of ``ProviderStats.status``, for providers and pool members alike:
+    ``unknown`` (nothing finished yet), ``cooldown`` (a pool keeps it out of rotation),
+    ``unhealthy`` (``unhealthy_after`` failures in a row), ``degraded`` (its last request failed)
+    or ``healthy``."""
+    if cooling:
+        return "cooldown"
+    if not finished:
+        return "unknown"
+    if consecutive_failures >= unhealthy_after:
+        return "unhealthy"
+    return "degraded" if consecutive_failures else "healthy"
 
 
 def percentiles(values: Iterable[float], *qs: float) -> tuple[float | None, ...]:
@@ -36,7 +51,7 @@ class Stats:
     def __init__(self) -> None:
         self._lock = lock_for(self)
         self.requests = self.successes = self.errors = self.in_flight = self.consecutive = 0
-        self.latencies: deque[float] = deque(maxlen=_LATENCY_WINDOW)
+        self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.last_error: str | None = None
         self.last_error_at: float | None = None
 
@@ -67,16 +82,9 @@ class Stats:
     def snapshot(self, provider: str, model: str) -> ProviderStats:
         with self._lock:
             p50, p95, p99 = percentiles(self.latencies, 0.5, 0.95, 0.99)
-            if not self.requests:
-                status = "unknown"
-            elif self.consecutive >= UNHEALTHY_AFTER:
-                status = "unhealthy"
-            elif self.consecutive:
-                status = "degraded"
-            else:
-                status = "healthy"
             return ProviderStats(
-                provider=provider, model=model, status=status, requests=self.requests,
+                provider=provider, model=model, status=health_status(self.successes + self.errors, self.consecutive),
+                requests=self.requests,
                 successes=self.successes, errors=self.errors, in_flight=self.in_flight,
                 consecutive_errors=self.consecutive,
                 latency_p50_s=p50, latency_p95_s=p95, latency_p99_s=p99,

@@ -126,6 +126,13 @@ class Provider:
         """What the model can do."""
         raise NotImplementedError
 
+    @property
+    def identity(self) -> str:
+        """Names the upstream this provider calls, the same in every process configured alike
+        (a pool's state store keys its members by it): ``provider_id:model``, plus the endpoint
+        for HTTP providers. Never holds a secret."""
+        return f"{self.provider_id}:{self.model_name}"
+
     def _generate(self, request: GenerateRequest) -> GenerationResult:
         raise NotImplementedError
 

@@ -27,7 +27,7 @@ from typing import TypeVar
 
 from ._call import call_aborted, current_call
 from .errors import CallAbortedError, ConfigurationError, ProviderError, TransportError, error_class_for_status
-from .transport import HttpRequest, HttpResponse, StreamResponse, Transport, _origin
+from .transport.base import HttpRequest, HttpResponse, StreamResponse, Transport, _origin
 
 __all__ = ["RetryPolicy", "RetryingTransport", "parse_retry_after", "should_retry_header"]
 

@@ -445,8 +445,9 @@ class ProviderStats(_JsonMixin):
 
     Attributes:
         provider, model: who.
-        status: ``"unknown"`` (no call yet), ``"healthy"``, ``"degraded"`` (recent failures)
-            or ``"unhealthy"`` (3 or more consecutive failures).
+        status: ``"unknown"`` (no call finished yet), ``"healthy"``, ``"degraded"`` (its last
+            call failed), ``"unhealthy"`` (3 or more consecutive failures; in a pool, the pool's
+            ``failure_threshold``) or, for a pool member out of rotation, ``"cooldown"``.
         requests: calls started; successes and errors are the finished ones.
         in_flight: calls running now.
         consecutive_errors: failures since the last success.

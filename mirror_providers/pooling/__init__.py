@@ -13,7 +13,7 @@ async calls, streaming, health, stats, batch helpers. Member state lives behind 
 from ._engine import Attempt, PoolProvider
 from .fallback import FallbackChain
 from .pool import ProviderPool
-from .state import InMemoryState, MemberSnapshot, MemberState
+from .state import CooldownPolicy, InMemoryState, MemberSnapshot, MemberState
 from .strategies import (
     STRATEGIES,
     Candidate,
@@ -30,6 +30,7 @@ __all__ = [
     "STRATEGIES",
     "Attempt",
     "Candidate",
+    "CooldownPolicy",
     "FallbackChain",
     "InMemoryState",
     "LeastLoaded",

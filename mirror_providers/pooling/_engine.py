@@ -16,11 +16,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from .._stats import health_status, percentiles
 from ..errors import AllProvidersFailedError, BadRequestError, ConfigurationError, ProviderError, ValidationError
-from ..provider import Provider, call_aborted, percentiles
-from ..request import MAX_TIMEOUT_S, GenerateRequest, check_timeout
+from ..provider import Provider, call_aborted
+from ..request import GenerateRequest, check_timeout
 from ..types import Capabilities, GenerationResult, HealthStatus, ProviderStats, StreamChunk
-from .state import InMemoryState, MemberSnapshot, MemberState
+from .state import CooldownPolicy, InMemoryState, MemberSnapshot, MemberState
 
 __all__ = ["Attempt", "Member", "PoolProvider"]
 
@@ -48,7 +49,9 @@ class Attempt:
 
 @dataclass(frozen=True)
 class Member:
-    """A provider in a pool. ``key`` names it in the state store."""
+    """A provider in a pool. ``key`` names it in the state store: the pool's name and the
+    provider's ``identity`` (with ``#2``, ``#3``... for repeats), the same in every process that
+    builds the pool alike, whatever the members' order."""
 
     provider: Provider
     weight: float
@@ -66,9 +69,11 @@ class PoolProvider(Provider):
 
     Args:
         providers: the members, each a ``Provider`` or a ``(provider, weight)`` pair.
-        state: where member state lives (default: ``InMemoryState(failure_threshold, cooldown_s)``).
+        state: where member state lives (default: a new ``InMemoryState``, this pool's alone).
         failure_threshold: consecutive failures that take a member out of rotation.
         cooldown_s: how long it stays out (a rate limit's ``retry_after`` may extend it).
+        name: the namespace of its members' keys in ``state`` (default: ``provider_id``); pools
+            sharing a store and a name share their members' health.
         deadline_s: the most one call may take across all its attempts.
         attempt_timeout_s: the read timeout given to each attempt.
         clock: monotonic seconds (inject for tests).
@@ -88,20 +93,27 @@ class PoolProvider(Provider):
         attempt_timeout_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         seed: int | None = None,
+        name: str | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(providers, (list, tuple)):
             raise ConfigurationError(f"{type(self).__name__} takes a list of providers, got {type(providers).__name__}")
         if not providers:
             raise ConfigurationError(f"{type(self).__name__} needs at least one provider")
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise ConfigurationError(f"name must be non-empty text, got {name!r}")
+        self.name = name or self.provider_id
         members = []
+        seen: dict[str, int] = {}
         for i, spec in enumerate(providers):
             provider, weight = spec if isinstance(spec, tuple) else (spec, 1.0)
             if not isinstance(provider, Provider):
                 raise ConfigurationError(f"member {i} is a {type(provider).__name__}, not a Provider")
             if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < math.inf:
                 raise ConfigurationError(f"member {i} weight must be a finite number >= 0, got {weight!r}")
-            members.append(Member(provider, float(weight), i, f"{i}:{provider.provider_id}:{provider.model_name}"))
+            ident = f"{self.name}:{provider.identity}"
+            seen[ident] = seen.get(ident, 0) + 1
+            members.append(Member(provider, float(weight), i, ident + (f"#{seen[ident]}" if seen[ident] > 1 else "")))
         for name, value in (("deadline_s", deadline_s), ("attempt_timeout_s", attempt_timeout_s)):
             # Passed on to members as their deadline_s and timeout, which take at most MAX_TIMEOUT_S:
             # a larger value would be accepted here and refused by every call.
@@ -110,17 +122,11 @@ class PoolProvider(Provider):
                     check_timeout(value, name)
                 except ValidationError as exc:
                     raise ConfigurationError(exc.message) from None
-        if state is None:
-            if isinstance(failure_threshold, bool) or not isinstance(failure_threshold, int) or failure_threshold < 1:
-                raise ConfigurationError(f"failure_threshold must be an integer >= 1, got {failure_threshold!r}")
-            if (isinstance(cooldown_s, bool) or not isinstance(cooldown_s, (int, float))
-                    or not 0 <= cooldown_s <= MAX_TIMEOUT_S):
-                raise ConfigurationError(f"cooldown_s must be a number of seconds from 0 to {MAX_TIMEOUT_S:.0f}, "
-                                         f"got {cooldown_s!r}")
+        self.cooldown = CooldownPolicy(failure_threshold, cooldown_s)
         if not callable(clock):
             raise ConfigurationError(f"clock must be callable, got {clock!r}")
         self.members: tuple[Member, ...] = tuple(members)
-        self.state: MemberState = state or InMemoryState(failure_threshold, cooldown_s)
+        self.state: MemberState = state if state is not None else InMemoryState()
         self.deadline_s = deadline_s
         self.attempt_timeout_s = attempt_timeout_s
         self._clock = clock
@@ -136,7 +142,7 @@ class PoolProvider(Provider):
         """Members in rotation in the given order, then those in cooldown, soonest back first:
         a pool never fails without trying when every member is cooling down."""
         now = self._clock()
-        snaps = {m.key: self.state.snapshot(m.key) for m in members}
+        snaps = self.state.snapshot([m.key for m in members])
         ready = [m for m in members if snaps[m.key].available(now)]
         cooling = sorted((m for m in members if not snaps[m.key].available(now)),
                          key=lambda m: snaps[m.key].cooldown_until)
@@ -198,7 +204,9 @@ class PoolProvider(Provider):
     def _failed(self, member: Member, exc: ProviderError, t0: float, attempts: list[Attempt]) -> None:
         now = self._clock()
         if _member_fault(exc) and not call_aborted():  # a call the caller broke off says nothing
-            self.state.failure(member.key, exc, now)
+            wait = self.cooldown.cooldown_after(self.state.failure(member.key, now), exc)
+            if wait:
+                self.state.cool_down(member.key, now + wait)
         else:
             self.state.release(member.key)
         attempts.append(Attempt(member.provider.provider_id, member.provider.model_name, exc, now - t0))
@@ -274,14 +282,8 @@ class PoolProvider(Provider):
         return HealthStatus(healthy, self.provider_id, self.model_name, self._clock() - start, error, detail)
 
     def _member_stats(self, member: Member, snap: MemberSnapshot, now: float) -> ProviderStats:
-        if not snap.available(now):
-            status = "cooldown"
-        elif snap.consecutive_failures:
-            status = "degraded"
-        elif snap.successes:
-            status = "healthy"
-        else:
-            status = "unknown"
+        status = health_status(snap.successes + snap.failures, snap.consecutive_failures,
+                               cooling=not snap.available(now), unhealthy_after=self.cooldown.failure_threshold)
         own = member.provider.get_stats()
         p50, p95, p99 = percentiles(snap.latencies_s, 0.5, 0.95, 0.99)
         return ProviderStats(
@@ -296,7 +298,8 @@ class PoolProvider(Provider):
 
     def get_stats(self) -> ProviderStats:
         """The pool's own counts, and per member: in flight, successes, failures, latency
-        percentiles, health (``healthy``/``degraded``/``cooldown``/``unknown``), cooldown left."""
+        percentiles, health (``ProviderStats.status``), cooldown left."""
         now = self._clock()
-        members = tuple(self._member_stats(m, self.state.snapshot(m.key), now) for m in self.members)
+        snaps = self.state.snapshot([m.key for m in self.members])
+        members = tuple(self._member_stats(m, snaps[m.key], now) for m in self.members)
         return dataclasses.replace(super().get_stats(), members=members)

@@ -27,7 +27,7 @@ class ProviderPool(PoolProvider):
         weights: one weight per member for ``"weighted"`` (instead of pairs).
         max_attempts: tries per call across members (default: up to 3).
         **kwargs: state, failure_threshold, cooldown_s, deadline_s, attempt_timeout_s, clock,
-            seed (see ``PoolProvider``).
+            seed, name (see ``PoolProvider``).
 
     Example::
 
@@ -48,8 +48,7 @@ class ProviderPool(PoolProvider):
             providers = [(p[0] if isinstance(p, tuple) else p, w) for p, w in zip(providers, weights, strict=True)]
         super().__init__(providers, **kwargs)
         self.strategy = strategy_from_name(strategy)
-        if self.strategy.name == "weighted" and not any(m.weight for m in self.members):
-            raise ConfigurationError("weighted strategy needs at least one positive weight")
+        self.strategy.check([m.weight for m in self.members])
         if max_attempts is not None and (isinstance(max_attempts, bool) or not isinstance(max_attempts, int)
                                          or max_attempts < 1):
             raise ConfigurationError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
@@ -62,12 +61,10 @@ class ProviderPool(PoolProvider):
             if not left:
                 return
             now = self._clock()
-            snaps = {m.key: self.state.snapshot(m.key) for m in left}
+            snaps = self.state.snapshot([m.key for m in left])
             ready = [m for m in left if snaps[m.key].available(now)]
             if ready:
                 views = [Candidate(m.position, m.weight, snaps[m.key]) for m in ready]
-                if self.strategy.name == "weighted" and not any(v.weight for v in views):
-                    views = [Candidate(v.position, 1.0, v.state) for v in views]
                 chosen = self.strategy.select(views, self._rng)
                 member = self.members[chosen.position]
             else:

@@ -2,8 +2,9 @@
 
 Everything a strategy or a pool needs to know about a member (requests in flight, successes,
 failures, cooldown, latency estimate) goes through ``MemberState``. ``InMemoryState`` keeps it
-in this process; a shared store (Redis, for many workers or hosts) can implement the same five
-methods without touching the strategies or the pools.
+in this process; a shared store (Redis, for many workers or hosts) implements the same six
+methods without touching the strategies or the pools. A store only records: when a member goes
+out of rotation is decided by the pool's ``CooldownPolicy``, so every store honours it alike.
 
 Health follows a circuit breaker: ``failure_threshold`` consecutive failures put a member in
 cooldown for ``cooldown_s`` (a rate limit's ``retry_after`` puts it there at once, for as long as
@@ -13,17 +14,50 @@ circuit, one more failure opens it again.
 
 from __future__ import annotations
 
+import math
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from .._forksafe import lock_for
-from ..errors import ProviderError, RateLimitError
+from .._stats import LATENCY_WINDOW
+from ..errors import ConfigurationError, ProviderError, RateLimitError
+from ..request import MAX_TIMEOUT_S
 
-__all__ = ["InMemoryState", "MemberSnapshot", "MemberState"]
+__all__ = ["CooldownPolicy", "InMemoryState", "MemberSnapshot", "MemberState"]
 
-LATENCY_WINDOW = 200
 EWMA_ALPHA = 0.3
+
+
+@dataclass(frozen=True)
+class CooldownPolicy:
+    """When a failing member leaves rotation, and for how long.
+
+    Attributes:
+        failure_threshold: consecutive failures that start a cooldown.
+        cooldown_s: how long a cooldown lasts (a longer ``retry_after`` from the vendor wins).
+    """
+
+    failure_threshold: int = 3
+    cooldown_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        t, c = self.failure_threshold, self.cooldown_s
+        if isinstance(t, bool) or not isinstance(t, int) or t < 1:
+            raise ConfigurationError(f"failure_threshold must be an integer >= 1, got {t!r}")
+        if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 <= c <= MAX_TIMEOUT_S:
+            raise ConfigurationError(f"cooldown_s must be a number of seconds from 0 to {MAX_TIMEOUT_S:.0f}, "
+                                     f"got {c!r}")
+
+    def cooldown_after(self, consecutive_failures: int, error: ProviderError) -> float:
+        """Seconds out of rotation after a failure that made ``consecutive_failures`` in a row
+        (0: stays in rotation)."""
+        wait = self.cooldown_s if consecutive_failures >= self.failure_threshold else 0.0
+        retry_after = error.retry_after if isinstance(error, RateLimitError) else None
+        if retry_after and math.isfinite(retry_after):
+            wait = max(wait, min(retry_after, MAX_TIMEOUT_S))  # the vendor said when to come back
+        return wait
 
 
 @dataclass(frozen=True)
@@ -54,22 +88,29 @@ class MemberSnapshot:
 
 
 class MemberState(Protocol):
-    """Where a pool keeps its members' state (thread-safe; ``now`` is the pool's clock)."""
+    """Where a pool keeps its members' state (thread-safe; ``now`` is the pool's clock).
+
+    Keys are stable across processes (``Member.key``), so a store shared by many processes sees
+    one record per upstream member. Each method is one round trip to the store.
+    """
 
     def begin(self, key: str) -> None:
         """A request starts on ``key``."""
 
     def success(self, key: str, latency_s: float, now: float) -> None:
-        """A request on ``key`` succeeded in ``latency_s``."""
+        """A request on ``key`` succeeded in ``latency_s``; ends any cooldown."""
 
-    def failure(self, key: str, error: ProviderError, now: float) -> None:
-        """A request on ``key`` failed on the provider's side; may start a cooldown."""
+    def failure(self, key: str, now: float) -> int:
+        """A request on ``key`` failed on the provider's side; returns its consecutive failures."""
+
+    def cool_down(self, key: str, until: float) -> None:
+        """Keep ``key`` out of rotation until ``until`` (a later cooldown already set stays)."""
 
     def release(self, key: str) -> None:
         """A request on ``key`` ended with no verdict (the caller stopped, or its input was bad)."""
 
-    def snapshot(self, key: str) -> MemberSnapshot:
-        """The member's current state."""
+    def snapshot(self, keys: Sequence[str]) -> Mapping[str, MemberSnapshot]:
+        """The current state of each of ``keys`` (unknown keys: a fresh ``MemberSnapshot``)."""
 
 
 @dataclass
@@ -83,20 +124,15 @@ class _Record:
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     last_failure_at: float | None = None
 
+    def snapshot(self) -> MemberSnapshot:
+        return MemberSnapshot(self.in_flight, self.successes, self.failures, self.consecutive, self.cooldown_until,
+                              self.ewma, tuple(self.latencies), self.last_failure_at)
+
 
 class InMemoryState:
-    """The default ``MemberState``: a dict and a lock.
+    """The default ``MemberState``: a dict and a lock, for the pools of one process."""
 
-    Args:
-        failure_threshold: consecutive failures that start a cooldown.
-        cooldown_s: how long a cooldown lasts (a longer ``retry_after`` wins).
-    """
-
-    def __init__(self, failure_threshold: int = 3, cooldown_s: float = 30.0) -> None:
-        if failure_threshold < 1 or cooldown_s < 0:
-            raise ValueError("failure_threshold must be >= 1 and cooldown_s >= 0")
-        self.failure_threshold = failure_threshold
-        self.cooldown_s = cooldown_s
+    def __init__(self) -> None:
         self._lock = lock_for(self)
         self._records: dict[str, _Record] = {}
 
@@ -120,27 +156,24 @@ class InMemoryState:
             rec.latencies.append(latency_s)
             rec.ewma = latency_s if rec.ewma is None else EWMA_ALPHA * latency_s + (1 - EWMA_ALPHA) * rec.ewma
 
-    def failure(self, key: str, error: ProviderError, now: float) -> None:
+    def failure(self, key: str, now: float) -> int:
         with self._lock:
             rec = self._get(key)
             rec.in_flight -= 1
             rec.failures += 1
             rec.consecutive += 1
             rec.last_failure_at = now
-            wait = 0.0
-            if rec.consecutive >= self.failure_threshold:
-                wait = self.cooldown_s
-            if isinstance(error, RateLimitError) and error.retry_after:
-                wait = max(wait, error.retry_after)  # the vendor said when to come back
-            if wait:
-                rec.cooldown_until = max(rec.cooldown_until, now + wait)
+            return rec.consecutive
+
+    def cool_down(self, key: str, until: float) -> None:
+        with self._lock:
+            rec = self._get(key)
+            rec.cooldown_until = max(rec.cooldown_until, until)
 
     def release(self, key: str) -> None:
         with self._lock:
             self._get(key).in_flight -= 1
 
-    def snapshot(self, key: str) -> MemberSnapshot:
+    def snapshot(self, keys: Sequence[str]) -> dict[str, MemberSnapshot]:
         with self._lock:
-            rec = self._get(key)
-            return MemberSnapshot(rec.in_flight, rec.successes, rec.failures, rec.consecutive, rec.cooldown_until,
-                                  rec.ewma, tuple(rec.latencies), rec.last_failure_at)
+            return {key: rec.snapshot() if (rec := self._records.get(key)) else MemberSnapshot() for key in keys}

@@ -39,6 +39,10 @@ class Strategy:
 
     name = "custom"
 
+    def check(self, weights: Sequence[float]) -> None:
+        """Refuse (``ConfigurationError``) a pool whose member weights this strategy cannot use;
+        called once, when the pool is built."""
+
     def select(self, candidates: Sequence[Candidate], rng: random.Random) -> Candidate:
         raise NotImplementedError
 
@@ -71,12 +75,20 @@ class Random(Strategy):
 
 
 class Weighted(Strategy):
-    """At random, in proportion to each member's weight."""
+    """At random, in proportion to each member's weight; uniformly when every member left in
+    rotation weighs 0 (a zero weight means "only when the others are out")."""
 
     name = "weighted"
 
+    def check(self, weights: Sequence[float]) -> None:
+        if not any(weights):
+            raise ConfigurationError("weighted strategy needs at least one positive weight")
+
     def select(self, candidates: Sequence[Candidate], rng: random.Random) -> Candidate:
-        return rng.choices(list(candidates), weights=[c.weight for c in candidates])[0]
+        weights = [c.weight for c in candidates]
+        if not any(weights):
+            return rng.choice(list(candidates))
+        return rng.choices(list(candidates), weights=weights)[0]
 
 
 class LeastLoaded(Strategy):

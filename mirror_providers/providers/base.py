@@ -442,6 +442,10 @@ class HttpProvider(Provider):
     def _api_key(self) -> str | None:
         return self._key.get()
 
+    @property
+    def identity(self) -> str:
+        return f"{self.provider_id}:{self.model_name}@{redact_url(self.base_url)}"
+
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(provider={self.provider_id!r}, model={self._model!r}, "
                 f"base_url={self.base_url!r})")

@@ -22,7 +22,6 @@ from mirror_providers.pooling import (
     Candidate,
     InMemoryState,
     LowestLatency,
-    MemberSnapshot,
     ProviderPool,
     Strategy,
 )
@@ -260,14 +259,11 @@ def test_custom_state_store_is_used() -> None:
             self.begun.append(key)
             super().begin(key)
 
-        def snapshot(self, key: str) -> MemberSnapshot:
-            return super().snapshot(key)
-
     store = Recording()
     pool = ProviderPool([Fake("a"), Fake("b")], strategy="round_robin", state=store)
     pool.generate_sync("x")
     pool.generate_sync("x")
-    assert store.begun == ["0:fake:a", "1:fake:b"]
+    assert store.begun == ["pool:fake:a", "pool:fake:b"]
 
 
 def test_configuration_errors() -> None:

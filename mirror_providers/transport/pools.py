@@ -17,10 +17,10 @@ from typing import Any
 
 import urllib3.connectionpool
 
-from ._call import CallControl, current_call
-from .errors import CallAbortedError
+from .._call import current_call
+from ..errors import CallAbortedError
 
-__all__ = ["CallControl", "HTTPPool", "HTTPSPool", "current_call"]
+__all__ = ["HTTPPool", "HTTPSPool"]
 
 
 class _Lease:
