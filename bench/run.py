@@ -37,11 +37,11 @@ sys.path.insert(0, str(ROOT))
 
 from mirror_providers import set_max_workers  # noqa: E402
 from mirror_providers.anthropic import AnthropicProvider  # noqa: E402
+from mirror_providers.framing import ServerSentEvent, iter_json_lines, iter_sse  # noqa: E402
 from mirror_providers.local import OllamaProvider  # noqa: E402
 from mirror_providers.openai import OpenAIProvider  # noqa: E402
 from mirror_providers.pooling import FallbackChain, ProviderPool  # noqa: E402
 from mirror_providers.provider import Provider  # noqa: E402
-from mirror_providers.sse import ServerSentEvent, iter_json_lines, iter_sse  # noqa: E402
 from mirror_providers.transport import HttpRequest, RequestsTransport  # noqa: E402
 
 PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages", "ollama": "/api/chat"}
@@ -345,7 +345,7 @@ def bench_pool(port: int, n: int, threads: int, delay_ms: int) -> list[Row]:
 
 # -- 6. peers ------------------------------------------------------------------------------------
 
-def bench_peers(port: int, n: int, chunks: int, reps: int) -> list[Row]:
+def bench_peers(port: int, n: int, chunks: int, reps: int) -> list[Row]:  # noqa: C901 (one peer per branch)
     rows = []
     url = f"http://127.0.0.1:{port}"
     body = json.dumps(baseline_payload("openai", False))

@@ -8,6 +8,7 @@ child starts its own.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import os
@@ -36,10 +37,8 @@ class Timer:
     def _fire(self) -> None:
         fn, self._fn = self._fn, None
         if fn is not None:
-            try:
+            with contextlib.suppress(Exception):  # a watchdog must outlive a bad callback
                 fn()
-            except Exception:  # a watchdog must outlive a bad callback
-                pass
 
 
 class _Watchdog:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from .errors import ConfigurationError
 from .providers.anthropic import AnthropicProvider
-from .providers.base import HttpProvider
+from .providers.http import HttpProvider
 from .providers.ollama import OllamaProvider
 from .providers.openai import OpenAIProvider
 from .types import ModelInfo

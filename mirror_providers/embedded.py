@@ -18,6 +18,7 @@ What it proves is that the whole path (HTTP, SSE, usage, finish reasons) works f
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -184,10 +185,8 @@ def _serve(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with LocalModelServer(port=args.port, parallel=args.parallel, verbose=args.verbose) as server:
         print(f"ready {server.base_url}", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
-        except KeyboardInterrupt:
-            pass
     return 0
 
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from mirror_providers.errors import APIError, ModelNotFoundError
-from mirror_providers.providers.base import ErrorEvent, HttpProvider, text_of, token_count
+from mirror_providers.framing import ServerSentEvent
+from mirror_providers.providers.http import ErrorEvent, HttpProvider, text_of, token_count
 from mirror_providers.request import GenerateRequest
-from mirror_providers.sse import ServerSentEvent
 from mirror_providers.types import (
     FinishReason,
     GenerationResult,

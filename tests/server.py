@@ -6,6 +6,7 @@ imitate. Routes get the request and a ``Reply`` to write to; the server counts c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import sys
@@ -129,10 +130,8 @@ class FakeServer:
                 with server._changed:
                     server._open.discard(self.connection)
                     server._changed.notify_all()
-                try:
+                with contextlib.suppress(OSError):
                     super().finish()
-                except OSError:
-                    pass
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -198,10 +197,8 @@ class FakeServer:
         with self._lock:
             open_now = list(self._open)
         for conn in open_now:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         self._thread.join(5)
 
 

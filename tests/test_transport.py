@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
 import threading
@@ -175,10 +176,8 @@ def test_no_pool_full_warning_at_pool_concurrency(server: FakeServer, caplog: py
     barrier = threading.Barrier(32, timeout=5)
 
     def route(r: Received, w: Reply) -> None:
-        try:
+        with contextlib.suppress(threading.BrokenBarrierError):
             barrier.wait()  # all 32 requests are in flight at once
-        except threading.BrokenBarrierError:
-            pass
         w.json(200, {})
 
     server.route("GET", "/x", route)

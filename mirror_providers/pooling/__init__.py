@@ -10,9 +10,9 @@ async calls, streaming, health, stats, batch helpers. Member state lives behind 
 (``InMemoryState`` by default). Pooling sees only the ``Provider`` interface.
 """
 
-from ._engine import Attempt, PoolProvider
 from .fallback import FallbackChain
 from .pool import ProviderPool
+from .provider import Attempt, PoolProvider
 from .state import CooldownPolicy, InMemoryState, MemberSnapshot, MemberState
 from .strategies import (
     STRATEGIES,

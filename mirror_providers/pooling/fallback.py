@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import ClassVar
 
 from ..request import GenerateRequest
-from ._engine import Member, PoolProvider
+from .provider import Member, PoolProvider
 
 __all__ = ["FallbackChain"]
 

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from ..errors import ConfigurationError
 from ..request import GenerateRequest
-from ._engine import Member, MemberSpec, PoolProvider
+from .provider import Member, MemberSpec, PoolProvider
 from .strategies import Candidate, Strategy, strategy_from_name
 
 __all__ = ["ProviderPool"]

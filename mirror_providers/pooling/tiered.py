@@ -31,7 +31,7 @@ from ..errors import ConfigurationError
 from ..provider import Provider
 from ..request import GenerateRequest, Prompt, build_request
 from ..types import Tier
-from ._engine import Member, PoolProvider
+from .provider import Member, PoolProvider
 
 __all__ = ["RoutingDecision", "TieredRouter", "default_scorer"]
 

@@ -22,8 +22,8 @@ from ..errors import (
     QuotaExceededError,
     ValidationError,
 )
+from ..framing import ServerSentEvent
 from ..request import GenerateRequest
-from ..sse import ServerSentEvent
 from ..types import (
     FinishReason,
     GenerationResult,
@@ -35,7 +35,7 @@ from ..types import (
     ToolCallDelta,
     Usage,
 )
-from .base import (
+from .http import (
     KEEPALIVE,
     Delta,
     ErrorEvent,

@@ -37,7 +37,7 @@ from ..types import (
     ToolCallDelta,
     Usage,
 )
-from .base import Delta, ErrorEvent, HttpProvider, text_of, token_count
+from .http import Delta, ErrorEvent, HttpProvider, text_of, token_count
 
 __all__ = ["OllamaProvider", "parse_host"]
 

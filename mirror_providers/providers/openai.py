@@ -23,8 +23,8 @@ from ..errors import (
     QuotaExceededError,
     ValidationError,
 )
+from ..framing import ServerSentEvent
 from ..request import GenerateRequest
-from ..sse import ServerSentEvent
 from ..types import (
     FinishReason,
     GenerationResult,
@@ -37,7 +37,7 @@ from ..types import (
     Usage,
     parse_tool_arguments,
 )
-from .base import (
+from .http import (
     Delta,
     ErrorEvent,
     HttpProvider,

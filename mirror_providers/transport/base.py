@@ -9,6 +9,7 @@ schemas or retries.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -236,10 +237,8 @@ class StreamResponse:
         The reading thread still closes the response; this only wakes it up.
         """
         if self._on_abort is not None and not self.closed:
-            try:
+            with contextlib.suppress(OSError):  # already closed under us
                 self._on_abort()
-            except OSError:  # already closed under us
-                pass
 
     def __enter__(self) -> StreamResponse:
         return self

@@ -7,6 +7,7 @@ another thread (``pools``). Connection pools are reset in a forked child.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -278,10 +279,8 @@ class RequestsTransport(Transport):
                 pool = manager.pools.get(pool_key)
                 if pool is not None:
                     pool.close()  # a connection given back later to a closed pool is closed
-                try:
+                with contextlib.suppress(KeyError):  # another thread dropped it first
                     del manager.pools[pool_key]
-                except KeyError:  # another thread dropped it first
-                    pass
 
     def close(self) -> None:
         """Close every pooled connection now.

@@ -11,6 +11,7 @@ Overrides urllib3's ``_get_conn``/``_put_conn``, the pool's checkout and return 
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from typing import Any
@@ -37,10 +38,8 @@ class _Lease:
         with self.lock:
             sock = getattr(self.conn, "sock", None) if self.held else None
             if sock is not None:
-                try:
+                with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked reading it
-                except OSError:
-                    pass
 
     def release(self) -> None:
         with self.lock:

@@ -14,7 +14,7 @@ import pytest
 
 from mirror_providers.local import OllamaProvider
 from mirror_providers.openai import OpenAIProvider
-from mirror_providers.providers.base import default_transport
+from mirror_providers.providers.http import default_transport
 
 from ..server import FakeServer, Received, Reply, add_ollama_routes, add_openai_routes, openai_completion
 

@@ -26,7 +26,7 @@ from mirror_providers.anthropic import AnthropicProvider
 from mirror_providers.base import CallbackError, GenerationResult, ProviderError
 from mirror_providers.openai import OpenAIProvider
 from mirror_providers.pooling import FallbackChain
-from mirror_providers.pooling._engine import Attempt
+from mirror_providers.pooling.provider import Attempt
 
 from ..server import FakeServer, Received, Reply, anthropic_sse, openai_completion
 

@@ -29,7 +29,7 @@ from mirror_providers.pooling import FallbackChain, ProviderPool, TieredRouter
 from mirror_providers.providers import anthropic as anthropic_wire
 from mirror_providers.providers import ollama as ollama_wire
 from mirror_providers.providers import openai as openai_wire
-from mirror_providers.providers.base import HttpProvider
+from mirror_providers.providers.http import HttpProvider
 from mirror_providers.request import MAX_TIMEOUT_S, GenerateRequest, build_request
 from mirror_providers.retry import RetryPolicy
 from mirror_providers.transport import Limits, Timeout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import Counter
 
@@ -123,10 +124,8 @@ def test_120_threads_through_a_pool_no_pool_full_warning(server: FakeServer, cap
     plain = server.routes[("POST", "/v1/chat/completions")]
 
     def route(req: Received, reply: Reply) -> None:
-        try:
+        with contextlib.suppress(threading.BrokenBarrierError):
             barrier.wait()  # all 120 requests in flight at the same time
-        except threading.BrokenBarrierError:
-            pass
         plain(req, reply)
 
     server.route("POST", "/v1/chat/completions", route)

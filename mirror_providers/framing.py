@@ -10,7 +10,7 @@ chunks with ``bytes`` methods: line endings are normalised to LF, a CR that ends
 for the next one (it may be half of a CRLF), and the bytes of an unfinished event are kept until
 a chunk holds its end. Each event's fields are then read by sseclient-py, except for the two
 shapes vendors send on every event, ``data: X`` and ``event: E`` + ``data: X`` (protocols.md
-§8.2), which are sliced out directly; ``test_sse.py`` checks both routes agree on random streams.
+§8.2), which are sliced out directly; ``tests/test_framing.py`` checks both routes agree on random streams.
 Framing an event this way costs 0.6-0.9 us, where feeding the bytes to sseclient-py line by line
 cost about 3 us (``bench/``, "stream cost per event").
 
@@ -95,8 +95,11 @@ class ServerSentEvent(NamedTuple):
 _event = functools.partial(tuple.__new__, ServerSentEvent)  # skips NamedTuple's Python-level __new__
 
 
-def iter_sse(chunks: Iterable[bytes], max_event_bytes: int | None = None) -> Iterator[ServerSentEvent]:
+def iter_sse(chunks: Iterable[bytes], max_event_bytes: int | None = None) -> Iterator[ServerSentEvent]:  # noqa: C901
     """Decode SSE events from byte chunks.
+
+    Framing and the two common event shapes share one frame on purpose: this loop runs once per
+    streamed event, and each helper generator would add a call to every event (bench/frames.py).
 
     Raises:
         StreamError: the stream is not valid UTF-8.

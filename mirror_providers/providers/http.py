@@ -37,10 +37,10 @@ from ..errors import (
     error_class_for_status,
     stream_error_class,
 )
+from ..framing import iter_json_lines, iter_sse
 from ..provider import ChunkStream, Provider, thread_pool_size
 from ..request import GenerateRequest, check_timeout
 from ..retry import RetryPolicy, parse_retry_after, should_retry_header
-from ..sse import iter_json_lines, iter_sse
 from ..transport import (
     DEFAULT_LIMITS,
     DEFAULT_POOL_SIZE,

@@ -9,7 +9,7 @@ import pytest
 import sseclient
 
 from mirror_providers.errors import StreamError
-from mirror_providers.sse import ServerSentEvent, iter_json_lines, iter_sse, loads
+from mirror_providers.framing import ServerSentEvent, iter_json_lines, iter_sse, loads
 
 
 def events(*chunks: bytes) -> list[tuple[str, str]]:
