@@ -167,7 +167,7 @@ def call_for(vendor: str, body: dict[str, Any]) -> Call:
                 calls = list(m["tool_calls"])
             elif m["role"] == "tool" and not m.get("tool_call_id") and not m.get("tool_name") and calls:
                 added[f"messages[{i}].tool_name"] = calls.pop(0)["function"]["name"]
-    options = {k: body.pop(k) for k in ("max_tokens", "temperature", "top_p", "stop", "tools", "tool_choice",
+    options: dict[str, Any] = {k: body.pop(k) for k in ("max_tokens", "temperature", "top_p", "stop", "tools", "tool_choice",
                                          "parallel_tool_calls", "system") if k in body}
     if body:
         options["extra"] = body  # anything else goes as recorded

@@ -85,7 +85,7 @@ class Reply:
         sock.close()
 
 
-Route = Callable[[Received, Reply], None]
+Route = Callable[[Received, Reply], object]  # what it returns is ignored (lambdas may return)
 
 
 def free_port() -> int:
@@ -215,7 +215,7 @@ def openai_completion(text: str, model: str = "gpt-4o-mini-2024-07-18") -> dict[
 def openai_sse(text: str, model: str = "gpt-4o-mini-2024-07-18") -> list[bytes]:
     words = text.split(" ")
     pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
-    frames = [{"id": "chatcmpl-1", "model": model, "choices": [
+    frames: list[dict[str, Any]] = [{"id": "chatcmpl-1", "model": model, "choices": [
         {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}], "usage": None}]
     frames += [{"id": "chatcmpl-1", "model": model, "choices": [
         {"index": 0, "delta": {"content": p}, "finish_reason": None}], "usage": None} for p in pieces]

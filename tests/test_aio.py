@@ -106,7 +106,7 @@ def test_backpressure_bounds_read_ahead() -> None:
         await _aio.run_sync(reached.wait, WAIT)
         # buffer of 4 + the one consumed + the one the worker holds while it waits for space
         assert not await _aio.run_sync(released.wait, 0.2) and produced == 6
-        await agen.aclose()
+        await agen.aclose()  # type: ignore[attr-defined]
         await _aio.run_sync(released.wait, WAIT)
 
     asyncio.run(main())

@@ -34,7 +34,7 @@ def test_everything_is_a_provider_error() -> None:
     (E.OverloadedError, True, True), (E.ConnectError, True, True), (E.RequestTimeout, True, True),
     (E.ValidationError, False, False), (E.ConfigurationError, False, False),
 ])
-def test_retry_and_failover_flags(cls: type, retryable: bool, failover: bool) -> None:
+def test_retry_and_failover_flags(cls: type[E.ProviderError], retryable: bool, failover: bool) -> None:
     assert (cls.retryable, cls.failover_ok) == (retryable, failover)
 
 

@@ -68,7 +68,7 @@ def test_the_lists_of_public_names_agree() -> None:
     import ast
     from pathlib import Path
 
-    from mirror_providers import _EXPORTS, base, errors  # type: ignore[attr-defined]
+    from mirror_providers import _EXPORTS, base, errors
 
     tree = ast.parse(Path(mirror_providers.__file__).read_text())
     checked = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.If)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable, Iterator
 
 import pytest
 import sseclient
@@ -69,7 +70,7 @@ def test_byte_at_a_time() -> None:
 
 
 def test_event_yielded_before_the_stream_continues() -> None:
-    def source():
+    def source() -> Iterator[bytes]:
         yield b"data: first\n\n"
         raise AssertionError("read ahead before the first event was consumed")
 
@@ -80,7 +81,7 @@ def test_event_yielded_before_the_stream_continues() -> None:
 @pytest.mark.parametrize("pieces", [[b"data: first\n", b"\n"], [b"data: first\r", b"\n\r", b"\n"],
                                     [b"data: first\n", b"\ndata: sec"]])
 def test_event_yielded_when_its_blank_line_arrives_in_a_later_chunk(pieces: list[bytes]) -> None:
-    def source():
+    def source() -> Iterator[bytes]:
         yield from pieces
         raise AssertionError("read ahead before the first event was consumed")
 
@@ -104,7 +105,7 @@ def reference_events(stream: bytes) -> list[ServerSentEvent]:
     """sseclient-py alone, given the whole stream at once (its line splitting is only exact then)."""
     last_id = None
     out = []
-    for ev in sseclient.SSEClient([stream.removeprefix(b"\xef\xbb\xbf")]).events():
+    for ev in sseclient.SSEClient(iter([stream.removeprefix(b"\xef\xbb\xbf")])).events():
         if ev.id is not None and "\x00" not in ev.id:
             last_id = ev.id
         retry = int(ev.retry) if ev.retry is not None and ev.retry.isascii() and ev.retry.isdigit() else None
@@ -113,7 +114,7 @@ def reference_events(stream: bytes) -> list[ServerSentEvent]:
 
 
 TEXTS = ['{"a": 1}', '{"t":"h\u00e9: x"}', "[DONE]", " padded", "", "caf\u00e9 \u2028 line", "a:b:c", "  two"]
-LINES = [
+LINES: list[Callable[[random.Random], str]] = [
     lambda r: "data: " + r.choice(TEXTS),
     lambda r: "data:" + r.choice(TEXTS),
     lambda r: "data",
@@ -173,7 +174,7 @@ def test_ndjson_split_lines_crlf_blank_lines_and_unterminated_last() -> None:
 
 
 def test_ndjson_yields_each_line_as_it_arrives() -> None:
-    def source():
+    def source() -> Iterator[bytes]:
         yield b'{"a":1}\n'
         raise AssertionError("read ahead")
 

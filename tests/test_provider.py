@@ -11,79 +11,52 @@ import pytest
 
 from mirror_providers.errors import ServerError, ValidationError
 from mirror_providers.openai import OpenAIProvider
-from mirror_providers.provider import Provider, current_scope, percentiles
+from mirror_providers.provider import current_scope, percentiles
 from mirror_providers.request import GenerateRequest
-from mirror_providers.types import Capabilities, GenerationResult, StreamChunk
+from mirror_providers.types import StreamChunk
 
+from .fakes import Fake
 from .server import FakeServer, Received, Reply, openai_sse
-
-
-class Echo(Provider):
-    """An in-memory provider: what a pool test would use."""
-
-    provider_id = "echo"
-
-    def __init__(self, fail: bool = False) -> None:
-        super().__init__()
-        self.fail = fail
-        self.seen: list[GenerateRequest] = []
-
-    @property
-    def model_name(self) -> str:
-        return "echo-1"
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return Capabilities()
-
-    def _generate(self, request: GenerateRequest) -> GenerationResult:
-        self.seen.append(request)
-        if self.fail:
-            raise ServerError("down", provider="echo")
-        return GenerationResult(request.messages[-1].text, "echo-1", "echo", "stop")
-
-    def _stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
-        for i, word in enumerate(request.messages[-1].text.split()):
-            yield StreamChunk(word, i)
+from .waiting import eventually_async
 
 
 def test_validation_happens_before_the_provider_is_called() -> None:
-    p = Echo()
+    p = Fake("e")
     with pytest.raises(ValidationError):
         p.generate_sync("")
     with pytest.raises(ValidationError):
         p.stream_sync("hi", max_tokens=-1)  # at call time, not at first iteration
-    assert p.seen == [] and p.get_stats().requests == 0
+    assert p.calls == [] and p.get_stats().requests == 0
 
 
 def test_async_generate_and_stream_inside_running_loop() -> None:
-    p = Echo()
+    p = Fake("e")
 
     async def main() -> tuple[str, list[str]]:
         r = await p.generate("hello world")
         words = [c.content async for c in p.stream("a b c")]
         results = await asyncio.gather(*(p.generate(f"n{i}") for i in range(50)))
-        assert [r.content for r in results] == [f"n{i}" for i in range(50)]
+        assert [r.content for r in results] == [f"e: n{i}" for i in range(50)]
         return r.content, words
 
-    assert asyncio.run(main()) == ("hello world", ["a", "b", "c"])
+    assert asyncio.run(main()) == ("e: hello world", ["e:", " a", " b", " c", ""])
     assert p.get_stats().successes == 52
 
 
 def test_async_validation_error_raised_at_call() -> None:
     with pytest.raises(ValidationError):
-        Echo().stream("")
+        Fake("e").stream("")
 
 
 def test_stats_after_failures() -> None:
-    p = Echo(fail=True)
+    p = Fake("e", fail=lambda: ServerError("down", provider="fake"))
     for _ in range(2):
         with pytest.raises(ServerError):
             p.generate_sync("x")
     s = p.get_stats()
     assert (s.status, s.errors, s.consecutive_errors, s.in_flight) == ("degraded", 2, 2, 0)
-    assert s.last_error == "ServerError: [echo] down"
-    p.fail = False
+    assert s.last_error == "ServerError: [fake] down"
+    p.fail = None
     p.generate_sync("x")
     assert p.get_stats().status == "healthy"
 
@@ -92,7 +65,7 @@ def test_a_stream_runs_and_cleans_up_in_its_own_context() -> None:
     probe: contextvars.ContextVar[str] = contextvars.ContextVar("probe", default="caller")
     seen: list[tuple[str, object, str]] = []
 
-    class Scoped(Echo):
+    class Scoped(Fake):
         def _stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
             probe.set("stream")  # stays in the stream's context, never leaks into the caller's
             try:
@@ -102,7 +75,7 @@ def test_a_stream_runs_and_cleans_up_in_its_own_context() -> None:
             finally:
                 seen.append(("cleanup", current_scope(), probe.get()))
 
-    stream = Scoped().stream_sync("a b c")
+    stream = Scoped("s").stream_sync("a b c")
     assert next(stream).content == "a" and probe.get() == "caller" and current_scope() is None
     assert next(stream).content == "b"
     stream.close()
@@ -114,11 +87,11 @@ def test_a_stream_runs_and_cleans_up_in_its_own_context() -> None:
 def test_context_manager_closes() -> None:
     closed = []
 
-    class C(Echo):
+    class C(Fake):
         def close(self) -> None:
             closed.append(True)
 
-    with C() as p:
+    with C("c") as p:
         p.generate_sync("x")
     assert closed == [True]
 
@@ -146,18 +119,13 @@ def test_cancelled_async_stream_releases_the_connection_at_once(server: FakeServ
             assert chunk.content == "first"
             break
         # The worker was blocked reading a silent socket; the abort wakes it well before 30 s.
-        await asyncio.wait_for(_wait_for(lambda: p.get_stats().in_flight == 0), 5)
+        assert await eventually_async(lambda: p.get_stats().in_flight == 0)
 
     try:
         asyncio.run(main())
     finally:
         hold.set()
     assert p.get_stats().in_flight == 0
-
-
-async def _wait_for(cond) -> None:  # type: ignore[no-untyped-def]
-    while not cond():
-        await asyncio.sleep(0.01)
 
 
 @pytest.mark.parametrize("wrapped", [False, True])
@@ -175,11 +143,11 @@ def test_cancelled_generate_releases_the_connection_at_once(server: FakeServer, 
 
     async def main() -> None:
         task = asyncio.create_task(target.generate("hi"))
-        await _wait_for(lambda: len(server.received) == 1)  # the request is on the wire
+        assert await eventually_async(lambda: len(server.received) == 1)  # the request is on the wire
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        await asyncio.wait_for(_wait_for(lambda: _aio.active_workers() == 0), 5)
+        assert await eventually_async(lambda: _aio.active_workers() == 0)
 
     try:
         asyncio.run(main())

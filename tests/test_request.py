@@ -10,7 +10,7 @@ from mirror_providers.anthropic import AnthropicProvider
 from mirror_providers.errors import ValidationError
 from mirror_providers.openai import OpenAIProvider
 from mirror_providers.request import GenerateRequest, build_request
-from mirror_providers.transport import HttpResponse, MockTransport
+from mirror_providers.transport import HttpRequest, HttpResponse, MockTransport
 from mirror_providers.types import ContentPart, Message, Tool
 
 
@@ -104,8 +104,13 @@ def test_tool_result_without_id_refused_where_the_vendor_pairs_by_id(make: Any) 
     # A neutral request may hold it (Ollama pairs results by order); these vendors would answer
     # 400, so the provider refuses it before sending, naming the message.
     sent: list[Any] = []
-    provider = make(MockTransport(lambda req: sent.append(req) or HttpResponse(500, {}, b"")))
-    history = [{"role": "user", "content": "hi"},
+
+    def record(req: HttpRequest) -> HttpResponse:
+        sent.append(req)
+        return HttpResponse(500, {}, b"")
+
+    provider = make(MockTransport(record))
+    history: list[Any] = [{"role": "user", "content": "hi"},
                {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "function": {"name": "f", "arguments": "{}"}}]},
                {"role": "tool", "content": "42"}]
     assert build_request(history, {}).messages[2].tool_call_id is None

@@ -13,7 +13,7 @@ from mirror_providers.anthropic import AnthropicProvider
 from mirror_providers.errors import ConfigurationError, ConnectError
 from mirror_providers.local import OllamaProvider
 from mirror_providers.openai import OpenAIProvider
-from mirror_providers.transport import MockTransport
+from mirror_providers.transport import HttpResponse, MockTransport
 
 from .conftest import CASSETTES
 from .server import FakeServer, add_openai_routes
@@ -61,7 +61,7 @@ def test_verify_cannot_be_switched_off_by_accident(bad: Any) -> None:
 
 def test_verify_with_a_given_transport_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="transport"):
-        AnthropicProvider(api_key="k", transport=MockTransport(lambda r: None), verify=False)  # type: ignore[arg-type]
+        AnthropicProvider(api_key="k", transport=MockTransport(lambda r: HttpResponse(200, {}, b"")), verify=False)
 
 
 def test_cassettes_hold_no_credentials() -> None:
@@ -96,7 +96,7 @@ def test_credentials_never_follow_a_redirect(make: Any) -> None:
 
     with FakeServer() as first, FakeServer() as second:
         for path in ("/v1/chat/completions", "/v1/messages", "/api/chat"):
-            first.route("POST", path, lambda r, w, p=path: w.body(307, b"", {"Location": second.url + p}))
+            first.route("POST", path, lambda r, w, p=path: w.body(307, b"", {"Location": second.url + p}))  # type: ignore[misc]
             first.route("GET", "/v1/models", lambda r, w: w.body(302, b"", {"Location": second.url + "/v1/models"}))
         provider = make(first.url)
         with pytest.raises(InvalidResponseError, match="redirect"):

@@ -12,14 +12,13 @@ import gc
 import os
 import random
 import threading
-import time
 from typing import Any
 
 import pytest
 
 from mirror_providers import _aio
 from mirror_providers.anthropic import AnthropicProvider
-from mirror_providers.errors import ProviderError
+from mirror_providers.errors import AllProvidersFailedError
 from mirror_providers.local import OllamaProvider
 from mirror_providers.openai import OpenAIProvider
 from mirror_providers.pooling import ProviderPool
@@ -27,6 +26,7 @@ from mirror_providers.transport import RequestsTransport
 from mirror_providers.types import GenerationResult
 
 from .server import FakeServer, Received, Reply, anthropic_message, openai_completion
+from .waiting import eventually
 
 BATCH = 200
 REQUESTS = max(BATCH, int(os.environ.get("MIRROR_SOAK_REQUESTS", "1200")) // BATCH * BATCH)
@@ -86,7 +86,7 @@ def check_batch(pool: ProviderPool, servers: tuple[FakeServer, ...], start: int)
             ok += 1
             attempts += r.attempts
         else:
-            assert isinstance(r, ProviderError) and r.attempts, (i, r)  # typed, with its attempts
+            assert isinstance(r, AllProvidersFailedError) and r.attempts, (i, r)  # typed, with its attempts
             errors += 1
             attempts += len(r.attempts)
     served = sum(1 for s in servers for rec in s.received if rec.method == "POST")
@@ -124,9 +124,7 @@ def test_soak() -> None:
         gc.collect()
         growth = rss_mb() - rss_warm
     assert growth < 20, f"RSS grew {growth:.1f} MB over {REQUESTS} requests"
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and (_aio.active_workers() or fds() > fds_before):
-        time.sleep(0.02)  # polling handler threads winding down, bounded
+    eventually(lambda: not (_aio.active_workers() or fds() > fds_before), within=5)  # threads winding down
     assert _aio.active_workers() == 0
     assert fds() <= fds_before, "file descriptors left open"
     worker_threads = sum(t.name.startswith("mirror-providers") for t in threading.enumerate())

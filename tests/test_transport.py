@@ -152,7 +152,7 @@ def test_stream_closed_early_releases_the_response(server: FakeServer) -> None:
             s = t.open_stream(HttpRequest("POST", server.url + "/s", body=b"{}"))
             it = s.iter_bytes()
             assert next(it) == b"first"
-            it.close()  # consumer stops early
+            it.close()  # type: ignore[attr-defined]  # consumer stops early
             assert s.closed
     finally:
         gate.set()
@@ -254,7 +254,7 @@ def test_stream_first_bytes_not_delayed(server: FakeServer) -> None:
 def test_close_closes_sockets_even_while_an_exception_holds_the_pool(server: FakeServer) -> None:
     """urllib3 2.x's PoolManager.clear() leaves sockets to the garbage collector; close() must not."""
     gate = threading.Event()
-    server.route("GET", "/stall", lambda r, w: (w.head(200, {}, length=10), gate.wait(5)))
+    server.route("GET", "/stall", lambda r, w: (w.head(200, {}, length=10), gate.wait(5)))  # type: ignore[func-returns-value]
     server.route("GET", "/ok", lambda r, w: w.json(200, {}))
     t = RequestsTransport()
     try:

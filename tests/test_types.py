@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ from mirror_providers.types import (
 )
 
 CALL = ToolCall("call_1", "f", {"a": [1, 2]}, '{"a": [1, 2]}')
-SAMPLES = [
+SAMPLES: list[Any] = [
     Message("user", (ContentPart.from_text("hi"), ContentPart.image_url("data:image/png;base64,AAAA"),
                      ContentPart.image_url("https://x/cat.jpg", detail="low"))),
     Message("assistant", "", tool_calls=(CALL,)),

@@ -25,6 +25,7 @@ from mirror_providers.transport import RequestsTransport
 from mirror_providers.types import StreamChunk, join_chunks
 
 from ..server import FakeServer, Received, Reply
+from ..waiting import eventually
 from .wire import FAULTS, TEXT, WIRES, Fault, Wire
 
 READ_TIMEOUT = 0.25
@@ -37,15 +38,6 @@ WRAPPERS = ["alone", "chain", "pool"]
 def servers() -> Iterator[tuple[FakeServer, FakeServer, FakeServer]]:
     with FakeServer() as bad, FakeServer() as good, FakeServer() as other:
         yield bad, good, other
-
-
-def eventually(cond: Any, within: float = 3.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.01)  # polling a condition, bounded; nothing here can be injected instead
-    return bool(cond())
 
 
 def open_client_sockets(ports: set[int]) -> int:
@@ -118,9 +110,9 @@ def test_fault(servers: tuple[FakeServer, FakeServer, FakeServer], vendor: str, 
     other.routes = {}
     threads_before = other_threads()
     transport = RequestsTransport()
-    kw = {"transport": transport, "timeout": READ_TIMEOUT, "max_retries": 0}
+    kw: dict[str, Any] = {"transport": transport, "timeout": READ_TIMEOUT, "max_retries": 0}
     member = w.make(bad.url, **kw)
-    target: Provider = {"alone": lambda: member,
+    target: Provider = {"alone": lambda: member,  # type: ignore[no-untyped-call]
                         "chain": lambda: FallbackChain([member, w.make(good.url, **kw)]),
                         "pool": lambda: ProviderPool([member, w.make(good.url, **kw)], strategy="round_robin"),
                         }[wrapper]()

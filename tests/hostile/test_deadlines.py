@@ -32,6 +32,7 @@ from mirror_providers.openai import OpenAIProvider
 from mirror_providers.pooling import FallbackChain
 
 from ..server import FakeServer, Received, Reply, add_openai_routes, openai_sse
+from ..waiting import eventually_async
 
 FOREVER_S = 60  # how long the hostile servers would go on
 
@@ -201,8 +202,7 @@ def test_cancelling_an_awaited_call_during_back_off_frees_its_worker_at_once() -
         task.cancel()
         with pytest.raises((asyncio.CancelledError, CallAbortedError)):
             await task
-        while _aio.active_workers() and time.monotonic() - t0 < 10:
-            await asyncio.sleep(0.01)
+        await eventually_async(lambda: not _aio.active_workers(), within=10)
         return time.monotonic() - t0
 
     with FakeServer() as server:
@@ -214,7 +214,8 @@ def test_cancelling_an_awaited_call_during_back_off_frees_its_worker_at_once() -
 
 
 def test_deadline_s_is_validated() -> None:
-    for bad in (0, -1, float("inf"), float("nan"), "1"):
+    bads: list[Any] = [0, -1, float("inf"), float("nan"), "1"]
+    for bad in bads:
         with pytest.raises(ProviderError, match="deadline_s"):
             OpenAIProvider(api_key="sk-test", deadline_s=bad)
         with pytest.raises(ProviderError, match="deadline_s"):

@@ -96,7 +96,7 @@ def test_parent_and_forked_children_each_read_their_own_answers(echo: FakeServer
     llm = _provider(echo)
     _warm(llm, 6)
     connections_before = echo.connections
-    children = [_fork(lambda i=i: _own_answers(llm, f"child {i}", 20)) for i in range(3)]
+    children = [_fork(lambda i=i: _own_answers(llm, f"child {i}", 20)) for i in range(3)]  # type: ignore[misc]
     _own_answers(llm, "parent", 20)
     assert [_status(pid) for pid in children] == ["ok"] * 3
     # Each child opened connections of its own instead of writing on the parent's.
@@ -145,7 +145,7 @@ def test_a_child_forked_while_the_parent_has_calls_in_flight(echo: FakeServer) -
     for t in threads:
         t.start()
     try:
-        children = [_fork(lambda i=i: _own_answers(llm, f"child {i}", 10)) for i in range(4)]
+        children = [_fork(lambda i=i: _own_answers(llm, f"child {i}", 10)) for i in range(4)]  # type: ignore[misc]
         statuses = [_status(pid) for pid in children]
     finally:
         stop.set()

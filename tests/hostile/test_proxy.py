@@ -8,6 +8,8 @@ decides from the environment.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from mirror_providers.local import OllamaProvider
@@ -17,14 +19,14 @@ from ..server import FakeServer, Received, Reply, add_ollama_routes, openai_comp
 
 
 @pytest.fixture
-def proxy(monkeypatch: pytest.MonkeyPatch) -> FakeServer:
+def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServer]:
     server = FakeServer()
     server.__enter__()
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.setenv(name, server.url)
     for name in ("NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
-    yield server  # type: ignore[misc]
+    yield server
     server.__exit__(None, None, None)
 
 

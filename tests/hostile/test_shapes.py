@@ -86,7 +86,7 @@ def with_(base: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, 
     for step in path[:-1]:
         node = node[step]
     node[path[-1]] = value
-    return out
+    return dict(out)
 
 
 ODD_ANSWERS: dict[str, list[tuple[str, Any]]] = {
@@ -271,10 +271,10 @@ ODD_RETRY_AFTER = ["Fri, 31 Dec 99999 23:59:59 GMT", "1e400", "nan", "-5", "9" *
 def test_an_odd_error_body_keeps_its_status_class(server: FakeServer, vendor: str, how: str) -> None:
     for i, body in enumerate(ODD_ERROR_BODIES):
         retry_after = ODD_RETRY_AFTER[i % len(ODD_RETRY_AFTER)]
-        server.route("POST", PATHS[vendor], lambda r, w, b=body, ra=retry_after: w.body(
+        server.route("POST", PATHS[vendor], lambda r, w, b=body, ra=retry_after: w.body(  # type: ignore[misc]
             429, b, {"Content-Type": "application/json", "retry-after": ra.encode("utf-8").decode("latin-1")}))
         provider = make(vendor, server.url)
-        got = outcome(lambda p=provider: list(p.stream_sync("hi")) if how == "stream" else p.generate_sync("hi"))
+        got = outcome(lambda p=provider: list(p.stream_sync("hi")) if how == "stream" else p.generate_sync("hi"))  # type: ignore[misc]
         assert isinstance(got, RateLimitError), (body[:40], got)
         assert got.retry_after is None or 0 <= got.retry_after < 1e6
         assert len(got.message) < 1000
@@ -303,7 +303,7 @@ ODD_LISTINGS = [b"[1, 2]", b'"x"', b"null", b'{"data": {"a": 1}}', b'{"models": 
 def test_health_check_never_raises_and_listings_are_typed(server: FakeServer, vendor: str) -> None:
     for body in ODD_LISTINGS:
         for path in ("/v1/models", "/api/tags", "/api/version", "/v1/models/claude-sonnet-4-5-20250929"):
-            server.route("GET", path, lambda r, w, b=body: w.body(200, b, {"Content-Type": "application/json"}))
+            server.route("GET", path, lambda r, w, b=body: w.body(200, b, {"Content-Type": "application/json"}))  # type: ignore[misc]
         provider = make(vendor, server.url)
         status = provider.health_check_sync()
         assert status.healthy in (True, False) and (status.healthy or status.error)
@@ -399,7 +399,7 @@ def feed() -> Iterator[Feed]:
 def test_random_answers_give_a_result_or_a_typed_error(feed: Feed, vendor: str) -> None:
     provider = make(vendor, feed.server.url)
 
-    @given(mutated(VALID[vendor]()))
+    @given(mutated(VALID[vendor]()))  # type: ignore[no-untyped-call]
     @settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
     def check(body: Any) -> None:
         feed.body = json.dumps(body).encode()

@@ -224,8 +224,9 @@ def test_the_good_call_is_sent(server: FakeServer, vendor: str, how: str) -> Non
 
 
 def _owned_cases() -> list[tuple[str, str]]:
-    return [(v, key) for v, cls in [("openai", OpenAIProvider), ("anthropic", AnthropicProvider),
-                                     ("ollama", OllamaProvider)] for key in cls.OWNED_FIELDS]
+    vendors: list[tuple[str, Any]] = [("openai", OpenAIProvider), ("anthropic", AnthropicProvider),
+                                      ("ollama", OllamaProvider)]
+    return [(v, key) for v, cls in vendors for key in cls.OWNED_FIELDS]
 
 
 @pytest.mark.parametrize("vendor, key", _owned_cases())
@@ -318,7 +319,7 @@ def _maximal(vendor: str, stream: bool) -> dict[str, Any]:
 def test_every_field_a_payload_builder_sets_is_owned(vendor: str, stream: bool) -> None:
     """The tables cannot fall behind the builders: with every option set, each field of the body
     (and each Ollama option) is one ``extra`` may not override."""
-    cls = {"openai": OpenAIProvider, "anthropic": AnthropicProvider, "ollama": OllamaProvider}[vendor]
+    cls: Any = {"openai": OpenAIProvider, "anthropic": AnthropicProvider, "ollama": OllamaProvider}[vendor]
     payload = _maximal(vendor, stream)
     constructor_defaults = {"keep_alive", "options"} if vendor == "ollama" else set()
     assert set(payload) - constructor_defaults <= set(cls.OWNED_FIELDS)
@@ -599,22 +600,22 @@ _ONE = [OpenAIProvider(api_key="k", base_url="http://127.0.0.1:9/v1")]
 
 
 @pytest.mark.parametrize("make_pool, name", [
-    (lambda: FallbackChain(5), "list of providers"), (lambda: FallbackChain("ab"), "list of providers"),
+    (lambda: FallbackChain(5), "list of providers"), (lambda: FallbackChain("ab"), "list of providers"),  # type: ignore[arg-type]
     (lambda: FallbackChain(_ONE, deadline_s=INF), "deadline_s"), (lambda: FallbackChain(_ONE, deadline_s=1e300), "deadline_s"),
-    (lambda: FallbackChain(_ONE, deadline_s="5"), "deadline_s"), (lambda: FallbackChain(_ONE, deadline_s=-1), "deadline_s"),
+    (lambda: FallbackChain(_ONE, deadline_s="5"), "deadline_s"), (lambda: FallbackChain(_ONE, deadline_s=-1), "deadline_s"),  # type: ignore[arg-type]
     (lambda: FallbackChain(_ONE, attempt_timeout_s=NAN), "attempt_timeout_s"),
     (lambda: FallbackChain(_ONE, attempt_timeout_s=True), "attempt_timeout_s"),
-    (lambda: FallbackChain(_ONE, failure_threshold="3"), "failure_threshold"),
+    (lambda: FallbackChain(_ONE, failure_threshold="3"), "failure_threshold"),  # type: ignore[arg-type]
     (lambda: FallbackChain(_ONE, failure_threshold=0), "failure_threshold"),
     (lambda: FallbackChain(_ONE, cooldown_s=NAN), "cooldown_s"), (lambda: FallbackChain(_ONE, cooldown_s=-1), "cooldown_s"),
-    (lambda: FallbackChain(_ONE, clock=5), "clock"),
-    (lambda: FallbackChain([(_ONE[0], "1")]), "weight"), (lambda: FallbackChain([(_ONE[0], NAN)]), "weight"),
+    (lambda: FallbackChain(_ONE, clock=5), "clock"),  # type: ignore[arg-type]
+    (lambda: FallbackChain([(_ONE[0], "1")]), "weight"), (lambda: FallbackChain([(_ONE[0], NAN)]), "weight"),  # type: ignore[list-item]
     (lambda: FallbackChain([(_ONE[0], INF)]), "weight"),
-    (lambda: ProviderPool(_ONE, weights=5), "weights"), (lambda: ProviderPool(_ONE, max_attempts="2"), "max_attempts"),
-    (lambda: ProviderPool(_ONE, max_attempts=1.5), "max_attempts"), (lambda: ProviderPool(_ONE, max_attempts=0), "max_attempts"),
-    (lambda: ProviderPool(_ONE, strategy=5), "strategy"),
-    (lambda: TieredRouter(_ONE[0], thresholds=5), "thresholds"),
-    (lambda: TieredRouter(_ONE[0], thresholds=("a", "b")), "thresholds"),
+    (lambda: ProviderPool(_ONE, weights=5), "weights"), (lambda: ProviderPool(_ONE, max_attempts="2"), "max_attempts"),  # type: ignore[arg-type]
+    (lambda: ProviderPool(_ONE, max_attempts=1.5), "max_attempts"), (lambda: ProviderPool(_ONE, max_attempts=0), "max_attempts"),  # type: ignore[arg-type]
+    (lambda: ProviderPool(_ONE, strategy=5), "strategy"),  # type: ignore[arg-type]
+    (lambda: TieredRouter(_ONE[0], thresholds=5), "thresholds"),  # type: ignore[arg-type]
+    (lambda: TieredRouter(_ONE[0], thresholds=("a", "b")), "thresholds"),  # type: ignore[arg-type]
     (lambda: TieredRouter(_ONE[0], thresholds=(0.9, 0.1)), "thresholds"),
 ])
 def test_a_bad_pool_argument_is_refused_by_name(make_pool: Callable[[], Any], name: str) -> None:

@@ -8,6 +8,7 @@ import asyncio
 import signal
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,7 @@ from mirror_providers.local import OllamaProvider
 from mirror_providers.openai import OpenAIProvider
 from mirror_providers.pooling import FallbackChain, ProviderPool
 from mirror_providers.provider import Provider
+from mirror_providers.request import Options
 from mirror_providers.types import join_chunks
 
 from ..server import free_port
@@ -25,7 +27,7 @@ from .conftest import start_model_process
 pytestmark = pytest.mark.integration
 
 # llama.cpp reuses cached prompt prefixes, which changes the numerics: off, so greedy decoding repeats.
-GREEDY = {"temperature": 0.0, "max_tokens": 16, "extra": {"cache_prompt": False}}
+GREEDY: Options = {"temperature": 0.0, "max_tokens": 16, "extra": {"cache_prompt": False}}
 
 
 def clients(server: LocalModelServer) -> list[Provider]:
@@ -141,7 +143,7 @@ def test_local_path_makes_no_external_call(monkeypatch: pytest.MonkeyPatch) -> N
     seen: list[object] = []
     real = socket.socket.connect
 
-    def record(self: socket.socket, address: object) -> object:
+    def record(self: socket.socket, address: Any) -> object:
         seen.append(address)
         return real(self, address)
 

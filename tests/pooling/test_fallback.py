@@ -24,7 +24,7 @@ from mirror_providers.errors import (
 from mirror_providers.pooling import FallbackChain
 from mirror_providers.types import join_chunks
 
-from .fakes import Clock, Fake, err
+from ..fakes import Clock, Fake, err
 
 
 @pytest.mark.parametrize("cls", [RateLimitError, OverloadedError, ServerError, RequestTimeout, ConnectError,

@@ -22,7 +22,7 @@ from mirror_providers.pooling import (
     TieredRouter,
 )
 
-from .fakes import Clock, Fake, err
+from ..fakes import Clock, Fake, err
 
 
 class DictStore:

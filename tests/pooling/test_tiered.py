@@ -9,7 +9,7 @@ from mirror_providers.pooling import FallbackChain, ProviderPool, TieredRouter, 
 from mirror_providers.request import build_request
 from mirror_providers.types import Message, Tier, join_chunks
 
-from .fakes import Fake, err
+from ..fakes import Fake, err
 
 CODE = "Fix this:\n```python\ndef f(x):\n    return x +\n```"
 LONG = " ".join(["word"] * 320)

@@ -12,6 +12,7 @@ import responses
 
 from mirror_providers.anthropic import AnthropicProvider
 from mirror_providers.errors import (
+    APIError,
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
@@ -143,6 +144,7 @@ def test_parse_result_usage_with_cache_and_tools() -> None:
     assert r.provider == "anthropic" and r.request_id == "req_1"
     assert r.content == "Let me check." and r.finish_reason == "tool_calls"
     assert [(c.id, c.name, c.arguments) for c in r.tool_calls] == [("toolu_01", "get_weather", {"city": "Paris"})]
+    assert r.usage is not None
     assert (r.usage.input_tokens, r.usage.output_tokens, r.usage.total_tokens) == (115, 20, 135)
     assert (r.usage.cached_input_tokens, r.usage.cache_creation_input_tokens) == (100, 5)
 
@@ -177,6 +179,7 @@ def test_stream_events_every_kind() -> None:
     assert result.content == "Hi" and result.finish_reason == "tool_calls"
     assert [(c.id, c.name, c.arguments) for c in result.tool_calls] == [("toolu_a", "noargs", {})]  # empty = {}
     usage = result.usage
+    assert usage is not None
     assert (usage.input_tokens, usage.output_tokens, usage.cached_input_tokens) == (10, 9, 3)
     assert chunks[-1].model == "claude-x" and chunks[-1].provider == "anthropic"
 
@@ -198,6 +201,7 @@ def test_catalog_and_retired_models(caplog: pytest.LogCaptureFixture) -> None:
     p = provider(model="sonnet")
     caps = p.capabilities
     assert (caps.max_context_window, caps.max_tokens, caps.supports_vision, caps.supports_function_calling) == (200_000, 64_000, True, True)
+    assert p.model_info is not None
     assert p.model_info.lifecycle == "retired" and p.model_info.retires_on == "2026-06-15"
     assert "claude-sonnet-4-20250514 is retired" in caplog.text
     assert provider(model="opus").capabilities.tier is Tier.FLAGSHIP
@@ -248,6 +252,7 @@ def test_cassette_generate(cassette: Any) -> None:
         r = provider(model="sonnet").generate_sync(
             [Message.system("Answer in one word."), Message.user("Capital of France?")], max_tokens=1024, temperature=0.2)
     assert (r.content, r.finish_reason, r.request_id) == ("Paris", "stop", "req_011CVEA3SF7rnb3DuBZytqQa")
+    assert r.usage is not None
     assert (r.usage.input_tokens, r.usage.output_tokens) == (16, 4)
 
 
@@ -256,6 +261,7 @@ def test_cassette_prefill_stop_sequence_padded_stream(cassette: Any) -> None:
         chunks = list(provider(model="claude-haiku-4-5").stream_sync(
             [Message.user("Write a python function called pelican"), Message.assistant("```python")], stop=["```"]))
     assert "".join(c.content for c in chunks) == "\ndef pelican():\n    pass\n"
+    assert chunks[-1].usage is not None
     assert chunks[-1].finish_reason == "stop" and chunks[-1].usage.output_tokens == 28
     assert chunks[-1].model == "claude-haiku-4-5-20251001"
 
@@ -267,6 +273,7 @@ def test_cassette_text_then_tool(cassette: Any) -> None:
         r = join_chunks(provider(model="sonnet").stream_sync("What is the weather in San Francisco?", tools=tools))
     assert r.content == "Let me check the weather." and r.finish_reason == "tool_calls"
     assert [(c.id, c.arguments) for c in r.tool_calls] == [("toolu_014x5X91kx3fvdhpLvwXZWE2", {"location": "San Francisco, CA"})]
+    assert r.usage is not None
     assert (r.usage.input_tokens, r.usage.output_tokens) == (400, 89)
 
 
@@ -306,7 +313,7 @@ def anthropic_error(type_: str, message: str = "m", **extra: Any) -> dict[str, A
     (529, "overloaded_error", OverloadedError),
 ])
 @responses.activate
-def test_status_mapping(status: int, type_: str, cls: type) -> None:
+def test_status_mapping(status: int, type_: str, cls: type[APIError]) -> None:
     responses.post(URL, json=anthropic_error(type_, "went wrong"), status=status, headers={"request-id": "req_h"})
     with pytest.raises(cls) as info:
         provider().generate_sync("hi")
@@ -352,7 +359,7 @@ def test_x_should_retry_false_stops_retries() -> None:
 @pytest.mark.parametrize("type_, cls", [("overloaded_error", OverloadedError), ("rate_limit_error", RateLimitError),
                                         ("api_error", ServerError), ("invalid_request_error", BadRequestError)])
 @responses.activate
-def test_error_event_mid_stream_is_the_right_class(type_: str, cls: type) -> None:
+def test_error_event_mid_stream_is_the_right_class(type_: str, cls: type[APIError]) -> None:
     body = text_stream(["Hel"], terminate=False) + (
         f'event: error\ndata: {{"type":"error","error":{{"details":null,"type":"{type_}","message":"Overloaded"}},'
         '"request_id":"req_011Ce3HwQb6vtbs9LQVmh4oe"}\n\n')

@@ -91,7 +91,7 @@ def test_tools_vision_and_tool_results() -> None:
 def test_tool_results_without_ids_pair_with_calls_by_order() -> None:
     # Ollama's own history: calls without ids, results without ids; the second result answers the
     # second call, and a result naming its call by id is matched to that call first.
-    history = [
+    history: list[Any] = [
         {"role": "user", "content": "Weather and time in Paris?"},
         {"role": "assistant", "content": "", "tool_calls": [
             {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}},
@@ -143,6 +143,7 @@ def test_parse_result_metrics_and_tool_finish() -> None:
     assert r.finish_reason == "tool_calls"  # done_reason stays "stop" with tool calls
     assert [(c.id, c.name, c.arguments) for c in r.tool_calls] == [("call_0", "get_weather", {"city": "Tokyo"}),
                                                                    ("call_x", "g", {})]
+    assert r.usage is not None
     assert (r.usage.input_tokens, r.usage.output_tokens) == (0, 10)  # absent metrics are 0
     assert r.usage.server_timings_s == {"total": 0.0, "load": 0.0, "prompt_eval": 0.0, "eval": 2.0}
 
@@ -179,7 +180,9 @@ def test_cassette_chat(cassette: Any) -> None:
         r = OllamaProvider("llama3.2").generate_sync(
             [Message.system("Answer in one word."), Message.user("Capital of France?")],
             temperature=0.2, max_tokens=64, stop=["\n\n"])
+    assert r.usage is not None
     assert (r.content, r.finish_reason, r.usage.input_tokens, r.usage.output_tokens) == ("Paris", "stop", 26, 298)
+    assert r.usage.server_timings_s is not None
     assert r.usage.server_timings_s["eval"] == pytest.approx(4.799921)
 
 
@@ -187,6 +190,7 @@ def test_cassette_stream(cassette: Any) -> None:
     with cassette("ollama/test_chat_stream.yaml"):
         chunks = list(OllamaProvider("llama3").stream_sync("Tell me a joke"))
     assert [c.content for c in chunks] == ["Why", " did", " the", ""]
+    assert chunks[-1].usage is not None
     assert chunks[-1].finish_reason == "stop" and (chunks[-1].usage.input_tokens, chunks[-1].usage.output_tokens) == (17, 50)
 
 
@@ -273,6 +277,7 @@ def test_lines_split_across_chunks_crlf(server: FakeServer) -> None:
            b'{"message":{"content":"b"},"done":true,"done_reason":"stop","eval_count":2}')
     server.route("POST", "/api/chat", lambda r, w: w.stream(200, [raw[i:i + 7] for i in range(0, len(raw), 7)]))
     r = join_chunks(ollama_on(server).stream_sync("hi"))
+    assert r.usage is not None
     assert (r.content, r.usage.output_tokens) == ("aéb", 2)
 
 

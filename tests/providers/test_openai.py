@@ -12,6 +12,7 @@ import responses
 from responses.registries import OrderedRegistry
 
 from mirror_providers.errors import (
+    APIError,
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
@@ -120,6 +121,7 @@ def test_parse_result_protocols_example() -> None:
     r = answer(OpenAIProvider, data, {"x-request-id": "req_1"}, api_key="sk-x")
     assert (r.content, r.model, r.finish_reason, r.request_id) == ("Paris", "gpt-4o-mini-2024-07-18", "stop", "req_1")
     assert r.provider == "openai" and r.latency_s > 0
+    assert r.usage is not None
     assert (r.usage.input_tokens, r.usage.output_tokens, r.usage.total_tokens) == (21, 2, 23)
     assert r.usage.cached_input_tokens == 3 and r.usage.prompt_tokens == 21
     assert r.raw == data
@@ -137,7 +139,7 @@ def test_parse_result_tool_calls_with_invalid_json_kept_raw() -> None:
 
 
 # From protocols.md §2.6 (cassette §9 item 10): fragments keyed by index.
-TOOL_FRAGMENTS = [
+TOOL_FRAGMENTS: list[dict[str, Any]] = [
     {"choices": [{"index": 0, "delta": {"role": "assistant", "content": None, "tool_calls": [
         {"index": 0, "id": "call_ZR5U", "type": "function", "function": {"name": "get_capital", "arguments": ""}}],
         "refusal": None}, "finish_reason": None}]},
@@ -159,7 +161,7 @@ def test_stream_tool_fragments_reassembled() -> None:
 
 def test_stream_whole_call_in_one_fragment_with_repeated_ids() -> None:
     # OpenRouter/Kimi style (protocols.md §2.6): whole call at once, id repeated, usage with choices.
-    frames = [
+    frames: list[dict[str, Any]] = [
         {"choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [
             {"index": 0, "id": "0", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}]}}]},
         {"choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [
@@ -234,6 +236,7 @@ def test_cassette_stream(cassette: Any) -> None:
     with cassette("openai/test_stream.yaml"):
         chunks = list(provider(model="gpt-4o-mini").stream_sync("Capital of France?", max_tokens=16))
     assert [c.content for c in chunks] == ["Par", "is", ""]
+    assert chunks[-1].usage is not None
     assert chunks[-1].finish_reason == "stop" and chunks[-1].usage.total_tokens == 23
 
 
@@ -280,7 +283,7 @@ def err_body(message: str, type_: str = "invalid_request_error", code: str | Non
     (503, err_body("overloaded", "server_error"), ServerError),
 ])
 @responses.activate
-def test_status_mapping(status: int, body: dict[str, Any], cls: type) -> None:
+def test_status_mapping(status: int, body: dict[str, Any], cls: type[APIError]) -> None:
     responses.post(URL, json=body, status=status, headers={"x-request-id": "req_abc"})
     with pytest.raises(cls) as info:
         provider().generate_sync("hi")

@@ -1,4 +1,4 @@
-"""In-memory providers and a clock for pooling tests."""
+"""The in-memory provider (``Fake``) and the clock (``Clock``) every test that needs one uses."""
 
 from __future__ import annotations
 
