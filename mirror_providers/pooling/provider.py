@@ -59,6 +59,15 @@ class Member:
     key: str
 
 
+def _checked_bound(value: float | None, what: str) -> float | None:
+    if value is not None:
+        try:
+            check_timeout(value, what)
+        except ValidationError as exc:
+            raise ConfigurationError(exc.message) from None
+    return value
+
+
 def _member_fault(exc: ProviderError) -> bool:
     """Does this error say something about the member's health (not the caller's input)?"""
     return exc.failover_ok and not isinstance(exc, BadRequestError)
@@ -96,13 +105,27 @@ class PoolProvider(Provider):
         name: str | None = None,
     ) -> None:
         super().__init__()
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise ConfigurationError(f"name must be non-empty text, got {name!r}")
+        self.name = name or self.provider_id
+        self.members: tuple[Member, ...] = self._members(providers)
+        # Passed on to members as their deadline_s and timeout, which take at most MAX_TIMEOUT_S:
+        # a larger value would be accepted here and refused by every call.
+        self.deadline_s = _checked_bound(deadline_s, "deadline_s")
+        self.attempt_timeout_s = _checked_bound(attempt_timeout_s, "attempt_timeout_s")
+        self.cooldown = CooldownPolicy(failure_threshold, cooldown_s)
+        if not callable(clock):
+            raise ConfigurationError(f"clock must be callable, got {clock!r}")
+        self.state: MemberState = state if state is not None else InMemoryState()
+        self._clock = clock
+        self._rng = random.Random(seed)
+
+    def _members(self, providers: Sequence[MemberSpec]) -> tuple[Member, ...]:
+        """The checked members, each keyed by the pool's name and its provider's identity."""
         if not isinstance(providers, (list, tuple)):
             raise ConfigurationError(f"{type(self).__name__} takes a list of providers, got {type(providers).__name__}")
         if not providers:
             raise ConfigurationError(f"{type(self).__name__} needs at least one provider")
-        if name is not None and (not isinstance(name, str) or not name.strip()):
-            raise ConfigurationError(f"name must be non-empty text, got {name!r}")
-        self.name = name or self.provider_id
         members = []
         seen: dict[str, int] = {}
         for i, spec in enumerate(providers):
@@ -114,23 +137,7 @@ class PoolProvider(Provider):
             ident = f"{self.name}:{provider.identity}"
             seen[ident] = seen.get(ident, 0) + 1
             members.append(Member(provider, float(weight), i, ident + (f"#{seen[ident]}" if seen[ident] > 1 else "")))
-        for name, value in (("deadline_s", deadline_s), ("attempt_timeout_s", attempt_timeout_s)):
-            # Passed on to members as their deadline_s and timeout, which take at most MAX_TIMEOUT_S:
-            # a larger value would be accepted here and refused by every call.
-            if value is not None:
-                try:
-                    check_timeout(value, name)
-                except ValidationError as exc:
-                    raise ConfigurationError(exc.message) from None
-        self.cooldown = CooldownPolicy(failure_threshold, cooldown_s)
-        if not callable(clock):
-            raise ConfigurationError(f"clock must be callable, got {clock!r}")
-        self.members: tuple[Member, ...] = tuple(members)
-        self.state: MemberState = state if state is not None else InMemoryState()
-        self.deadline_s = deadline_s
-        self.attempt_timeout_s = attempt_timeout_s
-        self._clock = clock
-        self._rng = random.Random(seed)
+        return tuple(members)
 
     # -- what subclasses decide -----------------------------------------------------------------
 

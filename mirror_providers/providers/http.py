@@ -342,35 +342,61 @@ class HttpProvider(Provider):
     ) -> None:
         super().__init__()
         _check_settings(self.provider_id, model, timeout, max_retries, retry, transport, headers)
+        self.deadline_s = self._checked_deadline(deadline_s)
+        if limits is not None and not isinstance(limits, Limits):
+            raise ConfigurationError(f"limits must be a transport.Limits, got {type(limits).__name__}",
+                                     provider=self.provider_id)
+        self.limits = limits or DEFAULT_LIMITS
+        self._model_info, self._model = self._resolve_model(model)
+        self._key = _Secret(self._key_from(api_key))
+        url, userinfo = split_userinfo(self._url_from(base_url))  # no URL shown from here on carries a password
+        self.base_url = self._normalise_base_url(url)
+        _check_base_url(self.base_url, self.provider_id)
+        self.timeout = Timeout.coerce(timeout, DEFAULT_TIMEOUT)
+        self._use_transport(transport, verify)
+        self.retry = retry or RetryPolicy(max_retries=max_retries)
+        self._extra_headers = dict(headers or {})
+        self._basic = _Secret(None)
+        self._check_key()
+        if userinfo is not None:
+            self._use_basic_auth(*userinfo)
+
+    # -- construction steps, in the order __init__ takes them ---------------------------------
+
+    def _checked_deadline(self, deadline_s: float | None) -> float | None:
         if deadline_s is not None:
             try:
                 check_timeout(deadline_s, "deadline_s")
             except ValidationError as exc:
                 raise ConfigurationError(exc.message, provider=self.provider_id) from None
-        if limits is not None and not isinstance(limits, Limits):
-            raise ConfigurationError(f"limits must be a transport.Limits, got {type(limits).__name__}",
-                                     provider=self.provider_id)
-        self.deadline_s = deadline_s
-        self.limits = limits or DEFAULT_LIMITS
+        return deadline_s
+
+    def _resolve_model(self, model: str | None) -> tuple[ModelInfo | None, str]:
+        """The catalog row (None for a model the catalog does not know) and the id to send."""
         requested = model or self.DEFAULT_MODEL
         if not isinstance(requested, str) or not requested.strip():
             raise ConfigurationError(f"model must be a non-empty string, got {model!r}",
                                      provider=self.provider_id)
-        self._model_info = self.find_model(requested)
-        self._model = self._model_info.id if self._model_info else requested
+        info = self.find_model(requested)
+        return info, info.id if info else requested
+
+    def _key_from(self, api_key: str | None) -> str | None:
+        """The key given, else the environment's; checked, so a bad one is refused here."""
         env_key = os.environ.get(self.API_KEY_ENV) if self.API_KEY_ENV else None
         key = api_key if api_key is not None else (env_key or None)
         if key is not None:
             check_credential(key, "api_key" if api_key is not None else str(self.API_KEY_ENV), self.provider_id)
-        self._key = _Secret(key)
+        return key
+
+    def _url_from(self, base_url: str | None) -> str:
         env_url = os.environ.get(self.BASE_URL_ENV) if self.BASE_URL_ENV else None
         url = base_url or env_url or self.DEFAULT_BASE_URL
         if not isinstance(url, str):
             raise ConfigurationError(f"base_url must be text, got {type(url).__name__}", provider=self.provider_id)
-        url, userinfo = split_userinfo(url)  # from here on no URL this provider shows carries a password
-        self.base_url = self._normalise_base_url(url)
-        _check_base_url(self.base_url, self.provider_id)
-        self.timeout = Timeout.coerce(timeout, DEFAULT_TIMEOUT)
+        return url
+
+    def _use_transport(self, transport: Transport | None, verify: bool | str) -> None:
+        """The caller's transport, a private one for a non-default ``verify``, or the shared one."""
         if not (verify is True or verify is False or (isinstance(verify, str) and os.path.isfile(verify))):
             raise ConfigurationError(f"verify must be True, False or the path of a CA bundle file, got {verify!r}",
                                      provider=self.provider_id)
@@ -380,18 +406,12 @@ class HttpProvider(Provider):
         if verify is False:
             logger.warning("TLS certificate verification is OFF for %s at %s", self.provider_id, self.base_url)
         self._owns_transport = transport is None and verify is not True
-        inner = transport or (RequestsTransport(verify=verify) if verify is not True else default_transport())
-        self.retry = retry or RetryPolicy(max_retries=max_retries)
-        self.transport: Transport = inner
+        self.transport: Transport = transport or (
+            RequestsTransport(verify=verify) if verify is not True else default_transport())
         # On the shared transport, close() releases this provider's hold on its host's connections.
         self._shares_transport = transport is None and verify is True
         self._retained = False
         self._retain()
-        self._extra_headers = dict(headers or {})
-        self._basic = _Secret(None)
-        self._check_key()
-        if userinfo is not None:
-            self._use_basic_auth(*userinfo)
 
     # -- identity ---------------------------------------------------------------------------
 
