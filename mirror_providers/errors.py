@@ -27,7 +27,7 @@ The tree::
     │   │   └── QuotaExceededError      billing quota: waiting will not help
     │   ├── ServerError                 5xx, 408
     │   │   └── OverloadedError         529, "server busy"
-    │   └── InvalidResponseError        a 2xx whose body is not what the API documents
+    │   └── InvalidResponseError        a 2xx whose body is not what the API documents, or a 3xx
     ├── StreamError                     a stream broke after its 200 status
     │   └── TruncatedStreamError        ended without the vendor's terminator
     ├── AllProvidersFailedError         pooling: every member failed (``attempts``)
@@ -335,7 +335,8 @@ class OverloadedError(ServerError):
 
 
 class InvalidResponseError(APIError):
-    """A success status whose body is not valid JSON or lacks the documented fields."""
+    """A success status whose body is not valid JSON or lacks the documented fields, or a redirect
+    (the APIs never redirect; following one could send the key elsewhere)."""
 
     failover_ok = True
 

@@ -2,7 +2,8 @@
 
 Subclasses implement two blocking hooks, ``_generate(request)`` and ``_stream(request)``. This
 module derives everything else from them once: input validation, statistics, and the awaitable
-``generate()`` / async-iterator ``stream()`` (through ``_aio``, on a thread pool).
+``generate()`` / async-iterator ``stream()`` (through ``_aio``: calls on its thread pool, each
+stream on a thread of its own).
 
 Example::
 
@@ -97,8 +98,8 @@ class Provider:
 
     Blocking calls are the primary API (``generate_sync``, ``stream_sync``,
     ``health_check_sync``); ``generate``, ``stream`` and ``health_check`` are their awaitable
-    forms, run on the library's thread pool. Use a provider as a context manager, or call
-    ``close()``, to release its connections.
+    forms (calls run on the library's thread pool, each stream on a thread of its own). Use a
+    provider as a context manager, or call ``close()``, to release its connections.
 
     Every call accepts the options of :class:`mirror_providers.request.Options`: ``system``,
     ``max_tokens``, ``temperature``, ``top_p``, ``stop``, ``tools``, ``tool_choice``,

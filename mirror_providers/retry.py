@@ -7,8 +7,10 @@ once, by each error class's ``retryable`` (a 429 ``insufficient_quota`` is a ``Q
 which waiting does not fix). Waits grow exponentially
 (0.5 s doubling, capped at 8 s, minus up to 25 % jitter) unless the server asked for a wait with
 ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date). A requested wait longer than
-``max_retry_after_s`` is not slept: the response is returned at once so the provider raises
-``RateLimitError(retry_after=...)`` and a pool can fail over instead of sleeping.
+``max_retry_after_s`` is not slept: the provider raises the classified error at once, with its
+``retry_after`` (a ``RateLimitError`` for a 429, the status's own class for a 503 or 529), so a
+pool can fail over instead of sleeping. (``RetryingTransport``, used on its own, returns that
+response instead.)
 
 Retries happen before any body is handed out; a stream is never retried once it was returned.
 ``sleep``, ``clock`` and ``random`` are injectable so tests never sleep.

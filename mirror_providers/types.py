@@ -292,7 +292,7 @@ class GenerationResult(_JsonMixin):
         latency_s: seconds from sending the request to having the whole answer.
         request_id: the vendor's request id.
         attempts: how many provider attempts it took (pools count their fallbacks).
-        raw: the vendor's JSON, unchanged (for a stream, the final event's JSON).
+        raw: the vendor's JSON answer, unchanged (empty for a result joined from a stream).
     """
 
     content: str

@@ -118,3 +118,12 @@ def test_register_provider_refuses_what_it_cannot_use(registry: None) -> None:
 def test_the_registry_fixture_really_restores(registry: None) -> None:
     # A guard for the tests above: the module-level dict is the one create_provider reads.
     assert catalog.PROVIDERS is PROVIDERS
+
+
+def test_the_cli_offers_a_vendor_registered_after_it_was_imported(registry: None) -> None:
+    from mirror_providers import cli
+
+    register_provider(ParrotProvider)
+    assert "parrot" in cli.choices()
+    assert "PARROT_API_KEY" in cli.no_provider()
+    assert cli._parser().parse_args(["generate", "--provider", "parrot", "hi"]).provider == "parrot"

@@ -28,7 +28,7 @@ class FallbackChain(PoolProvider):
         providers: the members, in order of preference.
         deadline_s: the most one call may take across all attempts.
         attempt_timeout_s: the read timeout of each attempt.
-        **kwargs: state, failure_threshold, cooldown_s, clock, name (see ``PoolProvider``).
+        **kwargs: state, failure_threshold, cooldown_s, clock, seed, name (see ``PoolProvider``).
 
     Example::
 

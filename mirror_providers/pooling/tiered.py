@@ -105,7 +105,7 @@ class TieredRouter(PoolProvider):
         thresholds: (fast below, balanced below): default (0.2, 0.5).
         fallback: when the chosen tier fails with an error another provider may not have, try
             the next nearest tier (default True).
-        **kwargs: state, failure_threshold, cooldown_s, deadline_s, attempt_timeout_s, clock, name.
+        **kwargs: state, failure_threshold, cooldown_s, deadline_s, attempt_timeout_s, clock, seed, name.
 
     Example::
 

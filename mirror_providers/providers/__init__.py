@@ -1,1 +1,1 @@
-"""Vendor clients: one module per vendor, each a thin translation over ``base.HttpProvider``."""
+"""Vendor clients: one module per vendor, each a thin translation over ``http.HttpProvider``."""

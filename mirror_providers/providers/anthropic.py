@@ -311,7 +311,7 @@ class AnthropicProvider(HttpProvider):
         betas: beta feature names for the ``anthropic-beta`` header.
         max_tokens: the ``max_tokens`` sent when a call gives none (the API requires one);
             default: the model's output limit, capped at 8192.
-        **kwargs: timeout, max_retries, retry, transport, headers, verify.
+        **kwargs: timeout, max_retries, retry, transport, headers, verify, deadline_s, limits.
 
     Example::
 

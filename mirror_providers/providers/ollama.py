@@ -381,7 +381,7 @@ class OllamaProvider(HttpProvider):
         num_ctx: the context window the server allocates (Ollama silently truncates prompts longer
             than its default, which is far below most models' trained context).
         keep_alive: how long the model stays loaded after a call (``"10m"``, seconds, ``-1``).
-        **kwargs: timeout, max_retries, retry, transport, headers, verify.
+        **kwargs: timeout, max_retries, retry, transport, headers, verify, deadline_s, limits.
 
     Per-call Ollama fields go in ``extra``: Modelfile options (``seed``, ``top_k``, ``num_ctx``...)
     and request fields (``format`` for JSON or a schema, ``think``, ``keep_alive``). Options the

@@ -291,7 +291,7 @@ class OpenAIProvider(HttpProvider):
             compatible server, its ``/v1`` root (``http://localhost:8000/v1``).
         organization, project: ``OpenAI-Organization`` / ``OpenAI-Project`` headers (default
             ``OPENAI_ORG_ID`` / ``OPENAI_PROJECT_ID``).
-        **kwargs: timeout, max_retries, retry, transport, headers, verify
+        **kwargs: timeout, max_retries, retry, transport, headers, verify, deadline_s, limits.
             (see :class:`HttpProvider`).
 
     Example::
