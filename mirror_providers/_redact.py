@@ -6,6 +6,7 @@ echoes an image), and a backtracking pattern over that would hold the GIL for mi
 
 from __future__ import annotations
 
+import json
 import re
 import string
 from collections.abc import Iterable
@@ -40,11 +41,20 @@ def mask_echoes(text: str) -> str:
     return "".join(out)
 
 
+def _spellings(secret: str) -> set[str]:
+    """How a secret may appear in a body: as it is, and as a JSON string spells it (``/`` as
+    ``\\/``, non-ASCII as ``\\uXXXX``, quotes and backslashes escaped), so an error body that
+    echoes the key JSON-escaped is cleaned too."""
+    escaped = json.dumps(secret)[1:-1]
+    return {secret, escaped, escaped.replace("/", "\\/"), json.dumps(secret, ensure_ascii=False)[1:-1]}
+
+
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` without any of ``secrets`` or a masked echo of one."""
+    """``text`` without any of ``secrets`` (as they are or JSON-escaped) or a masked echo of one."""
     for secret in secrets:
         if secret:
-            text = text.replace(secret, REDACTED)
+            for spelling in _spellings(secret):
+                text = text.replace(spelling, REDACTED)
     return mask_echoes(text)
 
 

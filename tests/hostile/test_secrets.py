@@ -10,6 +10,7 @@ lines. A key cut at a snippet's edge must not show its first part either.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import pickle
 import threading
@@ -324,3 +325,19 @@ def test_anthropic_accepts_userinfo_beside_its_own_key_header(server: FakeServer
     provider = AnthropicProvider(api_key=KEY, model="claude-sonnet-4-5", base_url=f"http://gw:{PASSWORD}@{host}")
     assert provider.generate_sync("hi").content == "ok"
     assert received[0].headers["x-api-key"] == KEY and received[0].headers["authorization"].startswith("Basic ")
+
+
+@pytest.mark.parametrize("slash", ["/", "\\/"], ids=["plain-slash", "escaped-slash"])
+def test_a_key_echoed_json_escaped_in_an_error_body_is_redacted(server: FakeServer, slash: str) -> None:
+    # Keys are printable ASCII, so they may hold "/", '"' and "\": JSON spells those escaped
+    # (and some servers write "/" as "\/"), which a plain search for the key does not find.
+    key = 'sk-odd/' + "Q7vXk2Lm9RtYpW4z" * 3 + '"quoted"\\back/slash'
+    echoed = json.dumps(key)[1:-1].replace("/", slash)
+    body = ('{"error":{"message":"Incorrect API key provided: ' + echoed + '","type":"invalid_request_error"}}')
+    server.route("POST", "/v1/chat/completions",
+                 lambda r, w: w.body(401, body.encode(), {"Content-Type": "application/json"}))
+    provider = OpenAIProvider(api_key=key, model="gpt-4o-mini", base_url=server.url + "/v1", max_retries=0)
+    exc = call(provider, "generate")
+    assert isinstance(exc, AuthenticationError)
+    shown = artefacts(exc) + str(provider.get_stats())
+    assert leaks(shown, (key, echoed)) == [] and "[redacted]" in exc.message
