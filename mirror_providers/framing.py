@@ -160,7 +160,19 @@ def iter_sse(chunks: Iterable[bytes], max_event_bytes: int | None = None) -> Ite
                 if event is not None:
                     yield event
     except UnicodeDecodeError as exc:
-        raise StreamError(f"stream is not valid UTF-8: {exc}") from exc
+        failure, cause = _not_utf8(exc)
+    else:
+        return
+    raise failure from cause  # outside the handler: the original, holding the raw bytes, is not kept
+
+
+def _not_utf8(exc: UnicodeDecodeError) -> tuple[StreamError, UnicodeDecodeError]:
+    """A StreamError for undecodable bytes, and a cause that holds only the offending bytes: the
+    original holds the whole chunk, which may echo a key, and crash reporters read causes."""
+    bad = exc.object[exc.start:exc.end]
+    error = StreamError(f"stream is not valid UTF-8: {exc.encoding} cannot decode {bad!r} at byte {exc.start} "
+                        f"of a frame: {exc.reason}")
+    return error, UnicodeDecodeError(exc.encoding, bad, 0, len(bad), exc.reason)
 
 
 def _parse_fields(block: bytes, last_id: list[str | None]) -> ServerSentEvent | None:
@@ -219,11 +231,14 @@ def _parse_line(line: bytes) -> Any:
     line = line.strip()
     if not line:
         return None
+    cause: BaseException | None = None
     try:
         return loads(line)
     except UnicodeDecodeError as exc:
-        raise StreamError(f"stream is not valid UTF-8: {exc}") from exc
+        failure, cause = _not_utf8(exc)
     except RecursionError:
-        raise StreamError("a stream line is JSON nested too deep to read") from None
+        failure = StreamError("a stream line is JSON nested too deep to read")
     except ValueError as exc:
-        raise StreamError(f"malformed JSON line in stream: {snippet(line.decode('utf-8', 'replace'))!r}") from exc
+        failure = StreamError(f"malformed JSON line in stream: {snippet(line.decode('utf-8', 'replace'))!r}")
+        cause = ValueError(str(exc))  # the parser's own error holds the whole line as .doc
+    raise failure from cause  # outside the handlers, so the original is not kept as the context

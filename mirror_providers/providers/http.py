@@ -784,10 +784,11 @@ class HttpProvider(Provider):
         try:
             return json.loads(content)
         except RecursionError:
-            raise self._invalid("response is JSON nested too deep to read", headers) from None
-        except ValueError:
+            problem = "response is JSON nested too deep to read"
+        except ValueError:  # raised below, outside the handler: the parser's error holds the body
             text = self._scrub(content[:4096].decode("utf-8", "replace"))
-            raise self._invalid(f"response is not valid JSON: {snippet(text)!r}", headers) from None
+            problem = f"response is not valid JSON: {snippet(text)!r}"
+        raise self._invalid(problem, headers)
 
     # -- errors -----------------------------------------------------------------------------
 

@@ -341,3 +341,29 @@ def test_a_key_echoed_json_escaped_in_an_error_body_is_redacted(server: FakeServ
     assert isinstance(exc, AuthenticationError)
     shown = artefacts(exc) + str(provider.get_stats())
     assert leaks(shown, (key, echoed)) == [] and "[redacted]" in exc.message
+
+
+@pytest.mark.parametrize("vendor", ["openai", "anthropic", "ollama"])
+@pytest.mark.parametrize("how", ["stream", "generate"])
+def test_undecodable_bytes_next_to_the_key_leave_no_copy_in_the_causes(server: FakeServer, vendor: str,
+                                                                        how: str) -> None:
+    # The decoder's own UnicodeDecodeError holds the whole chunk (key included) as .object; a
+    # cause or a suppressed context is still reachable by a crash reporter.
+    echo = serve(vendor).encode()
+    if how == "stream":
+        frame = {"openai": b'data: {"x": "' + echo + b' \xff"}\n\n',
+                 "anthropic": b'event: message_start\ndata: {"x": "' + echo + b' \xff"}\n\n',
+                 "ollama": b'{"x": "' + echo + b' \xff"}\n'}[vendor]
+        ctype = "application/x-ndjson" if vendor == "ollama" else "text/event-stream"
+        server.route("POST", PATHS[vendor], lambda r, w: w.stream(200, [frame], {"Content-Type": ctype}))
+    else:
+        body = b'{"x": "' + echo + b' \xff"}'
+        server.route("POST", PATHS[vendor], lambda r, w: w.body(200, body, {"Content-Type": "application/json"}))
+    exc = call(make(vendor, server.url), how)
+    assert isinstance(exc, StreamError if how == "stream" else InvalidResponseError)
+    seen: list[str] = []
+    cause: BaseException | None = exc
+    while cause is not None:  # every cause and context, suppressed or not
+        seen += [repr(cause.args), repr(vars(cause)), repr(getattr(cause, "object", None))]
+        cause = cause.__cause__ or cause.__context__
+    assert leaks("\n".join(seen) + artefacts(exc)) == []
