@@ -3,18 +3,19 @@
 Both decoders take an iterator of byte chunks exactly as they arrive and yield each event as soon
 as its last byte is in: no read-ahead. Line splitting happens on bytes (only CR, LF, CRLF), and
 text is decoded only once an event or line is complete, so a UTF-8 character split across chunks
-or a U+2028 inside JSON never breaks a line (protocols.md §8.1).
+or a U+2028 inside JSON never breaks a line (docs/protocols.md §8.1).
 
 SSE is decoded in two steps. Framing (finding the blank lines between events) works on whole
 chunks with ``bytes`` methods: line endings are normalised to LF, a CR that ends a chunk waits
 for the next one (it may be half of a CRLF), and the bytes of an unfinished event are kept until
 a chunk holds its end. Each event's fields are then read by sseclient-py, except for the two
-shapes vendors send on every event, ``data: X`` and ``event: E`` + ``data: X`` (protocols.md
-§8.2), which are sliced out directly; ``tests/test_framing.py`` checks both routes agree on random streams.
+shapes vendors send on every event, ``data: X`` and ``event: E`` + ``data: X`` (docs/protocols.md
+§8.2), which are sliced out directly; ``tests/test_framing.py`` checks both routes agree on random
+streams.
 Framing an event this way costs 0.6-0.9 us, where feeding the bytes to sseclient-py line by line
 cost about 3 us (``bench/``, "stream cost per event").
 
-Choices where the spec and sseclient-py differ (protocols.md §8.3):
+Choices where the spec and sseclient-py differ (docs/protocols.md §8.3):
 
 * A leading BOM is stripped (vector 12).
 * An event not followed by a blank line at EOF is dispatched (sseclient-py's lenient choice,

@@ -1,6 +1,6 @@
 """Retries: an immutable ``RetryPolicy``, Retry-After parsing, and ``RetryingTransport``.
 
-The rules follow both official SDKs (protocols.md §5.1): retry connection failures and
+The rules follow both official SDKs (docs/protocols.md §5.1): retry connection failures and
 timeouts, and statuses 408, 409, 429 and >= 500 (so Anthropic's 529), unless the response says
 ``x-should-retry: false``; ``x-should-retry: true`` forces a retry. Which errors those are is said
 once, by each error class's ``retryable`` (a 429 ``insufficient_quota`` is a ``QuotaExceededError``,

@@ -39,7 +39,7 @@ Role = Literal["system", "user", "assistant", "tool"]
 ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "other"]
-"""One vocabulary for every vendor (protocols.md §5.4)."""
+"""One vocabulary for every vendor (docs/protocols.md §5.4)."""
 
 IMAGE_MEDIA_TYPES: tuple[str, ...] = ("image/png", "image/jpeg", "image/gif", "image/webp")
 

@@ -1,4 +1,4 @@
-"""SSE and NDJSON framing against the test vectors of protocols.md §8.3."""
+"""SSE and NDJSON framing against the test vectors of docs/protocols.md §8.3."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Anthropic Messages over raw HTTP and SSE (protocols.md §3).
+"""Anthropic Messages over raw HTTP and SSE (docs/protocols.md §3).
 
 Also works against servers that speak Anthropic's ``/v1/messages`` (llama.cpp's server, recent
 Ollama): point ``base_url`` at their root (without ``/v1``).
@@ -58,7 +58,7 @@ logger = logging.getLogger("mirror_providers.anthropic")
 ANTHROPIC_HOST = "api.anthropic.com"
 API_VERSION = "2023-06-01"
 # max_tokens is required; without one from the caller we ask for this much (capped by the model).
-# Larger non-streaming answers risk idle-connection drops (protocols.md §3.2).
+# Larger non-streaming answers risk idle-connection drops (docs/protocols.md §3.2).
 DEFAULT_MAX_TOKENS = 8192
 
 # The body fields build_payload sets -> what a caller uses instead of sending them in ``extra``.
@@ -76,7 +76,7 @@ OWNED_FIELDS: dict[str, str] = {
 }
 
 # An error event inside a 200 stream carries only its type: the status each comes with as an HTTP
-# error (protocols.md §3.5).
+# error (docs/protocols.md §3.5).
 ERROR_STATUSES: dict[str, int] = {
     "invalid_request_error": 400, "authentication_error": 401, "billing_error": 402, "permission_error": 403,
     "not_found_error": 404, "request_too_large": 413, "rate_limit_error": 429, "api_error": 500,
@@ -162,7 +162,7 @@ def _blocks(m: Message) -> tuple[str, list[dict[str, Any]]]:
 def build_messages(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
     """Our conversation -> Anthropic turns: system messages dropped (they go to ``system``),
     tool results folded into user turns, consecutive same-role turns merged, and within a user
-    turn ``tool_result`` blocks placed first (protocols.md §3.2, §3.6)."""
+    turn ``tool_result`` blocks placed first (docs/protocols.md §3.2, §3.6)."""
     turns: list[dict[str, Any]] = []
     for m in messages:
         if m.role == "system":

@@ -1,4 +1,4 @@
-"""Ollama's native API (``/api/chat``, ``/api/generate``) with NDJSON streaming (protocols.md §4).
+"""Ollama's native API (``/api/chat``, ``/api/generate``) with NDJSON streaming (docs/protocols.md §4).
 
 Talks only to the configured host (``host=``, else ``OLLAMA_HOST``, else 127.0.0.1:11434): nothing
 leaves the machine unless you point it elsewhere. No key is needed locally; ``OLLAMA_API_KEY``
@@ -123,7 +123,7 @@ def _seconds(ns: Any) -> float:
 
 
 def parse_usage(data: Mapping[str, Any]) -> Usage:
-    """The final object's metrics (absent when zero: protocols.md §4.3) -> Usage."""
+    """The final object's metrics (absent when zero: docs/protocols.md §4.3) -> Usage."""
     inp, out = token_count(data, "prompt_eval_count"), token_count(data, "eval_count")
     timings = {name: _seconds(data.get(f"{name}_duration")) for name in ("total", "load", "prompt_eval", "eval")}
     return Usage(input_tokens=inp, output_tokens=out, total_tokens=inp + out, server_timings_s=timings)
@@ -148,7 +148,7 @@ def _tool_calls(calls: Any, start: int) -> tuple[ToolCall, ...]:
 
 
 def finish_reason(data: Mapping[str, Any], had_tool_calls: bool) -> FinishReason:
-    # done_reason stays "stop" when the model called tools (protocols.md §4.6).
+    # done_reason stays "stop" when the model called tools (docs/protocols.md §4.6).
     if had_tool_calls:
         return "tool_calls"
     return FINISH_REASONS.get(str(data.get("done_reason")), "other")

@@ -1,4 +1,4 @@
-"""OpenAI Chat Completions over raw HTTP and SSE (protocols.md §2).
+"""OpenAI Chat Completions over raw HTTP and SSE (docs/protocols.md §2).
 
 Also the client for OpenAI-compatible servers (vLLM, llama.cpp, LM Studio, Ollama's ``/v1``,
 Groq, OpenRouter...): point ``base_url`` (or ``OPENAI_BASE_URL``) at their ``/v1`` root. A key is
@@ -79,14 +79,14 @@ OWNED_FIELDS: dict[str, str] = {
 }
 
 # An error inside a 200 stream carries only its type and code: the status each comes with as an
-# HTTP error (protocols.md §2.5).
+# HTTP error (docs/protocols.md §2.5).
 ERROR_STATUSES: dict[str, int] = {
     "invalid_request_error": 400, "context_length_exceeded": 400, "invalid_api_key": 401,
     "model_not_found": 404, "rate_limit_exceeded": 429, "insufficient_quota": 429, "server_error": 500,
 }
 
 CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
-# Reasoning models reject max_tokens and need max_completion_tokens (protocols.md §2.2).
+# Reasoning models reject max_tokens and need max_completion_tokens (docs/protocols.md §2.2).
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 
 MODELS: tuple[ModelInfo, ...] = (
@@ -263,7 +263,7 @@ def _tool_call_deltas(calls: Iterable[Any], state: StreamState) -> list[ToolCall
     deltas = []
     state.had_tool_calls = True
     for c in calls:
-        # Servers that omit the index mean "the call being built" (protocols.md §2.6).
+        # Servers that omit the index mean "the call being built" (docs/protocols.md §2.6).
         idx = c.get("index", state.last_tool_index)
         if idx.__class__ is not int or not 0 <= idx < MAX_TOOL_CALLS:
             raise ValueError(f"tool call index {str(idx)[:40]!r} is not a number from 0 to {MAX_TOOL_CALLS - 1}")

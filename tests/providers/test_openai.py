@@ -138,7 +138,7 @@ def test_parse_result_tool_calls_with_invalid_json_kept_raw() -> None:
     assert r.tool_calls[1].arguments is None and r.tool_calls[1].arguments_json == "{broken"
 
 
-# From protocols.md §2.6 (cassette §9 item 10): fragments keyed by index.
+# A real recording's fragments, keyed by index (docs/protocols.md §2.6).
 TOOL_FRAGMENTS: list[dict[str, Any]] = [
     {"choices": [{"index": 0, "delta": {"role": "assistant", "content": None, "tool_calls": [
         {"index": 0, "id": "call_ZR5U", "type": "function", "function": {"name": "get_capital", "arguments": ""}}],
@@ -160,7 +160,7 @@ def test_stream_tool_fragments_reassembled() -> None:
 
 
 def test_stream_whole_call_in_one_fragment_with_repeated_ids() -> None:
-    # OpenRouter/Kimi style (protocols.md §2.6): whole call at once, id repeated, usage with choices.
+    # OpenRouter/Kimi style (docs/protocols.md §2.6): whole call at once, id repeated, usage with choices.
     frames: list[dict[str, Any]] = [
         {"choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [
             {"index": 0, "id": "0", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}]}}]},
