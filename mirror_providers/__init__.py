@@ -44,7 +44,9 @@ _EXPORTS = {
     "MirrorProvidersError": "errors",
     "MockTransport": "transport",
     "ModelInfo": "types",
+    "ModelDeprecatedWarning": "models",
     "ModelNotFoundError": "errors",
+    "ModelRetiredError": "errors",
     "NotFoundError": "errors",
     "OllamaProvider": "providers.ollama",
     "OpenAIProvider": "providers.openai",
@@ -107,8 +109,10 @@ __all__ = [  # written out (not computed from _EXPORTS) so type checkers see the
     "Message",
     "MirrorProvidersError",
     "MockTransport",
+    "ModelDeprecatedWarning",
     "ModelInfo",
     "ModelNotFoundError",
+    "ModelRetiredError",
     "NotFoundError",
     "OllamaProvider",
     "OpenAIProvider",
@@ -178,6 +182,7 @@ if TYPE_CHECKING:
         InvalidResponseError,
         MirrorProvidersError,
         ModelNotFoundError,
+        ModelRetiredError,
         NotFoundError,
         OverloadedError,
         PermissionDeniedError,
@@ -194,6 +199,7 @@ if TYPE_CHECKING:
         TruncatedStreamError,
         ValidationError,
     )
+    from .models import ModelDeprecatedWarning
     from .provider import Provider, set_max_workers
     from .providers.anthropic import AnthropicProvider
     from .providers.ollama import OllamaProvider

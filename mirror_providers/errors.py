@@ -22,6 +22,7 @@ The tree::
     │   ├── PermissionDeniedError       402, 403
     │   ├── NotFoundError               404
     │   │   └── ModelNotFoundError
+    │   │       └── ModelRetiredError   the vendor shut the model down (``replacement``)
     │   ├── ConflictError               409
     │   ├── RateLimitError              429 (``retry_after``)
     │   │   └── QuotaExceededError      billing quota: waiting will not help
@@ -65,6 +66,7 @@ __all__ = [
     "InvalidResponseError",
     "MirrorProvidersError",
     "ModelNotFoundError",
+    "ModelRetiredError",
     "NotFoundError",
     "OverloadedError",
     "PermissionDeniedError",
@@ -301,6 +303,21 @@ class NotFoundError(APIError):
 
 class ModelNotFoundError(NotFoundError):
     """The model does not exist on this provider, or this key cannot use it."""
+
+
+class ModelRetiredError(ModelNotFoundError):
+    """The vendor has shut the model down; raised before sending.
+
+    Attributes:
+        retired_on: the shutdown date (ISO), when known.
+        replacement: the model the vendor names instead (followed past retired ones), or None.
+    """
+
+    def __init__(self, message: str, *, retired_on: str | None = None, replacement: str | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retired_on = retired_on
+        self.replacement = replacement
 
 
 class ConflictError(APIError):

@@ -8,6 +8,7 @@ time one of those methods is called, never at import time, so importing the libr
 from __future__ import annotations
 
 import base64
+import datetime
 import enum
 import mimetypes
 import os
@@ -21,6 +22,7 @@ __all__ = [
     "FinishReason",
     "GenerationResult",
     "HealthStatus",
+    "Lifecycle",
     "Message",
     "ModelInfo",
     "ProviderStats",
@@ -380,9 +382,12 @@ class Capabilities(_JsonMixin):
     tier: Tier = Tier.BALANCED
 
 
+Lifecycle = Literal["active", "deprecated", "retired"]
+
+
 @dataclass(frozen=True)
 class ModelInfo(_JsonMixin):
-    """A row of a vendor's model table.
+    """A row of the model catalog (``mirror_providers/data/models.json``; see :mod:`.models`).
 
     Attributes:
         id: the id sent on the wire.
@@ -390,9 +395,30 @@ class ModelInfo(_JsonMixin):
         max_output: the ``max_tokens`` ceiling.
         vision, tools: image input and function calling.
         tier: the model's tier.
-        aliases: other names accepted for this model.
-        lifecycle: ``"active"``, ``"deprecated"`` or ``"retired"``.
-        retires_on: the vendor's end-of-life date (ISO), when announced.
+        aliases: other names accepted for this model; the request sends ``id``.
+        lifecycle: ``"active"``, ``"deprecated"`` or ``"retired"`` as of the data's date; use
+            :meth:`status` for the state on a given day (a retirement date may have passed since).
+        retires_on: the vendor's shutdown date (ISO), when announced.
+        provider: the vendor id (``"openai"``...).
+        snapshots: dated ids of this model, sent as given (``gpt-4o-2024-08-06``).
+        deprecated_on: when the vendor announced the deprecation (ISO), when known.
+        replacement: the model the vendor names as the replacement.
+        documents: PDF input.
+        reasoning: how the model is asked to reason, or None when it does not: ``"effort"``
+            (OpenAI ``reasoning_effort``), ``"adaptive"`` (Anthropic adaptive thinking with
+            ``output_config.effort``), ``"budget"`` (Anthropic thinking with ``budget_tokens``),
+            ``"think"`` (Ollama ``think`` on/off), ``"think_levels"`` (Ollama ``think`` levels).
+        reasoning_levels: the levels the model accepts (``"off"``/``"none"`` among them when
+            reasoning can be turned off); empty when not known, and then not checked.
+        reasoning_default: what the model does when not told.
+        rejects: request parameters the model refuses (``temperature``, ``top_p``, ``top_k``,
+            ``tools``, ``prefill`` (an assistant message last), ``forced_tool_choice``).
+        rejects_while_reasoning: parameters refused unless reasoning is off.
+        rejects_together: parameters that may be given one at a time but not all at once.
+        renames: request parameters sent under another name (``max_tokens`` ->
+            ``max_completion_tokens``), as pairs.
+        price_input, price_output, price_cached_input, price_cache_write: USD per million
+            tokens, where the vendor publishes them.
     """
 
     id: str
@@ -402,14 +428,55 @@ class ModelInfo(_JsonMixin):
     tools: bool = True
     tier: Tier = Tier.BALANCED
     aliases: tuple[str, ...] = ()
-    lifecycle: Literal["active", "deprecated", "retired"] = "active"
+    lifecycle: Lifecycle = "active"
     retires_on: str | None = None
+    provider: str = ""
+    snapshots: tuple[str, ...] = ()
+    deprecated_on: str | None = None
+    replacement: str | None = None
+    documents: bool = False
+    reasoning: Literal["effort", "adaptive", "budget", "think", "think_levels"] | None = None
+    reasoning_levels: tuple[str, ...] = ()
+    reasoning_default: str | None = None
+    rejects: tuple[str, ...] = ()
+    rejects_while_reasoning: tuple[str, ...] = ()
+    rejects_together: tuple[str, ...] = ()
+    renames: tuple[tuple[str, str], ...] = ()
+    price_input: float | None = None
+    price_output: float | None = None
+    price_cached_input: float | None = None
+    price_cache_write: float | None = None
+
+    def names(self) -> tuple[str, ...]:
+        """Every name this row answers to: id, aliases, snapshots."""
+        return (self.id, *self.aliases, *self.snapshots)
+
+    def status(self, today: str | None = None) -> Lifecycle:
+        """The lifecycle on ``today`` (ISO date; the machine's date when None): retired once the
+        shutdown date has come, deprecated once announced."""
+        day = today or datetime.date.today().isoformat()
+        if self.retires_on is not None:
+            if day >= self.retires_on:
+                return "retired"
+        elif self.lifecycle == "retired":
+            return "retired"
+        if self.deprecated_on is not None:
+            return "deprecated" if day >= self.deprecated_on else "active"
+        return "active" if self.lifecycle == "active" else "deprecated"
+
+    def wire_name(self, param: str) -> str:
+        """What ``param`` is called on the wire for this model."""
+        return dict(self.renames).get(param, param)
+
+    @property
+    def can_reason(self) -> bool:
+        return self.reasoning is not None
 
     def capabilities(self, streaming: bool = True) -> Capabilities:
         return Capabilities(
             supports_streaming=streaming,
             supports_vision=self.vision,
-            supports_function_calling=self.tools,
+            supports_function_calling=self.tools and "tools" not in self.rejects,
             max_tokens=self.max_output,
             max_context_window=self.context_window,
             tier=self.tier,

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import vcr
 
+from mirror_providers import models
 from mirror_providers.catalog import PROVIDERS
 
 from .server import FakeServer
@@ -38,6 +39,12 @@ def _loopback_only(self: socket.socket, address: Any) -> Any:
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", _loopback_only)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_model_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with no deprecated model warned about yet (the library warns once per process)."""
+    monkeypatch.setattr(models, "_warned", set())
 
 
 @pytest.fixture(autouse=True)
@@ -70,8 +77,19 @@ def make_vcr() -> vcr.VCR:
     )
 
 
+RECORDED_DAY = "2025-06-01"  # before any model in the recordings was shut down
+
+
 @pytest.fixture
-def cassette(request: pytest.FixtureRequest) -> Iterator[Any]:
+def recorded_day(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Lifecycle checks see a day in 2025, when the recorded traffic was real: its models have
+    been retired since, and a retired model is refused before sending."""
+    monkeypatch.setattr(models, "today", lambda: RECORDED_DAY)
+    return RECORDED_DAY
+
+
+@pytest.fixture
+def cassette(request: pytest.FixtureRequest, recorded_day: str) -> Iterator[Any]:
     """Use as ``with cassette("openai/test_name.yaml"):``."""
     recorder = make_vcr()
 

@@ -36,6 +36,8 @@ from mirror_providers.types import GenerationResult, join_chunks
 from .recordings import RECORDINGS, Call, Interaction, all_interactions, call_for, differences, load
 from .server import FakeServer, Received, Reply
 
+pytestmark = pytest.mark.usefixtures("recorded_day")  # the recorded models were live then
+
 # -- what the cassettes say, read by hand ---------------------------------------------------------
 
 

@@ -23,6 +23,7 @@ from ..errors import (
     ValidationError,
 )
 from ..framing import ServerSentEvent
+from ..models import shipped_models
 from ..request import GenerateRequest
 from ..types import (
     FinishReason,
@@ -30,7 +31,6 @@ from ..types import (
     HealthStatus,
     Message,
     ModelInfo,
-    Tier,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -93,21 +93,7 @@ FINISH_REASONS: dict[str, FinishReason] = {
     "pause_turn": "other",
 }
 
-MODELS: tuple[ModelInfo, ...] = (
-    ModelInfo("claude-opus-4-20250514", 200_000, 32_000, vision=True, tier=Tier.FLAGSHIP,
-              aliases=("opus", "claude-opus-4", "claude-opus-4-0"), lifecycle="retired", retires_on="2026-06-15"),
-    ModelInfo("claude-sonnet-4-20250514", 200_000, 64_000, vision=True, tier=Tier.BALANCED,
-              aliases=("sonnet", "claude-sonnet-4", "claude-sonnet-4-0"), lifecycle="retired",
-              retires_on="2026-06-15"),
-    ModelInfo("claude-3-5-sonnet-20241022", 200_000, 8_192, vision=True, tier=Tier.BALANCED,
-              aliases=("claude-3-5-sonnet-latest",), lifecycle="retired", retires_on="2025-10-22"),
-    ModelInfo("claude-3-5-haiku-20241022", 200_000, 8_192, vision=True, tier=Tier.FAST,
-              aliases=("haiku", "claude-3-5-haiku-latest"), lifecycle="retired", retires_on="2026-02-19"),
-    ModelInfo("claude-sonnet-4-5-20250929", 200_000, 64_000, vision=True, tier=Tier.FLAGSHIP,
-              aliases=("claude-sonnet-4-5",)),
-    ModelInfo("claude-haiku-4-5-20251001", 200_000, 64_000, vision=True, tier=Tier.FAST,
-              aliases=("claude-haiku-4-5",)),
-)
+MODELS: tuple[ModelInfo, ...] = shipped_models("anthropic")
 
 
 def finish_reason(value: str | None) -> FinishReason | None:
@@ -321,7 +307,8 @@ class AnthropicProvider(HttpProvider):
 
     provider_id = "anthropic"
     DEFAULT_BASE_URL = "https://api.anthropic.com"
-    DEFAULT_MODEL = "claude-sonnet-4-5-20250929"
+    DEFAULT_MODEL = "claude-sonnet-5-5"
+    VENDOR_HOST = ANTHROPIC_HOST
     API_KEY_ENV = "ANTHROPIC_API_KEY"
     BASE_URL_ENV = "ANTHROPIC_BASE_URL"
     OTHER_ENV = ("ANTHROPIC_AUTH_TOKEN",)
@@ -355,10 +342,6 @@ class AnthropicProvider(HttpProvider):
             raise ConfigurationError(f"max_tokens={max_tokens} exceeds {self._model_info.id}'s output limit of "
                                      f"{limit}", provider=self.provider_id, model=self._model)
         self.default_max_tokens = max_tokens or min(limit, DEFAULT_MAX_TOKENS)
-        info = self._model_info
-        if info is not None and info.lifecycle != "active":
-            logger.warning("%s is %s by Anthropic (end of life %s): requests may be refused",
-                           info.id, info.lifecycle, info.retires_on)
 
     @property
     def is_anthropic(self) -> bool:
@@ -444,9 +427,6 @@ class AnthropicProvider(HttpProvider):
         Servers other than Anthropic's answer ``GET /v1/models`` instead."""
 
         def probe(detail: dict[str, Any]) -> str | None:
-            info = self._model_info
-            if info is not None and info.lifecycle != "active":
-                detail["lifecycle"] = info.lifecycle
             path = f"/v1/models/{quote(self._model, safe='')}" if self.is_anthropic else "/v1/models"
             self._send("GET", path, timeout=self.timeout.connect + 10)
             return None

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 from urllib.parse import urlsplit
 
+from .. import models as model_data
 from .._call import current_call, on_abort
 from .._redact import redact, redact_url, snippet, split_userinfo
 from .._timers import call_at
@@ -29,6 +30,7 @@ from ..errors import (
     ConfigurationError,
     ConnectError,
     InvalidResponseError,
+    ModelRetiredError,
     ProviderError,
     RequestTimeout,
     StreamError,
@@ -307,6 +309,7 @@ class HttpProvider(Provider):
     OTHER_ENV: ClassVar[tuple[str, ...]] = ()  # further environment variables the constructor reads
     CONFIGURED_BY: ClassVar[tuple[str, ...] | None] = None  # None: API_KEY_ENV and BASE_URL_ENV
     REQUEST_ID_HEADER: ClassVar[str | None] = None
+    VENDOR_HOST: ClassVar[str | None] = None  # the vendor's own API host: a retired model is refused there
     CONNECT_HINT: ClassVar[str] = ""  # appended to "cannot connect" errors; may use {base_url}
     SUPPORTS_STREAMING: ClassVar[bool] = True
     TOOL_RESULTS_NEED_IDS: ClassVar[bool] = True  # False: the vendor pairs tool results by order
@@ -372,13 +375,18 @@ class HttpProvider(Provider):
         return deadline_s
 
     def _resolve_model(self, model: str | None) -> tuple[ModelInfo | None, str]:
-        """The catalog row (None for a model the catalog does not know) and the id to send."""
+        """The catalog row (None for a model the catalog does not know) and the id to send: the
+        row's id for an alias, the name as given for a dated snapshot or an unknown model."""
         requested = model or self.DEFAULT_MODEL
         if not isinstance(requested, str) or not requested.strip():
             raise ConfigurationError(f"model must be a non-empty string, got {model!r}",
                                      provider=self.provider_id)
         info = self.find_model(requested)
-        return info, info.id if info else requested
+        if info is None:
+            return None, requested
+        if info.status(model_data.today()) == "deprecated":
+            model_data.warn_deprecated(self.provider_id, info, self.MODELS, model_data.today(), stacklevel=4)
+        return info, requested if requested in info.snapshots else info.id
 
     def _key_from(self, api_key: str | None) -> str | None:
         """The key given, else the environment's; checked, so a bad one is refused here."""
@@ -428,11 +436,32 @@ class HttpProvider(Provider):
 
     @classmethod
     def find_model(cls, name: str) -> ModelInfo | None:
-        """The catalog row for a model id or alias, or None for an unknown model."""
+        """The catalog row for a model id, alias or snapshot, or None for an unknown model."""
         for info in cls.MODELS:
-            if name == info.id or name in info.aliases:
+            if name in info.names():
                 return info
         return None
+
+    @property
+    def on_vendor_host(self) -> bool:
+        """True when the base URL is the vendor's own API (not a compatible server or a proxy)."""
+        return self.VENDOR_HOST is not None and urlsplit(self.base_url).hostname == self.VENDOR_HOST
+
+    def retired_error(self) -> ModelRetiredError | None:
+        """The error a call to this model raises because the vendor shut it down, or None.
+
+        Only on the vendor's own host: a proxy or compatible server may still serve the name.
+        """
+        info = self._model_info
+        day = model_data.today()
+        if info is None or not self.on_vendor_host or info.status(day) != "retired":
+            return None
+        repl = model_data.replacement_for(info, self.MODELS, day)
+        when = f" on {info.retires_on}" if info.retires_on else ""
+        use = f"; use {repl}, its named replacement" if repl else "; the vendor named no replacement"
+        return ModelRetiredError(f"{self._model} was shut down by {self.provider_id}{when}{use}",
+                                 provider=self.provider_id, model=self._model, retired_on=info.retires_on,
+                                 replacement=repl)
 
     @property
     def model_name(self) -> str:
@@ -550,6 +579,9 @@ class HttpProvider(Provider):
         return cls
 
     def _check(self, request: GenerateRequest) -> None:
+        retired = self.retired_error()
+        if retired is not None:
+            raise retired
         for key in request.extra:
             if key in self.OWNED_FIELDS:
                 raise self._owned(key, f"extra[{key!r}]")
@@ -898,6 +930,13 @@ class HttpProvider(Provider):
         report; a library error is reported, never raised."""
         start = time.perf_counter()
         detail: dict[str, Any] = {}
+        info = self._model_info
+        if info is not None and info.status(model_data.today()) != "active":
+            detail["lifecycle"] = info.status(model_data.today())
+            detail["retires_on"] = info.retires_on
+        retired = self.retired_error()
+        if retired is not None:  # no request: the vendor would only say the model is gone
+            return HealthStatus(False, self.provider_id, self._model, 0.0, error=str(retired), detail=detail)
         try:
             error = probe(detail)
         except ProviderError as exc:

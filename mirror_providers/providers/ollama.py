@@ -24,6 +24,7 @@ from ..errors import (
     OverloadedError,
     ValidationError,
 )
+from ..models import shipped_models
 from ..provider import ChunkStream
 from ..request import GenerateRequest, build_request
 from ..types import (
@@ -78,17 +79,7 @@ _DURATION = re.compile(r"[-+]?(0|((\d+(\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h))+)")
 
 FINISH_REASONS: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
 
-MODELS: tuple[ModelInfo, ...] = (
-    ModelInfo("llama3.1", 131_072, 131_072, tools=True, tier=Tier.LOCAL, aliases=("llama3.1:8b",)),
-    ModelInfo("llama3.1:70b", 131_072, 131_072, tools=True, tier=Tier.LOCAL),
-    ModelInfo("llama3.2", 131_072, 131_072, tools=True, tier=Tier.LOCAL, aliases=("llama3.2:3b",)),
-    ModelInfo("llama3.2:1b", 131_072, 131_072, tools=True, tier=Tier.LOCAL),
-    ModelInfo("mistral", 32_768, 32_768, tools=True, tier=Tier.LOCAL, aliases=("mistral:7b",)),
-    ModelInfo("mixtral", 32_768, 32_768, tools=True, tier=Tier.LOCAL, aliases=("mixtral:8x7b",)),
-    ModelInfo("phi3", 4_096, 4_096, tools=False, tier=Tier.LOCAL, aliases=("phi3:mini",)),
-    ModelInfo("gemma2", 8_192, 8_192, tools=False, tier=Tier.LOCAL, aliases=("gemma2:9b",)),
-    ModelInfo("qwen2.5", 32_768, 32_768, tools=True, tier=Tier.LOCAL, aliases=("qwen2.5:7b",)),
-)
+MODELS: tuple[ModelInfo, ...] = shipped_models("ollama")
 
 
 def parse_host(host: str | None) -> str:

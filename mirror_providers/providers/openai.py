@@ -24,6 +24,7 @@ from ..errors import (
     ValidationError,
 )
 from ..framing import ServerSentEvent
+from ..models import shipped_models
 from ..request import GenerateRequest
 from ..types import (
     FinishReason,
@@ -31,7 +32,6 @@ from ..types import (
     HealthStatus,
     Message,
     ModelInfo,
-    Tier,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -89,17 +89,7 @@ CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"}
 # Reasoning models reject max_tokens and need max_completion_tokens (docs/protocols.md §2.2).
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 
-MODELS: tuple[ModelInfo, ...] = (
-    ModelInfo("gpt-4o", 128_000, 16_384, vision=True, tier=Tier.FLAGSHIP,
-              aliases=("gpt-4o-2024-08-06", "gpt-4o-2024-11-20", "chatgpt-4o-latest")),
-    ModelInfo("gpt-4o-mini", 128_000, 16_384, vision=True, tier=Tier.FAST,
-              aliases=("gpt-4o-mini-2024-07-18",)),
-    ModelInfo("gpt-4-turbo", 128_000, 4_096, vision=True, tier=Tier.BALANCED,
-              aliases=("gpt-4-turbo-2024-04-09",)),
-    ModelInfo("gpt-4", 8_192, 8_192, vision=False, tier=Tier.BALANCED, aliases=("gpt-4-0613",)),
-    ModelInfo("gpt-3.5-turbo", 16_385, 4_096, vision=False, tier=Tier.FAST,
-              aliases=("gpt-3.5-turbo-0125",)),
-)
+MODELS: tuple[ModelInfo, ...] = shipped_models("openai")
 
 
 def finish_reason(value: str | None) -> FinishReason | None:
@@ -302,7 +292,8 @@ class OpenAIProvider(HttpProvider):
 
     provider_id = "openai"
     DEFAULT_BASE_URL = "https://api.openai.com/v1"
-    DEFAULT_MODEL = "gpt-4o-mini"
+    DEFAULT_MODEL = "gpt-6-luna"
+    VENDOR_HOST = OPENAI_HOST
     API_KEY_ENV = "OPENAI_API_KEY"
     BASE_URL_ENV = "OPENAI_BASE_URL"
     OTHER_ENV = ("OPENAI_ORG_ID", "OPENAI_PROJECT_ID")

@@ -421,7 +421,7 @@ def test_create_provider_takes_every_constructor_argument() -> None:
                           max_retries=1, headers={"X-A": "1"}, retry=RetryPolicy(max_retries=1), verify=True)
     assert llm.base_url == "http://gpu-box:11434"
     assert create_provider("anthropic:haiku", api_key="k", betas=["b"], max_tokens=100).model_name
-    assert create_provider("openai", api_key="k", organization="o", project="p").model_name == "gpt-4o-mini"
+    assert create_provider("openai", api_key="k", organization="o", project="p").model_name == "gpt-6-luna"
 
 
 @pytest.mark.parametrize("field, value", [

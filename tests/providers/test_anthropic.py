@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import gzip
 import json
-import logging
+import warnings
 from typing import Any
 
 import pytest
 import responses
 
+from mirror_providers import models
 from mirror_providers.anthropic import AnthropicProvider
 from mirror_providers.errors import (
     APIError,
@@ -17,6 +18,7 @@ from mirror_providers.errors import (
     BadRequestError,
     ConfigurationError,
     ModelNotFoundError,
+    ModelRetiredError,
     OverloadedError,
     PermissionDeniedError,
     QuotaExceededError,
@@ -27,6 +29,7 @@ from mirror_providers.errors import (
     TruncatedStreamError,
     ValidationError,
 )
+from mirror_providers.models import ModelDeprecatedWarning
 from mirror_providers.providers.anthropic import (
     build_messages,
     build_payload,
@@ -38,7 +41,7 @@ from mirror_providers.types import ContentPart, Message, Tier, ToolCall, join_ch
 
 from ..conftest import FAKE_KEY
 from ..contract import ProviderContract
-from ..server import FakeServer, Received, Reply
+from ..server import FakeServer, Received, Reply, anthropic_message
 from .replay import answer, sse, stream
 
 URL = "https://api.anthropic.com/v1/messages"
@@ -187,26 +190,82 @@ def test_stream_events_every_kind() -> None:
 # -- construction --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("alias, resolved", [
-    ("opus", "claude-opus-4-20250514"), ("claude-opus-4", "claude-opus-4-20250514"),
-    ("sonnet", "claude-sonnet-4-20250514"), ("claude-sonnet-4", "claude-sonnet-4-20250514"),
-    ("haiku", "claude-3-5-haiku-20241022"), ("claude-3-5-sonnet-20241022", "claude-3-5-sonnet-20241022"),
-    ("claude-3-5-haiku-20241022", "claude-3-5-haiku-20241022"), ("claude-some-future-model", "claude-some-future-model"),
+    ("opus", "claude-opus-5-5"), ("sonnet", "claude-sonnet-5-5"), ("haiku", "claude-haiku-5-5"),
+    ("fable", "claude-fable-5-2"), ("claude-opus-4", "claude-opus-4-20250514"),
+    ("claude-haiku-4-5", "claude-haiku-4-5-20251001"), ("claude-3-5-sonnet-20241022", "claude-3-5-sonnet-20241022"),
+    ("claude-some-future-model", "claude-some-future-model"),
 ])
 def test_aliases(alias: str, resolved: str) -> None:
     assert provider(model=alias).model_name == resolved
 
 
-def test_catalog_and_retired_models(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING)
+def test_catalog_rows() -> None:
     p = provider(model="sonnet")
     caps = p.capabilities
-    assert (caps.max_context_window, caps.max_tokens, caps.supports_vision, caps.supports_function_calling) == (200_000, 64_000, True, True)
-    assert p.model_info is not None
-    assert p.model_info.lifecycle == "retired" and p.model_info.retires_on == "2026-06-15"
-    assert "claude-sonnet-4-20250514 is retired" in caplog.text
+    assert (caps.max_context_window, caps.max_tokens, caps.supports_vision, caps.supports_function_calling) == (
+        1_000_000, 128_000, True, True)
+    assert p.model_info is not None and p.model_info.status("2026-12-01") == "active"
     assert provider(model="opus").capabilities.tier is Tier.FLAGSHIP
-    assert provider(model="opus").capabilities.max_tokens == 32_000
+    assert provider(model="haiku").capabilities.tier is Tier.FAST
     assert p.default_max_tokens == 8192 and provider(model="haiku").default_max_tokens == 8192
+
+
+@responses.activate
+def test_retired_model_refused_before_sending_naming_the_replacement() -> None:
+    p = provider(model="claude-sonnet-4-20250514")  # constructing works: the error comes with a call
+    for call in (lambda: p.generate_sync("hi"), lambda: list(p.stream_sync("hi"))):
+        with pytest.raises(ModelRetiredError) as info:
+            call()
+        err = info.value
+        assert isinstance(err, ModelNotFoundError) and err.failover_ok
+        assert (err.retired_on, err.replacement) == ("2026-06-15", "claude-sonnet-4-6")
+        assert "claude-sonnet-4-6" in str(err) and "2026-06-15" in str(err)
+    assert len(responses.calls) == 0
+    health = p.health_check_sync()
+    assert not health and "shut down" in str(health.error) and health.detail["lifecycle"] == "retired"
+    assert len(responses.calls) == 0
+    # a replacement that is itself retired is followed to one still served
+    with pytest.raises(ModelRetiredError) as info:
+        provider(model="claude-3-5-sonnet-20241022").generate_sync("hi")
+    assert info.value.replacement == "claude-sonnet-5-5"
+
+
+def test_retired_model_is_sent_to_another_server(server: FakeServer) -> None:
+    """A proxy or compatible server may still serve a name the vendor retired."""
+    seen: list[str] = []
+
+    def route(req: Received, reply: Reply) -> None:
+        seen.append(req.json()["model"])
+        reply.json(200, anthropic_message("hello"))
+
+    server.route("POST", "/v1/messages", route)
+    server.route("GET", "/v1/models", lambda r, w: w.json(200, {"data": [], "has_more": False}))
+    p = AnthropicProvider(model="claude-sonnet-4-5", api_key=FAKE_KEY, base_url=server.url)
+    assert p.generate_sync("hi").content == "hello"
+    assert seen == ["claude-sonnet-4-5-20250929"]
+    health = p.health_check_sync()
+    assert health and health.detail["lifecycle"] == "retired"
+
+
+def test_deprecated_model_warns_once_with_its_date(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(models, "_warned", set())
+    with pytest.warns(ModelDeprecatedWarning, match=r"claude-opus-4-5-20251101 is deprecated.*2027-01-22.*claude-opus-5-5"):
+        provider(model="claude-opus-4-5")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        provider(model="claude-opus-4-5-20251101")  # the same model: no second warning
+
+
+def test_lifecycle_follows_the_date(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(models, "_warned", set())
+    monkeypatch.setattr(models, "today", lambda: "2027-01-22")
+    p = provider(model="claude-opus-4-5")  # deprecated in the data, past its shutdown date on this day
+    with pytest.raises(ModelRetiredError, match="claude-opus-5-5"):
+        p.generate_sync("hi")
+    monkeypatch.setattr(models, "today", lambda: "2026-06-14")  # the day before its shutdown: still served
+    with pytest.warns(ModelDeprecatedWarning, match="shuts it down on 2026-06-15"):
+        p = provider(model="claude-sonnet-4")
+    assert p.retired_error() is None
 
 
 def test_key_required_for_anthropic_only(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -249,7 +308,7 @@ def test_auth_token_header_and_never_leaked() -> None:
 
 def test_cassette_generate(cassette: Any) -> None:
     with cassette("anthropic/test_generate.yaml"):
-        r = provider(model="sonnet").generate_sync(
+        r = provider(model="claude-sonnet-4-20250514").generate_sync(
             [Message.system("Answer in one word."), Message.user("Capital of France?")], max_tokens=1024, temperature=0.2)
     assert (r.content, r.finish_reason, r.request_id) == ("Paris", "stop", "req_011CVEA3SF7rnb3DuBZytqQa")
     assert r.usage is not None
@@ -270,7 +329,7 @@ def test_cassette_text_then_tool(cassette: Any) -> None:
     tools = [{"name": "get_weather", "description": "Get the current weather in a given location",
               "parameters": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}}]
     with cassette("anthropic/test_stream_text_then_tool.yaml"):
-        r = join_chunks(provider(model="sonnet").stream_sync("What is the weather in San Francisco?", tools=tools))
+        r = join_chunks(provider(model="claude-sonnet-4-20250514").stream_sync("What is the weather in San Francisco?", tools=tools))
     assert r.content == "Let me check the weather." and r.finish_reason == "tool_calls"
     assert [(c.id, c.arguments) for c in r.tool_calls] == [("toolu_014x5X91kx3fvdhpLvwXZWE2", {"location": "San Francisco, CA"})]
     assert r.usage is not None
@@ -280,14 +339,14 @@ def test_cassette_text_then_tool(cassette: Any) -> None:
 def test_cassette_truncated_stream(cassette: Any) -> None:
     got = []
     with cassette("anthropic/test_stream_truncated.yaml"), pytest.raises(TruncatedStreamError, match="message_stop"):
-        for c in provider(model="sonnet").stream_sync("Tell me a story"):
+        for c in provider(model="claude-sonnet-4-20250514").stream_sync("Tell me a story"):
             got.append(c.content)
     assert got == ["Once upon"]
 
 
 def test_cassette_401(cassette: Any) -> None:
     with cassette("anthropic/test_auth_error.yaml"), pytest.raises(AuthenticationError) as info:
-        provider(model="sonnet", max_retries=2).generate_sync("hi")
+        provider(model="claude-sonnet-4-20250514", max_retries=2).generate_sync("hi")
     assert (info.value.message, info.value.error_type, info.value.request_id) == (
         "invalid x-api-key", "authentication_error", "req_011CAuth")
     assert info.value.retryable is False

@@ -11,6 +11,7 @@ import requests
 import responses
 from responses.registries import OrderedRegistry
 
+from mirror_providers import models
 from mirror_providers.errors import (
     APIError,
     AuthenticationError,
@@ -21,6 +22,7 @@ from mirror_providers.errors import (
     ContextLengthExceededError,
     InvalidResponseError,
     ModelNotFoundError,
+    ModelRetiredError,
     NotFoundError,
     PermissionDeniedError,
     QuotaExceededError,
@@ -30,6 +32,7 @@ from mirror_providers.errors import (
     TruncatedStreamError,
     ValidationError,
 )
+from mirror_providers.models import ModelDeprecatedWarning
 from mirror_providers.openai import OpenAIProvider
 from mirror_providers.providers.openai import build_payload, parse_result
 from mirror_providers.request import build_request
@@ -197,22 +200,44 @@ def test_key_required_for_openai_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_catalog_limits() -> None:
-    caps = provider(model="gpt-4o").capabilities
-    assert (caps.max_context_window, caps.max_tokens, caps.supports_vision, caps.tier) == (128_000, 16_384, True, Tier.FLAGSHIP)
-    assert provider(model="gpt-4").capabilities.max_context_window == 8_192
-    assert provider(model="gpt-3.5-turbo").capabilities.max_context_window == 16_385
-    assert provider(model="gpt-4-turbo").capabilities.max_tokens == 4_096
-    assert provider(model="gpt-4o-mini-2024-07-18").model_name == "gpt-4o-mini"
+    caps = provider(model="gpt-6.2-astra").capabilities
+    assert (caps.max_context_window, caps.max_tokens, caps.supports_vision, caps.tier) == (
+        1_050_000, 128_000, True, Tier.FLAGSHIP)
+    assert not caps.supports_function_calling  # its tools need the Responses API
+    assert provider().capabilities.supports_function_calling and provider().model_name == "gpt-6-luna"
+    assert provider(model="gpt-5.6").model_name == "gpt-5.6-sol"  # OpenAI's short name
+    with pytest.warns(ModelDeprecatedWarning):
+        p = provider(model="gpt-4o-mini-2024-07-18")
+    assert p.model_name == "gpt-4o-mini-2024-07-18"  # a dated snapshot is sent as given
+    assert p.capabilities.max_context_window == 128_000
 
 
 def test_known_model_limits_checked_before_sending() -> None:
     with pytest.raises(ValidationError, match="output limit"):
-        provider(model="gpt-4").generate_sync("hi", max_tokens=100_000)
+        provider(model="gpt-6-sol").generate_sync("hi", max_tokens=200_000)
     with pytest.raises(ValidationError, match="images"):
-        provider(model="gpt-3.5-turbo").generate_sync(
+        provider(model="gpt-3.5-turbo", base_url="http://127.0.0.1:9/v1").generate_sync(
             [Message.user((ContentPart.image_url("https://x/a.png"),))])
     with pytest.raises(ValidationError, match="context window"):
-        provider(model="gpt-4").generate_sync("word " * 20_000)
+        provider(model="gpt-4", base_url="http://127.0.0.1:9/v1").generate_sync("word " * 20_000)
+
+
+@pytest.mark.parametrize("model, retired_on, replacement", [
+    ("gpt-3.5-turbo", "2026-10-23", "gpt-5.6-terra"), ("gpt-4-0613", "2026-10-23", "gpt-5.6-sol"),
+    ("gpt-4-turbo", "2026-10-23", "gpt-5.6-sol"), ("o1-mini", "2025-10-27", None),
+])
+def test_retired_models_refused_before_sending(model: str, retired_on: str, replacement: str | None) -> None:
+    p = provider(model=model)
+    with pytest.raises(ModelRetiredError) as info:
+        p.generate_sync("hi")
+    assert (info.value.retired_on, info.value.replacement) == (retired_on, replacement)
+    assert (replacement or "named no replacement") in str(info.value)
+
+
+def test_models_shut_down_after_this_release_are_refused_from_that_day(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(models, "today", lambda: "2027-01-14")
+    with pytest.raises(ModelRetiredError, match="gpt-6-luna"):
+        provider(model="gpt-4o-mini").generate_sync("hi")
 
 
 def test_repr_shows_id_model_url_not_key() -> None:
@@ -289,7 +314,7 @@ def test_status_mapping(status: int, body: dict[str, Any], cls: type[APIError]) 
         provider().generate_sync("hi")
     err = info.value
     assert type(err) is cls
-    assert (err.status, err.request_id, err.provider, err.model) == (status, "req_abc", "openai", "gpt-4o-mini")
+    assert (err.status, err.request_id, err.provider, err.model) == (status, "req_abc", "openai", "gpt-6-luna")
     assert err.message == body["error"]["message"]
     assert err.body and json.loads(err.body) == body
 
@@ -370,7 +395,7 @@ def test_connection_error() -> None:
     responses.post(URL, body=requests.exceptions.ConnectionError("refused"))
     with pytest.raises(ConnectError) as info:
         provider().generate_sync("hi")
-    assert info.value.provider == "openai" and info.value.model == "gpt-4o-mini"
+    assert info.value.provider == "openai" and info.value.model == "gpt-6-luna"
 
 
 def sse(*frames: Any) -> str:
