@@ -22,7 +22,8 @@ from typing import Any, TypedDict
 from .errors import ValidationError
 from .types import IMAGE_MEDIA_TYPES, ROLES, ContentPart, Message, Tool, ToolCall
 
-__all__ = ["MAX_TIMEOUT_S", "GenerateRequest", "Options", "Prompt", "build_request", "check_json", "check_timeout"]
+__all__ = ["MAX_TIMEOUT_S", "REASONING_LEVELS", "GenerateRequest", "Options", "Prompt", "build_request", "check_json",
+           "check_timeout"]
 
 ToolChoice = str | Mapping[str, Any]
 TOOL_CHOICES = ("auto", "none", "required")
@@ -43,6 +44,8 @@ class GenerateRequest:
         tools: functions the model may call.
         tool_choice: ``auto``, ``none``, ``required`` or a function name to force.
         parallel_tool_calls: allow several calls in one answer (None: vendor default).
+        reasoning: ``"off"``, ``"on"`` (the model's own depth), or a level (``"minimal"``,
+            ``"low"``, ``"medium"``, ``"high"``, ``"xhigh"``, ``"max"``); None: the model's default.
         timeout: per-call read timeout in seconds.
         max_retries: per-call override of the provider's retry count (0: no retries).
         deadline_s: the most this call may take in all (connecting, waiting, retries and their
@@ -60,6 +63,7 @@ class GenerateRequest:
     tools: tuple[Tool, ...] = ()
     tool_choice: str | None = None
     parallel_tool_calls: bool | None = None
+    reasoning: str | None = None
     timeout: float | None = None
     max_retries: int | None = None
     deadline_s: float | None = None
@@ -87,6 +91,7 @@ class Options(TypedDict, total=False):
     tools: Sequence[Tool | Mapping[str, Any]] | None
     tool_choice: ToolChoice | None
     parallel_tool_calls: bool | None
+    reasoning: bool | str | None
     timeout: float | None
     max_retries: int | None
     deadline_s: float | None
@@ -352,6 +357,22 @@ def _tool(t: Any, where: str) -> Tool:
 _CHOICE_TYPES = {"auto": "auto", "none": "none", "required": "required", "any": "required"}
 
 
+REASONING_LEVELS = ("off", "on", "minimal", "low", "medium", "high", "xhigh", "max")
+_REASONING_SYNONYMS = {"none": "off", "false": "off", "disabled": "off", "true": "on", "enabled": "on"}
+
+
+def _reasoning(value: Any) -> str:
+    """True/False, or a level name (``"none"`` is ``"off"``), as one of ``REASONING_LEVELS``."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, str):
+        level = _REASONING_SYNONYMS.get(value.strip().lower(), value.strip().lower())
+        if level in REASONING_LEVELS:
+            return level
+    raise ValidationError(f"reasoning must be True, False or one of {list(REASONING_LEVELS)} "
+                          f"(\"none\" means off), got {value!r}")
+
+
 def _tool_choice(value: Any) -> str:
     if isinstance(value, Mapping):
         # OpenAI's {"type": "function", "function": {"name": ...}}, Anthropic's {"type": "tool",
@@ -446,6 +467,7 @@ _CHECKS: dict[str, Any] = {
     "tools": _tools,
     "tool_choice": _tool_choice,
     "parallel_tool_calls": _bool,
+    "reasoning": _reasoning,
     "timeout": _timeout,
     "max_retries": _retries,
     "deadline_s": _deadline,

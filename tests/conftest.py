@@ -41,9 +41,15 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", _loopback_only)
 
 
+CATALOG_DAY = "2026-12-01"  # the day the shipped catalog describes
+
+
 @pytest.fixture(autouse=True)
-def _fresh_model_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test starts with no deprecated model warned about yet (the library warns once per process)."""
+def _model_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lifecycle checks see the catalog's own day, so no test changes meaning when a shutdown date
+    passes (tests of the dates set their own); and no deprecated model has been warned about yet
+    (the library warns once per process)."""
+    monkeypatch.setattr(models, "today", lambda: CATALOG_DAY)
     monkeypatch.setattr(models, "_warned", set())
 
 

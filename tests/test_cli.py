@@ -29,7 +29,8 @@ def test_generate_streams_from_the_configured_provider(server: FakeServer, monke
     assert (code, out) == (0, "Paris is the capital of France.\n")
     assert "tokens in" in err
     body = [r.json() for r in server.received][-1]
-    assert body["stream"] is True and body["max_tokens"] == 20 and body["messages"][0]["content"] == "Be brief."
+    assert body["stream"] is True and body["max_completion_tokens"] == 20 and body["messages"][0]["content"] == "Be brief."
+    assert body["reasoning_effort"] == "none"  # gpt-6-luna takes temperature only with reasoning off
 
 
 def test_no_stream_and_json(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -176,10 +176,46 @@ def _tool_choice(choice: str, parallel: bool | None) -> dict[str, Any]:
     return out
 
 
-def build_payload(request: GenerateRequest, model: str, max_tokens: int, stream: bool) -> dict[str, Any]:
-    """Our request -> the Messages API body."""
+# reasoning= on a model with budget thinking (``{"type": "enabled", "budget_tokens": N}``, N >= 1024):
+# the budget each level gets. Adaptive models take the level itself as ``output_config.effort``.
+THINKING_BUDGETS: dict[str, int] = {"minimal": 1024, "low": 2048, "on": 8192, "medium": 8192, "high": 16384,
+                                    "xhigh": 32000, "max": 48000}
+
+
+def thinking_budget(request: GenerateRequest, info: ModelInfo | None) -> int | None:
+    """The thinking budget this request sends (budget-style models asked to reason), or None."""
+    if info is None or info.reasoning != "budget" or request.reasoning in (None, "off"):
+        return None
+    return THINKING_BUDGETS[request.reasoning]
+
+
+def thinking_fields(request: GenerateRequest, info: ModelInfo | None) -> dict[str, Any]:
+    """``reasoning=`` as Anthropic fields: ``thinking`` (disabled, enabled with a budget, or
+    adaptive with its text returned) and ``output_config.effort``. A model the catalog does not
+    know is asked the current way (adaptive)."""
+    level = request.reasoning
+    if level is None or (info is not None and info.reasoning is None):
+        return {}
+    if level == "off":
+        return {"thinking": {"type": "disabled"}}
+    budget = thinking_budget(request, info)
+    if budget is not None:
+        return {"thinking": {"type": "enabled", "budget_tokens": budget}}
+    fields: dict[str, Any] = {"thinking": {"type": "adaptive", "display": "summarized"}}
+    if level != "on":
+        fields["output_config"] = {"effort": level}
+    return fields
+
+
+def build_payload(request: GenerateRequest, model: str, max_tokens: int, stream: bool,
+                  info: ModelInfo | None = None) -> dict[str, Any]:
+    """Our request -> the Messages API body (``info``: the model's catalog row, if known)."""
+    budget = thinking_budget(request, info)
+    if request.max_tokens is None and budget is not None:  # room to think and then answer
+        max_tokens = min(info.max_output if info else max_tokens, budget + max_tokens)
     body: dict[str, Any] = {"model": model, "max_tokens": request.max_tokens or max_tokens,
                             "messages": build_messages(request.messages)}
+    body.update(thinking_fields(request, info))
     system = request.system_text()
     if system:
         body["system"] = system
@@ -320,6 +356,7 @@ class AnthropicProvider(HttpProvider):
     ERROR_STATUSES: ClassVar[Mapping[str, int]] = ERROR_STATUSES
     MODELS: ClassVar[tuple[ModelInfo, ...]] = MODELS
     OWNED_FIELDS: ClassVar[Mapping[str, str]] = OWNED_FIELDS
+    REASONING_FIELDS = ("thinking",)
 
     def __init__(self, model: str | None = None, *, auth_token: str | None = None,
                  betas: tuple[str, ...] | list[str] = (), max_tokens: int | None = None, **kwargs: Any) -> None:
@@ -375,6 +412,12 @@ class AnthropicProvider(HttpProvider):
         if not any(m.role != "system" for m in request.messages):
             raise ValidationError("Anthropic needs at least one user message", provider=self.provider_id,
                                   model=self._model)
+        budget = thinking_budget(request, self._model_info)
+        if budget is not None and request.max_tokens is not None and request.max_tokens <= budget:
+            raise ValidationError(f"max_tokens={request.max_tokens} leaves no room to answer after thinking: "
+                                  f"reasoning={request.reasoning!r} gives {self._model} a {budget}-token thinking "
+                                  f"budget, and max_tokens must be above it", provider=self.provider_id,
+                                  model=self._model)
 
     # -- errors -------------------------------------------------------------------------------
 
@@ -394,7 +437,7 @@ class AnthropicProvider(HttpProvider):
     # -- the wire -----------------------------------------------------------------------------
 
     def _build_payload(self, request: GenerateRequest, stream: bool) -> dict[str, Any]:
-        return build_payload(request, self._model, self.default_max_tokens, stream)
+        return build_payload(request, self._model, self.default_max_tokens, stream, self._model_info)
 
     def _parse_result(self, data: Any) -> GenerationResult:
         return parse_result(data, self._model)

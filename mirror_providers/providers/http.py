@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 from urllib.parse import urlsplit
 
+from .. import model_rules
 from .. import models as model_data
 from .._call import current_call, on_abort
 from .._redact import redact, redact_url, snippet, split_userinfo
@@ -296,6 +297,9 @@ class HttpProvider(Provider):
             and pings do not count as data. A call's own ``deadline_s`` overrides it.
         limits: size limits on answers (``transport.Limits``); the defaults hold no more than
             64 MiB of one body and 16 MiB of one stream event.
+        drop_params: options the model refuses (per its catalog row: ``temperature`` on a model
+            that rejects it...) are dropped with a ``ParameterDroppedWarning`` instead of
+            refused with a ``ValidationError``.
 
     Every argument is checked here: a wrong type or value (a timeout that is not a finite positive
     number of seconds, ``max_retries=-1``, a header with a line break...) raises
@@ -320,6 +324,9 @@ class HttpProvider(Provider):
     # Body fields the vendor's payload builder sets itself -> what to use instead. ``extra`` may
     # not set them: it would silently override what the library built (``stream``...).
     OWNED_FIELDS: ClassVar[Mapping[str, str]] = {}
+    # Body fields that ask for reasoning the vendor's way: ``extra`` may carry them, but not
+    # together with ``reasoning=`` (which would be two answers to one question).
+    REASONING_FIELDS: ClassVar[tuple[str, ...]] = ()
     # The wire: where a chat call goes, how its stream is framed ("sse" or "ndjson"), what its
     # terminator is called in errors, and the status each of the vendor's error codes and types
     # comes with (for an error reported where an answer should be, which has no status of its own).
@@ -342,9 +349,14 @@ class HttpProvider(Provider):
         verify: bool | str = True,
         deadline_s: float | None = None,
         limits: Limits | None = None,
+        drop_params: bool = False,
     ) -> None:
         super().__init__()
         _check_settings(self.provider_id, model, timeout, max_retries, retry, transport, headers)
+        if not isinstance(drop_params, bool):
+            raise ConfigurationError(f"drop_params must be True or False, got {drop_params!r}",
+                                     provider=self.provider_id)
+        self.drop_params = drop_params
         self.deadline_s = self._checked_deadline(deadline_s)
         if limits is not None and not isinstance(limits, Limits):
             raise ConfigurationError(f"limits must be a transport.Limits, got {type(limits).__name__}",
@@ -585,6 +597,9 @@ class HttpProvider(Provider):
         for key in request.extra:
             if key in self.OWNED_FIELDS:
                 raise self._owned(key, f"extra[{key!r}]")
+            if key in self.REASONING_FIELDS and request.reasoning is not None:
+                raise ValidationError(f"reasoning={request.reasoning!r} and extra[{key!r}] both ask for reasoning: "
+                                      f"give one", provider=self.provider_id, model=self._model)
         if self.TOOL_RESULTS_NEED_IDS:
             for i, m in enumerate(request.messages):
                 if m.role == "tool" and not m.tool_call_id:
@@ -609,6 +624,23 @@ class HttpProvider(Provider):
             raise ValidationError(
                 f"prompt of {request.text_length()} characters cannot fit {info.id}'s context window "
                 f"of {info.context_window} tokens", provider=self.provider_id, model=self._model)
+        for conflict in model_rules.conflicts(info, model_rules.fit(info, request)):
+            if not (self.drop_params and conflict.droppable):
+                hint = " (or make the provider with drop_params=True to drop it)" if conflict.droppable else ""
+                raise ValidationError(conflict.reason + hint, provider=self.provider_id, model=self._model)
+
+    def _fitted(self, request: GenerateRequest) -> GenerateRequest:
+        """The request as this model takes it (see ``model_rules``): reasoning turned off where an
+        option needs it, and with ``drop_params`` the refused options dropped."""
+        info = self._model_info
+        if info is None:
+            return request
+        request = model_rules.fit(info, request)
+        if self.drop_params:
+            found = model_rules.conflicts(info, request)
+            if found:
+                request = model_rules.drop(request, found, self._model)
+        return request
 
     def _owned(self, key: str, where: str) -> ValidationError:
         return ValidationError(f"{where} would override the {key!r} field the library builds itself; "
@@ -714,10 +746,10 @@ class HttpProvider(Provider):
         return self._json(resp.content, resp.headers), resp
 
     def _generate(self, request: GenerateRequest) -> GenerationResult:
-        return self._answer(self.CHAT_PATH, self._build_payload(request, False), request)
+        return self._answer(self.CHAT_PATH, self._build_payload(self._fitted(request), False), request)
 
     def _stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
-        return self._stream_from(self.CHAT_PATH, self._build_payload(request, True), request)
+        return self._stream_from(self.CHAT_PATH, self._build_payload(self._fitted(request), True), request)
 
     def _generate_at(self, path: str, payload: Mapping[str, Any], request: GenerateRequest) -> GenerationResult:
         """``generate_sync`` for another endpoint of the vendor's (Ollama's ``/api/generate``):

@@ -279,13 +279,30 @@ def _options(request: GenerateRequest, defaults: Mapping[str, Any]) -> dict[str,
     return options
 
 
+def think_field(request: GenerateRequest, info: ModelInfo | None) -> bool | str | None:
+    """``reasoning=`` as Ollama's ``think``: false/true, or a level for models that take levels
+    (gpt-oss: low, medium, high); None to leave it out (the model's default)."""
+    level = request.reasoning
+    if level is None or (info is not None and info.reasoning is None):
+        return None
+    if level in ("off", "on"):
+        return level == "on"
+    if info is not None and info.reasoning == "think":
+        return True  # an on/off model: any level is "on"
+    return level
+
+
 def build_payload(request: GenerateRequest, model: str, stream: bool,
-                  defaults: Mapping[str, Any] = {}) -> dict[str, Any]:  # noqa: B006 - read only
+                  defaults: Mapping[str, Any] = {},  # noqa: B006 - read only
+                  info: ModelInfo | None = None) -> dict[str, Any]:
     """Our request -> the ``/api/chat`` body (``stream`` always explicit: Ollama streams by default)."""
     top, extra_options = _split_extra(request.extra, CHAT_FIELDS)
     messages = [{"role": "system", "content": request.system}] if request.system else []
     messages += [_message(m, name) for m, name in zip(request.messages, _tool_names(request.messages), strict=True)]
     body: dict[str, Any] = {"model": model, "messages": messages, "stream": stream}
+    think = think_field(request, info)
+    if think is not None:
+        body["think"] = think
     options = {**_options(request, {k: v for k, v in defaults.items() if k in OPTION_NAMES}), **extra_options}
     if options:
         body["options"] = options
@@ -391,6 +408,7 @@ class OllamaProvider(HttpProvider):
     STREAM_END = "its final done:true line"
     CONNECT_HINT = "no Ollama server answers at {base_url}: start it with `ollama serve` or set OLLAMA_HOST"
     MODELS: ClassVar[tuple[ModelInfo, ...]] = MODELS
+    REASONING_FIELDS = ("think",)
     TOOL_RESULTS_NEED_IDS: ClassVar[bool] = False  # its own history has none: results pair by order
     UNKNOWN_MODEL: ClassVar[ModelInfo] = ModelInfo(id="", context_window=4096, max_output=4096, tools=False,
                                                    tier=Tier.LOCAL)
@@ -471,7 +489,7 @@ class OllamaProvider(HttpProvider):
     # -- the wire -----------------------------------------------------------------------------
 
     def _build_payload(self, request: GenerateRequest, stream: bool) -> dict[str, Any]:
-        return build_payload(request, self._model, stream, self._defaults)
+        return build_payload(request, self._model, stream, self._defaults, self._model_info)
 
     def _parse_result(self, data: Any) -> GenerationResult:
         return parse_result(data, self._model)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -86,8 +87,10 @@ ERROR_STATUSES: dict[str, int] = {
 }
 
 CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
-# Reasoning models reject max_tokens and need max_completion_tokens (docs/protocols.md §2.2).
-_REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+# A model the catalog does not know is taken for a reasoning model (which refuses max_tokens and
+# needs max_completion_tokens, docs/protocols.md §2.2) by its name: o1, o3..., gpt-5 and later,
+# with or without a router's "openai/" prefix.
+_REASONING_ID = re.compile(r"(^|/)(o\d|gpt-([5-9]|\d{2,}))")
 
 MODELS: tuple[ModelInfo, ...] = shipped_models("openai")
 
@@ -140,14 +143,26 @@ def _message(m: Message) -> dict[str, Any]:
     return out
 
 
-def build_payload(request: GenerateRequest, model: str, stream: bool) -> dict[str, Any]:
-    """Our request -> the Chat Completions body."""
+def max_tokens_field(model: str, info: ModelInfo | None, on_openai: bool = False) -> str:
+    """What the output cap is called for this model: the catalog's word for a known model;
+    ``max_completion_tokens`` on OpenAI itself (documented for every model) or for a reasoning
+    model's name; ``max_tokens`` for other servers (Ollama's ``/v1`` knows only that)."""
+    if info is not None:
+        return info.wire_name("max_tokens")
+    return "max_completion_tokens" if on_openai or _REASONING_ID.search(model) else "max_tokens"
+
+
+def build_payload(request: GenerateRequest, model: str, stream: bool, info: ModelInfo | None = None,
+                  on_openai: bool = False) -> dict[str, Any]:
+    """Our request -> the Chat Completions body (``info``: the model's catalog row, if known)."""
     messages = [{"role": "system", "content": request.system}] if request.system else []
     messages += [_message(m) for m in request.messages]
     body: dict[str, Any] = {"model": model, "messages": messages}
     if request.max_tokens is not None:
-        key = "max_completion_tokens" if model.startswith(_REASONING_PREFIXES) else "max_tokens"
-        body[key] = request.max_tokens
+        body[max_tokens_field(model, info, on_openai)] = request.max_tokens
+    reasoning = request.reasoning
+    if reasoning not in (None, "on") and (info is None or info.reasoning is not None):
+        body["reasoning_effort"] = "none" if reasoning == "off" else reasoning
     if request.temperature is not None:
         body["temperature"] = request.temperature
     if request.top_p is not None:
@@ -304,6 +319,7 @@ class OpenAIProvider(HttpProvider):
     ERROR_STATUSES: ClassVar[Mapping[str, int]] = ERROR_STATUSES
     MODELS: ClassVar[tuple[ModelInfo, ...]] = MODELS
     OWNED_FIELDS: ClassVar[Mapping[str, str]] = OWNED_FIELDS
+    REASONING_FIELDS = ("reasoning_effort",)
 
     def __init__(self, model: str | None = None, *, organization: str | None = None,
                  project: str | None = None, **kwargs: Any) -> None:
@@ -356,7 +372,7 @@ class OpenAIProvider(HttpProvider):
     # -- the wire -----------------------------------------------------------------------------
 
     def _build_payload(self, request: GenerateRequest, stream: bool) -> dict[str, Any]:
-        return build_payload(request, self._model, stream)
+        return build_payload(request, self._model, stream, self._model_info, self.is_openai)
 
     def _parse_result(self, data: Any) -> GenerationResult:
         return parse_result(data, self._model)

@@ -212,8 +212,9 @@ def test_tool_calls_given_as_a_list_are_accepted(server: FakeServer) -> None:
 @pytest.mark.parametrize("vendor", VENDORS)
 @pytest.mark.parametrize("how", list(CALLS))
 def test_the_good_call_is_sent(server: FakeServer, vendor: str, how: str) -> None:
-    """The control: the same calls with good options do reach the server."""
-    llm = make(vendor, server.url)
+    """The control: the same calls with good options do reach the server (to a model that takes
+    each of them: claude-sonnet-5-5, the default, refuses temperature)."""
+    llm = make(vendor, server.url, **({"model": "claude-opus-5"} if vendor == "anthropic" else {}))
     sent = Sent(server)
     result = CALLS[how](llm, {"max_tokens": 5, "temperature": 0.5, "stop": ["\n"], "timeout": 30,
                               "deadline_s": 60, "max_retries": 1, "extra": {"seed": 1}, "tools": [Tool("get_weather")],

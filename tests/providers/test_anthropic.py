@@ -248,7 +248,6 @@ def test_retired_model_is_sent_to_another_server(server: FakeServer) -> None:
 
 
 def test_deprecated_model_warns_once_with_its_date(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(models, "_warned", set())
     with pytest.warns(ModelDeprecatedWarning, match=r"claude-opus-4-5-20251101 is deprecated.*2027-01-22.*claude-opus-5-5"):
         provider(model="claude-opus-4-5")
     with warnings.catch_warnings():
@@ -257,7 +256,6 @@ def test_deprecated_model_warns_once_with_its_date(monkeypatch: pytest.MonkeyPat
 
 
 def test_lifecycle_follows_the_date(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(models, "_warned", set())
     monkeypatch.setattr(models, "today", lambda: "2027-01-22")
     p = provider(model="claude-opus-4-5")  # deprecated in the data, past its shutdown date on this day
     with pytest.raises(ModelRetiredError, match="claude-opus-5-5"):
@@ -279,7 +277,7 @@ def test_key_required_for_anthropic_only(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_temperature_above_one_rejected() -> None:
     with pytest.raises(ValidationError, match="between 0 and 1"):
-        provider().generate_sync("x", temperature=1.5)
+        provider(model="claude-opus-5").generate_sync("x", temperature=1.5)
 
 
 @responses.activate
