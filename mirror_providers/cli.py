@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
 from . import __version__
+from . import models as model_data
 from .catalog import PROVIDERS, create_provider, list_models
 from .errors import (
     AllProvidersFailedError,
@@ -181,14 +182,21 @@ def cmd_health(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def cmd_models(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     rows = list_models(args.provider)
+    day = model_data.today()
     if args.json:
-        print(json.dumps([{"provider": p, **m.to_dict()} for p, m in rows], default=str), file=out)
+        print(json.dumps([{"provider": p, **m.to_dict(), "status": m.status(day)} for p, m in rows], default=str),
+              file=out)
         return 0
-    print(f"{'provider':10} {'model':28} {'context':>8} {'max out':>8} {'vision':6} {'tools':5} {'tier':8} status",
-          file=out)
+    print(f"{'provider':10} {'model':28} {'context':>9} {'max out':>8} {'vision':6} {'tools':5} {'tier':8} "
+          f"{'$ in/out per MTok':17} status", file=out)
     for provider, m in rows:
-        print(f"{provider:10} {m.id:28} {m.context_window:8d} {m.max_output:8d} {'yes' if m.vision else 'no':6} "
-              f"{'yes' if m.tools else 'no':5} {m.tier.value:8} {m.lifecycle}", file=out)
+        price = (f"{m.price_input:g}/{m.price_output:g}" if m.price_input is not None and m.price_output is not None
+                 else "-")
+        status: str = m.status(day)
+        if status != "active" and m.retires_on:
+            status += f" ({'since' if status == 'retired' else 'until'} {m.retires_on})"
+        print(f"{provider:10} {m.id:28} {m.context_window:9d} {m.max_output:8d} {'yes' if m.vision else 'no':6} "
+              f"{'yes' if m.tools else 'no':5} {m.tier.value:8} {price:17} {status}", file=out)
     return 0
 
 
