@@ -26,6 +26,7 @@ __all__ = [
     "Message",
     "ModelInfo",
     "ProviderStats",
+    "ReasoningBlock",
     "Role",
     "StreamChunk",
     "Tier",
@@ -197,6 +198,29 @@ class Tool(_JsonMixin):
 
 
 @dataclass(frozen=True)
+class ReasoningBlock(_JsonMixin):
+    """Reasoning a vendor returned that must go back unchanged on the next turn (Anthropic's
+    signed ``thinking`` and ``redacted_thinking`` blocks; Ollama's ``thinking`` text).
+
+    Attributes:
+        provider: the vendor that made it; it is sent back only to that vendor (another one
+            could not check it, and would refuse it or misread it).
+        kind: ``"thinking"`` or ``"redacted_thinking"``.
+        text: the reasoning text ("" when the vendor returned only a signature).
+        signature: the vendor's signature over it, when signed.
+        data: the encrypted content of a redacted block.
+        index: its position among the answer's content blocks, so the order is kept on replay.
+    """
+
+    provider: str
+    kind: Literal["thinking", "redacted_thinking"] = "thinking"
+    text: str = ""
+    signature: str | None = None
+    data: str | None = None
+    index: int = 0
+
+
+@dataclass(frozen=True)
 class Message(_JsonMixin):
     """One turn of a conversation.
 
@@ -206,6 +230,8 @@ class Message(_JsonMixin):
         tool_calls: calls made by an assistant turn.
         tool_call_id: on a ``tool`` turn, the id of the call it answers.
         name: on a ``tool`` turn, the function name (Ollama needs it).
+        reasoning: on an assistant turn, the reasoning blocks its answer carried
+            (``GenerationResult.to_message()`` keeps them); replayed to the vendor that made them.
     """
 
     role: Role
@@ -215,6 +241,7 @@ class Message(_JsonMixin):
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     name: str | None = None
+    reasoning: tuple[ReasoningBlock, ...] = ()
 
     @classmethod
     def system(cls, text: str) -> Message:
@@ -256,7 +283,8 @@ class Usage(_JsonMixin):
         total_tokens: their sum, or the vendor's own total.
         cached_input_tokens: input tokens read from the vendor's prompt cache.
         cache_creation_input_tokens: input tokens written to it (Anthropic).
-        reasoning_tokens: hidden reasoning tokens (OpenAI o-series).
+        reasoning_tokens: tokens spent reasoning, part of ``output_tokens`` (OpenAI
+            ``reasoning_tokens``, Anthropic ``thinking_tokens``).
         server_timings_s: seconds the server reports spending per phase (Ollama: ``total``,
             ``load``, ``prompt_eval``, ``eval``), when it reports them.
     """
@@ -295,6 +323,8 @@ class GenerationResult(_JsonMixin):
         request_id: the vendor's request id.
         attempts: how many provider attempts it took (pools count their fallbacks).
         raw: the vendor's JSON answer, unchanged (empty for a result joined from a stream).
+        reasoning: the reasoning text or summary the vendor returned, None when it returned none.
+        reasoning_blocks: reasoning to send back with this turn (see ``to_message``).
     """
 
     content: str
@@ -307,10 +337,17 @@ class GenerationResult(_JsonMixin):
     request_id: str | None = None
     attempts: int = 1
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    reasoning: str | None = None
+    reasoning_blocks: tuple[ReasoningBlock, ...] = ()
 
     @property
     def text(self) -> str:
         return self.content
+
+    def to_message(self) -> Message:
+        """This answer as the assistant turn of a conversation: text, tool calls, and the
+        reasoning blocks the vendor needs back (multi-turn tool use with thinking)."""
+        return Message("assistant", self.content, tool_calls=self.tool_calls, reasoning=self.reasoning_blocks)
 
     def __str__(self) -> str:
         return self.content
@@ -329,6 +366,9 @@ class StreamChunk(_JsonMixin):
         model: the model reported by the vendor, when known.
         provider: provider id.
         request_id: the vendor's request id, on the last chunk (when the vendor sent one).
+        reasoning: a reasoning text delta ("" for none).
+        reasoning_blocks: on the last chunk, the reasoning blocks to send back (see
+            ``GenerationResult.to_message``).
     """
 
     content: str = ""
@@ -339,6 +379,8 @@ class StreamChunk(_JsonMixin):
     model: str | None = None
     provider: str | None = None
     request_id: str | None = None
+    reasoning: str = ""
+    reasoning_blocks: tuple[ReasoningBlock, ...] = ()
 
     def __str__(self) -> str:
         return self.content
@@ -357,7 +399,7 @@ def fast_stream_chunk(content: str, index: int, tool_calls: tuple[ToolCallDelta,
     chunk = _new_object(StreamChunk)
     _set_attribute(chunk, "__dict__", {"content": content, "index": index, "finish_reason": None, "usage": None,
                                        "tool_calls": tool_calls, "model": model, "provider": provider,
-                                       "request_id": None})
+                                       "request_id": None, "reasoning": "", "reasoning_blocks": ()})
     return chunk
 
 
@@ -562,8 +604,13 @@ def join_chunks(chunks: Iterable[StreamChunk], *, provider: str = "", model: str
     finish: FinishReason | None = None
     usage: Usage | None = None
     request_id: str | None = None
+    thought: list[str] = []
+    blocks: tuple[ReasoningBlock, ...] = ()
     for chunk in chunks:
         text.append(chunk.content)
+        if chunk.reasoning:
+            thought.append(chunk.reasoning)
+        blocks = chunk.reasoning_blocks or blocks
         for d in chunk.tool_calls:
             slot = calls.setdefault(d.index, [None, None, []])
             slot[0] = slot[0] or d.id
@@ -581,4 +628,6 @@ def join_chunks(chunks: Iterable[StreamChunk], *, provider: str = "", model: str
         ToolCall(id=c[0] or "", name=c[1] or "", arguments=parse_tool_arguments(joined[i]), arguments_json=joined[i])
         for i, c in sorted(calls.items())
     )
-    return GenerationResult("".join(text), model, provider, finish, usage, tool_calls, request_id=request_id)
+    reasoning = "".join(thought) if thought or blocks else None
+    return GenerationResult("".join(text), model, provider, finish, usage, tool_calls, request_id=request_id,
+                            reasoning=reasoning, reasoning_blocks=blocks)

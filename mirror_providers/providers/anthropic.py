@@ -6,6 +6,7 @@ Ollama): point ``base_url`` at their root (without ``/v1``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -31,6 +32,7 @@ from ..types import (
     HealthStatus,
     Message,
     ModelInfo,
+    ReasoningBlock,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -40,6 +42,7 @@ from .http import (
     Delta,
     ErrorEvent,
     HttpProvider,
+    Reasoning,
     _Secret,
     check_credential,
     check_header_value,
@@ -107,12 +110,14 @@ def parse_usage(u: Mapping[str, Any] | None) -> Usage | None:
         return None
     if not isinstance(u, Mapping):
         raise ValueError(f"usage is {type(u).__name__}, not an object")
+    details = u.get("output_tokens_details")
+    thinking = optional_count(details, "thinking_tokens") if isinstance(details, Mapping) else None
     created = optional_count(u, "cache_creation_input_tokens")
     read = optional_count(u, "cache_read_input_tokens")
     inp = token_count(u, "input_tokens") + (created or 0) + (read or 0)
     out = token_count(u, "output_tokens")
     return Usage(input_tokens=inp, output_tokens=out, total_tokens=inp + out,
-                 cached_input_tokens=read, cache_creation_input_tokens=created)
+                 cached_input_tokens=read, cache_creation_input_tokens=created, reasoning_tokens=thinking)
 
 
 # -- request ---------------------------------------------------------------------------------------
@@ -142,7 +147,26 @@ def _blocks(m: Message) -> tuple[str, list[dict[str, Any]]]:
     blocks = _parts(m)
     for c in m.tool_calls:
         blocks.append({"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments or {}})
+    # Thinking goes back unchanged, where it was among the answer's blocks (the API refuses a tool
+    # loop whose thinking was dropped or moved); another vendor's reasoning is not ours to send.
+    for r in sorted((r for r in m.reasoning if r.provider == "anthropic"), key=lambda r: r.index):
+        if r.kind == "redacted_thinking":
+            block: dict[str, Any] = {"type": "redacted_thinking", "data": r.data or ""}
+        else:
+            block = {"type": "thinking", "thinking": r.text, "signature": r.signature or ""}
+        blocks.insert(min(r.index, len(blocks)), block)
     return m.role, blocks
+
+
+def _reasoning_block(block: Mapping[str, Any], index: int) -> ReasoningBlock:
+    """A ``thinking`` or ``redacted_thinking`` content block, kept to be sent back."""
+    if block.get("type") == "redacted_thinking":
+        return ReasoningBlock("anthropic", "redacted_thinking", data=text_of(block.get("data"), "redacted data"),
+                              index=index)
+    signature = block.get("signature")
+    return ReasoningBlock("anthropic", "thinking", text=text_of(block.get("thinking"), "thinking text"),
+                          signature=text_of(signature, "a signature") or None,
+                          index=index)
 
 
 def build_messages(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
@@ -245,13 +269,15 @@ def _tool_call(block: Mapping[str, Any]) -> ToolCall:
 
 
 def parse_result(data: Mapping[str, Any], model: str) -> GenerationResult:
-    """A Messages response -> our result (thinking blocks stay in ``raw``).
+    """A Messages response -> our result (thinking blocks kept for ``to_message``).
 
     Raises:
         KeyError, TypeError: the body lacks the documented fields.
     """
     blocks = data["content"]
     calls = tuple(_tool_call(b) for b in blocks if b.get("type") == "tool_use")
+    thinking = tuple(_reasoning_block(b, i) for i, b in enumerate(blocks)
+                     if b.get("type") in ("thinking", "redacted_thinking"))
     return GenerationResult(
         content="".join(text_of(b.get("text"), "a text block's text") for b in blocks if b.get("type") == "text"),
         model=str(data.get("model") or model),
@@ -260,6 +286,8 @@ def parse_result(data: Mapping[str, Any], model: str) -> GenerationResult:
         usage=parse_usage(data.get("usage")),
         tool_calls=calls,
         raw=dict(data),
+        reasoning="".join(b.text for b in thinking) if thinking else None,
+        reasoning_blocks=thinking,
     )
 
 
@@ -273,7 +301,22 @@ class StreamState:
     input_usage: dict[str, Any] = field(default_factory=dict)
     output_usage: dict[str, Any] = field(default_factory=dict)
     tool_slots: dict[int, int] = field(default_factory=dict)  # content-block index -> tool-call ordinal
+    thinking: dict[int, ReasoningBlock] = field(default_factory=dict)  # content-block index -> its block so far
     done: bool = False
+
+    def _thinking_delta(self, index: int, delta: Mapping[str, Any]) -> Delta:
+        """A thinking block's text grows; its signature arrives once, at its end."""
+        block = self.thinking.get(index) or ReasoningBlock("anthropic", index=index)
+        if delta.get("type") == "signature_delta":
+            self.thinking[index] = dataclasses.replace(block, signature=text_of(delta.get("signature"), "a signature"))
+            return None
+        text = text_of(delta.get("thinking"), "a thinking delta")
+        self.thinking[index] = dataclasses.replace(block, text=block.text + text)
+        return Reasoning(text) if text else None
+
+    @property
+    def reasoning_blocks(self) -> tuple[ReasoningBlock, ...]:
+        return tuple(self.thinking[i] for i in sorted(self.thinking))
 
     def feed(self, event: ServerSentEvent) -> Delta:
         """One SSE event -> its text or tool-call fragment."""
@@ -291,6 +334,8 @@ class StreamState:
             if delta.get("type") == "input_json_delta" and delta.get("partial_json"):
                 slot = self.tool_slots.get(int(data.get("index", 0)), 0)
                 return "", (ToolCallDelta(index=slot, arguments_delta=delta["partial_json"]),)
+            if delta.get("type") in ("thinking_delta", "signature_delta"):
+                return self._thinking_delta(int(data.get("index", 0)), delta)
         elif kind == "message_start":
             message = data.get("message") or {}
             self.model = str(message.get("model") or self.model)
@@ -303,6 +348,10 @@ class StreamState:
             if block.get("type") == "text":
                 first: str | None = block.get("text")
                 return first
+            if block.get("type") in ("thinking", "redacted_thinking"):
+                self.thinking[int(data.get("index", 0))] = _reasoning_block(block, int(data.get("index", 0)))
+                start = self.thinking[int(data.get("index", 0))].text
+                return Reasoning(start) if start else None
         elif kind == "message_delta":
             self.finish = finish_reason((data.get("delta") or {}).get("stop_reason")) or self.finish
             self.output_usage.update(data.get("usage") or {})  # cumulative counts: the last wins
@@ -324,8 +373,8 @@ class AnthropicProvider(HttpProvider):
     """Anthropic's Messages API.
 
     Args:
-        model: a model id or alias (``sonnet``, ``opus``, ``haiku``, ``claude-sonnet-4``...);
-            default ``claude-sonnet-4-5-20250929``.
+        model: a model id or alias (``sonnet``, ``opus``, ``haiku``, ``claude-opus-4-8``...);
+            default ``claude-sonnet-5-5``.
         api_key: defaults to ``ANTHROPIC_API_KEY``; required for api.anthropic.com.
         auth_token: an OAuth-style token sent as ``Authorization: Bearer`` instead of a key
             (default ``ANTHROPIC_AUTH_TOKEN``).
@@ -337,7 +386,7 @@ class AnthropicProvider(HttpProvider):
 
     Example::
 
-        llm = AnthropicProvider(model="claude-sonnet-4")
+        llm = AnthropicProvider(model="sonnet")
         llm.generate_sync("Say hi", max_tokens=20).content
     """
 

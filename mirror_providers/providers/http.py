@@ -69,8 +69,8 @@ from ..types import (
     fast_stream_chunk,
 )
 
-__all__ = ["KEEPALIVE", "Delta", "ErrorEvent", "HttpProvider", "StreamParser", "default_transport", "finish_with_tools",
-           "optional_count", "text_of", "token_count"]
+__all__ = ["KEEPALIVE", "Delta", "ErrorEvent", "HttpProvider", "Reasoning", "StreamParser", "default_transport",
+           "finish_with_tools", "optional_count", "text_of", "token_count"]
 
 class _KeepAlive:
     __slots__ = ()
@@ -83,9 +83,21 @@ KEEPALIVE = _KeepAlive()
 """What ``StreamParser.feed`` returns for a keep-alive frame (Anthropic's ``ping``): not data, so it
 does not hold off the stream's idle timeout."""
 
-Delta = str | tuple[str, Sequence[ToolCallDelta]] | _KeepAlive | None
-"""What a stream parser makes of one frame: text, (text, tool-call fragments), ``KEEPALIVE``, or
-None for nothing to show."""
+
+class Reasoning:
+    """What ``StreamParser.feed`` returns for a frame of reasoning text (a thinking delta); never
+    empty (a parser returns None for an empty delta)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+Delta = str | tuple[str, Sequence[ToolCallDelta]] | Reasoning | _KeepAlive | None
+"""What a stream parser makes of one frame: text, (text, tool-call fragments), ``Reasoning``,
+``KEEPALIVE``, or None for nothing to show. A parser that keeps reasoning blocks to send back has
+them in its ``reasoning_blocks`` attribute when the stream ends."""
 
 
 class StreamParser(Protocol):
@@ -816,8 +828,8 @@ class HttpProvider(Provider):
                                 yield fast_stream_chunk(out[0], index, tuple(out[1]), parser.model, provider)
                                 index += 1
                         else:
-                            raise self._annotate(StreamError(f"stream event's text is {type(out).__name__}, "
-                                                             f"not text"), index)
+                            yield self._reasoning_chunk(out, index, parser.model)
+                            index += 1
                     if parser.done:
                         stream.drain()  # the rest is the body's end: the connection can be reused
                         break
@@ -838,8 +850,15 @@ class HttpProvider(Provider):
         except SHAPE_ERRORS as exc:
             raise self._annotate(StreamError(f"stream's final report not understood ({type(exc).__name__}: "
                                              f"{str(exc)[:200]})"), index) from exc
+        blocks = tuple(getattr(parser, "reasoning_blocks", ()))
         yield StreamChunk(content="", index=index, finish_reason=finish or "stop", usage=usage, model=parser.model,
-                          provider=provider, request_id=request_id)
+                          provider=provider, request_id=request_id, reasoning_blocks=blocks)
+
+    def _reasoning_chunk(self, out: Any, index: int, model: str) -> StreamChunk:
+        """The chunk of a ``Reasoning`` delta; anything else a parser returned is a StreamError."""
+        if out.__class__ is Reasoning and out.text.__class__ is str:
+            return StreamChunk(index=index, model=model, provider=self.provider_id, reasoning=out.text)
+        raise self._annotate(StreamError(f"stream event's text is {type(out).__name__}, not text"), index)
 
     def _request_id(self, headers: Mapping[str, str]) -> str | None:
         return headers.get(self.REQUEST_ID_HEADER) if self.REQUEST_ID_HEADER else None

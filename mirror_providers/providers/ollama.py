@@ -33,12 +33,13 @@ from ..types import (
     HealthStatus,
     Message,
     ModelInfo,
+    ReasoningBlock,
     Tier,
     ToolCall,
     ToolCallDelta,
     Usage,
 )
-from .http import Delta, ErrorEvent, HttpProvider, text_of, token_count
+from .http import Delta, ErrorEvent, HttpProvider, Reasoning, text_of, token_count
 
 __all__ = ["OllamaProvider", "parse_host"]
 
@@ -156,6 +157,9 @@ def _message(m: Message, tool_name: str | None) -> dict[str, Any]:
         out["tool_calls"] = [{**({"id": c.id} if c.id else {}),
                               "function": {"name": c.name, "arguments": c.arguments or {}}}
                              for c in m.tool_calls]
+    thought = "".join(r.text for r in m.reasoning if r.provider == "ollama")
+    if m.role == "assistant" and thought:  # the model's own thinking, back where it was (Message.thinking)
+        out["thinking"] = thought
     if m.role == "tool":
         if tool_name:
             out["tool_name"] = tool_name
@@ -330,11 +334,14 @@ def parse_result(data: Mapping[str, Any], model: str) -> GenerationResult:
         message = data["message"]
         text = text_of(message.get("content"), "message content")
         calls = _tool_calls(message.get("tool_calls"), 0)
+        thought = message.get("thinking")
     else:
-        text, calls = text_of(data["response"], "response"), ()
+        text, calls, thought = text_of(data["response"], "response"), (), data.get("thinking")
+    thought = text_of(thought, "thinking") if thought is not None else None
     return GenerationResult(
         content=text, model=str(data.get("model") or model), provider="",
         finish_reason=finish_reason(data, bool(calls)), usage=parse_usage(data), tool_calls=calls, raw=dict(data),
+        reasoning=thought, reasoning_blocks=(ReasoningBlock("ollama", text=thought),) if thought else (),
     )
 
 
@@ -347,6 +354,11 @@ class StreamState:
     tool_count: int = 0
     last: dict[str, Any] = field(default_factory=dict)
     done: bool = False
+    thought: list[str] = field(default_factory=list)
+
+    @property
+    def reasoning_blocks(self) -> tuple[ReasoningBlock, ...]:
+        return (ReasoningBlock("ollama", text="".join(self.thought)),) if self.thought else ()
 
     def feed(self, data: Any) -> Delta:
         """One JSON line -> its text and complete tool calls."""
@@ -366,6 +378,11 @@ class StreamState:
         message = data.get("message")
         text = (message.get("content") if message else data.get("response")) or ""
         raw_calls = message.get("tool_calls") if message else None
+        thinking = (message or data).get("thinking")
+        if thinking:
+            self.thought.append(text_of(thinking, "thinking"))
+            if not text and not raw_calls:
+                return Reasoning(thinking)
         if not raw_calls:
             return text  # not text: the base raises StreamError
         calls = _tool_calls(raw_calls, self.tool_count)

@@ -42,6 +42,7 @@ from .http import (
     Delta,
     ErrorEvent,
     HttpProvider,
+    Reasoning,
     check_header_value,
     finish_with_tools,
     optional_count,
@@ -196,6 +197,17 @@ def _tool_call(c: Mapping[str, Any]) -> ToolCall:
                     arguments=parse_tool_arguments(raw), arguments_json=raw)
 
 
+def reasoning_text(message: Mapping[str, Any]) -> str | None:
+    """The reasoning an OpenAI-compatible server returns beside the answer: ``reasoning_content``
+    (DeepSeek, vLLM, llama.cpp) or ``reasoning`` (Ollama's ``/v1``, newer vLLM); OpenAI itself
+    returns none on Chat Completions. Not sent back: those servers do not take it as input."""
+    for name in ("reasoning_content", "reasoning"):
+        value = message.get(name)
+        if isinstance(value, str):  # another shape (OpenRouter's objects...) is not reasoning text
+            return value
+    return None
+
+
 def parse_result(data: Mapping[str, Any], model: str) -> GenerationResult:
     """A Chat Completions response -> our result.
 
@@ -207,6 +219,7 @@ def parse_result(data: Mapping[str, Any], model: str) -> GenerationResult:
     calls = tuple(_tool_call(c) for c in message.get("tool_calls") or ())
     return GenerationResult(
         content=text_of(message.get("content"), "message content"),
+        reasoning=reasoning_text(message),
         model=str(data.get("model") or model),
         provider="",
         finish_reason=finish_with_tools(finish_reason(choice.get("finish_reason")), bool(calls)),
@@ -255,6 +268,9 @@ class StreamState:
         if reason is not None:
             self.finish = finish_reason(reason) or self.finish
         delta = choice.get("delta") or {}
+        thought = reasoning_text(delta)
+        if thought and not delta.get("content") and not delta.get("tool_calls"):
+            return Reasoning(thought)
         calls = delta.get("tool_calls")
         if calls:
             return delta.get("content") or "", _tool_call_deltas(calls, self)
