@@ -510,10 +510,6 @@ class ModelInfo(_JsonMixin):
         """What ``param`` is called on the wire for this model."""
         return dict(self.renames).get(param, param)
 
-    @property
-    def can_reason(self) -> bool:
-        return self.reasoning is not None
-
     def capabilities(self, streaming: bool = True) -> Capabilities:
         return Capabilities(
             supports_streaming=streaming,

@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from ..errors import (
     APIError,
@@ -302,21 +302,25 @@ class StreamState:
     output_usage: dict[str, Any] = field(default_factory=dict)
     tool_slots: dict[int, int] = field(default_factory=dict)  # content-block index -> tool-call ordinal
     thinking: dict[int, ReasoningBlock] = field(default_factory=dict)  # content-block index -> its block so far
+    thinking_text: dict[int, list[str]] = field(default_factory=dict)  # its text pieces, joined at the end
     done: bool = False
 
     def _thinking_delta(self, index: int, delta: Mapping[str, Any]) -> Delta:
         """A thinking block's text grows; its signature arrives once, at its end."""
-        block = self.thinking.get(index) or ReasoningBlock("anthropic", index=index)
+        block = self.thinking.setdefault(index, ReasoningBlock("anthropic", index=index))
         if delta.get("type") == "signature_delta":
             self.thinking[index] = dataclasses.replace(block, signature=text_of(delta.get("signature"), "a signature"))
             return None
         text = text_of(delta.get("thinking"), "a thinking delta")
-        self.thinking[index] = dataclasses.replace(block, text=block.text + text)
-        return Reasoning(text) if text else None
+        if not text:
+            return None
+        self.thinking_text.setdefault(index, []).append(text)
+        return Reasoning(text)
 
     @property
     def reasoning_blocks(self) -> tuple[ReasoningBlock, ...]:
-        return tuple(self.thinking[i] for i in sorted(self.thinking))
+        return tuple(dataclasses.replace(self.thinking[i], text=self.thinking[i].text + "".join(self.thinking_text[i]))
+                     if i in self.thinking_text else self.thinking[i] for i in sorted(self.thinking))
 
     def feed(self, event: ServerSentEvent) -> Delta:
         """One SSE event -> its text or tool-call fragment."""
@@ -431,7 +435,7 @@ class AnthropicProvider(HttpProvider):
 
     @property
     def is_anthropic(self) -> bool:
-        return urlsplit(self.base_url).hostname == ANTHROPIC_HOST
+        return self.on_vendor_host
 
     def _check_key(self) -> None:
         if self.is_anthropic and not self._api_key and not self._has_token:

@@ -408,8 +408,9 @@ class HttpProvider(Provider):
         info = self.find_model(requested)
         if info is None:
             return None, requested
-        if info.status(model_data.today()) == "deprecated":
-            model_data.warn_deprecated(self.provider_id, info, self.MODELS, model_data.today(), stacklevel=4)
+        day = model_data.today()
+        if info.status(day) == "deprecated":
+            model_data.warn_deprecated(self.provider_id, info, self.MODELS, day, stacklevel=4)
         return info, requested if requested in info.snapshots else info.id
 
     def _key_from(self, api_key: str | None) -> str | None:
@@ -477,8 +478,10 @@ class HttpProvider(Provider):
         Only on the vendor's own host: a proxy or compatible server may still serve the name.
         """
         info = self._model_info
+        if info is None or not self.on_vendor_host:
+            return None
         day = model_data.today()
-        if info is None or not self.on_vendor_host or info.status(day) != "retired":
+        if info.status(day) != "retired":
             return None
         repl = model_data.replacement_for(info, self.MODELS, day)
         when = f" on {info.retires_on}" if info.retires_on else ""
@@ -982,8 +985,9 @@ class HttpProvider(Provider):
         start = time.perf_counter()
         detail: dict[str, Any] = {}
         info = self._model_info
-        if info is not None and info.status(model_data.today()) != "active":
-            detail["lifecycle"] = info.status(model_data.today())
+        status = info.status(model_data.today()) if info is not None else "active"
+        if info is not None and status != "active":
+            detail["lifecycle"] = status
             detail["retires_on"] = info.retires_on
         retired = self.retired_error()
         if retired is not None:  # no request: the vendor would only say the model is gone

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from ..errors import (
     APIError,
@@ -348,7 +348,7 @@ class OpenAIProvider(HttpProvider):
     @property
     def is_openai(self) -> bool:
         """True when talking to OpenAI itself rather than a compatible server."""
-        return urlsplit(self.base_url).hostname == OPENAI_HOST
+        return self.on_vendor_host
 
     def _check_key(self) -> None:
         if self.is_openai and not self._api_key:
