@@ -79,6 +79,7 @@ __all__ = [
     "ResponseTooLargeError",
     "ServerError",
     "StreamError",
+    "StructuredOutputError",
     "TransportError",
     "TruncatedStreamError",
     "ValidationError",
@@ -356,6 +357,21 @@ class InvalidResponseError(APIError):
     (the APIs never redirect; following one could send the key elsewhere)."""
 
     failover_ok = True
+
+
+class StructuredOutputError(InvalidResponseError):
+    """The answer to a ``schema=`` call is not JSON matching the schema (cut off at ``max_tokens``,
+    or a model that did not follow it). Another provider may do better, so pools fail over.
+
+    Attributes:
+        content: the text the model returned.
+        problems: what did not match, one line each (empty when the text was not JSON).
+        finish_reason: why the model stopped (``"length"``: the JSON was cut off).
+    """
+
+    content: str = ""
+    problems: tuple[str, ...] = ()
+    finish_reason: str | None = None
 
 
 class StreamError(ProviderError):

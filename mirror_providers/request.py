@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 from .errors import ValidationError
+from .structured import OutputSchema, output_schema
 from .types import IMAGE_MEDIA_TYPES, ROLES, ContentPart, Message, Tool, ToolCall
 
 __all__ = ["MAX_TIMEOUT_S", "REASONING_LEVELS", "GenerateRequest", "Options", "Prompt", "build_request", "check_json",
@@ -46,6 +47,8 @@ class GenerateRequest:
         parallel_tool_calls: allow several calls in one answer (None: vendor default).
         reasoning: ``"off"``, ``"on"`` (the model's own depth), or a level (``"minimal"``,
             ``"low"``, ``"medium"``, ``"high"``, ``"xhigh"``, ``"max"``); None: the model's default.
+        schema: the structured output asked for (``schema=`` a JSON Schema dict or a dataclass
+            type); the result's ``parsed`` is the checked answer.
         timeout: per-call read timeout in seconds.
         max_retries: per-call override of the provider's retry count (0: no retries).
         deadline_s: the most this call may take in all (connecting, waiting, retries and their
@@ -64,6 +67,7 @@ class GenerateRequest:
     tool_choice: str | None = None
     parallel_tool_calls: bool | None = None
     reasoning: str | None = None
+    schema: OutputSchema | None = None
     timeout: float | None = None
     max_retries: int | None = None
     deadline_s: float | None = None
@@ -92,6 +96,7 @@ class Options(TypedDict, total=False):
     tool_choice: ToolChoice | None
     parallel_tool_calls: bool | None
     reasoning: bool | str | None
+    schema: Mapping[str, Any] | type | OutputSchema | None
     timeout: float | None
     max_retries: int | None
     deadline_s: float | None
@@ -452,6 +457,12 @@ def _extra(value: Any) -> dict[str, Any]:
     return dict(value)
 
 
+def _schema(value: Any) -> OutputSchema:
+    if isinstance(value, Mapping):
+        check_json(value, "schema")
+    return output_schema(value)
+
+
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValidationError(f"parallel_tool_calls must be True or False, got {value!r}")
@@ -468,6 +479,7 @@ _CHECKS: dict[str, Any] = {
     "tool_choice": _tool_choice,
     "parallel_tool_calls": _bool,
     "reasoning": _reasoning,
+    "schema": _schema,
     "timeout": _timeout,
     "max_retries": _retries,
     "deadline_s": _deadline,

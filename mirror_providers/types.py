@@ -325,6 +325,10 @@ class GenerationResult(_JsonMixin):
         raw: the vendor's JSON answer, unchanged (empty for a result joined from a stream).
         reasoning: the reasoning text or summary the vendor returned, None when it returned none.
         reasoning_blocks: reasoning to send back with this turn (see ``to_message``).
+        parsed: for a ``schema=`` call, the answer decoded and checked against the schema (the
+            dataclass instance for a dataclass schema); None otherwise, and when the model refused.
+        refusal: the model's refusal (OpenAI ``message.refusal``, Anthropic ``stop_reason:
+            "refusal"``), None when it did not refuse.
     """
 
     content: str
@@ -339,6 +343,8 @@ class GenerationResult(_JsonMixin):
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     reasoning: str | None = None
     reasoning_blocks: tuple[ReasoningBlock, ...] = ()
+    parsed: Any = field(default=None, compare=False)
+    refusal: str | None = None
 
     @property
     def text(self) -> str:
@@ -369,6 +375,9 @@ class StreamChunk(_JsonMixin):
         reasoning: a reasoning text delta ("" for none).
         reasoning_blocks: on the last chunk, the reasoning blocks to send back (see
             ``GenerationResult.to_message``).
+        refusal: a refusal text delta ("" for none); the model refused instead of answering.
+        parsed: on the last chunk of a ``schema=`` stream, the checked answer (see
+            ``GenerationResult.parsed``).
     """
 
     content: str = ""
@@ -381,6 +390,8 @@ class StreamChunk(_JsonMixin):
     request_id: str | None = None
     reasoning: str = ""
     reasoning_blocks: tuple[ReasoningBlock, ...] = ()
+    refusal: str = ""
+    parsed: Any = field(default=None, compare=False)
 
     def __str__(self) -> str:
         return self.content
@@ -399,7 +410,8 @@ def fast_stream_chunk(content: str, index: int, tool_calls: tuple[ToolCallDelta,
     chunk = _new_object(StreamChunk)
     _set_attribute(chunk, "__dict__", {"content": content, "index": index, "finish_reason": None, "usage": None,
                                        "tool_calls": tool_calls, "model": model, "provider": provider,
-                                       "request_id": None, "reasoning": "", "reasoning_blocks": ()})
+                                       "request_id": None, "reasoning": "", "reasoning_blocks": (),
+                                       "refusal": "", "parsed": None})
     return chunk
 
 
@@ -414,6 +426,9 @@ class Capabilities(_JsonMixin):
         max_tokens: the largest ``max_tokens`` (output) the model accepts.
         max_context_window: input plus output tokens the model accepts.
         tier: flagship, balanced, fast or local.
+        supports_structured_output: ``schema=`` (natively, or by the vendor's fallback).
+        supports_reasoning: ``reasoning=`` levels other than the model's default.
+        supports_documents: PDF document parts.
     """
 
     supports_streaming: bool = True
@@ -422,6 +437,9 @@ class Capabilities(_JsonMixin):
     max_tokens: int = 4096
     max_context_window: int = 8192
     tier: Tier = Tier.BALANCED
+    supports_structured_output: bool = True
+    supports_reasoning: bool = False
+    supports_documents: bool = False
 
 
 Lifecycle = Literal["active", "deprecated", "retired"]
@@ -446,6 +464,8 @@ class ModelInfo(_JsonMixin):
         deprecated_on: when the vendor announced the deprecation (ISO), when known.
         replacement: the model the vendor names as the replacement.
         documents: PDF input.
+        structured_output: JSON-schema output natively (``response_format``, ``output_config.format``,
+            Ollama ``format``); Anthropic models without it are asked by forcing a tool.
         reasoning: how the model is asked to reason, or None when it does not: ``"effort"``
             (OpenAI ``reasoning_effort``), ``"adaptive"`` (Anthropic adaptive thinking with
             ``output_config.effort``), ``"budget"`` (Anthropic thinking with ``budget_tokens``),
@@ -477,6 +497,7 @@ class ModelInfo(_JsonMixin):
     deprecated_on: str | None = None
     replacement: str | None = None
     documents: bool = False
+    structured_output: bool = True
     reasoning: Literal["effort", "adaptive", "budget", "think", "think_levels"] | None = None
     reasoning_levels: tuple[str, ...] = ()
     reasoning_default: str | None = None
@@ -518,6 +539,9 @@ class ModelInfo(_JsonMixin):
             max_tokens=self.max_output,
             max_context_window=self.context_window,
             tier=self.tier,
+            supports_structured_output=self.structured_output,
+            supports_reasoning=self.reasoning is not None,
+            supports_documents=self.documents,
         )
 
 
@@ -601,11 +625,17 @@ def join_chunks(chunks: Iterable[StreamChunk], *, provider: str = "", model: str
     usage: Usage | None = None
     request_id: str | None = None
     thought: list[str] = []
+    refused: list[str] = []
     blocks: tuple[ReasoningBlock, ...] = ()
+    parsed: Any = None
     for chunk in chunks:
         text.append(chunk.content)
         if chunk.reasoning:
             thought.append(chunk.reasoning)
+        if chunk.refusal:
+            refused.append(chunk.refusal)
+        if chunk.parsed is not None:
+            parsed = chunk.parsed
         blocks = chunk.reasoning_blocks or blocks
         for d in chunk.tool_calls:
             slot = calls.setdefault(d.index, [None, None, []])
@@ -626,4 +656,5 @@ def join_chunks(chunks: Iterable[StreamChunk], *, provider: str = "", model: str
     )
     reasoning = "".join(thought) if thought or blocks else None
     return GenerationResult("".join(text), model, provider, finish, usage, tool_calls, request_id=request_id,
-                            reasoning=reasoning, reasoning_blocks=blocks)
+                            reasoning=reasoning, reasoning_blocks=blocks, parsed=parsed,
+                            refusal="".join(refused) or None)

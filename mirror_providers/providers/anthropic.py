@@ -98,6 +98,26 @@ FINISH_REASONS: dict[str, FinishReason] = {
 
 MODELS: tuple[ModelInfo, ...] = shipped_models("anthropic")
 
+# The tool a model without native structured output is made to call for schema= (its input is the
+# answer). The name is reserved: a caller's tool may not use it.
+OUTPUT_TOOL = "mirror_output"
+
+
+def uses_output_tool(request: GenerateRequest, info: ModelInfo | None) -> bool:
+    """Is ``schema=`` asked of this model by forcing ``OUTPUT_TOOL`` (no native structured output)?"""
+    return request.schema is not None and info is not None and not info.structured_output
+
+
+def refusal_text(stop_details: Any) -> str:
+    """What a ``stop_reason: "refusal"`` says: the explanation, else its category."""
+    if isinstance(stop_details, Mapping):
+        explanation, category = stop_details.get("explanation"), stop_details.get("category")
+        if isinstance(explanation, str) and explanation:
+            return explanation
+        if isinstance(category, str) and category:
+            return f"refused ({category})"
+    return "refused"
+
 
 def finish_reason(value: str | None) -> FinishReason | None:
     if value is None:
@@ -254,9 +274,21 @@ def build_payload(request: GenerateRequest, model: str, max_tokens: int, stream:
                          for t in request.tools]
     if request.tool_choice is not None or request.parallel_tool_calls is False:
         body["tool_choice"] = _tool_choice(request.tool_choice or "auto", request.parallel_tool_calls)
+    if request.schema is not None:
+        if uses_output_tool(request, info):
+            body.setdefault("tools", []).append({
+                "name": OUTPUT_TOOL, "input_schema": request.schema.schema,
+                "description": request.schema.description or "Give your answer by calling this tool."})
+            body["tool_choice"] = {"type": "tool", "name": OUTPUT_TOOL}
+        else:
+            body.setdefault("output_config", {})["format"] = {"type": "json_schema",
+                                                              "schema": request.schema.strict_schema()}
     if stream:
         body["stream"] = True
-    body.update(request.extra)
+    extra = request.extra
+    if isinstance(extra.get("output_config"), Mapping) and "output_config" in body:  # merged, not replaced
+        extra = {**extra, "output_config": {**body["output_config"], **extra["output_config"]}}
+    body.update(extra)
     return body
 
 
@@ -278,11 +310,20 @@ def parse_result(data: Mapping[str, Any], model: str) -> GenerationResult:
     calls = tuple(_tool_call(b) for b in blocks if b.get("type") == "tool_use")
     thinking = tuple(_reasoning_block(b, i) for i, b in enumerate(blocks)
                      if b.get("type") in ("thinking", "redacted_thinking"))
+    content = "".join(text_of(b.get("text"), "a text block's text") for b in blocks if b.get("type") == "text")
+    finish = finish_with_tools(finish_reason(data.get("stop_reason")), bool(calls))
+    output = [c for c in calls if c.name == OUTPUT_TOOL]
+    if output:  # schema= by a forced tool: its input is the answer
+        calls = tuple(c for c in calls if c.name != OUTPUT_TOOL)
+        content = output[0].arguments_json
+        finish = "stop" if finish == "tool_calls" and not calls else finish
+    refused = data.get("stop_reason") == "refusal"
     return GenerationResult(
-        content="".join(text_of(b.get("text"), "a text block's text") for b in blocks if b.get("type") == "text"),
+        content=content,
+        refusal=refusal_text(data.get("stop_details")) if refused else None,
         model=str(data.get("model") or model),
         provider="",
-        finish_reason=finish_with_tools(finish_reason(data.get("stop_reason")), bool(calls)),
+        finish_reason=finish,
         usage=parse_usage(data.get("usage")),
         tool_calls=calls,
         raw=dict(data),
@@ -303,6 +344,8 @@ class StreamState:
     tool_slots: dict[int, int] = field(default_factory=dict)  # content-block index -> tool-call ordinal
     thinking: dict[int, ReasoningBlock] = field(default_factory=dict)  # content-block index -> its block so far
     thinking_text: dict[int, list[str]] = field(default_factory=dict)  # its text pieces, joined at the end
+    output_blocks: set[int] = field(default_factory=set)  # content-block indexes of OUTPUT_TOOL calls
+    refusal: str | None = None
     done: bool = False
 
     def _thinking_delta(self, index: int, delta: Mapping[str, Any]) -> Delta:
@@ -322,6 +365,23 @@ class StreamState:
         return tuple(dataclasses.replace(self.thinking[i], text=self.thinking[i].text + "".join(self.thinking_text[i]))
                      if i in self.thinking_text else self.thinking[i] for i in sorted(self.thinking))
 
+    def _block_start(self, index: int, block: Mapping[str, Any]) -> Delta:
+        """A content block opens: a tool call's id and name, the first text, a thinking block."""
+        if block.get("type") == "tool_use" and block.get("name") == OUTPUT_TOOL:
+            self.output_blocks.add(index)
+            return None
+        if block.get("type") == "tool_use":
+            slot = self.tool_slots.setdefault(index, len(self.tool_slots))
+            return "", (ToolCallDelta(index=slot, id=block.get("id"), name=block.get("name")),)
+        if block.get("type") == "text":
+            first: str | None = block.get("text")
+            return first
+        if block.get("type") in ("thinking", "redacted_thinking"):
+            self.thinking[index] = _reasoning_block(block, index)
+            start = self.thinking[index].text
+            return Reasoning(start) if start else None
+        return None
+
     def feed(self, event: ServerSentEvent) -> Delta:
         """One SSE event -> its text or tool-call fragment."""
         if event.event == "ping":  # the keep-alive: it carries nothing, so it does not count as data
@@ -336,6 +396,9 @@ class StreamState:
                 text: str | None = delta.get("text")  # not text: the base raises StreamError
                 return text
             if delta.get("type") == "input_json_delta" and delta.get("partial_json"):
+                if int(data.get("index", 0)) in self.output_blocks:  # schema= by a forced tool
+                    answer: str = text_of(delta["partial_json"], "partial_json")
+                    return answer
                 slot = self.tool_slots.get(int(data.get("index", 0)), 0)
                 return "", (ToolCallDelta(index=slot, arguments_delta=delta["partial_json"]),)
             if delta.get("type") in ("thinking_delta", "signature_delta"):
@@ -345,19 +408,12 @@ class StreamState:
             self.model = str(message.get("model") or self.model)
             self.input_usage = dict(message.get("usage") or {})
         elif kind == "content_block_start":
-            block = data.get("content_block") or {}
-            if block.get("type") == "tool_use":
-                slot = self.tool_slots.setdefault(int(data.get("index", 0)), len(self.tool_slots))
-                return "", (ToolCallDelta(index=slot, id=block.get("id"), name=block.get("name")),)
-            if block.get("type") == "text":
-                first: str | None = block.get("text")
-                return first
-            if block.get("type") in ("thinking", "redacted_thinking"):
-                self.thinking[int(data.get("index", 0))] = _reasoning_block(block, int(data.get("index", 0)))
-                start = self.thinking[int(data.get("index", 0))].text
-                return Reasoning(start) if start else None
+            return self._block_start(int(data.get("index", 0)), data.get("content_block") or {})
         elif kind == "message_delta":
-            self.finish = finish_reason((data.get("delta") or {}).get("stop_reason")) or self.finish
+            delta = data.get("delta") or {}
+            self.finish = finish_reason(delta.get("stop_reason")) or self.finish
+            if delta.get("stop_reason") == "refusal":
+                self.refusal = refusal_text(delta.get("stop_details"))
             self.output_usage.update(data.get("usage") or {})  # cumulative counts: the last wins
         elif kind == "message_stop":
             self.done = True
@@ -370,6 +426,8 @@ class StreamState:
         return parse_usage(merged)
 
     def final(self) -> tuple[FinishReason | None, Usage | None]:
+        if self.output_blocks and not self.tool_slots and self.finish == "tool_calls":
+            return "stop", self.usage()  # the forced schema= tool's call was the answer
         return finish_with_tools(self.finish, bool(self.tool_slots)), self.usage()
 
 
@@ -410,6 +468,8 @@ class AnthropicProvider(HttpProvider):
     MODELS: ClassVar[tuple[ModelInfo, ...]] = MODELS
     OWNED_FIELDS: ClassVar[Mapping[str, str]] = OWNED_FIELDS
     REASONING_FIELDS = ("thinking",)
+    SCHEMA_FIELDS = ("output_format",)
+    STRUCTURED_FALLBACK = True
 
     def __init__(self, model: str | None = None, *, auth_token: str | None = None,
                  betas: tuple[str, ...] | list[str] = (), max_tokens: int | None = None, **kwargs: Any) -> None:
@@ -465,6 +525,22 @@ class AnthropicProvider(HttpProvider):
         if not any(m.role != "system" for m in request.messages):
             raise ValidationError("Anthropic needs at least one user message", provider=self.provider_id,
                                   model=self._model)
+        if any(t.name == OUTPUT_TOOL for t in request.tools):
+            raise ValidationError(f"tool name {OUTPUT_TOOL!r} is reserved (schema= uses it on models without "
+                                  f"structured output)", provider=self.provider_id, model=self._model)
+        fmt = request.extra.get("output_config")
+        if request.schema is not None and isinstance(fmt, Mapping) and "format" in fmt:
+            raise ValidationError("schema= and extra['output_config']['format'] both ask for structured output: "
+                                  "give one", provider=self.provider_id, model=self._model)
+        if uses_output_tool(request, self._model_info):
+            if request.tool_choice is not None:
+                raise ValidationError(f"{self._model} has no native structured output, so schema= forces a tool; "
+                                      f"tool_choice={request.tool_choice!r} cannot be kept with it",
+                                      provider=self.provider_id, model=self._model)
+            if request.reasoning not in (None, "off"):
+                raise ValidationError(f"{self._model} has no native structured output, so schema= forces a tool, "
+                                      f"which thinking does not allow: drop reasoning= or use a newer model",
+                                      provider=self.provider_id, model=self._model)
         budget = thinking_budget(request, self._model_info)
         if budget is not None and request.max_tokens is not None and request.max_tokens <= budget:
             raise ValidationError(f"max_tokens={request.max_tokens} leaves no room to answer after thinking: "

@@ -9,6 +9,7 @@ refines error classes with its own error types and codes.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import json
 import logging
@@ -16,7 +17,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 from urllib.parse import urlsplit
 
@@ -35,6 +36,7 @@ from ..errors import (
     ProviderError,
     RequestTimeout,
     StreamError,
+    StructuredOutputError,
     TruncatedStreamError,
     ValidationError,
     error_class_for_status,
@@ -69,8 +71,8 @@ from ..types import (
     fast_stream_chunk,
 )
 
-__all__ = ["KEEPALIVE", "Delta", "ErrorEvent", "HttpProvider", "Reasoning", "StreamParser", "default_transport",
-           "finish_with_tools", "optional_count", "text_of", "token_count"]
+__all__ = ["KEEPALIVE", "Delta", "ErrorEvent", "HttpProvider", "Reasoning", "Refusal", "StreamParser",
+           "default_transport", "finish_with_tools", "optional_count", "text_of", "token_count"]
 
 class _KeepAlive:
     __slots__ = ()
@@ -94,10 +96,19 @@ class Reasoning:
         self.text = text
 
 
+class Refusal(Reasoning):
+    """What ``StreamParser.feed`` returns for a frame of refusal text (OpenAI ``delta.refusal``);
+    never empty. A parser that returns these keeps the whole refusal in its ``refusal``
+    attribute and sets ``refusal_streamed``."""
+
+    __slots__ = ()
+
+
 Delta = str | tuple[str, Sequence[ToolCallDelta]] | Reasoning | _KeepAlive | None
 """What a stream parser makes of one frame: text, (text, tool-call fragments), ``Reasoning``,
-``KEEPALIVE``, or None for nothing to show. A parser that keeps reasoning blocks to send back has
-them in its ``reasoning_blocks`` attribute when the stream ends."""
+``Refusal``, ``KEEPALIVE``, or None for nothing to show. A parser that keeps reasoning blocks to
+send back has them in its ``reasoning_blocks`` attribute when the stream ends; one that saw a
+refusal has it in ``refusal``."""
 
 
 class StreamParser(Protocol):
@@ -329,6 +340,9 @@ class HttpProvider(Provider):
     CONNECT_HINT: ClassVar[str] = ""  # appended to "cannot connect" errors; may use {base_url}
     SUPPORTS_STREAMING: ClassVar[bool] = True
     TOOL_RESULTS_NEED_IDS: ClassVar[bool] = True  # False: the vendor pairs tool results by order
+    # True: a model without native structured output is asked for schema= another way (Anthropic
+    # forces a tool); False: such a model refuses schema= before sending.
+    STRUCTURED_FALLBACK: ClassVar[bool] = False
     MODELS: ClassVar[tuple[ModelInfo, ...]] = ()
     UNKNOWN_MODEL: ClassVar[ModelInfo] = ModelInfo(
         id="", context_window=8192, max_output=4096, vision=False, tools=False, tier=Tier.BALANCED
@@ -339,6 +353,8 @@ class HttpProvider(Provider):
     # Body fields that ask for reasoning the vendor's way: ``extra`` may carry them, but not
     # together with ``reasoning=`` (which would be two answers to one question).
     REASONING_FIELDS: ClassVar[tuple[str, ...]] = ()
+    # Body fields that ask for structured output the vendor's way: not together with ``schema=``.
+    SCHEMA_FIELDS: ClassVar[tuple[str, ...]] = ()
     # The wire: where a chat call goes, how its stream is framed ("sse" or "ndjson"), what its
     # terminator is called in errors, and the status each of the vendor's error codes and types
     # comes with (for an error reported where an answer should be, which has no status of its own).
@@ -506,8 +522,12 @@ class HttpProvider(Provider):
             tier = Tier.LOCAL if self.is_local else self.UNKNOWN_MODEL.tier
             info = ModelInfo(id=self._model, context_window=self.UNKNOWN_MODEL.context_window,
                              max_output=self.UNKNOWN_MODEL.max_output, vision=self.UNKNOWN_MODEL.vision,
-                             tools=self.UNKNOWN_MODEL.tools, tier=tier)
-        return info.capabilities(streaming=self.SUPPORTS_STREAMING)
+                             tools=self.UNKNOWN_MODEL.tools, tier=tier,
+                             structured_output=self.UNKNOWN_MODEL.structured_output)
+        caps = info.capabilities(streaming=self.SUPPORTS_STREAMING)
+        if self.STRUCTURED_FALLBACK and not caps.supports_structured_output:
+            caps = dataclasses.replace(caps, supports_structured_output=True)
+        return caps
 
     @property
     def is_local(self) -> bool:
@@ -615,6 +635,9 @@ class HttpProvider(Provider):
             if key in self.REASONING_FIELDS and request.reasoning is not None:
                 raise ValidationError(f"reasoning={request.reasoning!r} and extra[{key!r}] both ask for reasoning: "
                                       f"give one", provider=self.provider_id, model=self._model)
+            if key in self.SCHEMA_FIELDS and request.schema is not None:
+                raise ValidationError(f"schema= and extra[{key!r}] both ask for structured output: give one",
+                                      provider=self.provider_id, model=self._model)
         if self.TOOL_RESULTS_NEED_IDS:
             for i, m in enumerate(request.messages):
                 if m.role == "tool" and not m.tool_call_id:
@@ -622,8 +645,11 @@ class HttpProvider(Provider):
                                           f"pairs each result with its call by id)", provider=self.provider_id,
                                           model=self._model)
         info = self._model_info
-        if info is None:
-            return
+        if info is not None:
+            self._check_for_model(request, info)
+
+    def _check_for_model(self, request: GenerateRequest, info: ModelInfo) -> None:
+        """What the catalog row says this model refuses, refused before sending."""
         if request.max_tokens is not None and request.max_tokens > info.max_output:
             raise ValidationError(f"max_tokens={request.max_tokens} exceeds {info.id}'s output limit "
                                   f"of {info.max_output}", provider=self.provider_id, model=self._model)
@@ -633,6 +659,9 @@ class HttpProvider(Provider):
         if not info.tools and request.tools:
             raise ValidationError(f"{info.id} does not support tools", provider=self.provider_id,
                                   model=self._model)
+        if request.schema is not None and not info.structured_output and not self.STRUCTURED_FALLBACK:
+            raise ValidationError(f"{info.id} does not support structured output (schema=); use a newer model",
+                                  provider=self.provider_id, model=self._model)
         # A token is at least one character for these tokenizers' worst case of about 4 bytes of
         # text per token on average: only a prompt that cannot fit is rejected here.
         if request.text_length() > info.context_window * 8:
@@ -791,9 +820,43 @@ class HttpProvider(Provider):
         fields = result.__dict__
         fields["provider"], fields["latency_s"], fields["request_id"] = (
             self.provider_id, time.perf_counter() - start, request_id or result.request_id)
+        if request.schema is not None and result.refusal is None:
+            fields["parsed"] = self._parsed(request, result.content, result.finish_reason, request_id)
         return result
 
+    def _parsed(self, request: GenerateRequest, text: str, finish: str | None, request_id: str | None) -> Any:
+        """A ``schema=`` answer checked; a ``StructuredOutputError`` names this provider."""
+        assert request.schema is not None
+        try:
+            return request.schema.parse(text, finish)
+        except StructuredOutputError as exc:
+            exc.provider, exc.model, exc.request_id = self.provider_id, self._model, request_id
+            raise
+
     def _stream_from(self, path: str, payload: Mapping[str, Any], request: GenerateRequest) -> Iterator[StreamChunk]:
+        chunks = self._stream_frames(path, payload, request)
+        return chunks if request.schema is None else self._with_parsed(chunks, request)
+
+    def _with_parsed(self, chunks: Generator[StreamChunk, None, None],
+                     request: GenerateRequest) -> Iterator[StreamChunk]:
+        """A ``schema=`` stream: its text kept and checked whole when it ends (only then is it
+        JSON); the final chunk carries ``parsed``, unless the model refused."""
+        kept: list[str] = []
+        refused = False
+        with contextlib.closing(chunks):  # a consumer that stops early closes the stream at once
+            for chunk in chunks:
+                if chunk.finish_reason is None:
+                    kept.append(chunk.content)
+                    refused = refused or bool(chunk.refusal)
+                    yield chunk
+                    continue
+                if not (refused or chunk.refusal):
+                    parsed = self._parsed(request, "".join(kept), chunk.finish_reason, chunk.request_id)
+                    chunk = dataclasses.replace(chunk, parsed=parsed)
+                yield chunk
+
+    def _stream_frames(self, path: str, payload: Mapping[str, Any],
+                       request: GenerateRequest) -> Generator[StreamChunk, None, None]:
         """Open a stream and yield a chunk, numbered in order, for each frame the vendor's parser
         reads text or tool-call fragments from; then the final chunk (finish reason, usage,
         request id). Errors say how many chunks were delivered; a stream that ends before its
@@ -854,13 +917,18 @@ class HttpProvider(Provider):
             raise self._annotate(StreamError(f"stream's final report not understood ({type(exc).__name__}: "
                                              f"{str(exc)[:200]})"), index) from exc
         blocks = tuple(getattr(parser, "reasoning_blocks", ()))
+        refusal = getattr(parser, "refusal", None)
         yield StreamChunk(content="", index=index, finish_reason=finish or "stop", usage=usage, model=parser.model,
-                          provider=provider, request_id=request_id, reasoning_blocks=blocks)
+                          provider=provider, request_id=request_id, reasoning_blocks=blocks,
+                          refusal=refusal if refusal and not getattr(parser, "refusal_streamed", False) else "")
 
     def _reasoning_chunk(self, out: Any, index: int, model: str) -> StreamChunk:
-        """The chunk of a ``Reasoning`` delta; anything else a parser returned is a StreamError."""
+        """The chunk of a ``Reasoning`` or ``Refusal`` delta; anything else a parser returned is a
+        StreamError."""
         if out.__class__ is Reasoning and out.text.__class__ is str:
             return StreamChunk(index=index, model=model, provider=self.provider_id, reasoning=out.text)
+        if out.__class__ is Refusal and out.text.__class__ is str:
+            return StreamChunk(index=index, model=model, provider=self.provider_id, refusal=out.text)
         raise self._annotate(StreamError(f"stream event's text is {type(out).__name__}, not text"), index)
 
     def _request_id(self, headers: Mapping[str, str]) -> str | None:

@@ -315,6 +315,8 @@ def build_payload(request: GenerateRequest, model: str, stream: bool,
     if request.tools:
         body["tools"] = [{"type": "function", "function": {"name": t.name, "description": t.description,
                                                            "parameters": t.parameters}} for t in request.tools]
+    if request.schema is not None:
+        body["format"] = request.schema.schema
     body.update(top)
     return body
 
@@ -430,6 +432,7 @@ class OllamaProvider(HttpProvider):
     UNKNOWN_MODEL: ClassVar[ModelInfo] = ModelInfo(id="", context_window=4096, max_output=4096, tools=False,
                                                    tier=Tier.LOCAL)
     OWNED_FIELDS: ClassVar[Mapping[str, str]] = OWNED_FIELDS
+    SCHEMA_FIELDS = ("format",)
 
     def __init__(self, model: str | None = None, host: str | None = None, *, num_ctx: int | None = None,
                  keep_alive: str | float | None = None, **kwargs: Any) -> None:
@@ -543,6 +546,8 @@ class OllamaProvider(HttpProvider):
             body["system"] = request.system
         if "keep_alive" in self._defaults:
             body["keep_alive"] = self._defaults["keep_alive"]
+        if request.schema is not None:
+            body["format"] = request.schema.schema
         body.update(top)
         return body
 

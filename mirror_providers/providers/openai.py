@@ -27,6 +27,7 @@ from ..errors import (
 from ..framing import ServerSentEvent
 from ..models import shipped_models
 from ..request import GenerateRequest
+from ..structured import strict_problems
 from ..types import (
     FinishReason,
     GenerationResult,
@@ -43,6 +44,7 @@ from .http import (
     ErrorEvent,
     HttpProvider,
     Reasoning,
+    Refusal,
     check_header_value,
     finish_with_tools,
     optional_count,
@@ -182,6 +184,11 @@ def build_payload(request: GenerateRequest, model: str, stream: bool, info: Mode
             "type": "function", "function": {"name": choice}}
     if request.parallel_tool_calls is not None:
         body["parallel_tool_calls"] = request.parallel_tool_calls
+    if request.schema is not None:
+        spec: dict[str, Any] = {"name": request.schema.name, "schema": request.schema.strict_schema(), "strict": True}
+        if request.schema.description:
+            spec["description"] = request.schema.description
+        body["response_format"] = {"type": "json_schema", "json_schema": spec}
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
@@ -208,6 +215,11 @@ def reasoning_text(message: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _refusal(message: Mapping[str, Any]) -> str | None:
+    value = message.get("refusal")
+    return text_of(value, "a refusal") or None if value is not None else None
+
+
 def parse_result(data: Mapping[str, Any], model: str) -> GenerationResult:
     """A Chat Completions response -> our result.
 
@@ -218,6 +230,7 @@ def parse_result(data: Mapping[str, Any], model: str) -> GenerationResult:
     message = choice.get("message") or {}
     calls = tuple(_tool_call(c) for c in message.get("tool_calls") or ())
     return GenerationResult(
+        refusal=_refusal(message),
         content=text_of(message.get("content"), "message content"),
         reasoning=reasoning_text(message),
         model=str(data.get("model") or model),
@@ -241,6 +254,12 @@ class StreamState:
     tool_ids: dict[int, str] = field(default_factory=dict)
     had_tool_calls: bool = False
     done: bool = False
+    refused: list[str] = field(default_factory=list)
+    refusal_streamed = True  # each piece went out as a Refusal delta
+
+    @property
+    def refusal(self) -> str | None:
+        return "".join(self.refused) if self.refused else None
 
     def feed(self, event: ServerSentEvent) -> Delta:
         """One SSE event -> its text or tool-call fragments."""
@@ -268,6 +287,10 @@ class StreamState:
         if reason is not None:
             self.finish = finish_reason(reason) or self.finish
         delta = choice.get("delta") or {}
+        refused = delta.get("refusal")
+        if refused:
+            self.refused.append(text_of(refused, "a refusal delta"))
+            return Refusal(refused)
         thought = reasoning_text(delta)
         if thought and not delta.get("content") and not delta.get("tool_calls"):
             return Reasoning(thought)
@@ -336,6 +359,7 @@ class OpenAIProvider(HttpProvider):
     MODELS: ClassVar[tuple[ModelInfo, ...]] = MODELS
     OWNED_FIELDS: ClassVar[Mapping[str, str]] = OWNED_FIELDS
     REASONING_FIELDS = ("reasoning_effort",)
+    SCHEMA_FIELDS = ("response_format",)
 
     def __init__(self, model: str | None = None, *, organization: str | None = None,
                  project: str | None = None, **kwargs: Any) -> None:
@@ -370,6 +394,11 @@ class OpenAIProvider(HttpProvider):
         if n != 1:
             raise ValidationError(f"n={n!r} is not supported: one call returns one answer",
                                   provider=self.provider_id, model=self._model)
+        if request.schema is not None and self.is_openai:
+            problems = strict_problems(request.schema.strict_schema())
+            if problems:
+                raise ValidationError(f"schema {request.schema.name!r} is not one OpenAI's strict mode takes: "
+                                      f"{'; '.join(problems[:3])}", provider=self.provider_id, model=self._model)
 
     # -- errors -----------------------------------------------------------------------------
 

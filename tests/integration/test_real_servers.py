@@ -5,6 +5,7 @@ wire format served by an independent implementation (aimock)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import subprocess
 import sys
@@ -158,3 +159,28 @@ def test_answers_are_capped_without_max_tokens(local_model: LocalModelServer) ->
     """A request with no max_tokens stops at the server's default (256), not at a full context."""
     result = local_model.openai().generate_sync("Write a very long story about the sea.")
     assert result.usage is not None and 0 < result.usage.output_tokens <= local_model.max_tokens
+
+
+@dataclasses.dataclass
+class City:
+    name: str
+    population: int
+    coastal: bool
+
+
+def test_structured_output_for_real(local_model: LocalModelServer) -> None:
+    """llama.cpp constrains decoding to the schema sent as OpenAI's response_format json_schema:
+    the answer parses and checks, plain and streamed, as a dict schema and as a dataclass. (Its
+    Messages endpoint ignores output_config.format: not tested here.)"""
+    provider = local_model.openai()
+    schema = {"type": "object", "properties": {"name": {"type": "string"}, "population": {"type": "integer"}},
+              "required": ["name", "population"]}
+    result = provider.generate_sync("A city and its population, as JSON:", schema=schema, max_tokens=60,
+                                    temperature=0.0)
+    assert result.refusal is None and isinstance(result.parsed, dict)
+    assert set(result.parsed) == {"name", "population"} and isinstance(result.parsed["population"], int)
+    streamed = join_chunks(provider.stream_sync("A city and its population, as JSON:", schema=schema,
+                                                max_tokens=60, temperature=0.0))
+    assert streamed.parsed == result.parsed
+    city = provider.generate_sync("Describe a city as JSON:", schema=City, max_tokens=80, temperature=0.0).parsed
+    assert isinstance(city, City) and isinstance(city.population, int) and isinstance(city.coastal, bool)
