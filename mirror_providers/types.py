@@ -282,7 +282,8 @@ class Usage(_JsonMixin):
         output_tokens: generated tokens (reasoning included where the vendor counts it).
         total_tokens: their sum, or the vendor's own total.
         cached_input_tokens: input tokens read from the vendor's prompt cache.
-        cache_creation_input_tokens: input tokens written to it (Anthropic).
+        cache_creation_input_tokens: input tokens written to it (Anthropic; OpenAI
+            ``cache_write_tokens``, GPT-5.6 and later).
         reasoning_tokens: tokens spent reasoning, part of ``output_tokens`` (OpenAI
             ``reasoning_tokens``, Anthropic ``thinking_tokens``).
         server_timings_s: seconds the server reports spending per phase (Ollama: ``total``,

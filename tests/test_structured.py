@@ -232,3 +232,17 @@ def test_the_checker_finds_each_kind_of_mismatch(value: Any, schema: dict[str, A
 def test_openai_wrapper_form_is_accepted() -> None:
     s = output_schema({"name": "person!", "schema": PERSON, "strict": True})
     assert s.name == "person_" and s.schema == PERSON
+
+
+def test_openai_usage_reports_cache_writes_and_reads() -> None:
+    """The real GPT-5.6 usage of docs/protocols-2026.md §3.5: writes and reads are inside prompt_tokens."""
+    from mirror_providers.providers.openai import parse_usage
+
+    u = parse_usage({"prompt_tokens": 1220, "completion_tokens": 100, "total_tokens": 1320,
+                     "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 1217, "audio_tokens": 0},
+                     "completion_tokens_details": {"reasoning_tokens": 100, "audio_tokens": 0}})
+    assert u is not None
+    assert (u.input_tokens, u.cached_input_tokens, u.cache_creation_input_tokens, u.reasoning_tokens) == (
+        1220, 0, 1217, 100)
+    older = parse_usage({"prompt_tokens": 10, "completion_tokens": 1, "prompt_tokens_details": {"cached_tokens": 8}})
+    assert older is not None and older.cache_creation_input_tokens is None and older.cached_input_tokens == 8

@@ -112,10 +112,11 @@ def parse_usage(u: Mapping[str, Any] | None) -> Usage | None:
     prompt = token_count(u, "prompt_tokens")
     completion = token_count(u, "completion_tokens")
     cached = optional_count(u.get("prompt_tokens_details"), "cached_tokens")
+    written = optional_count(u.get("prompt_tokens_details"), "cache_write_tokens")  # GPT-5.6+; inside prompt_tokens
     reasoning = optional_count(u.get("completion_tokens_details"), "reasoning_tokens")
     return Usage(input_tokens=prompt, output_tokens=completion,
                  total_tokens=token_count(u, "total_tokens") or prompt + completion,
-                 cached_input_tokens=cached, reasoning_tokens=reasoning)
+                 cached_input_tokens=cached, cache_creation_input_tokens=written, reasoning_tokens=reasoning)
 
 
 def _content(m: Message) -> Any:
