@@ -344,7 +344,7 @@ def _same(a: Any, b: Any) -> bool:
 def _json_type(value: Any) -> str:
     for kind in ("null", "boolean", "integer", "number", "string", "array", "object"):
         if _type_ok(value, kind):
-            return "an integer" if kind == "integer" else f"a {kind}" if kind != "null" else "null"
+            return "null" if kind == "null" else f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
     return type(value).__name__
 
 
