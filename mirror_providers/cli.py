@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 from . import __version__
 from . import models as model_data
+from ._redact import redact_url
 from .catalog import PROVIDERS, create_provider, list_models
 from .errors import (
     AllProvidersFailedError,
@@ -33,7 +34,8 @@ from .errors import (
     ValidationError,
 )
 from .provider import Provider
-from .types import Usage
+from .providers.http import HttpProvider
+from .types import ModelInfo, Usage
 
 EXIT_API, EXIT_USAGE, EXIT_CONNECTION, EXIT_ALL_FAILED, EXIT_STREAM = 1, 2, 3, 4, 5
 
@@ -81,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list the model catalog with capabilities")
     models.add_argument("--provider", choices=sorted(PROVIDERS))
     models.add_argument("--json", action="store_true")
+    models.add_argument("--refresh", action="store_true",
+                        help="ask each vendor's models endpoint (the configured ones, or --provider) and cache "
+                             "what it lists for later runs")
     models.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
     return parser
 
@@ -180,12 +185,38 @@ def cmd_health(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0 if all(r[2] for r in rows) else EXIT_CONNECTION
 
 
+def _refreshed(names: list[str], err: TextIO) -> tuple[list[tuple[str, ModelInfo]], set[tuple[str, str]]]:
+    """Each provider's catalog refreshed from its vendor, and which (provider, id) the vendor listed."""
+    rows: list[tuple[str, ModelInfo]] = []
+    listed: set[tuple[str, str]] = set()
+    for name in names:
+        with _provider(name, None, None, max_retries=1) as provider:
+            assert isinstance(provider, HttpProvider)
+            catalog = provider.refresh_models_sync()
+        rows += [(name, m) for m in catalog.models]
+        listed |= {(name, i) for i in catalog.listed}
+        print(f"{name}: {len(catalog.listed)} models listed by the vendor, cached for "
+              f"{redact_url(provider.base_url)}", file=err)
+    return rows, listed
+
+
 def cmd_models(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    rows = list_models(args.provider)
+    listed: set[tuple[str, str]] | None = None
+    if args.refresh:
+        names = [args.provider] if args.provider else configured()
+        if not names:
+            raise ConfigurationError("models --refresh needs a configured provider (an API key or base URL in "
+                                     "the environment) or --provider")
+        rows, listed = _refreshed(names, err)
+    else:
+        rows = list_models(args.provider)
     day = model_data.today()
     if args.json:
-        print(json.dumps([{"provider": p, **m.to_dict(), "status": m.status(day)} for p, m in rows], default=str),
-              file=out)
+        found = [{"provider": p, **m.to_dict(), "status": m.status(day)} for p, m in rows]
+        if listed is not None:
+            for row, (p, m) in zip(found, rows, strict=True):
+                row["listed"] = any((p, n) in listed for n in m.names())
+        print(json.dumps(found, default=str), file=out)
         return 0
     print(f"{'provider':10} {'model':28} {'context':>9} {'max out':>8} {'vision':6} {'tools':5} {'tier':8} "
           f"{'$ in/out per MTok':17} status", file=out)

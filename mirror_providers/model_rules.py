@@ -79,8 +79,8 @@ def reasoning_is_on(info: ModelInfo, level: str | None) -> bool:
 def fit(info: ModelInfo, request: GenerateRequest) -> GenerateRequest:
     """The request with reasoning turned off when the caller did not choose and an option given
     is one the model takes only with reasoning off (and reasoning can be turned off)."""
-    if request.reasoning is not None or info.reasoning is None or not _can_turn_off(info):
-        return request
+    if request.reasoning is not None or not reasoning_is_on(info, None) or not _can_turn_off(info):
+        return request  # the caller chose, or the model does not reason unless asked
     if given_params(request) & set(info.rejects_while_reasoning):
         return dataclasses.replace(request, reasoning="off")
     return request

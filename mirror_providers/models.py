@@ -26,8 +26,8 @@ from typing import Any
 
 from .types import ModelInfo, Tier
 
-__all__ = ["ModelDeprecatedWarning", "as_of", "load_models", "replacement_for", "shipped_models", "today",
-           "warn_deprecated"]
+__all__ = ["ModelDeprecatedWarning", "as_of", "is_iso_date", "load_models", "replacement_for", "shipped_models",
+           "today", "warn_deprecated"]
 
 DATA_FILE = "models.json"
 
@@ -105,12 +105,13 @@ def _row(data: Any, where: str) -> ModelInfo:
     values = {name: _convert(value, _HINTS[name], f"{label}.{name}") for name, value in data.items()}
     for date_field in ("retires_on", "deprecated_on"):
         day = values.get(date_field)
-        if day is not None and not _is_iso_date(day):
+        if day is not None and not is_iso_date(day):
             raise ValueError(f"{label}.{date_field}: {day!r} is not a YYYY-MM-DD date")
     return ModelInfo(**values)
 
 
-def _is_iso_date(text: str) -> bool:
+def is_iso_date(text: str) -> bool:
+    """Whether the text is a date in ISO form (YYYY-MM-DD)."""
     try:
         return datetime.date.fromisoformat(text).isoformat() == text
     except ValueError:

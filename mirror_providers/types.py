@@ -12,6 +12,7 @@ import datetime
 import enum
 import mimetypes
 import os
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -24,6 +25,7 @@ __all__ = [
     "HealthStatus",
     "Lifecycle",
     "Message",
+    "ModelCatalog",
     "ModelInfo",
     "ProviderStats",
     "ReasoningBlock",
@@ -544,6 +546,31 @@ class ModelInfo(_JsonMixin):
             supports_reasoning=self.reasoning is not None,
             supports_documents=self.documents,
         )
+
+
+@dataclass(frozen=True)
+class ModelCatalog(_JsonMixin):
+    """What ``refresh_models_sync`` found: the merged catalog and where its live part came from.
+
+    Attributes:
+        models: the catalog rows, the vendor's listing merged over the shipped ones.
+        listed: the ids the vendor listed (as the catalog names them).
+        fetched_at: when the vendor was asked (Unix time).
+        source: ``"vendor"`` (asked now) or ``"cache"`` (a listing cached on disk earlier).
+    """
+
+    models: tuple[ModelInfo, ...]
+    listed: tuple[str, ...]
+    fetched_at: float
+    source: Literal["vendor", "cache"]
+
+    def age_s(self, now: float | None = None) -> float:
+        """Seconds since the vendor was asked."""
+        return max(0.0, (time.time() if now is None else now) - self.fetched_at)
+
+    def find(self, name: str) -> ModelInfo | None:
+        """The row for a model id, alias or snapshot."""
+        return next((m for m in self.models if name in m.names()), None)
 
 
 @dataclass(frozen=True)

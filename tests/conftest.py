@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import os
 import socket
 from collections.abc import Iterator
@@ -58,6 +59,23 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see a developer's real keys or base URLs."""
     for name in {v for cls in PROVIDERS.values() for v in cls.environment_variables()}:
         monkeypatch.delenv(name, raising=False)
+
+
+_cache_numbers = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def _model_cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(autouse=True)
+def model_cache(_model_cache_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test has its own, empty model-listing cache directory (never the developer's
+    ~/.cache); it is made when something is written to it."""
+    path = _model_cache_root / str(next(_cache_numbers))
+    monkeypatch.setenv("MIRROR_PROVIDERS_CACHE_DIR", str(path))
+    return path
 
 
 SECRET_RESPONSE_HEADERS = ("set-cookie", "openai-organization", "openai-project", "anthropic-organization-id")

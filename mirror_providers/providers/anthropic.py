@@ -431,6 +431,40 @@ class StreamState:
         return finish_with_tools(self.finish, bool(self.tool_slots)), self.usage()
 
 
+def _supported(caps: Any, *path: str) -> bool | None:
+    """``capabilities.<path>.supported`` of a Models API entry, None when it is not there."""
+    node = caps
+    for name in path:
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(name)
+    value = node.get("supported") if isinstance(node, Mapping) else None
+    return value if isinstance(value, bool) else None
+
+
+def live_row(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A Models API entry -> a live catalog row: ``max_input_tokens`` as the context window,
+    ``max_tokens`` as the output limit, image and PDF input, structured outputs, and how the
+    model thinks (adaptive when it says so, else budget). Fields it lacks are left to the catalog."""
+    row: dict[str, Any] = {"id": entry.get("id")}
+    if entry.get("max_input_tokens") is not None:
+        row["context_window"] = entry["max_input_tokens"]
+    if entry.get("max_tokens") is not None:
+        row["max_output"] = entry["max_tokens"]
+    caps = entry.get("capabilities")
+    for ours, theirs in (("vision", "image_input"), ("documents", "pdf_input"),
+                         ("structured_output", "structured_outputs")):
+        value = _supported(caps, theirs)
+        if value is not None:
+            row[ours] = value
+    thinking = _supported(caps, "thinking")
+    if thinking is False:
+        row["reasoning"] = None
+    elif thinking:
+        row["reasoning"] = "adaptive" if _supported(caps, "thinking", "types", "adaptive") else "budget"
+    return row
+
+
 class AnthropicProvider(HttpProvider):
     """Anthropic's Messages API.
 
@@ -578,21 +612,29 @@ class AnthropicProvider(HttpProvider):
 
     def list_models_sync(self) -> list[str]:
         """Ids of the models this key can use (``GET /v1/models``, every page)."""
-        ids: list[str] = []
+        return [str(m.get("id")) for m in self._model_pages()]
+
+    def _model_pages(self) -> list[dict[str, Any]]:
+        """Every entry of ``GET /v1/models``, page after page."""
+        entries: list[dict[str, Any]] = []
         after = ""
         seen: set[str] = set()
         for _ in range(MAX_MODEL_PAGES):
             data, _ = self._send("GET", f"/v1/models?limit=1000{after}", timeout=self.timeout.connect + 10)
-            ids += [str(m.get("id")) for m in self._listing(data, "data", "GET /v1/models") if isinstance(m, dict)]
+            entries += [m for m in self._listing(data, "data", "GET /v1/models") if isinstance(m, dict)]
             cursor = data.get("last_id")
             if not data.get("has_more") or not cursor:
-                return ids
+                return entries
             if not isinstance(cursor, str) or cursor in seen:
                 raise self._invalid(f"GET /v1/models says has_more but its cursor {str(cursor)[:60]!r} "
                                     f"{'was already given' if cursor in seen else 'is not text'}: stopped paging")
             seen.add(cursor)
             after = f"&after_id={quote(cursor, safe='')}"
         raise self._invalid(f"GET /v1/models still says has_more after {MAX_MODEL_PAGES} pages: stopped paging")
+
+    def _live_models_sync(self) -> list[dict[str, Any]]:
+        """The Models API's limits and capabilities as live rows (it has no lifecycle data)."""
+        return [live_row(m) for m in self._model_pages()]
 
     def health_check_sync(self) -> HealthStatus:
         """``GET /v1/models/{model}``: checks the key and that the model is still served; no tokens.

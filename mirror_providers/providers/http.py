@@ -18,10 +18,10 @@ import re
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 from urllib.parse import urlsplit
 
-from .. import model_rules
+from .. import live_models, model_rules
 from .. import models as model_data
 from .._call import current_call, on_abort
 from .._redact import redact, redact_url, snippet, split_userinfo
@@ -63,6 +63,7 @@ from ..types import (
     FinishReason,
     GenerationResult,
     HealthStatus,
+    ModelCatalog,
     ModelInfo,
     StreamChunk,
     Tier,
@@ -300,6 +301,13 @@ def default_transport() -> RequestsTransport:
         return _shared_transport
 
 
+def _find_in(table: Sequence[ModelInfo], name: str) -> ModelInfo | None:
+    for info in table:
+        if name in info.names():
+            return info
+    return None
+
+
 class HttpProvider(Provider):
     """Base of the vendor clients.
 
@@ -390,6 +398,7 @@ class HttpProvider(Provider):
             raise ConfigurationError(f"limits must be a transport.Limits, got {type(limits).__name__}",
                                      provider=self.provider_id)
         self.limits = limits or DEFAULT_LIMITS
+        self._table: tuple[ModelInfo, ...] = self.MODELS  # the catalog, refreshed from the vendor if asked
         self._model_info, self._model = self._resolve_model(model)
         self._key = _Secret(self._key_from(api_key))
         url, userinfo = split_userinfo(self._url_from(base_url))  # no URL shown from here on carries a password
@@ -397,6 +406,7 @@ class HttpProvider(Provider):
         _check_base_url(self.base_url, self.provider_id)
         self.timeout = Timeout.coerce(timeout, DEFAULT_TIMEOUT)
         self._use_transport(transport, verify)
+        self._use_cached_models()
         self.retry = retry or RetryPolicy(max_retries=max_retries)
         self._extra_headers = dict(headers or {})
         self._basic = _Secret(None)
@@ -421,12 +431,12 @@ class HttpProvider(Provider):
         if not isinstance(requested, str) or not requested.strip():
             raise ConfigurationError(f"model must be a non-empty string, got {model!r}",
                                      provider=self.provider_id)
-        info = self.find_model(requested)
+        info = self._find(requested)
         if info is None:
             return None, requested
         day = model_data.today()
         if info.status(day) == "deprecated":
-            model_data.warn_deprecated(self.provider_id, info, self.MODELS, day, stacklevel=4)
+            model_data.warn_deprecated(self.provider_id, info, self._table, day, stacklevel=4)
         return info, requested if requested in info.snapshots else info.id
 
     def _key_from(self, api_key: str | None) -> str | None:
@@ -476,12 +486,74 @@ class HttpProvider(Provider):
         return any(os.environ.get(name) for name in names if name)
 
     @classmethod
+    def catalog_name(cls, name: str) -> str:
+        """The name a model is looked up by in the catalog (Ollama drops ``:latest``)."""
+        return name
+
+    @classmethod
     def find_model(cls, name: str) -> ModelInfo | None:
-        """The catalog row for a model id, alias or snapshot, or None for an unknown model."""
-        for info in cls.MODELS:
-            if name in info.names():
-                return info
-        return None
+        """The shipped catalog's row for a model id, alias or snapshot, or None for an unknown model."""
+        return _find_in(cls.MODELS, cls.catalog_name(name))
+
+    def _find(self, name: str) -> ModelInfo | None:
+        """This provider's catalog row for a name (the shipped one, or the refreshed one)."""
+        return _find_in(self._table, self.catalog_name(name))
+
+    @property
+    def models(self) -> tuple[ModelInfo, ...]:
+        """This provider's model catalog: the shipped rows, with what the vendor's models endpoint
+        said merged over them once ``refresh_models_sync`` ran (here or, cached, in an earlier process)."""
+        return self._table
+
+    def refresh_models_sync(self, max_age_s: float = 0.0) -> ModelCatalog:
+        """Read the vendor's models endpoint and merge what it says over the shipped catalog:
+        lifecycle dates, limits and capabilities the vendor reports win, the rest is kept, and a
+        model the catalog does not know gets this provider's conservative defaults. The listing is
+        cached on disk (see :mod:`mirror_providers.live_models`), so later providers for this server,
+        in this process or another, start from it.
+
+        Args:
+            max_age_s: use the cached listing when it is at most this old (0: always ask the vendor).
+
+        Raises:
+            ValidationError: ``max_age_s`` is not a number >= 0.
+            ProviderError: the models endpoint failed (typed as any call's errors).
+        """
+        if isinstance(max_age_s, bool) or not isinstance(max_age_s, (int, float)) or not max_age_s >= 0:
+            raise ValidationError(f"max_age_s must be a number of seconds >= 0, got {max_age_s!r}",
+                                  provider=self.provider_id)
+        now = time.time()
+        cached = live_models.read_cache(self.provider_id, self.base_url) if max_age_s > 0 else None
+        source: Literal["vendor", "cache"] = "cache"
+        if cached is not None and now - cached[0] <= max_age_s:
+            fetched_at, rows = cached[0], list(cached[1])
+        else:
+            rows, fetched_at, source = self._live_models_sync(), now, "vendor"
+            try:
+                live_models.write_cache(self.provider_id, self.base_url, rows, fetched_at)
+            except OSError as exc:
+                logger.warning("could not cache the %s model listing in %s: %s", self.provider_id,
+                               live_models.cache_dir(), exc.strerror or type(exc).__name__)
+        self._use_live(rows)
+        listed = tuple(self.catalog_name(r["id"]) for r in rows if isinstance(r.get("id"), str) and r["id"])
+        return ModelCatalog(models=self._table, listed=listed, fetched_at=fetched_at, source=source)
+
+    def _live_models_sync(self) -> list[dict[str, Any]]:
+        """The vendor's models endpoint as live rows (``{"id": ..., ModelInfo field: value}``).
+        Each vendor reads its own; one without a models endpoint says so."""
+        raise ConfigurationError(f"{type(self).__name__} has no models endpoint to refresh from",
+                                 provider=self.provider_id)
+
+    def _use_live(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        self._table = live_models.merge_live(self.MODELS, rows, self.UNKNOWN_MODEL, self.provider_id,
+                                             self.catalog_name)
+        self._model_info = self._find(self._model)
+
+    def _use_cached_models(self) -> None:
+        """At construction: the listing an earlier ``refresh_models_sync`` cached for this server."""
+        cached = live_models.read_cache(self.provider_id, self.base_url)
+        if cached is not None:
+            self._use_live(cached[1])
 
     @property
     def on_vendor_host(self) -> bool:
@@ -499,7 +571,7 @@ class HttpProvider(Provider):
         day = model_data.today()
         if info.status(day) != "retired":
             return None
-        repl = model_data.replacement_for(info, self.MODELS, day)
+        repl = model_data.replacement_for(info, self._table, day)
         when = f" on {info.retires_on}" if info.retires_on else ""
         use = f"; use {repl}, its named replacement" if repl else "; the vendor named no replacement"
         return ModelRetiredError(f"{self._model} was shut down by {self.provider_id}{when}{use}",

@@ -397,6 +397,27 @@ class StreamState:
         return finish_reason(self.last, self.tool_count > 0), parse_usage(self.last)
 
 
+def show_fields(data: Any) -> dict[str, Any]:
+    """An ``/api/show`` answer -> catalog fields: the trained context length (``<arch>.context_length``
+    in ``model_info``, also the output limit: Ollama has no separate one) and, when the server lists
+    ``capabilities`` (0.6 and later), tools, vision and thinking.
+
+    Raises:
+        TypeError, ValueError, AttributeError: not an answer of that shape.
+    """
+    fields: dict[str, Any] = {}
+    info = data.get("model_info") or {}
+    context = next((int(v) for k, v in info.items() if k.endswith(".context_length")), None)
+    if context is not None and context > 0:
+        fields["context_window"] = fields["max_output"] = context
+    caps = data.get("capabilities")
+    if isinstance(caps, list):
+        names = {c for c in caps if isinstance(c, str)}
+        fields.update(tools="tools" in names, vision="vision" in names,
+                      reasoning="think" if "thinking" in names else None)
+    return fields
+
+
 class OllamaProvider(HttpProvider):
     """A model served by Ollama, through its native API.
 
@@ -456,8 +477,8 @@ class OllamaProvider(HttpProvider):
             self._defaults["keep_alive"] = keep_alive
 
     @classmethod
-    def find_model(cls, name: str) -> ModelInfo | None:
-        return super().find_model(name.removesuffix(":latest"))
+    def catalog_name(cls, name: str) -> str:
+        return name.removesuffix(":latest")
 
     def _normalise_base_url(self, url: str) -> str:
         if "://" in url and not url.lower().startswith(("http://", "https://")):
@@ -578,16 +599,29 @@ class OllamaProvider(HttpProvider):
 
     def fetch_capabilities_sync(self) -> ModelInfo:
         """Ask the server about this model (``POST /api/show``): its trained context length and whether
-        it does tools and vision. The answer replaces the catalog row for this provider."""
-        data, _ = self._send("POST", "/api/show", {"model": self._model}, timeout=self.timeout.connect + 30)
-        try:
-            caps = set(data.get("capabilities") or ())
-            info = data.get("model_info") or {}
-            context = next((int(v) for k, v in info.items() if k.endswith(".context_length")), None)
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise self._invalid(f"/api/show answer not understood ({exc!r})") from None
+        it does tools, vision and thinking. The answer replaces the catalog row for this provider."""
+        fields = self._show(self._model)
         base = self._model_info or replace(self.UNKNOWN_MODEL, id=self._model)
-        context = context or base.context_window
-        self._model_info = replace(base, context_window=context, max_output=context,
-                                   tools="tools" in caps, vision="vision" in caps)
+        if fields.get("reasoning") == "think" and base.reasoning == "think_levels":
+            del fields["reasoning"]  # the server says only "thinking"; the catalog knows the levels
+        self._model_info = replace(base, **fields)
         return self._model_info
+
+    def _show(self, name: str) -> dict[str, Any]:
+        """``POST /api/show`` of one model as catalog fields (those the answer reports)."""
+        data, _ = self._send("POST", "/api/show", {"model": name}, timeout=self.timeout.connect + 30)
+        try:
+            return show_fields(data)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise self._invalid(f"/api/show answer for {name} not understood ({exc!r})") from None
+
+    def _live_models_sync(self) -> list[dict[str, Any]]:
+        """``GET /api/tags``, then ``POST /api/show`` for each installed model (a model removed in
+        between is listed without details)."""
+        rows: list[dict[str, Any]] = []
+        for name in self.list_models_sync():
+            try:
+                rows.append({"id": name, **self._show(name)})
+            except ModelNotFoundError:
+                rows.append({"id": name})
+        return rows

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import quote
 
+from .. import models as model_data
+from .._redact import snippet
 from ..errors import (
     APIError,
     ConfigurationError,
@@ -430,8 +432,24 @@ class OpenAIProvider(HttpProvider):
 
     def list_models_sync(self) -> list[str]:
         """Ids of the models this key (or server) can use: ``GET /models``."""
+        return [row["id"] for row in self._live_models_sync()]
+
+    def _live_models_sync(self) -> list[dict[str, Any]]:
+        """``GET /models``: ids, and each model's ``shutdown_date`` (OpenAI lists no limits or
+        capabilities; docs/protocols.md §6). A date that has come makes the model retired."""
         data, _ = self._send("GET", "/models", timeout=self.timeout.connect + 10)
-        return [str(m.get("id")) for m in self._listing(data, "data", "GET /models") if isinstance(m, dict)]
+        rows: list[dict[str, Any]] = []
+        day = model_data.today()
+        for m in self._listing(data, "data", "GET /models"):
+            if not isinstance(m, dict) or not isinstance(m.get("id"), str) or not m["id"]:
+                raise self._invalid(f"GET /models lists an entry without a text id: {snippet(repr(m), 80)}")
+            row: dict[str, Any] = {"id": m["id"]}
+            shutdown = m.get("shutdown_date")
+            if isinstance(shutdown, str) and model_data.is_iso_date(shutdown):
+                row["retires_on"] = shutdown
+                row["lifecycle"] = "retired" if shutdown <= day else "deprecated"
+            rows.append(row)
+        return rows
 
     def health_check_sync(self) -> HealthStatus:
         """``GET /models/{model}`` on OpenAI (checks key and model access, costs no tokens);
