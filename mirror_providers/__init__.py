@@ -30,6 +30,7 @@ _EXPORTS = {
     "ConfigurationError": "errors",
     "ConflictError": "errors",
     "ConnectError": "errors",
+    "Citation": "types",
     "ContentPart": "types",
     "ContextLengthExceededError": "errors",
     "DeadlineExceededError": "errors",
@@ -95,6 +96,7 @@ __all__ = [  # written out (not computed from _EXPORTS) so type checkers see the
     "CallAbortedError",
     "CallbackError",
     "Capabilities",
+    "Citation",
     "ConfigurationError",
     "ConflictError",
     "ConnectError",
@@ -223,6 +225,7 @@ if TYPE_CHECKING:
     )
     from .types import (
         Capabilities,
+        Citation,
         ContentPart,
         GenerationResult,
         HealthStatus,

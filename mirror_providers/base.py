@@ -39,6 +39,7 @@ from .errors import (
 from .provider import Provider
 from .types import (
     Capabilities,
+    Citation,
     ContentPart,
     GenerationResult,
     HealthStatus,
@@ -62,6 +63,7 @@ __all__ = [
     "CallAbortedError",
     "CallbackError",
     "Capabilities",
+    "Citation",
     "ConfigurationError",
     "ConflictError",
     "ConnectError",

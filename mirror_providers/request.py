@@ -11,7 +11,10 @@ Which ``extra`` fields a vendor builds itself, and so refuses, each provider che
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
+import itertools
 import json
 import math
 import weakref
@@ -21,7 +24,7 @@ from typing import Any, TypedDict
 
 from .errors import ValidationError
 from .structured import OutputSchema, output_schema
-from .types import IMAGE_MEDIA_TYPES, ROLES, ContentPart, Message, Tool, ToolCall
+from .types import CACHE_TTLS, DOCUMENT_MEDIA_TYPES, IMAGE_MEDIA_TYPES, ROLES, ContentPart, Message, Tool, ToolCall
 
 __all__ = ["MAX_TIMEOUT_S", "REASONING_LEVELS", "GenerateRequest", "Options", "Prompt", "build_request", "check_json",
            "check_timeout"]
@@ -49,6 +52,10 @@ class GenerateRequest:
             ``"low"``, ``"medium"``, ``"high"``, ``"xhigh"``, ``"max"``); None: the model's default.
         schema: the structured output asked for (``schema=`` a JSON Schema dict or a dataclass
             type); the result's ``parsed`` is the checked answer.
+        cache: automatic prompt caching (``"5m"`` or ``"1h"``): the vendor caches the whole
+            prompt and moves the breakpoint forward as the conversation grows (Anthropic's
+            top-level ``cache_control``; OpenAI and Ollama cache by themselves). None: only the
+            breakpoints set on parts and tools.
         timeout: per-call read timeout in seconds.
         max_retries: per-call override of the provider's retry count (0: no retries).
         deadline_s: the most this call may take in all (connecting, waiting, retries and their
@@ -68,6 +75,7 @@ class GenerateRequest:
     parallel_tool_calls: bool | None = None
     reasoning: str | None = None
     schema: OutputSchema | None = None
+    cache: str | None = None
     timeout: float | None = None
     max_retries: int | None = None
     deadline_s: float | None = None
@@ -81,7 +89,8 @@ class GenerateRequest:
 
     def text_length(self) -> int:
         """Characters of text in the whole request (a cheap size estimate)."""
-        return sum(len(m.text) for m in self.messages) + len(self.system or "")
+        documents = sum(len(p.text or "") for m in self.messages for p in m.documents)
+        return sum(len(m.text) for m in self.messages) + len(self.system or "") + documents
 
 
 class Options(TypedDict, total=False):
@@ -97,6 +106,7 @@ class Options(TypedDict, total=False):
     parallel_tool_calls: bool | None
     reasoning: bool | str | None
     schema: Mapping[str, Any] | type | OutputSchema | None
+    cache: bool | str | None
     timeout: float | None
     max_retries: int | None
     deadline_s: float | None
@@ -138,6 +148,7 @@ def build_request(prompt: Prompt, options: Mapping[str, Any]) -> GenerateRequest
     choice = request.tool_choice
     if choice not in (None, *TOOL_CHOICES) and choice not in {t.name for t in request.tools}:
         raise ValidationError(f"tool_choice {choice!r} names no tool of this request")
+    _check_breakpoints(request)
     _validated[id(request)] = request
     return request
 
@@ -161,9 +172,33 @@ def _messages(prompt: Any) -> tuple[Message, ...]:
         raise ValidationError("messages list is empty")
     if all(m.role == "system" for m in messages):
         raise ValidationError("messages hold only system prompts; add a user message")
-    if not any(m.text.strip() or m.images or m.tool_calls for m in messages if m.role != "system"):
+    if not any(m.text.strip() or m.images or m.documents or m.tool_calls for m in messages if m.role != "system"):
         raise ValidationError("every message is empty")
     return messages
+
+
+MAX_CACHE_BREAKPOINTS = 4  # per request (Anthropic); the automatic one counts
+
+
+def _check_breakpoints(request: GenerateRequest) -> None:
+    """At most four cache breakpoints, and none kept longer than one before it (the vendor
+    caches tools, then system, then messages; a 1h breakpoint after a 5m one is refused)."""
+    where: list[tuple[str, str]] = [(f"tools[{i}]", t.cache) for i, t in enumerate(request.tools) if t.cache]
+    ordered = sorted(enumerate(request.messages), key=lambda im: im[1].role != "system")  # system goes first
+    for i, m in ordered:
+        if isinstance(m.content, tuple):
+            where += [(f"messages[{i}].content[{j}]", p.cache) for j, p in enumerate(m.content) if p.cache]
+    if not where:
+        return
+    count = len(where) + (request.cache is not None)
+    if count > MAX_CACHE_BREAKPOINTS:
+        raise ValidationError(f"{count} cache breakpoints ({', '.join(w for w, _ in where)}"
+                              f"{' and cache=' if request.cache else ''}); a request may have at most "
+                              f"{MAX_CACHE_BREAKPOINTS}")
+    for (before, ttl_before), (after, ttl_after) in itertools.pairwise(where):
+        if ttl_before == "5m" and ttl_after == "1h":
+            raise ValidationError(f"cache breakpoint {after} (1h) comes after {before} (5m): a longer-kept "
+                                  f"breakpoint must come first (tools, then system, then messages)")
 
 
 def _message(value: Any, i: int) -> Message:
@@ -229,7 +264,7 @@ def _part_from_dict(p: Any, where: str) -> ContentPart:
         text = p.get("text")
         if not isinstance(text, str):
             raise ValidationError(f"{where} is a text part whose text is not text: {text!r}")
-        return ContentPart.from_text(text)
+        return ContentPart.from_text(text, _cache_of(p))
     if kind == "image_url":  # OpenAI's shape
         image = p.get("image_url")
         url = image.get("url") if isinstance(image, Mapping) else image
@@ -239,8 +274,51 @@ def _part_from_dict(p: Any, where: str) -> ContentPart:
         return ContentPart.image_url(url, detail)
     if kind == "image":
         return ContentPart(type="image", url=p.get("url"), data=p.get("data"),
-                           media_type=p.get("media_type"), detail=p.get("detail"))
-    raise ValidationError(f"{where} has unsupported part type {kind!r} (use 'text', 'image' or 'image_url')")
+                           media_type=p.get("media_type"), detail=p.get("detail"), cache=_cache_of(p))
+    if kind == "document":
+        return _document_from_dict(p, where)
+    if kind == "file":  # OpenAI's {"type": "file", "file": {"file_data": "data:application/pdf;base64,...", ...}}
+        f = p.get("file")
+        data = f.get("file_data") if isinstance(f, Mapping) else None
+        if not isinstance(data, str) or not data.startswith("data:"):
+            raise ValidationError(f"{where} is a file part without file_data as a data: URL (file ids are not "
+                                  f"supported: send the bytes)")
+        header, _, payload = data.partition(",")
+        assert isinstance(f, Mapping)
+        return ContentPart(type="document", data=payload, media_type=header[5:].split(";")[0],
+                           filename=f.get("filename"))
+    raise ValidationError(f"{where} has unsupported part type {kind!r} (use 'text', 'image', 'image_url', "
+                          f"'document' or 'file')")
+
+
+def _cache_of(p: Mapping[str, Any]) -> Any:
+    """A dict part's breakpoint: ours (``cache``) or Anthropic's ``cache_control``."""
+    control = p.get("cache_control")
+    if isinstance(control, Mapping):
+        return control.get("ttl", "5m")
+    return p.get("cache")
+
+
+def _document_from_dict(p: Mapping[str, Any], where: str) -> ContentPart:
+    """Ours (``data``/``url``/``text`` with ``media_type``) or Anthropic's (a ``source``)."""
+    fields: dict[str, Any] = {"title": p.get("title"), "context": p.get("context"), "filename": p.get("filename"),
+                              "cache": _cache_of(p)}
+    citations = p.get("citations", False)
+    fields["citations"] = citations.get("enabled", False) if isinstance(citations, Mapping) else citations
+    source = p.get("source")
+    if source is None:
+        return ContentPart(type="document", url=p.get("url"), data=p.get("data"), text=p.get("text"),
+                           media_type=p.get("media_type"), **fields)
+    if not isinstance(source, Mapping):
+        raise ValidationError(f"{where} document source must be a dict, got {type(source).__name__}")
+    kind = source.get("type")
+    if kind == "base64":
+        return ContentPart(type="document", data=source.get("data"), media_type=source.get("media_type"), **fields)
+    if kind == "url":
+        return ContentPart(type="document", url=source.get("url"), media_type="application/pdf", **fields)
+    if kind == "text":
+        return ContentPart(type="document", text=source.get("data"), media_type=source.get("media_type"), **fields)
+    raise ValidationError(f"{where} document source type {kind!r} is not supported (use base64, url or text)")
 
 
 def _tool_call_from_dict(c: Any, where: str) -> ToolCall:
@@ -274,12 +352,22 @@ def _tool_call_from_dict(c: Any, where: str) -> ToolCall:
 def _check_part(part: Any, where: str, role: str) -> None:
     if not isinstance(part, ContentPart):
         raise ValidationError(f"{where} must be a ContentPart, not {type(part).__name__}")
-    for attr in ("text", "url", "data", "media_type", "detail"):
+    for attr in ("text", "url", "data", "media_type", "detail", "title", "context", "filename", "cache"):
         if not isinstance(getattr(part, attr), (str, type(None))):
             raise ValidationError(f"{where}.{attr} must be text, got {type(getattr(part, attr)).__name__}")
-    if part.type == "text":
+    if part.cache is not None and part.cache not in CACHE_TTLS:
+        raise ValidationError(f"{where}.cache must be one of {', '.join(CACHE_TTLS)} (how long the prefix is "
+                              f"kept), got {part.cache!r}")
+    if not isinstance(part.citations, bool):
+        raise ValidationError(f"{where}.citations must be True or False, got {part.citations!r}")
+    if part.type == "document":
+        _check_document(part, where, role)
+    elif part.type == "text":
         if part.text is None:
             raise ValidationError(f"{where} is a text part without text")
+        if part.cache and not part.text:
+            raise ValidationError(f"{where} is an empty text part with a cache breakpoint: put it on the part "
+                                  f"the cached prefix ends with")
     elif part.type == "image":
         if role != "user":
             raise ValidationError(f"{where}: images are only allowed in user messages, not {role!r}")
@@ -293,6 +381,39 @@ def _check_part(part: Any, where: str, role: str) -> None:
             )
     else:
         raise ValidationError(f"{where} has unknown type {part.type!r}")
+
+
+def _check_document(part: ContentPart, where: str, role: str) -> None:
+    """One source (PDF bytes, a PDF URL, or plain text) of the matching media type; PDF bytes are
+    base64 of a file that starts as a PDF does."""
+    if role != "user":
+        raise ValidationError(f"{where}: documents are only allowed in user messages, not {role!r}")
+    sources = [name for name in ("data", "url", "text") if getattr(part, name) is not None]
+    if len(sources) != 1:
+        raise ValidationError(f"{where} is a document with {' and '.join(sources) or 'no source'}: give exactly "
+                              f"one of data (PDF bytes), url (a PDF to fetch) or text")
+    if part.media_type not in DOCUMENT_MEDIA_TYPES:
+        raise ValidationError(f"{where} document type {part.media_type!r} is not supported; use one of "
+                              f"{', '.join(DOCUMENT_MEDIA_TYPES)}")
+    wanted = "text/plain" if part.text is not None else "application/pdf"
+    if part.media_type != wanted:
+        raise ValidationError(f"{where} is a {sources[0]} document, so its media_type must be {wanted}, "
+                              f"not {part.media_type}")
+    if part.url is not None and not part.url.startswith(("http://", "https://")):
+        raise ValidationError(f"{where} document url must be http(s), got {snippet_of(part.url)!r}")
+    if part.data is not None:
+        try:
+            head = base64.b64decode(part.data[:12], validate=True)
+            base64.b64decode(part.data, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValidationError(f"{where} document data is not base64 (give the bytes to "
+                                  f"ContentPart.document_bytes)") from None
+        if not head.startswith(b"%PDF-"):
+            raise ValidationError(f"{where} document data is not a PDF (it does not start with %PDF-)")
+
+
+def snippet_of(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _number(name: str, lo: float, hi: float) -> Any:
@@ -345,7 +466,8 @@ def _tool(t: Any, where: str) -> Tool:
         schema = fn.get("parameters", fn.get("input_schema", {"type": "object", "properties": {}}))
         if not isinstance(schema, Mapping):
             raise ValidationError(f"{where} parameters must be a JSON schema (a dict), got {type(schema).__name__}")
-        t = Tool(name=fn.get("name", ""), description=fn.get("description", ""), parameters=dict(schema))
+        t = Tool(name=fn.get("name", ""), description=fn.get("description", ""), parameters=dict(schema),
+                 cache=_cache_of(t))
     if not isinstance(t, Tool):
         raise ValidationError(f"{where} must be a Tool or a dict, not {type(t).__name__}")
     name = t.name
@@ -356,6 +478,8 @@ def _tool(t: Any, where: str) -> Tool:
     if not isinstance(t.parameters, Mapping) or t.parameters.get("type") != "object":
         raise ValidationError(f"{where} ({name}) parameters must be a JSON schema of type 'object'")
     check_json(t.parameters, f"{where} ({name}) parameters")
+    if t.cache is not None and t.cache not in CACHE_TTLS:
+        raise ValidationError(f"{where} ({name}) cache must be one of {', '.join(CACHE_TTLS)}, got {t.cache!r}")
     return t
 
 
@@ -463,6 +587,17 @@ def _schema(value: Any) -> OutputSchema:
     return output_schema(value)
 
 
+def _cache(value: Any) -> str | None:
+    """True (5 minutes), False (none), or a TTL."""
+    if value is True:
+        return "5m"
+    if value is False:
+        return None
+    if value in CACHE_TTLS:
+        return str(value)
+    raise ValidationError(f"cache must be True, False or one of {', '.join(CACHE_TTLS)}, got {value!r}")
+
+
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValidationError(f"parallel_tool_calls must be True or False, got {value!r}")
@@ -480,6 +615,7 @@ _CHECKS: dict[str, Any] = {
     "parallel_tool_calls": _bool,
     "reasoning": _reasoning,
     "schema": _schema,
+    "cache": _cache,
     "timeout": _timeout,
     "max_retries": _retries,
     "deadline_s": _deadline,

@@ -8,6 +8,7 @@ time one of those methods is called, never at import time, so importing the libr
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime
 import enum
 import mimetypes
@@ -19,6 +20,7 @@ from typing import Any, Literal, TypeVar
 
 __all__ = [
     "Capabilities",
+    "Citation",
     "ContentPart",
     "FinishReason",
     "GenerationResult",
@@ -47,6 +49,8 @@ FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "other"
 """One vocabulary for every vendor (docs/protocols.md §5.4)."""
 
 IMAGE_MEDIA_TYPES: tuple[str, ...] = ("image/png", "image/jpeg", "image/gif", "image/webp")
+DOCUMENT_MEDIA_TYPES: tuple[str, ...] = ("application/pdf", "text/plain")
+CACHE_TTLS: tuple[str, ...] = ("5m", "1h")  # how long a cache breakpoint's prefix is kept
 
 _T = TypeVar("_T", bound="_JsonMixin")
 
@@ -92,27 +96,40 @@ class Tier(str, enum.Enum):
 
 @dataclass(frozen=True)
 class ContentPart(_JsonMixin):
-    """One part of a multi-part message: text, or an image by URL or by bytes.
+    """One part of a multi-part message: text, an image, or a document (PDF or plain text).
 
     Attributes:
-        type: ``"text"`` or ``"image"``.
-        text: the text of a text part.
-        url: an ``http(s)`` URL of an image part (vendors that need bytes reject it).
-        data: base64 image bytes (no ``data:`` prefix).
-        media_type: ``image/png``, ``image/jpeg``, ``image/gif`` or ``image/webp``.
-        detail: OpenAI's ``auto``/``low``/``high`` hint; ignored elsewhere.
+        type: ``"text"``, ``"image"`` or ``"document"``.
+        text: the text of a text part, or of a plain-text document.
+        url: an ``http(s)`` URL of an image or PDF (vendors that need bytes reject it).
+        data: base64 bytes of an image or PDF (no ``data:`` prefix).
+        media_type: an image's ``image/png``, ``image/jpeg``, ``image/gif`` or ``image/webp``; a
+            document's ``application/pdf`` or ``text/plain``.
+        detail: OpenAI's ``auto``/``low``/``high`` image hint; ignored elsewhere.
+        title, context: a document's title and a note about it, for the model (Anthropic).
+        citations: ask the vendor to cite this document in its answer (Anthropic; see
+            ``GenerationResult.citations``).
+        filename: a PDF's file name (OpenAI wants one; ``document.pdf`` when not given).
+        cache: a prompt-cache breakpoint after this part, kept ``"5m"`` or ``"1h"``: the vendor
+            caches the request up to here (Anthropic ``cache_control``; OpenAI and Ollama cache
+            prefixes by themselves and need no marks).
     """
 
-    type: Literal["text", "image"]
+    type: Literal["text", "image", "document"]
     text: str | None = None
     url: str | None = None
     data: str | None = None
     media_type: str | None = None
     detail: str | None = None
+    title: str | None = None
+    context: str | None = None
+    citations: bool = False
+    filename: str | None = None
+    cache: str | None = None
 
     @classmethod
-    def from_text(cls, text: str) -> ContentPart:
-        return cls(type="text", text=text)
+    def from_text(cls, text: str, cache: str | None = None) -> ContentPart:
+        return cls(type="text", text=text, cache=cache)
 
     @classmethod
     def image_url(cls, url: str, detail: str | None = None) -> ContentPart:
@@ -134,6 +151,49 @@ class ContentPart(_JsonMixin):
         media_type = mimetypes.guess_type(os.fspath(path))[0] or "application/octet-stream"
         with open(path, "rb") as f:
             return cls.image_bytes(f.read(), media_type, detail)
+
+    @classmethod
+    def document_bytes(cls, data: bytes, *, title: str | None = None, context: str | None = None,
+                       citations: bool = False, filename: str | None = None) -> ContentPart:
+        """A PDF given as its bytes."""
+        return cls(type="document", data=base64.b64encode(data).decode("ascii"), media_type="application/pdf",
+                   title=title, context=context, citations=citations, filename=filename)
+
+    @classmethod
+    def document_file(cls, path: str | os.PathLike[str], *, title: str | None = None, context: str | None = None,
+                      citations: bool = False) -> ContentPart:
+        """Read a PDF file (``.pdf``) or a plain-text one (any other name, read as UTF-8)."""
+        name = os.path.basename(os.fspath(path))
+        if name.lower().endswith(".pdf"):
+            with open(path, "rb") as f:
+                return cls.document_bytes(f.read(), title=title, context=context, citations=citations,
+                                          filename=name)
+        with open(path, encoding="utf-8") as text_file:
+            return cls.document_text(text_file.read(), title=title or name, context=context, citations=citations)
+
+    @classmethod
+    def document_url(cls, url: str, *, title: str | None = None, context: str | None = None,
+                     citations: bool = False) -> ContentPart:
+        """A PDF the vendor fetches itself (Anthropic; OpenAI's Chat Completions needs the bytes)."""
+        return cls(type="document", url=url, media_type="application/pdf", title=title, context=context,
+                   citations=citations)
+
+    @classmethod
+    def document_text(cls, text: str, *, title: str | None = None, context: str | None = None,
+                      citations: bool = False) -> ContentPart:
+        """A plain-text document (Anthropic cites it by character; elsewhere it is sent as text)."""
+        return cls(type="document", text=text, media_type="text/plain", title=title, context=context,
+                   citations=citations)
+
+    def cached(self, ttl: str = "5m") -> ContentPart:
+        """This part with a prompt-cache breakpoint after it (see ``cache``)."""
+        return dataclasses.replace(self, cache=ttl)
+
+    def as_text(self) -> str:
+        """A plain-text document as the text a vendor without document parts is sent."""
+        head = [f"Document: {self.title}"] if self.title else []
+        head += [self.context] if self.context else []
+        return "\n".join([*head, "", self.text or ""]) if head else self.text or ""
 
     @property
     def data_url(self) -> str:
@@ -192,11 +252,14 @@ class Tool(_JsonMixin):
         name: letters, digits, ``_`` and ``-``.
         description: what the function does, for the model.
         parameters: a JSON schema whose top level is an object.
+        cache: a prompt-cache breakpoint after this tool (``"5m"`` or ``"1h"``): the tool
+            definitions up to here are cached (Anthropic; see ``ContentPart.cache``).
     """
 
     name: str
     description: str = ""
     parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+    cache: str | None = None
 
 
 @dataclass(frozen=True)
@@ -246,8 +309,9 @@ class Message(_JsonMixin):
     reasoning: tuple[ReasoningBlock, ...] = ()
 
     @classmethod
-    def system(cls, text: str) -> Message:
-        return cls("system", text)
+    def system(cls, text: str, cache: str | None = None) -> Message:
+        """A system prompt; ``cache`` (``"5m"``/``"1h"``) puts a cache breakpoint after it."""
+        return cls("system", (ContentPart.from_text(text, cache),) if cache else text)
 
     @classmethod
     def user(cls, content: str | tuple[ContentPart, ...]) -> Message:
@@ -273,6 +337,12 @@ class Message(_JsonMixin):
         if isinstance(self.content, str):
             return ()
         return tuple(p for p in self.content if p.type == "image")
+
+    @property
+    def documents(self) -> tuple[ContentPart, ...]:
+        if isinstance(self.content, str):
+            return ()
+        return tuple(p for p in self.content if p.type == "document")
 
 
 @dataclass(frozen=True)
@@ -312,6 +382,31 @@ class Usage(_JsonMixin):
 
 
 @dataclass(frozen=True)
+class Citation(_JsonMixin):
+    """A passage of a document (``ContentPart`` with ``citations=True``) the answer cites.
+
+    Attributes:
+        kind: where in the document: ``"page_location"`` (PDF pages), ``"char_location"`` (plain
+            text characters), ``"content_block_location"``, or another kind the vendor names.
+        cited_text: the passage quoted.
+        document_index: which document of the request (0 for the first), when the vendor says.
+        document_title: its title, when it has one.
+        start, end: the passage's place in the document: first and end page (1-based, end
+            exclusive), character or block, by ``kind``; None when the kind has none.
+        answer_start, answer_end: the stretch of ``GenerationResult.content`` that cites it.
+    """
+
+    kind: str
+    cited_text: str
+    document_index: int | None = None
+    document_title: str | None = None
+    start: int | None = None
+    end: int | None = None
+    answer_start: int = 0
+    answer_end: int = 0
+
+
+@dataclass(frozen=True)
 class GenerationResult(_JsonMixin):
     """A complete answer.
 
@@ -332,6 +427,8 @@ class GenerationResult(_JsonMixin):
             dataclass instance for a dataclass schema); None otherwise, and when the model refused.
         refusal: the model's refusal (OpenAI ``message.refusal``, Anthropic ``stop_reason:
             "refusal"``), None when it did not refuse.
+        citations: the document passages the answer cites, in answer order (Anthropic, for
+            documents sent with ``citations=True``).
     """
 
     content: str
@@ -348,6 +445,7 @@ class GenerationResult(_JsonMixin):
     reasoning_blocks: tuple[ReasoningBlock, ...] = ()
     parsed: Any = field(default=None, compare=False)
     refusal: str | None = None
+    citations: tuple[Citation, ...] = ()
 
     @property
     def text(self) -> str:
@@ -381,6 +479,8 @@ class StreamChunk(_JsonMixin):
         refusal: a refusal text delta ("" for none); the model refused instead of answering.
         parsed: on the last chunk of a ``schema=`` stream, the checked answer (see
             ``GenerationResult.parsed``).
+        citations: the citations of the text block that just ended (see
+            ``GenerationResult.citations``).
     """
 
     content: str = ""
@@ -395,6 +495,7 @@ class StreamChunk(_JsonMixin):
     reasoning_blocks: tuple[ReasoningBlock, ...] = ()
     refusal: str = ""
     parsed: Any = field(default=None, compare=False)
+    citations: tuple[Citation, ...] = ()
 
     def __str__(self) -> str:
         return self.content
@@ -414,7 +515,7 @@ def fast_stream_chunk(content: str, index: int, tool_calls: tuple[ToolCallDelta,
     _set_attribute(chunk, "__dict__", {"content": content, "index": index, "finish_reason": None, "usage": None,
                                        "tool_calls": tool_calls, "model": model, "provider": provider,
                                        "request_id": None, "reasoning": "", "reasoning_blocks": (),
-                                       "refusal": "", "parsed": None})
+                                       "refusal": "", "parsed": None, "citations": ()})
     return chunk
 
 
@@ -656,8 +757,11 @@ def join_chunks(chunks: Iterable[StreamChunk], *, provider: str = "", model: str
     refused: list[str] = []
     blocks: tuple[ReasoningBlock, ...] = ()
     parsed: Any = None
+    cited: list[Citation] = []
     for chunk in chunks:
         text.append(chunk.content)
+        if chunk.citations:
+            cited += chunk.citations
         if chunk.reasoning:
             thought.append(chunk.reasoning)
         if chunk.refusal:
@@ -685,4 +789,4 @@ def join_chunks(chunks: Iterable[StreamChunk], *, provider: str = "", model: str
     reasoning = "".join(thought) if thought or blocks else None
     return GenerationResult("".join(text), model, provider, finish, usage, tool_calls, request_id=request_id,
                             reasoning=reasoning, reasoning_blocks=blocks, parsed=parsed,
-                            refusal="".join(refused) or None)
+                            refusal="".join(refused) or None, citations=tuple(cited))

@@ -27,6 +27,8 @@ from ..framing import ServerSentEvent
 from ..models import shipped_models
 from ..request import GenerateRequest
 from ..types import (
+    Citation,
+    ContentPart,
     FinishReason,
     GenerationResult,
     HealthStatus,
@@ -39,6 +41,7 @@ from ..types import (
 )
 from .http import (
     KEEPALIVE,
+    Cited,
     Delta,
     ErrorEvent,
     HttpProvider,
@@ -142,19 +145,59 @@ def parse_usage(u: Mapping[str, Any] | None) -> Usage | None:
 
 # -- request ---------------------------------------------------------------------------------------
 
+def cache_control(ttl: str) -> dict[str, str]:
+    """A breakpoint's ``cache_control`` (5 minutes is the API's default and is not spelled out)."""
+    return {"type": "ephemeral"} if ttl == "5m" else {"type": "ephemeral", "ttl": ttl}
+
+
+def _document(p: ContentPart) -> dict[str, Any]:
+    if p.text is not None:
+        source: dict[str, Any] = {"type": "text", "media_type": "text/plain", "data": p.text}
+    elif p.url:
+        source = {"type": "url", "url": p.url}
+    else:
+        source = {"type": "base64", "media_type": "application/pdf", "data": p.data}
+    block: dict[str, Any] = {"type": "document", "source": source}
+    if p.title:
+        block["title"] = p.title
+    if p.context:
+        block["context"] = p.context
+    if p.citations:
+        block["citations"] = {"enabled": True}
+    return block
+
+
+def _part(p: ContentPart) -> dict[str, Any] | None:
+    if p.type == "text":
+        block: dict[str, Any] | None = {"type": "text", "text": p.text} if p.text else None
+    elif p.type == "document":
+        block = _document(p)
+    elif p.url:
+        block = {"type": "image", "source": {"type": "url", "url": p.url}}
+    else:
+        block = {"type": "image", "source": {"type": "base64", "media_type": p.media_type, "data": p.data}}
+    if block is not None and p.cache:
+        block["cache_control"] = cache_control(p.cache)
+    return block
+
+
 def _parts(m: Message) -> list[dict[str, Any]]:
     if isinstance(m.content, str):
         return [{"type": "text", "text": m.content}] if m.content else []
-    blocks: list[dict[str, Any]] = []
-    for p in m.content:
-        if p.type == "text":
-            if p.text:
-                blocks.append({"type": "text", "text": p.text})
-        elif p.url:
-            blocks.append({"type": "image", "source": {"type": "url", "url": p.url}})
-        else:
-            blocks.append({"type": "image", "source": {"type": "base64", "media_type": p.media_type,
-                                                       "data": p.data}})
+    return [b for b in map(_part, m.content) if b is not None]
+
+
+def system_blocks(request: GenerateRequest) -> str | list[dict[str, Any]] | None:
+    """The ``system`` field: the prompts joined as text, or as text blocks when one carries a cache
+    breakpoint (each system message's parts a block of its own)."""
+    cached = any(isinstance(m.content, tuple) and any(p.cache for p in m.content)
+                 for m in request.messages if m.role == "system")
+    if not cached:
+        return request.system_text()
+    blocks: list[dict[str, Any]] = [{"type": "text", "text": request.system}] if request.system else []
+    for m in request.messages:
+        if m.role == "system":
+            blocks += _parts(m)
     return blocks
 
 
@@ -207,8 +250,8 @@ def build_messages(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
     for t in turns:
         if t["role"] == "user":
             t["content"].sort(key=lambda b: b["type"] != "tool_result")  # stable: results first
-        if len(t["content"]) == 1 and t["content"][0]["type"] == "text":
-            t["content"] = t["content"][0]["text"]
+        if len(t["content"]) == 1 and t["content"][0]["type"] == "text" and len(t["content"][0]) == 2:
+            t["content"] = t["content"][0]["text"]  # a lone plain text block (no cache_control, no citations)
     return turns
 
 
@@ -260,9 +303,11 @@ def build_payload(request: GenerateRequest, model: str, max_tokens: int, stream:
     body: dict[str, Any] = {"model": model, "max_tokens": request.max_tokens or max_tokens,
                             "messages": build_messages(request.messages)}
     body.update(thinking_fields(request, info))
-    system = request.system_text()
+    system = system_blocks(request)
     if system:
         body["system"] = system
+    if request.cache is not None:
+        body["cache_control"] = cache_control(request.cache)
     if request.temperature is not None:
         body["temperature"] = request.temperature
     if request.top_p is not None:
@@ -270,7 +315,8 @@ def build_payload(request: GenerateRequest, model: str, max_tokens: int, stream:
     if request.stop:
         body["stop_sequences"] = list(request.stop)
     if request.tools:
-        body["tools"] = [{"name": t.name, "description": t.description, "input_schema": t.parameters}
+        body["tools"] = [{"name": t.name, "description": t.description, "input_schema": t.parameters,
+                          **({"cache_control": cache_control(t.cache)} if t.cache else {})}
                          for t in request.tools]
     if request.tool_choice is not None or request.parallel_tool_calls is False:
         body["tool_choice"] = _tool_choice(request.tool_choice or "auto", request.parallel_tool_calls)
@@ -300,6 +346,47 @@ def _tool_call(block: Mapping[str, Any]) -> ToolCall:
                     arguments=dict(args) if isinstance(args, dict) else None, arguments_json=json.dumps(args))
 
 
+# Where each kind of citation says the passage is: (start field, end field).
+_CITATION_SPANS = {"page_location": ("start_page_number", "end_page_number"),
+                   "char_location": ("start_char_index", "end_char_index"),
+                   "content_block_location": ("start_block_index", "end_block_index")}
+
+
+def citation(c: Mapping[str, Any], answer_start: int, answer_end: int) -> Citation:
+    """One entry of a text block's ``citations`` (or a ``citations_delta``'s ``citation``).
+
+    Raises:
+        ValueError, AttributeError: not a citation object.
+    """
+    kind = text_of(c.get("type"), "a citation's type")
+    lo, hi = _CITATION_SPANS.get(kind, ("", ""))
+
+    def number(name: str) -> int | None:
+        value = c.get(name) if name else None
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    title = c.get("document_title")
+    return Citation(kind=kind, cited_text=text_of(c.get("cited_text"), "cited_text"),
+                    document_index=number("document_index"), document_title=title if isinstance(title, str) else None,
+                    start=number(lo), end=number(hi), answer_start=answer_start, answer_end=answer_end)
+
+
+def _text_and_citations(blocks: Any) -> tuple[str, tuple[Citation, ...]]:
+    """The answer's text blocks joined, and their citations with the stretch of text each backs."""
+    pieces: list[str] = []
+    cited: list[Citation] = []
+    offset = 0
+    for b in blocks:
+        if b.get("type") != "text":
+            continue
+        text = text_of(b.get("text"), "a text block's text")
+        for c in b.get("citations") or ():
+            cited.append(citation(c, offset, offset + len(text)))
+        pieces.append(text)
+        offset += len(text)
+    return "".join(pieces), tuple(cited)
+
+
 def parse_result(data: Mapping[str, Any], model: str) -> GenerationResult:
     """A Messages response -> our result (thinking blocks kept for ``to_message``).
 
@@ -310,12 +397,12 @@ def parse_result(data: Mapping[str, Any], model: str) -> GenerationResult:
     calls = tuple(_tool_call(b) for b in blocks if b.get("type") == "tool_use")
     thinking = tuple(_reasoning_block(b, i) for i, b in enumerate(blocks)
                      if b.get("type") in ("thinking", "redacted_thinking"))
-    content = "".join(text_of(b.get("text"), "a text block's text") for b in blocks if b.get("type") == "text")
+    content, cited = _text_and_citations(blocks)
     finish = finish_with_tools(finish_reason(data.get("stop_reason")), bool(calls))
     output = [c for c in calls if c.name == OUTPUT_TOOL]
     if output:  # schema= by a forced tool: its input is the answer
         calls = tuple(c for c in calls if c.name != OUTPUT_TOOL)
-        content = output[0].arguments_json
+        content, cited = output[0].arguments_json, ()
         finish = "stop" if finish == "tool_calls" and not calls else finish
     refused = data.get("stop_reason") == "refusal"
     return GenerationResult(
@@ -329,6 +416,7 @@ def parse_result(data: Mapping[str, Any], model: str) -> GenerationResult:
         raw=dict(data),
         reasoning="".join(b.text for b in thinking) if thinking else None,
         reasoning_blocks=thinking,
+        citations=cited,
     )
 
 
@@ -347,6 +435,17 @@ class StreamState:
     output_blocks: set[int] = field(default_factory=set)  # content-block indexes of OUTPUT_TOOL calls
     refusal: str | None = None
     done: bool = False
+    text_length: int = 0  # characters of answer text so far: where a cited block's text starts and ends
+    text_starts: dict[int, int] = field(default_factory=dict)  # text block index -> its start in the answer
+    cited: dict[int, list[Any]] = field(default_factory=dict)  # text block index -> its citations so far
+
+    def _block_stop(self, index: int) -> Delta:
+        """A content block closes: a text block that cited documents gives its citations."""
+        found = self.cited.pop(index, None)
+        if not found:
+            return None
+        start = self.text_starts.get(index, 0)
+        return Cited(tuple(citation(c, start, self.text_length) for c in found))
 
     def _thinking_delta(self, index: int, delta: Mapping[str, Any]) -> Delta:
         """A thinking block's text grows; its signature arrives once, at its end."""
@@ -375,11 +474,31 @@ class StreamState:
             return "", (ToolCallDelta(index=slot, id=block.get("id"), name=block.get("name")),)
         if block.get("type") == "text":
             first: str | None = block.get("text")
+            self.text_starts[index] = self.text_length
+            if first:
+                self.text_length += len(first)
+                if block.get("citations"):
+                    self.cited[index] = list(block["citations"])
             return first
         if block.get("type") in ("thinking", "redacted_thinking"):
             self.thinking[index] = _reasoning_block(block, index)
             start = self.thinking[index].text
             return Reasoning(start) if start else None
+        return None
+
+    def _other_delta(self, index: int, delta: Mapping[str, Any]) -> Delta:
+        """A ``content_block_delta`` that is not text: tool-call JSON, thinking, a citation."""
+        kind = delta.get("type")
+        if kind == "input_json_delta" and delta.get("partial_json"):
+            if index in self.output_blocks:  # schema= by a forced tool
+                answer: str = text_of(delta["partial_json"], "partial_json")
+                return answer
+            slot = self.tool_slots.get(index, 0)
+            return "", (ToolCallDelta(index=slot, arguments_delta=delta["partial_json"]),)
+        if kind in ("thinking_delta", "signature_delta"):
+            return self._thinking_delta(index, delta)
+        if kind == "citations_delta":
+            self.cited.setdefault(index, []).append(delta["citation"])
         return None
 
     def feed(self, event: ServerSentEvent) -> Delta:
@@ -393,16 +512,14 @@ class StreamState:
         if kind == "content_block_delta":  # nearly every event: tested first
             delta = data.get("delta") or {}
             if delta.get("type") == "text_delta":
-                text: str | None = delta.get("text")  # not text: the base raises StreamError
-                return text
-            if delta.get("type") == "input_json_delta" and delta.get("partial_json"):
-                if int(data.get("index", 0)) in self.output_blocks:  # schema= by a forced tool
-                    answer: str = text_of(delta["partial_json"], "partial_json")
-                    return answer
-                slot = self.tool_slots.get(int(data.get("index", 0)), 0)
-                return "", (ToolCallDelta(index=slot, arguments_delta=delta["partial_json"]),)
-            if delta.get("type") in ("thinking_delta", "signature_delta"):
-                return self._thinking_delta(int(data.get("index", 0)), delta)
+                text = delta.get("text")  # not text: the base raises StreamError
+                if text.__class__ is str:
+                    self.text_length += len(text)
+                out: Delta = text
+                return out
+            return self._other_delta(int(data.get("index", 0)), delta)
+        elif kind == "content_block_stop":
+            return self._block_stop(int(data.get("index", 0)))
         elif kind == "message_start":
             message = data.get("message") or {}
             self.model = str(message.get("model") or self.model)

@@ -60,6 +60,7 @@ from ..transport import (
 )
 from ..types import (
     Capabilities,
+    Citation,
     FinishReason,
     GenerationResult,
     HealthStatus,
@@ -72,7 +73,7 @@ from ..types import (
     fast_stream_chunk,
 )
 
-__all__ = ["KEEPALIVE", "Delta", "ErrorEvent", "HttpProvider", "Reasoning", "Refusal", "StreamParser",
+__all__ = ["KEEPALIVE", "Cited", "Delta", "ErrorEvent", "HttpProvider", "Reasoning", "Refusal", "StreamParser",
            "default_transport", "finish_with_tools", "optional_count", "text_of", "token_count"]
 
 class _KeepAlive:
@@ -105,9 +106,19 @@ class Refusal(Reasoning):
     __slots__ = ()
 
 
-Delta = str | tuple[str, Sequence[ToolCallDelta]] | Reasoning | _KeepAlive | None
+class Cited:
+    """What ``StreamParser.feed`` returns when a text block that cited documents ends: its
+    citations (Anthropic ``citations_delta``), each with the stretch of the answer it backs."""
+
+    __slots__ = ("citations",)
+
+    def __init__(self, citations: tuple[Citation, ...]) -> None:
+        self.citations = citations
+
+
+Delta = str | tuple[str, Sequence[ToolCallDelta]] | Reasoning | Cited | _KeepAlive | None
 """What a stream parser makes of one frame: text, (text, tool-call fragments), ``Reasoning``,
-``Refusal``, ``KEEPALIVE``, or None for nothing to show. A parser that keeps reasoning blocks to
+``Refusal``, ``Cited``, ``KEEPALIVE``, or None for nothing to show. A parser that keeps reasoning blocks to
 send back has them in its ``reasoning_blocks`` attribute when the stream ends; one that saw a
 refusal has it in ``refusal``."""
 
@@ -728,6 +739,10 @@ class HttpProvider(Provider):
         if not info.vision and any(m.images for m in request.messages):
             raise ValidationError(f"{info.id} does not accept images", provider=self.provider_id,
                                   model=self._model)
+        if not info.documents and any(p.media_type == "application/pdf" for m in request.messages
+                                      for p in m.documents):
+            raise ValidationError(f"{info.id} does not read PDF documents", provider=self.provider_id,
+                                  model=self._model)
         if not info.tools and request.tools:
             raise ValidationError(f"{info.id} does not support tools", provider=self.provider_id,
                                   model=self._model)
@@ -995,12 +1010,14 @@ class HttpProvider(Provider):
                           refusal=refusal if refusal and not getattr(parser, "refusal_streamed", False) else "")
 
     def _reasoning_chunk(self, out: Any, index: int, model: str) -> StreamChunk:
-        """The chunk of a ``Reasoning`` or ``Refusal`` delta; anything else a parser returned is a
-        StreamError."""
+        """The chunk of a ``Reasoning``, ``Refusal`` or ``Cited`` delta; anything else a parser
+        returned is a StreamError."""
         if out.__class__ is Reasoning and out.text.__class__ is str:
             return StreamChunk(index=index, model=model, provider=self.provider_id, reasoning=out.text)
         if out.__class__ is Refusal and out.text.__class__ is str:
             return StreamChunk(index=index, model=model, provider=self.provider_id, refusal=out.text)
+        if out.__class__ is Cited:
+            return StreamChunk(index=index, model=model, provider=self.provider_id, citations=out.citations)
         raise self._annotate(StreamError(f"stream event's text is {type(out).__name__}, not text"), index)
 
     def _request_id(self, headers: Mapping[str, str]) -> str | None:

@@ -148,8 +148,17 @@ def finish_reason(data: Mapping[str, Any], had_tool_calls: bool) -> FinishReason
 
 # -- request ---------------------------------------------------------------------------------------
 
+def _text(m: Message) -> str:
+    """The message's text, plain-text documents included (Ollama has no document parts)."""
+    if not m.documents:
+        return m.text
+    assert isinstance(m.content, tuple)
+    return "\n\n".join(p.text or "" if p.type == "text" else p.as_text() for p in m.content
+                         if p.type in ("text", "document"))
+
+
 def _message(m: Message, tool_name: str | None) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": m.role, "content": m.text}
+    out: dict[str, Any] = {"role": m.role, "content": _text(m)}
     images = [p.data for p in m.images]
     if images:
         out["images"] = images
@@ -510,6 +519,9 @@ class OllamaProvider(HttpProvider):
             if any(p.url for p in m.images):
                 raise ValidationError("Ollama takes images as bytes, not URLs: use ContentPart.image_bytes or "
                                       "image_file", provider=self.provider_id, model=self._model)
+            if any(p.media_type == "application/pdf" for p in m.documents):
+                raise ValidationError("Ollama does not read PDFs: send the document's text "
+                                      "(ContentPart.document_text)", provider=self.provider_id, model=self._model)
 
     # -- errors -------------------------------------------------------------------------------
 

@@ -124,10 +124,17 @@ def parse_usage(u: Mapping[str, Any] | None) -> Usage | None:
 def _content(m: Message) -> Any:
     if isinstance(m.content, str):
         return m.content
+    if m.role == "system":  # text parts only (a cache mark changes nothing here): one text
+        return m.text
     parts: list[dict[str, Any]] = []
     for p in m.content:
         if p.type == "text":
             parts.append({"type": "text", "text": p.text})
+        elif p.type == "document" and p.text is not None:  # plain text: no document parts here
+            parts.append({"type": "text", "text": p.as_text()})
+        elif p.type == "document":
+            parts.append({"type": "file", "file": {"filename": p.filename or "document.pdf",
+                                                   "file_data": f"data:application/pdf;base64,{p.data}"}})
         else:
             image: dict[str, Any] = {"url": p.data_url}
             if p.detail:
@@ -397,6 +404,9 @@ class OpenAIProvider(HttpProvider):
         if n != 1:
             raise ValidationError(f"n={n!r} is not supported: one call returns one answer",
                                   provider=self.provider_id, model=self._model)
+        if any(p.url for m in request.messages for p in m.documents):
+            raise ValidationError("Chat Completions takes PDFs as bytes, not URLs: use ContentPart.document_bytes "
+                                  "or document_file", provider=self.provider_id, model=self._model)
         if request.schema is not None and self.is_openai:
             problems = strict_problems(request.schema.strict_schema())
             if problems:
