@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, ClassVar
 from . import _aio
 from ._call import CallScope, call_aborted, current_call, on_abort
 from ._stats import Stats, percentiles
-from .errors import SHAPE_ERRORS, CallbackError, InvalidResponseError, ProviderError
+from .errors import SHAPE_ERRORS, CallbackError, InvalidResponseError, ProviderError, ValidationError
 from .request import GenerateRequest, Prompt, build_request
 from .types import Capabilities, GenerationResult, HealthStatus, ProviderStats, StreamChunk
 
@@ -227,6 +227,18 @@ class Provider:
 
     def _check(self, request: GenerateRequest) -> None:
         """Provider-specific validation before sending (model limits...)."""
+
+    def unsupported(self, request: GenerateRequest) -> ValidationError | None:
+        """The ``ValidationError`` this provider would refuse the request with before sending it
+        (a model without vision given an image, without structured output given ``schema=``...),
+        or None when it would send it. Pools skip members that would refuse. Sends nothing."""
+        try:
+            self._check(request)
+        except ValidationError as exc:
+            return exc
+        except ProviderError:  # refused for another reason (a retired model): the call says so
+            return None
+        return None
 
     def _on_error(self, exc: ProviderError) -> None:
         """Called with each error a call raises, before the stats see it (to redact it, say)."""

@@ -34,14 +34,17 @@ class Attempt:
 
     Attributes:
         provider, model: the member tried.
-        error: what it raised.
+        error: what it raised (for a skipped member, the ValidationError it would have raised).
         elapsed_s: how long the try took.
+        skipped: the member was not tried: it would have refused the request before sending
+            (it lacks a capability the request needs, or a limit is exceeded).
     """
 
     provider: str
     model: str
     error: ProviderError
     elapsed_s: float
+    skipped: bool = False  # not tried: the member would have refused the request before sending
 
     def __str__(self) -> str:
         return f"{self.provider}:{self.model} after {self.elapsed_s:.2f}s: {type(self.error).__name__}: {self.error}"
@@ -163,15 +166,19 @@ class PoolProvider(Provider):
 
     @property
     def capabilities(self) -> Capabilities:
-        """What every member can do (a request may land on any of them)."""
+        """What the pool can do: a feature one member has (a request that needs it skips the
+        members without it), the limits every member has (a request may land on any of them)."""
         caps = [m.provider.capabilities for m in self.members]
         return Capabilities(
             supports_streaming=all(c.supports_streaming for c in caps),
-            supports_vision=all(c.supports_vision for c in caps),
-            supports_function_calling=all(c.supports_function_calling for c in caps),
+            supports_vision=any(c.supports_vision for c in caps),
+            supports_function_calling=any(c.supports_function_calling for c in caps),
             max_tokens=min(c.max_tokens for c in caps),
             max_context_window=min(c.max_context_window for c in caps),
             tier=caps[0].tier,
+            supports_structured_output=any(c.supports_structured_output for c in caps),
+            supports_reasoning=any(c.supports_reasoning for c in caps),
+            supports_documents=any(c.supports_documents for c in caps),
         )
 
     def __repr__(self) -> str:
@@ -225,13 +232,39 @@ class PoolProvider(Provider):
         runs out."""
         started = self._clock()
         budget = self._budget(request)
+        tried = 0
         for member in self._plan(request):
+            refused = member.provider.unsupported(request)
+            if refused is not None:  # it would refuse before sending: skipped, its health untouched
+                attempts.append(Attempt(member.provider.provider_id, member.provider.model_name,
+                                        ValidationError(f"skipped: {refused.message}", provider=refused.provider,
+                                                        model=refused.model), 0.0, skipped=True))
+                continue
             timeout, left = self._timeout(request, started)
             if left is not None and left <= 0:
                 raise self._all_failed(attempts, started, deadline_hit=True, budget=budget)
             self.state.begin(member.key)
+            tried += 1
             yield member, timeout, left, self._clock()
+        if not tried and attempts:
+            raise self._none_can(attempts)
         raise self._all_failed(attempts, started, deadline_hit=False)
+
+    def _none_can(self, skipped: list[Attempt]) -> ValidationError:
+        """Every member would refuse the request: the caller's to fix, so a ValidationError."""
+        err = ValidationError(f"no member of this {type(self).__name__} can take the request: "
+                              + "; ".join(f"{a.provider}:{a.model}: {a.error.message.removeprefix('skipped: ')}"
+                                          for a in skipped))
+        err.provider, err.model = self.provider_id, self.model_name
+        return err
+
+    def unsupported(self, request: GenerateRequest) -> ValidationError | None:
+        """A pool refuses only what every member would refuse."""
+        refusals = [m.provider.unsupported(request) for m in self.members]
+        if all(r is not None for r in refusals):
+            return self._none_can([Attempt(m.provider.provider_id, m.provider.model_name, r, 0.0)
+                                   for m, r in zip(self.members, refusals, strict=True) if r is not None])
+        return None
 
     def _generate(self, request: GenerateRequest) -> GenerationResult:
         attempts: list[Attempt] = []
@@ -247,7 +280,8 @@ class PoolProvider(Provider):
                 self.state.release(member.key)
                 raise
             self.state.success(member.key, self._clock() - t0, self._clock())
-            return dataclasses.replace(result, attempts=len(attempts) + result.attempts)
+            failed = sum(not a.skipped for a in attempts)
+            return dataclasses.replace(result, attempts=failed + result.attempts)
         raise AssertionError("unreachable: _tries raises when it runs out")
 
     def _stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
