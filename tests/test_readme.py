@@ -41,7 +41,10 @@ def tool_aware_routes(server: FakeServer) -> None:
 
     def chat(req: Received, reply: Reply) -> None:
         body: dict[str, Any] = req.json()
-        if body.get("tools") and not body.get("stream"):
+        if (body.get("response_format") or {}).get("type") == "json_schema":
+            reply.json(200, {"model": "gpt-6-luna", "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                "role": "assistant", "content": '{"name": "Paris", "country": "France"}'}}]})
+        elif body.get("tools") and not body.get("stream"):
             reply.json(200, {"model": "gpt-4o-mini", "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
                 "role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function",
                 "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]}}]})
@@ -51,9 +54,30 @@ def tool_aware_routes(server: FakeServer) -> None:
     server.route("POST", "/v1/chat/completions", chat)
 
 
+def cite_aware_routes(server: FakeServer) -> None:
+    """Anthropic answers a question about a document sent with citations on by citing it."""
+    plain = server.routes[("POST", "/v1/messages")]
+
+    def messages(req: Received, reply: Reply) -> None:
+        body: dict[str, Any] = req.json()
+        blocks = [b for m in body["messages"] if isinstance(m["content"], list) for b in m["content"]]
+        if any(b.get("type") == "document" and b.get("citations") for b in blocks):
+            reply.json(200, {"id": "msg_c", "type": "message", "role": "assistant", "model": "claude-sonnet-5-5",
+                             "stop_reason": "end_turn", "usage": {"input_tokens": 900, "output_tokens": 9},
+                             "content": [{"type": "text", "text": "Revenue grew 12%",
+                                          "citations": [{"type": "page_location", "cited_text": "Revenue rose 12%.",
+                                                         "document_index": 0, "document_title": "Q3 report",
+                                                         "start_page_number": 3, "end_page_number": 4}]}]})
+        else:
+            plain(req, reply)
+
+    server.route("POST", "/v1/messages", messages)
+
+
 def test_readme_python_blocks_run(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
     tool_aware_routes(server)
     add_anthropic_routes(server, "Qubits compute with superposition.")
+    cite_aware_routes(server)
     monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
     monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
     monkeypatch.setenv("OLLAMA_HOST", server.url)
@@ -95,6 +119,9 @@ def test_readme_python_blocks_run(server: FakeServer, monkeypatch: pytest.Monkey
     assert "2026-06-15 claude-sonnet-4-6" in text and "True True" in text  # retired, deprecated
     assert "1050000 0.1 0.5 ('none', 'low', 'medium', 'high', 'xhigh', 'max')" in text
     assert "gpt-6.2-sol does not accept temperature" in text
+    assert "City(name='Paris', country='France')" in text
+    assert "Revenue grew 12% <- Q3 report 3 4" in text
+    assert "vendor 1 models listed 0 s ago" in text
     # the requests really reached the server, with what the examples asked for
     bodies = [r.json() for r in server.received if r.method == "POST"]
     assert any(b.get("max_completion_tokens") == 50 for b in bodies) and any(b.get("seed") == 7 for b in bodies)
