@@ -129,6 +129,15 @@ _lock = threading.Lock()
 _read: dict[str, tuple[float, float, tuple[dict[str, Any], ...]]] = {}  # path -> (mtime, fetched_at, rows)
 
 
+def _fresh_lock_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # one another thread held at fork() would stay held in the child
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_lock_in_child)
+
+
 def read_cache(provider: str, base_url: str) -> tuple[float, tuple[dict[str, Any], ...]] | None:
     """``(fetched_at, live rows)`` from the cache file, or None when there is none (or it is not
     ours, or older than the shipped catalog's date: then the shipped data is the newer word).

@@ -16,6 +16,7 @@ import dataclasses
 import datetime
 import json
 import math
+import os
 import threading
 import types
 import typing
@@ -161,6 +162,15 @@ def _check_table(vendor: str, rows: Iterable[ModelInfo], source: str) -> None:
 
 _lock = threading.Lock()
 _shipped: dict[str, tuple[ModelInfo, ...]] | None = None
+
+
+def _fresh_lock_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # one another thread held at fork() would stay held in the child
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_lock_in_child)
 _as_of: str = ""
 
 
