@@ -265,7 +265,9 @@ class Tool(_JsonMixin):
 @dataclass(frozen=True)
 class ReasoningBlock(_JsonMixin):
     """Reasoning a vendor returned that must go back unchanged on the next turn (Anthropic's
-    signed ``thinking`` and ``redacted_thinking`` blocks; Ollama's ``thinking`` text).
+    signed ``thinking`` and ``redacted_thinking`` blocks; OpenAI Responses' encrypted
+    ``reasoning`` items, with the item id as ``signature`` and the encrypted content as ``data``;
+    Ollama's ``thinking`` text).
 
     Attributes:
         provider: the vendor that made it; it is sent back only to that vendor (another one
@@ -585,6 +587,8 @@ class ModelInfo(_JsonMixin):
             ``max_completion_tokens``), as pairs.
         price_input, price_output, price_cached_input, price_cache_write: USD per million
             tokens, where the vendor publishes them.
+        responses: OpenAI: the model needs the Responses API for some of what it does (tools
+            with reasoning, or everything: the pro models); ``api="auto"`` sends it there.
     """
 
     id: str
@@ -613,6 +617,7 @@ class ModelInfo(_JsonMixin):
     price_output: float | None = None
     price_cached_input: float | None = None
     price_cache_write: float | None = None
+    responses: bool = False
 
     def names(self) -> tuple[str, ...]:
         """Every name this row answers to: id, aliases, snapshots."""

@@ -83,7 +83,7 @@ def anthropic(answer: Any = ANTHROPIC_OK, stream: bytes | None = None,
 
 def openai(model: str = "gpt-6-luna") -> tuple[OpenAIProvider, Recorder]:
     rec = Recorder(OPENAI_OK)
-    return OpenAIProvider(api_key="sk-test", model=model, transport=MockTransport(rec), max_retries=0), rec
+    return OpenAIProvider(api_key="sk-test", model=model, transport=MockTransport(rec), max_retries=0, api="chat"), rec
 
 
 # -- cache breakpoints --------------------------------------------------------------------------

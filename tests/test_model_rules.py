@@ -39,6 +39,8 @@ class Wire:
                                    "ollama": OllamaProvider}[vendor]
         if vendor != "ollama":
             kwargs.setdefault("api_key", "sk-test")
+        if vendor == "openai":
+            kwargs.setdefault("api", "chat")  # these are Chat Completions' rules
         self.llm = cls(model, transport=MockTransport(handler), max_retries=0, **kwargs)
 
     def send(self, prompt: Any = "hi", **options: Any) -> dict[str, Any]:

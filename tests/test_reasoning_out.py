@@ -103,7 +103,8 @@ def test_another_vendor_s_reasoning_is_dropped_on_failover() -> None:
     convo = [Message.user("Add 2"), turn, Message.tool_result("call_1", "4")]
     rec = Recorder({"model": "m", "choices": [{"index": 0, "message": {"role": "assistant", "content": "4"},
                                                 "finish_reason": "stop"}]})
-    OpenAIProvider("gpt-6-luna", api_key="k", transport=MockTransport(rec), max_retries=0).generate_sync(convo)
+    OpenAIProvider("gpt-6-luna", api_key="k", transport=MockTransport(rec), max_retries=0,
+                   api="chat").generate_sync(convo)
     assert "thinking" not in json.dumps(rec.bodies[-1]) and "EqSIG" not in json.dumps(rec.bodies[-1])
     orec = Recorder({"model": "qwen3", "message": {"role": "assistant", "content": "4"}, "done": True})
     OllamaProvider("qwen3", transport=MockTransport(orec), max_retries=0).generate_sync(convo)

@@ -128,7 +128,7 @@ OK = body_resp(200, {"model": "m", "choices": [{"index": 0, "message": {"content
 
 
 def openai(inner: MockTransport, slept: list[float], **kwargs: object) -> OpenAIProvider:
-    return OpenAIProvider(api_key="sk-x", transport=inner, retry=RetryPolicy(sleep=slept.append, random=lambda: 0.0),
+    return OpenAIProvider(api_key="sk-x", api="chat", transport=inner, retry=RetryPolicy(sleep=slept.append, random=lambda: 0.0),
                           **kwargs)  # type: ignore[arg-type]
 
 
@@ -204,7 +204,7 @@ def test_prepare_sees_every_attempt_whole() -> None:
 
     slept: list[float] = []
     inner = script(body_resp(500, {}), OK)
-    p = Signed(api_key="sk-x", transport=inner, retry=RetryPolicy(sleep=slept.append))
+    p = Signed(api_key="sk-x", api="chat", transport=inner, retry=RetryPolicy(sleep=slept.append))
     assert p.generate_sync("hi").content == "ok"
     assert [r.headers["x-signature"] for r in inner.requests] == ["sig-1", "sig-2"]
     assert all(r.method == "POST" and r.url.endswith("/chat/completions") and r.body for r in seen)

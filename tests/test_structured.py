@@ -54,7 +54,7 @@ def openai_answer(content: str | None, refusal: str | None = None) -> dict[str, 
 
 def openai(answer: Any, stream: bytes | None = None) -> tuple[OpenAIProvider, Recorder]:
     rec = Recorder(answer, stream)
-    return OpenAIProvider(api_key="sk-test", transport=MockTransport(rec), max_retries=0), rec
+    return OpenAIProvider(api_key="sk-test", transport=MockTransport(rec), max_retries=0, api="chat"), rec
 
 
 def test_openai_sends_strict_json_schema_and_parses() -> None:

@@ -942,6 +942,10 @@ class HttpProvider(Provider):
                     chunk = dataclasses.replace(chunk, parsed=parsed)
                 yield chunk
 
+    def _stream_end(self) -> str:
+        """What the stream's terminator is called in errors."""
+        return self.STREAM_END
+
     def _stream_frames(self, path: str, payload: Mapping[str, Any],
                        request: GenerateRequest) -> Generator[StreamChunk, None, None]:
         """Open a stream and yield a chunk, numbered in order, for each frame the vendor's parser
@@ -997,7 +1001,7 @@ class HttpProvider(Provider):
                 idle.stop()
         if not parser.done:
             raise self._annotate(TruncatedStreamError(
-                f"stream ended without {self.STREAM_END} after {index} chunks: the answer is incomplete"), index)
+                f"stream ended without {self._stream_end()} after {index} chunks: the answer is incomplete"), index)
         try:
             finish, usage = parser.final()
         except SHAPE_ERRORS as exc:

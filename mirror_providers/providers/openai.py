@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -36,11 +36,13 @@ from ..types import (
     HealthStatus,
     Message,
     ModelInfo,
+    StreamChunk,
     ToolCall,
     ToolCallDelta,
     Usage,
     parse_tool_arguments,
 )
+from . import openai_responses as responses_wire
 from .http import (
     Delta,
     ErrorEvent,
@@ -54,7 +56,9 @@ from .http import (
     token_count,
 )
 
-__all__ = ["OpenAIProvider"]
+__all__ = ["APIS", "OpenAIProvider"]
+
+APIS = ("auto", "chat", "responses")  # OpenAIProvider(api=...): which of OpenAI's two wires
 
 MAX_TOOL_CALLS = 1024  # tool calls one streamed answer may build; a larger index is not a real one
 
@@ -89,6 +93,7 @@ OWNED_FIELDS: dict[str, str] = {
 ERROR_STATUSES: dict[str, int] = {
     "invalid_request_error": 400, "context_length_exceeded": 400, "invalid_api_key": 401,
     "model_not_found": 404, "rate_limit_exceeded": 429, "insufficient_quota": 429, "server_error": 500,
+    **responses_wire.FAILED_STATUSES,
 }
 
 CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
@@ -371,13 +376,34 @@ class OpenAIProvider(HttpProvider):
     REASONING_FIELDS = ("reasoning_effort",)
     SCHEMA_FIELDS = ("response_format",)
 
+    api: str = "chat"  # the wire this provider speaks: "chat" (Chat Completions) or "responses"
+
     def __init__(self, model: str | None = None, *, organization: str | None = None,
-                 project: str | None = None, **kwargs: Any) -> None:
+                 project: str | None = None, api: str = "auto", store: bool = False, **kwargs: Any) -> None:
         self.organization = organization or os.environ.get("OPENAI_ORG_ID") or None
         self.project = project or os.environ.get("OPENAI_PROJECT_ID") or None
         check_header_value(self.organization, "organization" if organization else "OPENAI_ORG_ID", self.provider_id)
         check_header_value(self.project, "project" if project else "OPENAI_PROJECT_ID", self.provider_id)
+        if api not in APIS:
+            raise ConfigurationError(f"api must be one of {', '.join(APIS)}, got {api!r}", provider=self.provider_id)
+        if not isinstance(store, bool):
+            raise ConfigurationError(f"store must be True or False, got {store!r}", provider=self.provider_id)
+        self.store = store
         super().__init__(model, **kwargs)
+        info = self._model_info
+        wants_responses = self.is_openai and info is not None and info.responses
+        self.api = "responses" if api == "responses" or (api == "auto" and wants_responses) else "chat"
+        if store and self.api != "responses":
+            raise ConfigurationError("store=True is a Responses API setting: give api='responses' too",
+                                     provider=self.provider_id)
+        self._model_info = self._for_wire(self._model_info)
+
+    def _for_wire(self, info: ModelInfo | None) -> ModelInfo | None:
+        return responses_wire.wire_view(info) if self.api == "responses" else info
+
+    def _use_live(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        super()._use_live(rows)
+        self._model_info = self._for_wire(self._model_info)
 
     @property
     def is_openai(self) -> bool:
@@ -399,19 +425,39 @@ class OpenAIProvider(HttpProvider):
         return headers
 
     def _check(self, request: GenerateRequest) -> None:
+        if self.api == "responses":
+            self._check_responses(request)
         super()._check(request)
         n = request.extra.get("n", 1)
         if n != 1:
             raise ValidationError(f"n={n!r} is not supported: one call returns one answer",
                                   provider=self.provider_id, model=self._model)
-        if any(p.url for m in request.messages for p in m.documents):
+        if self.api == "chat" and any(p.url for m in request.messages for p in m.documents):
             raise ValidationError("Chat Completions takes PDFs as bytes, not URLs: use ContentPart.document_bytes "
-                                  "or document_file", provider=self.provider_id, model=self._model)
+                                  "or document_file (or api='responses')", provider=self.provider_id,
+                                  model=self._model)
         if request.schema is not None and self.is_openai:
             problems = strict_problems(request.schema.strict_schema())
             if problems:
                 raise ValidationError(f"schema {request.schema.name!r} is not one OpenAI's strict mode takes: "
                                       f"{'; '.join(problems[:3])}", provider=self.provider_id, model=self._model)
+
+    def _check_responses(self, request: GenerateRequest) -> None:
+        """What the Responses API has no field for, or would get twice."""
+        def refuse(message: str) -> ValidationError:
+            return ValidationError(message, provider=self.provider_id, model=self._model)
+
+        if request.stop:
+            raise refuse("stop is not supported by the Responses API (use api='chat' for stop sequences)")
+        for key in request.extra:
+            if key in responses_wire.OWNED_FIELDS:
+                raise refuse(f"extra[{key!r}] would override the {key!r} field the library builds itself; "
+                             f"{responses_wire.OWNED_FIELDS[key]}")
+        if "reasoning" in request.extra and request.reasoning is not None:
+            raise refuse(f"reasoning={request.reasoning!r} and extra['reasoning'] both ask for reasoning: give one")
+        text = request.extra.get("text")
+        if request.schema is not None and isinstance(text, Mapping) and "format" in text:
+            raise refuse("schema= and extra['text']['format'] both ask for structured output: give one")
 
     # -- errors -----------------------------------------------------------------------------
 
@@ -421,6 +467,8 @@ class OpenAIProvider(HttpProvider):
             return ContextLengthExceededError
         if "insufficient_quota" in (error_code, error_type):
             return QuotaExceededError
+        if error_code == "model_not_found":  # Responses says so with a 400
+            return ModelNotFoundError
         if status == 404 and cls is NotFoundError and is_json:
             # The model is the only resource /chat/completions names; a non-JSON 404 is more
             # likely a wrong base_url.
@@ -429,13 +477,34 @@ class OpenAIProvider(HttpProvider):
 
     # -- the wire -----------------------------------------------------------------------------
 
+    def _generate(self, request: GenerateRequest) -> GenerationResult:
+        if self.api == "responses":
+            return self._answer(responses_wire.RESPONSES_PATH, self._build_payload(self._fitted(request), False),
+                                request)
+        return super()._generate(request)
+
+    def _stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
+        if self.api == "responses":
+            return self._stream_from(responses_wire.RESPONSES_PATH, self._build_payload(self._fitted(request), True),
+                                     request)
+        return super()._stream(request)
+
+    def _stream_end(self) -> str:
+        return "response.completed" if self.api == "responses" else self.STREAM_END
+
     def _build_payload(self, request: GenerateRequest, stream: bool) -> dict[str, Any]:
+        if self.api == "responses":
+            return responses_wire.build_payload(request, self._model, stream, self._model_info, self.store)
         return build_payload(request, self._model, stream, self._model_info, self.is_openai)
 
     def _parse_result(self, data: Any) -> GenerationResult:
+        if self.api == "responses":
+            return responses_wire.parse_result(data, self._model)
         return parse_result(data, self._model)
 
-    def _stream_parser(self) -> StreamState:
+    def _stream_parser(self) -> StreamState | responses_wire.ResponsesStream:
+        if self.api == "responses":
+            return responses_wire.ResponsesStream(model=self._model)
         return StreamState(model=self._model)
 
     # -- health and models ------------------------------------------------------------------

@@ -49,8 +49,10 @@ URL = "https://api.openai.com/v1/chat/completions"
 
 
 def provider(**kwargs: Any) -> OpenAIProvider:
+    """A Chat Completions provider (the default model would take the Responses wire on api.openai.com)."""
     kwargs.setdefault("api_key", FAKE_KEY)
     kwargs.setdefault("max_retries", 0)
+    kwargs.setdefault("api", "chat")
     return OpenAIProvider(**kwargs)
 
 
@@ -121,7 +123,7 @@ def test_parse_result_protocols_example() -> None:
                   "completion_tokens_details": {"reasoning_tokens": 0}},
         "service_tier": "default", "system_fingerprint": "fp_d0469e1700",
     }
-    r = answer(OpenAIProvider, data, {"x-request-id": "req_1"}, api_key="sk-x")
+    r = answer(OpenAIProvider, data, {"x-request-id": "req_1"}, api_key="sk-x", api="chat")
     assert (r.content, r.model, r.finish_reason, r.request_id) == ("Paris", "gpt-4o-mini-2024-07-18", "stop", "req_1")
     assert r.provider == "openai" and r.latency_s > 0
     assert r.usage is not None
