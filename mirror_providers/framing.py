@@ -31,6 +31,7 @@ import functools
 import itertools
 import json
 import json.scanner
+import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
@@ -86,6 +87,8 @@ class ServerSentEvent(NamedTuple):
     def json(self) -> Any:
         """Parse ``data`` as JSON; a malformed frame raises ``StreamError``."""
         try:
+            if too_deep(self.data):
+                raise RecursionError
             return loads(self.data)
         except RecursionError:
             raise StreamError(f"stream event {self.event!r} is JSON nested too deep to read") from None
@@ -224,6 +227,42 @@ def iter_json_lines(chunks: Iterable[bytes], max_line_bytes: int | None = None) 
                 yield obj
 
 
+# JSON nested deeper than this is refused unread. Python's parser would raise RecursionError near
+# the interpreter's recursion limit, but a garbage collection that runs while it is that deep
+# calls weakref callbacks there too, and those fail as "unraisable" noise. Real answers nest a
+# few levels; a tool's arguments perhaps a few dozen.
+MAX_JSON_DEPTH = 400
+_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+_BYTE_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def too_deep(text: str | bytes) -> bool:
+    """Whether JSON text opens more than ``MAX_JSON_DEPTH`` arrays and objects inside each other.
+    Cheap for ordinary text: only text with that many brackets is scanned."""
+    if len(text) < 2 * MAX_JSON_DEPTH:
+        return False
+    if isinstance(text, str):
+        if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+            return False
+        tokens: Iterator[Any] = (m.group() for m in _TOKENS.finditer(text))
+        opening: tuple[Any, ...] = ("[", "{")
+        closing: tuple[Any, ...] = ("]", "}")
+    else:
+        if text.count(b"[") + text.count(b"{") <= MAX_JSON_DEPTH:
+            return False
+        tokens = (m.group() for m in _BYTE_TOKENS.finditer(text))
+        opening, closing = (b"[", b"{"), (b"]", b"}")
+    depth = 0
+    for token in tokens:
+        if token in opening:
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        elif token in closing:
+            depth -= 1
+    return False
+
+
 def _too_large(what: str, limit: int) -> ResponseTooLargeError:
     return ResponseTooLargeError(f"a stream {what} passed {limit} bytes without ending (Limits.max_event_bytes)")
 
@@ -234,6 +273,8 @@ def _parse_line(line: bytes) -> Any:
         return None
     cause: BaseException | None = None
     try:
+        if too_deep(line):
+            raise RecursionError
         return loads(line)
     except UnicodeDecodeError as exc:
         failure, cause = _not_utf8(exc)

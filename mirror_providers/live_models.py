@@ -20,7 +20,9 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
+import stat
 import tempfile
 import threading
 import time
@@ -30,7 +32,7 @@ from typing import Any
 from . import models as model_data
 from .types import ModelInfo
 
-__all__ = ["LIVE_FIELDS", "cache_dir", "cache_path", "merge_live", "read_cache", "write_cache"]
+__all__ = ["LIVE_FIELDS", "cache_dir", "cache_path", "merge_live", "merged_cache", "read_cache", "write_cache"]
 
 logger = logging.getLogger("mirror_providers")
 
@@ -41,6 +43,7 @@ LIVE_FIELDS: Mapping[str, type | tuple[type, ...]] = {
     "lifecycle": str, "retires_on": (str, type(None)),
 }
 CACHE_SCHEMA = 1
+MAX_LOGGED = 10  # unusable listing values named in one warning
 
 
 def cache_dir() -> str:
@@ -58,8 +61,9 @@ def cache_path(provider: str, base_url: str) -> str:
     return os.path.join(cache_dir(), f"models-{provider}-{digest}.json")
 
 
-def _checked_row(row: Any) -> dict[str, Any] | None:
-    """A live row with only the fields it may set, each of the right type; None without an id."""
+def _checked_row(row: Any, problems: list[str] | None = None) -> dict[str, Any] | None:
+    """A live row with only the fields it may set, each of the right type; None without an id.
+    Each value left out is described in ``problems``."""
     if not isinstance(row, Mapping) or not isinstance(row.get("id"), str) or not row["id"]:
         return None
     out: dict[str, Any] = {"id": row["id"]}
@@ -84,9 +88,8 @@ def _checked_row(row: Any) -> dict[str, Any] | None:
             good = value in ("effort", "adaptive", "budget", "think", "think_levels")
         if good:
             out[name] = value
-        else:
-            logger.warning("model listing: %s of %s is %r, not usable; the catalog's value is kept",
-                           name, row["id"], value)
+        elif problems is not None:
+            problems.append(f"{name} of {row['id'][:100]} is {str(value)[:60]!r}")
     return out
 
 
@@ -103,17 +106,24 @@ def merge_live(shipped: Iterable[ModelInfo], live: Iterable[Mapping[str, Any]], 
     """
     rows = list(shipped)
     by_name = {name: i for i, row in enumerate(rows) for name in row.names()}
+    problems: list[str] = []
     for given in live:
-        row = _checked_row(given)
+        row = _checked_row(given, problems)
         if row is None:
             continue
         listed = row.pop("id")
         name = lookup_name(listed) if lookup_name is not None else listed
         index = by_name.get(name, by_name.get(listed))
         if index is not None:
-            if row.get("reasoning") == "think" and rows[index].reasoning == "think_levels":
+            known = rows[index]
+            if row.get("reasoning") == "think" and known.reasoning == "think_levels":
                 del row["reasoning"]  # Ollama says only "thinking"; the catalog knows the levels
-            rows[index] = dataclasses.replace(rows[index], **row)
+            if name not in (known.id, *known.aliases):
+                # A dated snapshot of the family: its own shutdown is not the family's (OpenAI
+                # retires old snapshots while the alias lives on).
+                row.pop("retires_on", None)
+                row.pop("lifecycle", None)
+            rows[index] = dataclasses.replace(known, **row)
             continue
         fields = {"context_window": unknown.context_window, "max_output": unknown.max_output,
                   "vision": unknown.vision, "tools": unknown.tools, "tier": unknown.tier,
@@ -122,7 +132,33 @@ def merge_live(shipped: Iterable[ModelInfo], live: Iterable[Mapping[str, Any]], 
             fields["max_output"] = fields["context_window"]
         rows.append(ModelInfo(id=name, provider=provider, **fields))
         by_name[name] = len(rows) - 1
+    if problems:
+        shown = "; ".join(problems[:MAX_LOGGED])
+        more = f" (and {len(problems) - MAX_LOGGED} more)" if len(problems) > MAX_LOGGED else ""
+        logger.warning("model listing: %s%s: not usable, the catalog's values are kept", shown, more)
     return tuple(rows)
+
+
+_merged: dict[tuple[Any, ...], tuple[ModelInfo, ...]] = {}  # a cached listing merged, by file version
+
+
+def merged_cache(provider: str, base_url: str, shipped: tuple[ModelInfo, ...], unknown: ModelInfo,
+                 lookup_name: Any = None) -> tuple[ModelInfo, ...] | None:
+    """The cached listing for this server merged over ``shipped``, once per file version and
+    process (a constructor pays a stat, not a merge); None without a usable cache."""
+    cached = read_cache(provider, base_url)
+    if cached is None:
+        return None
+    key = (provider, cache_path(provider, base_url), cached[0], id(cached[1]), id(shipped), unknown, lookup_name)
+    with _lock:
+        hit = _merged.get(key)
+    if hit is None:
+        hit = merge_live(shipped, cached[1], unknown, provider, lookup_name)
+        with _lock:
+            if len(_merged) > 64:
+                _merged.clear()
+            _merged[key] = hit
+    return hit
 
 
 _lock = threading.Lock()
@@ -140,32 +176,39 @@ if hasattr(os, "register_at_fork"):
 
 def read_cache(provider: str, base_url: str) -> tuple[float, tuple[dict[str, Any], ...]] | None:
     """``(fetched_at, live rows)`` from the cache file, or None when there is none (or it is not
-    ours, or older than the shipped catalog's date: then the shipped data is the newer word).
+    a regular file, not ours, unreadable, or older than the shipped catalog's date: then the
+    shipped data is the newer word). Never raises: a bad cache file must not break a constructor.
     Read once per file version in a process."""
     path = cache_path(provider, base_url)
     try:
-        mtime = os.stat(path).st_mtime
-    except OSError:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block the open, a directory cannot be read
         return None
     with _lock:
         hit = _read.get(path)
-    if hit is not None and hit[0] == mtime:
+    if hit is not None and hit[0] == st.st_mtime:
         return hit[1], hit[2]
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-        fetched_at = float(data["fetched_at"])
-        rows = tuple(dict(r) for r in data["rows"] if isinstance(r, Mapping))
+        fetched_at = data["fetched_at"]
+        if isinstance(fetched_at, bool) or not isinstance(fetched_at, (int, float)) or not math.isfinite(fetched_at):
+            raise ValueError(f"fetched_at is {str(fetched_at)[:40]!r}")
+        fetched_at = float(fetched_at)
+        fetched_day = time.strftime("%Y-%m-%d", time.gmtime(fetched_at))
         if data.get("schema") != CACHE_SCHEMA or data.get("provider") != provider:
             return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        rows = tuple(dict(r) for r in data["rows"] if isinstance(r, Mapping))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError) as exc:
         logger.warning("model cache %s is unreadable (%s); using the shipped catalog", path, type(exc).__name__)
         return None
     shipped_day = model_data.as_of()
-    if shipped_day and time.strftime("%Y-%m-%d", time.gmtime(fetched_at)) < shipped_day:
+    if shipped_day and fetched_day < shipped_day:
         return None
     with _lock:
-        _read[path] = (mtime, fetched_at, rows)
+        _read[path] = (st.st_mtime, fetched_at, rows)
     return fetched_at, rows
 
 
@@ -177,7 +220,7 @@ def write_cache(provider: str, base_url: str, rows: Iterable[Mapping[str, Any]],
     """
     path = cache_path(provider, base_url)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    clean = [r for r in (_checked_row(r) for r in rows) if r is not None]
+    clean = [r for r in (_checked_row(r) for r in rows) if r is not None]  # merge_live says what was left out
     body = {"schema": CACHE_SCHEMA, "provider": provider, "fetched_at": fetched_at, "rows": clean}
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".models-", suffix=".tmp")
     try:

@@ -17,6 +17,7 @@ import dataclasses
 import itertools
 import json
 import math
+import re
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -177,6 +178,7 @@ def _messages(prompt: Any) -> tuple[Message, ...]:
     return messages
 
 
+_WHITESPACE = re.compile(r"\s+")
 MAX_CACHE_BREAKPOINTS = 4  # per request (Anthropic); the automatic one counts
 
 
@@ -195,6 +197,8 @@ def _check_breakpoints(request: GenerateRequest) -> None:
         raise ValidationError(f"{count} cache breakpoints ({', '.join(w for w, _ in where)}"
                               f"{' and cache=' if request.cache else ''}); a request may have at most "
                               f"{MAX_CACHE_BREAKPOINTS}")
+    if request.cache is not None:  # the automatic breakpoint goes on the last block: after all others
+        where.append(("cache=", request.cache))
     for (before, ttl_before), (after, ttl_after) in itertools.pairwise(where):
         if ttl_before == "5m" and ttl_after == "1h":
             raise ValidationError(f"cache breakpoint {after} (1h) comes after {before} (5m): a longer-kept "
@@ -211,6 +215,10 @@ def _message(value: Any, i: int) -> Message:
     if isinstance(value.content, tuple):
         for j, part in enumerate(value.content):
             _check_part(part, f"messages[{i}].content[{j}]", value.role)
+        if any(p.data and _WHITESPACE.search(p.data) for p in value.content):  # MIME-wrapped base64
+            parts: tuple[ContentPart, ...] = tuple(
+                dataclasses.replace(p, data=_WHITESPACE.sub("", p.data)) if p.data else p for p in value.content)
+            value = dataclasses.replace(value, content=parts)
     elif not isinstance(value.content, str):
         raise ValidationError(f"messages[{i}].content must be text or a tuple of ContentPart")
     for attr in ("tool_call_id", "name"):
@@ -223,7 +231,8 @@ def _message(value: Any, i: int) -> Message:
         _check_tool_call(call, f"messages[{i}].tool_calls[{j}]")
     if isinstance(value.tool_calls, list):
         value = dataclasses.replace(value, tool_calls=tuple(value.tool_calls))
-    return value
+    message: Message = value
+    return message
 
 
 def _check_tool_call(call: Any, where: str) -> None:
@@ -402,9 +411,10 @@ def _check_document(part: ContentPart, where: str, role: str) -> None:
     if part.url is not None and not part.url.startswith(("http://", "https://")):
         raise ValidationError(f"{where} document url must be http(s), got {snippet_of(part.url)!r}")
     if part.data is not None:
+        data = _WHITESPACE.sub("", part.data)  # base64 wrapped at 76 columns (MIME) is base64 too
         try:
-            head = base64.b64decode(part.data[:12], validate=True)
-            base64.b64decode(part.data, validate=True)
+            head = base64.b64decode(data[:12], validate=True)
+            base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError):
             raise ValidationError(f"{where} document data is not base64 (give the bytes to "
                                   f"ContentPart.document_bytes)") from None

@@ -321,3 +321,19 @@ def test_a_malformed_citation_is_a_typed_error() -> None:
     llm, _ = anthropic(CITED_ANSWER, stream)
     with pytest.raises(StreamError, match="not understood"):
         list(llm.stream_sync("q"))
+
+
+def test_mime_wrapped_base64_is_base64() -> None:
+    llm, rec = anthropic()
+    wrapped = "\r\n".join(PDF_B64[i:i + 76] for i in range(0, len(PDF_B64), 76)) + "\n"
+    llm.generate_sync([Message.user((ContentPart(type="document", data=wrapped, media_type="application/pdf"),
+                                     ContentPart.from_text("Summarise.")))])
+    assert rec.bodies[-1]["messages"][0]["content"][0]["source"]["data"] == PDF_B64
+
+
+def test_automatic_caching_comes_last_so_it_may_not_outlive_an_explicit_breakpoint() -> None:
+    llm, rec = anthropic()
+    with pytest.raises(ValidationError, match=r"cache breakpoint cache= \(1h\) comes after messages\[0\]"):
+        llm.generate_sync([Message.user((ContentPart.from_text("x").cached("5m"),))], cache="1h")
+    llm.generate_sync([Message.user((ContentPart.from_text("x").cached("1h"),))], cache="5m")
+    assert rec.bodies[-1]["cache_control"] == {"type": "ephemeral"}

@@ -234,3 +234,70 @@ def test_cli_models_refresh(server: FakeServer, monkeypatch: pytest.MonkeyPatch)
     rows = {r["id"]: r for r in json.loads(out.getvalue())}
     assert rows["gpt-7-preview"]["listed"] is True and rows["gpt-4o"]["listed"] is False
     assert KEY not in text
+
+
+# -- what a hostile or odd listing or cache does (each once broke something) ------------------------
+
+def test_a_shut_down_snapshot_does_not_retire_its_family(server: FakeServer) -> None:
+    body = {"data": [{"id": "gpt-5.5", "shutdown_date": None},
+                     {"id": "gpt-5.5-2026-04-23", "shutdown_date": "2026-11-01"}]}
+    _serve(server, "GET", "/v1/models", body)
+    shipped = OpenAIProvider.find_model("gpt-5.5")
+    assert shipped is not None and "gpt-5.5-2026-04-23" in shipped.names()
+    catalog = OpenAIProvider(api_key=KEY, model="gpt-5.5", base_url=server.url + "/v1").refresh_models_sync()
+    row = catalog.find("gpt-5.5")
+    assert row is not None and row.status("2026-12-01") == "active" and row.retires_on == shipped.retires_on
+
+
+@pytest.mark.parametrize("fetched_at", ["1e300", "NaN", "Infinity", '"1e20"', "true", "-1e300"])
+def test_a_corrupt_cache_never_breaks_a_constructor(fetched_at: str, caplog: pytest.LogCaptureFixture) -> None:
+    url = "https://api.openai.com/v1"
+    path = Path(live_models.cache_path("openai", url))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'{{"schema": 1, "provider": "openai", "fetched_at": {fetched_at}, "rows": []}}')
+    llm = OpenAIProvider(api_key=KEY)
+    assert llm.models == OpenAIProvider.MODELS
+
+
+def test_a_deeply_nested_cache_or_a_fifo_is_ignored(caplog: pytest.LogCaptureFixture) -> None:
+    url = "https://api.openai.com/v1"
+    path = Path(live_models.cache_path("openai", url))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    assert OpenAIProvider(api_key=KEY).models == OpenAIProvider.MODELS
+    path.unlink()
+    os.mkfifo(path)  # opening it would block until a writer came
+    assert OpenAIProvider(api_key=KEY).models == OpenAIProvider.MODELS
+
+
+def test_a_big_listing_is_warned_about_once_and_merged_once_per_process(
+        server: FakeServer, caplog: pytest.LogCaptureFixture) -> None:
+    rows = [{"id": f"ft:gpt-x:{i}", "shutdown_date": "someday"} for i in range(5000)]
+    _serve(server, "GET", "/v1/models", {"data": rows})
+    url = server.url + "/v1"
+    with caplog.at_level(logging.WARNING, "mirror_providers"):
+        OpenAIProvider(api_key=KEY, base_url=url).refresh_models_sync()
+        first = OpenAIProvider(api_key=KEY, base_url=url)
+        second = OpenAIProvider(api_key=KEY, base_url=url)
+    assert first.models is second.models and len(first.models) == len(OpenAIProvider.MODELS) + 5000
+    warned = [r for r in caplog.records if "model listing" in r.getMessage()]
+    assert warned == []  # an odd shutdown_date is not read as one: nothing to warn about
+    live = [{"id": f"ft:gpt-x:{i}", "context_window": "big"} for i in range(50)]
+    with caplog.at_level(logging.WARNING, "mirror_providers"):
+        live_models.merge_live(OpenAIProvider.MODELS, live, OpenAIProvider.UNKNOWN_MODEL, "openai")
+    warned = [r for r in caplog.records if "model listing" in r.getMessage()]
+    assert len(warned) == 1 and "and 40 more" in warned[0].getMessage()
+
+
+def test_odd_cursors_and_context_lengths_are_typed_errors(server: FakeServer) -> None:
+    for cursor in (["a"], {"a": 1}, 7):
+        server.route("GET", "/v1/models", lambda req, reply, c=cursor: reply.json(
+            200, {"data": [{"id": "claude-x"}], "has_more": True, "last_id": c}))
+        with pytest.raises(InvalidResponseError, match="is not text"):
+            AnthropicProvider(api_key=KEY, base_url=server.url).refresh_models_sync()
+    server.route("GET", "/api/tags", lambda req, reply: reply.json(200, {"models": [{"name": "m"}]}))
+    for context in ("1e400", "Infinity", '"lots"', "1.5"):
+        server.route("POST", "/api/show", lambda req, reply, c=context: reply.body(
+            200, f'{{"model_info": {{"llama.context_length": {c}}}}}'.encode(), {"Content-Type": "application/json"}))
+        with pytest.raises(InvalidResponseError, match="/api/show answer for m not understood"):
+            OllamaProvider("m", host=server.url).refresh_models_sync()

@@ -258,13 +258,26 @@ class PoolProvider(Provider):
         err.provider, err.model = self.provider_id, self.model_name
         return err
 
+    def _candidates(self, request: GenerateRequest) -> Sequence[Member]:
+        """The members a call could land on (all of them, unless the plan never goes past some)."""
+        return self.members
+
     def unsupported(self, request: GenerateRequest) -> ValidationError | None:
-        """A pool refuses only what every member would refuse."""
-        refusals = [m.provider.unsupported(request) for m in self.members]
-        if all(r is not None for r in refusals):
-            return self._none_can([Attempt(m.provider.provider_id, m.provider.model_name, r, 0.0)
-                                   for m, r in zip(self.members, refusals, strict=True) if r is not None])
-        return None
+        """A pool refuses only what every member it could use would refuse."""
+        refused: list[Attempt] = []
+        for m in self._candidates(request):
+            r = m.provider.unsupported(request)
+            if r is None:
+                return None
+            refused.append(Attempt(m.provider.provider_id, m.provider.model_name, r, 0.0, skipped=True))
+        return self._none_can(refused)
+
+    def _check(self, request: GenerateRequest) -> None:
+        """Refused at the call, before any member is tried, when no member could take it (a
+        caller's error: the pool's health and stats are not touched)."""
+        refused = self.unsupported(request)
+        if refused is not None:
+            raise refused
 
     def _generate(self, request: GenerateRequest) -> GenerationResult:
         attempts: list[Attempt] = []

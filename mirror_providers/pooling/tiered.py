@@ -23,7 +23,7 @@ The score is capped at 1.0. Below 0.2 goes to ``fast``, below 0.5 to ``balanced`
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -157,6 +157,9 @@ class TieredRouter(PoolProvider):
         return self._decide(build_request(prompt, options))
 
     def _plan(self, request: GenerateRequest) -> Iterator[Member]:
+        return iter(self._candidates(request))
+
+    def _candidates(self, request: GenerateRequest) -> Sequence[Member]:
         order = self._order(self._decide(request).tier)
         members = [self._tier_member[t] for t in order]
-        return iter(members if self.fallback else members[:1])
+        return members if self.fallback else members[:1]

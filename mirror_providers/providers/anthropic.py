@@ -743,8 +743,9 @@ class AnthropicProvider(HttpProvider):
             if not data.get("has_more") or not cursor:
                 return entries
             if not isinstance(cursor, str) or cursor in seen:
+                again = isinstance(cursor, str)  # only text is looked up: a list would not hash
                 raise self._invalid(f"GET /v1/models says has_more but its cursor {str(cursor)[:60]!r} "
-                                    f"{'was already given' if cursor in seen else 'is not text'}: stopped paging")
+                                    f"{'was already given' if again else 'is not text'}: stopped paging")
             seen.add(cursor)
             after = f"&after_id={quote(cursor, safe='')}"
         raise self._invalid(f"GET /v1/models still says has_more after {MAX_MODEL_PAGES} pages: stopped paging")

@@ -42,7 +42,7 @@ from ..errors import (
     error_class_for_status,
     stream_error_class,
 )
-from ..framing import iter_json_lines, iter_sse
+from ..framing import iter_json_lines, iter_sse, too_deep
 from ..provider import ChunkStream, Provider, thread_pool_size
 from ..request import GenerateRequest, check_timeout
 from ..retry import RetryPolicy, parse_retry_after, should_retry_header
@@ -562,9 +562,11 @@ class HttpProvider(Provider):
 
     def _use_cached_models(self) -> None:
         """At construction: the listing an earlier ``refresh_models_sync`` cached for this server."""
-        cached = live_models.read_cache(self.provider_id, self.base_url)
-        if cached is not None:
-            self._use_live(cached[1])
+        table = live_models.merged_cache(self.provider_id, self.base_url, self.MODELS, self.UNKNOWN_MODEL,
+                                         self.catalog_name)
+        if table is not None:
+            self._table = table
+            self._model_info = self._find(self._model)
 
     @property
     def on_vendor_host(self) -> bool:
@@ -1029,6 +1031,8 @@ class HttpProvider(Provider):
 
     def _json(self, content: bytes, headers: Mapping[str, str]) -> Any:
         try:
+            if too_deep(content):
+                raise RecursionError
             return json.loads(content)
         except RecursionError:
             problem = "response is JSON nested too deep to read"

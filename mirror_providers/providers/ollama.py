@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from .._redact import redact_url
 from ..errors import (
+    SHAPE_ERRORS,
     APIError,
     ConfigurationError,
     ModelNotFoundError,
@@ -416,7 +417,11 @@ def show_fields(data: Any) -> dict[str, Any]:
     """
     fields: dict[str, Any] = {}
     info = data.get("model_info") or {}
-    context = next((int(v) for k, v in info.items() if k.endswith(".context_length")), None)
+    context = next((v for k, v in info.items() if k.endswith(".context_length")), None)
+    if isinstance(context, float) and context.is_integer():
+        context = int(context)
+    if context is not None and (isinstance(context, bool) or not isinstance(context, int)):
+        raise ValueError(f"context_length is {str(context)[:40]!r}, not a whole number")
     if context is not None and context > 0:
         fields["context_window"] = fields["max_output"] = context
     caps = data.get("capabilities")
@@ -624,8 +629,8 @@ class OllamaProvider(HttpProvider):
         data, _ = self._send("POST", "/api/show", {"model": name}, timeout=self.timeout.connect + 30)
         try:
             return show_fields(data)
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise self._invalid(f"/api/show answer for {name} not understood ({exc!r})") from None
+        except SHAPE_ERRORS as exc:
+            raise self._invalid(f"/api/show answer for {name} not understood ({str(exc)[:200]})") from None
 
     def _live_models_sync(self) -> list[dict[str, Any]]:
         """``GET /api/tags``, then ``POST /api/show`` for each installed model (a model removed in

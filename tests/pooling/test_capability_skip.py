@@ -96,3 +96,32 @@ def test_a_limit_a_member_cannot_take_skips_it(servers: tuple[FakeServer, FakeSe
     assert too_many <= strong.model_info.max_output
     assert FallbackChain([weak, strong]).generate_sync("Hi", max_tokens=too_many).content == '{"name": "Ada"}'
     assert old.received == []
+
+
+def test_a_request_no_member_can_take_is_refused_at_the_call(servers: tuple[FakeServer, FakeServer]) -> None:
+    """As a single provider refuses bad input before anything runs: the stream, the future and
+    the pool's health never see it."""
+    old, _ = servers
+    weak, _ = _members(servers)
+    chain = FallbackChain([weak])
+    for _ in range(5):
+        with pytest.raises(ValidationError, match="no member"):
+            chain.stream_sync("Who?", schema=PERSON)  # raised here, not at the first next()
+        with pytest.raises(ValidationError, match="no member"):
+            chain.submit("Who?", schema=PERSON)
+    stats = chain.get_stats()
+    assert (stats.requests, stats.errors, stats.consecutive_errors) == (0, 0, 0) and stats.status != "unhealthy"
+    assert old.received == []
+
+
+def test_a_router_that_would_refuse_lets_its_parent_fall_back(servers: tuple[FakeServer, FakeServer]) -> None:
+    from mirror_providers.pooling import TieredRouter
+
+    old, new = servers
+    weak, strong = _members(servers)
+    router = TieredRouter(fast=weak, flagship=strong, fallback=False)
+    assert router.explain("Who?").tier.value == "fast"
+    assert router.unsupported(build_request("Who?", {"schema": PERSON})) is not None  # its plan is the fast tier
+    backup = OpenAIProvider(api_key="sk-d", model="gpt-6-luna", base_url=new.url + "/v1", max_retries=0)
+    result = FallbackChain([router, backup]).generate_sync("Who?", schema=PERSON)
+    assert result.parsed == {"name": "Ada"} and old.received == []
