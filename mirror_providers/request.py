@@ -476,7 +476,7 @@ def _tool(t: Any, where: str) -> Tool:
         schema = fn.get("parameters", fn.get("input_schema", {"type": "object", "properties": {}}))
         if not isinstance(schema, Mapping):
             raise ValidationError(f"{where} parameters must be a JSON schema (a dict), got {type(schema).__name__}")
-        t = Tool(name=fn.get("name", ""), description=fn.get("description", ""), parameters=dict(schema),
+        t = Tool(name=fn.get("name", ""), description=fn.get("description") or "", parameters=dict(schema),
                  cache=_cache_of(t))
     if not isinstance(t, Tool):
         raise ValidationError(f"{where} must be a Tool or a dict, not {type(t).__name__}")

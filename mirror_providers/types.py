@@ -426,7 +426,8 @@ class GenerationResult(_JsonMixin):
         reasoning: the reasoning text or summary the vendor returned, None when it returned none.
         reasoning_blocks: reasoning to send back with this turn (see ``to_message``).
         parsed: for a ``schema=`` call, the answer decoded and checked against the schema (the
-            dataclass instance for a dataclass schema); None otherwise, and when the model refused.
+            dataclass instance for a dataclass schema); None otherwise, when the model refused,
+            and when it called tools instead of answering.
         refusal: the model's refusal (OpenAI ``message.refusal``, Anthropic ``stop_reason:
             "refusal"``), None when it did not refuse.
         citations: the document passages the answer cites, in answer order (Anthropic, for

@@ -291,13 +291,15 @@ def test_a_big_listing_is_warned_about_once_and_merged_once_per_process(
 
 def test_odd_cursors_and_context_lengths_are_typed_errors(server: FakeServer) -> None:
     for cursor in (["a"], {"a": 1}, 7):
-        server.route("GET", "/v1/models", lambda req, reply, c=cursor: reply.json(
-            200, {"data": [{"id": "claude-x"}], "has_more": True, "last_id": c}))
+        _serve(server, "GET", "/v1/models", {"data": [{"id": "claude-x"}], "has_more": True, "last_id": cursor})
         with pytest.raises(InvalidResponseError, match="is not text"):
             AnthropicProvider(api_key=KEY, base_url=server.url).refresh_models_sync()
-    server.route("GET", "/api/tags", lambda req, reply: reply.json(200, {"models": [{"name": "m"}]}))
+    _serve(server, "GET", "/api/tags", {"models": [{"name": "m"}]})
     for context in ("1e400", "Infinity", '"lots"', "1.5"):
-        server.route("POST", "/api/show", lambda req, reply, c=context: reply.body(
-            200, f'{{"model_info": {{"llama.context_length": {c}}}}}'.encode(), {"Content-Type": "application/json"}))
+        raw = f'{{"model_info": {{"llama.context_length": {context}}}}}'.encode()
+
+        def show(req: Received, reply: Reply, raw: bytes = raw) -> None:
+            reply.body(200, raw, {"Content-Type": "application/json"})
+        server.route("POST", "/api/show", show)
         with pytest.raises(InvalidResponseError, match="/api/show answer for m not understood"):
             OllamaProvider("m", host=server.url).refresh_models_sync()

@@ -914,8 +914,11 @@ class HttpProvider(Provider):
         return result
 
     def _parsed(self, request: GenerateRequest, text: str, finish: str | None, request_id: str | None) -> Any:
-        """A ``schema=`` answer checked; a ``StructuredOutputError`` names this provider."""
+        """A ``schema=`` answer checked; a ``StructuredOutputError`` names this provider. None for
+        a turn that called tools instead of answering (its text, if any, is a preamble)."""
         assert request.schema is not None
+        if finish == "tool_calls":
+            return None
         try:
             return request.schema.parse(text, finish)
         except StructuredOutputError as exc:

@@ -122,8 +122,8 @@ def _assistant_items(m: Message) -> list[dict[str, Any]]:
     for c in m.tool_calls:
         items.append({"type": "function_call", "call_id": c.id, "name": c.name, "arguments": c.arguments_json})
     for r in sorted((r for r in m.reasoning if r.provider == "openai" and r.data), key=lambda r: r.index):
-        item: dict[str, Any] = {"type": "reasoning", "summary": [{"type": "summary_text", "text": r.text}]
-                                if r.text else [], "encrypted_content": r.data}
+        # The summary was for display; the encrypted content is what the model reads back.
+        item: dict[str, Any] = {"type": "reasoning", "summary": [], "encrypted_content": r.data}
         if r.signature:
             item["id"] = r.signature
         items.insert(min(r.index, len(items)), item)
