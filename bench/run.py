@@ -44,7 +44,8 @@ from mirror_providers.pooling import FallbackChain, ProviderPool  # noqa: E402
 from mirror_providers.provider import Provider  # noqa: E402
 from mirror_providers.transport import HttpRequest, RequestsTransport  # noqa: E402
 
-PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages", "ollama": "/api/chat"}
+PATHS = {"openai": "/v1/chat/completions", "responses": "/v1/responses", "anthropic": "/v1/messages",
+         "ollama": "/api/chat"}
 KEY = "sk-bench-key"
 
 
@@ -86,12 +87,16 @@ def make(vendor: str, port: int, **kw: Any) -> Provider:
     url = f"http://127.0.0.1:{port}"
     if vendor == "openai":
         return OpenAIProvider(model="gpt-4o-mini", base_url=url + "/v1", api_key=KEY, **kw)
+    if vendor == "responses":
+        return OpenAIProvider(model="gpt-6-luna", base_url=url + "/v1", api_key=KEY, api="responses", **kw)
     if vendor == "anthropic":
         return AnthropicProvider(model="claude-sonnet-4-5", base_url=url, api_key=KEY, **kw)
     return OllamaProvider("llama3.1", url, **kw)
 
 
 def baseline_payload(vendor: str, stream: bool) -> dict[str, Any]:
+    if vendor == "responses":
+        return {"model": "m", "input": [{"role": "user", "content": "hi"}], "store": False, "stream": stream}
     body: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
     if vendor == "anthropic":
         body["max_tokens"] = 1024
@@ -169,7 +174,7 @@ def bench_stream(port: int, chunks: int, reps: int) -> list[Row]:
         body = json.dumps(baseline_payload(vendor, True))
         session = requests.Session()
         headers = {"Content-Type": "application/json", "x-bench-chunks": str(chunks)}
-        marker = b'"content"' if vendor == "ollama" else b"text_delta" if vendor == "anthropic" else b'"content"'
+        marker = {"anthropic": b"text_delta", "responses": b'"type":"response.output_text.delta"'}.get(vendor, b'"content"')
 
         def baseline() -> float:
             start = time.perf_counter()
@@ -254,7 +259,7 @@ def bench_first_chunk(port: int, reps: int) -> list[Row]:
         body = json.dumps(baseline_payload(vendor, True))
         headers = {"Content-Type": "application/json", "x-bench-chunks": "2", "x-bench-pause-ms": "200"}
         session = requests.Session()
-        stamp_at = b'"text_delta","text":"' if vendor == "anthropic" else b'"content":"'
+        stamp_at = {"anthropic": b'"text_delta","text":"', "responses": b'"delta":"'}.get(vendor, b'"content":"')
 
         def baseline() -> float:
             with session.post(url, data=body, headers=headers, stream=True) as r:

@@ -22,10 +22,16 @@ import contextlib
 import json
 import time
 
-ROUTES = {"/v1/chat/completions": "openai", "/v1/messages": "anthropic", "/api/chat": "ollama"}
+ROUTES = {"/v1/chat/completions": "openai", "/v1/responses": "responses", "/v1/messages": "anthropic",
+          "/api/chat": "ollama"}
 
 
 def plain_body(vendor: str) -> bytes:
+    if vendor == "responses":
+        return json.dumps({"id": "resp_b", "object": "response", "status": "completed", "model": "gpt-6-luna",
+                           "output": [{"type": "message", "id": "msg_b", "role": "assistant", "status": "completed",
+                                       "content": [{"type": "output_text", "text": "Paris", "annotations": []}]}],
+                           "usage": {"input_tokens": 5, "output_tokens": 1, "total_tokens": 6}}).encode()
     if vendor == "openai":
         return json.dumps({"id": "chatcmpl-b", "object": "chat.completion", "model": "gpt-4o-mini", "choices": [
             {"index": 0, "message": {"role": "assistant", "content": "Paris"}, "finish_reason": "stop"}],
@@ -39,6 +45,9 @@ def plain_body(vendor: str) -> bytes:
 
 
 def frame(vendor: str, text: str) -> bytes:
+    if vendor == "responses":  # the real events' fields, without a sequence_number (optional; checked when sent)
+        return (b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","content_index":0,'
+                b'"delta":"%s","item_id":"msg_b","logprobs":[],"output_index":0}\n\n' % text.encode())
     if vendor == "openai":
         return (b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"%s"},"finish_reason":null}]}\n\n'
                 % text.encode())
@@ -49,6 +58,11 @@ def frame(vendor: str, text: str) -> bytes:
 
 
 def head_frames(vendor: str) -> bytes:
+    if vendor == "responses":
+        return (b'event: response.created\ndata: {"type":"response.created","response":{"id":"resp_b",'
+                b'"model":"gpt-6-luna","status":"in_progress","output":[]}}\n\n'
+                b'event: response.output_item.added\ndata: {"type":"response.output_item.added","output_index":0,'
+                b'"item":{"type":"message","id":"msg_b","role":"assistant","content":[]}}\n\n')
     if vendor == "anthropic":
         return (b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_b","type":"message",'
                 b'"role":"assistant","model":"claude-sonnet-4-20250514","content":[],"stop_reason":null,'
@@ -59,6 +73,10 @@ def head_frames(vendor: str) -> bytes:
 
 
 def tail_frames(vendor: str, n: int) -> bytes:
+    if vendor == "responses":
+        return (b'event: response.completed\ndata: {"type":"response.completed","response":{"id":"resp_b",'
+                b'"status":"completed","model":"gpt-6-luna","output":[],"usage":{"input_tokens":5,'
+                b'"output_tokens":%d,"total_tokens":%d}}}\n\n' % (n, n + 5))
     if vendor == "openai":
         return (b'data: {"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
                 b'data: {"id":"c","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":%d,"total_tokens":%d}}'
