@@ -74,10 +74,30 @@ def cite_aware_routes(server: FakeServer) -> None:
     server.route("POST", "/v1/messages", messages)
 
 
+def responses_routes(server: FakeServer) -> None:
+    """``/v1/responses``: a function call for a first turn with tools, then an answer."""
+
+    def respond(req: Received, reply: Reply) -> None:
+        body: dict[str, Any] = req.json()
+        answered = any(i.get("type") == "function_call_output" for i in body["input"])
+        if body.get("tools") and not answered:
+            output = [{"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "ENC"},
+                      {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "get_weather",
+                       "arguments": '{"city": "Paris"}'}]
+        else:
+            output = [{"type": "message", "role": "assistant",
+                       "content": [{"type": "output_text", "text": "It is 18 C and clear in Paris."}]}]
+        reply.json(200, {"id": "resp_1", "status": "completed", "model": body["model"], "output": output,
+                         "usage": {"input_tokens": 9, "output_tokens": 5, "total_tokens": 14}})
+
+    server.route("POST", "/v1/responses", respond)
+
+
 def test_readme_python_blocks_run(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
     tool_aware_routes(server)
     add_anthropic_routes(server, "Qubits compute with superposition.")
     cite_aware_routes(server)
+    responses_routes(server)
     monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
     monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
     monkeypatch.setenv("OLLAMA_HOST", server.url)
@@ -122,6 +142,10 @@ def test_readme_python_blocks_run(server: FakeServer, monkeypatch: pytest.Monkey
     assert "City(name='Paris', country='France')" in text
     assert "Revenue grew 12% <- Q3 report 3 4" in text
     assert "vendor 1 models listed 0 s ago" in text
+    assert "tool_calls [('get_weather', {'city': 'Paris'})]" in text and "It is 18 C and clear in Paris." in text
+    replayed = [r.json() for r in server.received if r.path.endswith("/responses")][-1]["input"]
+    assert [i.get("type", i.get("role")) for i in replayed] == ["user", "reasoning", "function_call",
+                                                                "function_call_output"]
     # the requests really reached the server, with what the examples asked for
     bodies = [r.json() for r in server.received if r.method == "POST"]
     assert any(b.get("max_completion_tokens") == 50 for b in bodies) and any(b.get("seed") == 7 for b in bodies)
