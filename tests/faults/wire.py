@@ -27,6 +27,9 @@ from mirror_providers.openai import OpenAIProvider
 from mirror_providers.provider import Provider
 
 from ..parrot import ParrotProvider
+from ..providers.test_openai_responses import message as responses_message
+from ..providers.test_openai_responses import response as responses_answer
+from ..providers.test_openai_responses import text_stream as responses_stream
 from ..server import (
     FakeServer,
     Received,
@@ -73,6 +76,15 @@ WIRES = {
         b'data: {"error":{"message":"The server had an error","type":"server_error","param":null,"code":null}}\n\n',
         lambda url, **kw: OpenAIProvider(model="gpt-4o-mini", base_url=url + "/v1", api_key="sk-fault-KEY-123", **kw),
         content_frames=3,
+    ),
+    "responses": Wire(
+        "responses", "/v1/responses", lambda: responses_answer([responses_message(TEXT)]),
+        lambda: responses_stream(TEXT),
+        lambda status: {"error": {"message": "upstream trouble", "type": "server_error", "code": None}},
+        b'event: error\ndata: {"type":"error","code":"server_error","message":"The server had an error"}\n\n',
+        lambda url, **kw: OpenAIProvider(model="gpt-6-luna", base_url=url + "/v1", api_key="sk-fault-KEY-123",
+                                         api="responses", **kw),
+        content_frames=3, end_frames=2,
     ),
     "anthropic": Wire(
         "anthropic", "/v1/messages", lambda: anthropic_message(TEXT), lambda: anthropic_sse(TEXT),
