@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from mirror_providers.anthropic import AnthropicProvider
 from mirror_providers.base import ContentPart, Message, Tool, ValidationError
 from mirror_providers.local import OllamaProvider
 from mirror_providers.openai import OpenAIProvider
-from mirror_providers.transport import MockTransport
+from mirror_providers.transport import HttpRequest, HttpResponse, MockTransport
 from mirror_providers.types import Citation, join_chunks
 
 from .server import FakeServer, Received, Reply
@@ -86,6 +87,19 @@ def openai(model: str = "gpt-6-luna") -> tuple[OpenAIProvider, Recorder]:
     return OpenAIProvider(api_key="sk-test", model=model, transport=MockTransport(rec), max_retries=0, api="chat"), rec
 
 
+def ollama_recorder() -> tuple[list[dict[str, Any]], Callable[[HttpRequest], HttpResponse]]:
+    """An Ollama transport handler that keeps each body and answers "ok"."""
+    seen: list[dict[str, Any]] = []
+
+    def handler(req: HttpRequest) -> HttpResponse:
+        seen.append(json.loads(req.body or b"{}"))
+        return HttpResponse(200, {"content-type": "application/json"}, json.dumps(
+            {"model": "llama3.1", "message": {"role": "assistant", "content": "ok"}, "done": True,
+             "done_reason": "stop"}).encode())
+
+    return seen, handler
+
+
 # -- cache breakpoints --------------------------------------------------------------------------
 
 def test_anthropic_breakpoints_on_tools_system_and_parts_and_automatic_caching() -> None:
@@ -118,15 +132,7 @@ def test_openai_and_ollama_get_no_cache_marks() -> None:
     body = rec.bodies[-1]
     assert body["messages"][0] == {"role": "system", "content": BIG}  # one text, as before
     assert "cache_control" not in json.dumps(body)
-    seen: list[dict[str, Any]] = []
-
-    def ollama_server(req: Any) -> Any:
-        from mirror_providers.transport import HttpResponse
-        seen.append(json.loads(req.body))
-        return HttpResponse(200, {"content-type": "application/json"}, json.dumps(
-            {"model": "llama3.1", "message": {"role": "assistant", "content": "ok"}, "done": True,
-             "done_reason": "stop"}).encode())
-
+    seen, ollama_server = ollama_recorder()
     OllamaProvider("llama3.1", transport=MockTransport(ollama_server)).generate_sync(
         [Message.system(BIG, cache="1h"), Message.user("Hi")], cache=True)
     assert seen[0]["messages"][0] == {"role": "system", "content": BIG}
@@ -202,15 +208,7 @@ def test_openai_gets_a_pdf_as_a_file_part_and_text_as_text() -> None:
 
 
 def test_ollama_reads_text_documents_and_refuses_pdfs() -> None:
-    seen: list[dict[str, Any]] = []
-
-    def server(req: Any) -> Any:
-        from mirror_providers.transport import HttpResponse
-        seen.append(json.loads(req.body))
-        return HttpResponse(200, {"content-type": "application/json"}, json.dumps(
-            {"model": "llama3.1", "message": {"role": "assistant", "content": "ok"}, "done": True,
-             "done_reason": "stop"}).encode())
-
+    seen, server = ollama_recorder()
     llm = OllamaProvider("llama3.1", transport=MockTransport(server))
     llm.generate_sync([Message.user((ContentPart.document_text("The body.", title="Memo"),
                                      ContentPart.from_text("Summarise.")))])
