@@ -207,7 +207,7 @@ def finish_of(data: Mapping[str, Any], had_calls: bool) -> FinishReason | None:
     if status == "incomplete":
         details = data.get("incomplete_details") or {}
         return INCOMPLETE_REASONS.get(str(details.get("reason")), "other")
-    return finish_with_tools("stop" if status == "completed" else "other", had_calls)
+    return finish_with_tools("stop" if status in ("completed", None) else "other", had_calls)
 
 
 def failure(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -229,7 +229,7 @@ def parse_result(data: Mapping[str, Any], model: str) -> GenerationResult:
     status = data.get("status")
     if status == "failed" or data.get("error"):
         raise ErrorEvent(failure(data))
-    if status not in ("completed", "incomplete"):
+    if status not in ("completed", "incomplete", None):  # None: a compatible server that leaves it out
         raise ValueError(f"response status is {status!r}: not finished (background responses are not polled)")
     texts: list[str] = []
     refusals: list[str] = []

@@ -220,6 +220,14 @@ def test_a_failed_response_is_typed(server: FakeServer, error: dict[str, Any], c
         llm(server).generate_sync("x")
 
 
+def test_a_server_that_leaves_out_the_status_is_read(server: FakeServer) -> None:
+    body = response([message("fine")])
+    del body["status"]
+    serve(server, body, [])
+    r = llm(server).generate_sync("x")
+    assert (r.content, r.finish_reason) == ("fine", "stop")
+
+
 def test_a_background_response_is_not_taken_for_an_answer(server: FakeServer) -> None:
     serve(server, response([], "queued"), [])
     with pytest.raises(InvalidResponseError, match="not finished"):
