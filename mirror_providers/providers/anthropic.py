@@ -619,7 +619,7 @@ class AnthropicProvider(HttpProvider):
     MODELS: ClassVar[tuple[ModelInfo, ...]] = MODELS
     OWNED_FIELDS: ClassVar[Mapping[str, str]] = OWNED_FIELDS
     REASONING_FIELDS = ("thinking",)
-    SCHEMA_FIELDS = ("output_format",)
+    SCHEMA_FIELDS = ("output_format", "output_config.format")
     STRUCTURED_FALLBACK = True
 
     def __init__(self, model: str | None = None, *, auth_token: str | None = None,
@@ -679,10 +679,6 @@ class AnthropicProvider(HttpProvider):
         if any(t.name == OUTPUT_TOOL for t in request.tools):
             raise ValidationError(f"tool name {OUTPUT_TOOL!r} is reserved (schema= uses it on models without "
                                   f"structured output)", provider=self.provider_id, model=self._model)
-        fmt = request.extra.get("output_config")
-        if request.schema is not None and isinstance(fmt, Mapping) and "format" in fmt:
-            raise ValidationError("schema= and extra['output_config']['format'] both ask for structured output: "
-                                  "give one", provider=self.provider_id, model=self._model)
         if uses_output_tool(request, self._model_info):
             if request.tool_choice is not None:
                 raise ValidationError(f"{self._model} has no native structured output, so schema= forces a tool; "

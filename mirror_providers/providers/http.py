@@ -373,6 +373,7 @@ class HttpProvider(Provider):
     # together with ``reasoning=`` (which would be two answers to one question).
     REASONING_FIELDS: ClassVar[tuple[str, ...]] = ()
     # Body fields that ask for structured output the vendor's way: not together with ``schema=``.
+    # A dotted name is a field inside one (``output_config.format``).
     SCHEMA_FIELDS: ClassVar[tuple[str, ...]] = ()
     # The wire: where a chat call goes, how its stream is framed ("sse" or "ndjson"), what its
     # terminator is called in errors, and the status each of the vendor's error codes and types
@@ -556,17 +557,24 @@ class HttpProvider(Provider):
                                  provider=self.provider_id)
 
     def _use_live(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        self._table = live_models.merge_live(self.MODELS, rows, self.UNKNOWN_MODEL, self.provider_id,
-                                             self.catalog_name)
-        self._model_info = self._find(self._model)
+        self._use_table(live_models.merge_live(self.MODELS, rows, self.UNKNOWN_MODEL, self.provider_id,
+                                               self.catalog_name))
 
     def _use_cached_models(self) -> None:
         """At construction: the listing an earlier ``refresh_models_sync`` cached for this server."""
         table = live_models.merged_cache(self.provider_id, self.base_url, self.MODELS, self.UNKNOWN_MODEL,
                                          self.catalog_name)
         if table is not None:
-            self._table = table
-            self._model_info = self._find(self._model)
+            self._use_table(table)
+
+    def _use_table(self, table: tuple[ModelInfo, ...]) -> None:
+        """Make ``table`` this provider's catalog, and its row for the model the one in use."""
+        self._table = table
+        self._model_info = self._for_wire(self._find(self._model))
+
+    def _for_wire(self, info: ModelInfo | None) -> ModelInfo | None:
+        """The catalog row as the wire this provider speaks sees the model (OpenAI has two)."""
+        return info
 
     @property
     def on_vendor_host(self) -> bool:
@@ -720,9 +728,7 @@ class HttpProvider(Provider):
             if key in self.REASONING_FIELDS and request.reasoning is not None:
                 raise ValidationError(f"reasoning={request.reasoning!r} and extra[{key!r}] both ask for reasoning: "
                                       f"give one", provider=self.provider_id, model=self._model)
-            if key in self.SCHEMA_FIELDS and request.schema is not None:
-                raise ValidationError(f"schema= and extra[{key!r}] both ask for structured output: give one",
-                                      provider=self.provider_id, model=self._model)
+        self._check_schema_fields(request, self.SCHEMA_FIELDS)
         if self.TOOL_RESULTS_NEED_IDS:
             for i, m in enumerate(request.messages):
                 if m.role == "tool" and not m.tool_call_id:
@@ -732,6 +738,20 @@ class HttpProvider(Provider):
         info = self._model_info
         if info is not None:
             self._check_for_model(request, info)
+
+    def _check_schema_fields(self, request: GenerateRequest, fields: Sequence[str]) -> None:
+        """``schema=`` and one of ``fields`` in ``extra`` (dotted: nested) would ask twice."""
+        if request.schema is None:
+            return
+        for dotted in fields:
+            *outer, last = dotted.split(".")
+            node: Any = request.extra
+            for name in outer:
+                node = node.get(name) if isinstance(node, Mapping) else None
+            if isinstance(node, Mapping) and last in node:  # present at all: even null would override ours
+                where = "".join(f"[{name!r}]" for name in dotted.split("."))
+                raise ValidationError(f"schema= and extra{where} both ask for structured output: give one",
+                                      provider=self.provider_id, model=self._model)
 
     def _check_for_model(self, request: GenerateRequest, info: ModelInfo) -> None:
         """What the catalog row says this model refuses, refused before sending."""

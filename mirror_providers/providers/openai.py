@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -401,10 +401,6 @@ class OpenAIProvider(HttpProvider):
     def _for_wire(self, info: ModelInfo | None) -> ModelInfo | None:
         return responses_wire.wire_view(info) if self.api == "responses" else info
 
-    def _use_live(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        super()._use_live(rows)
-        self._model_info = self._for_wire(self._model_info)
-
     @property
     def is_openai(self) -> bool:
         """True when talking to OpenAI itself rather than a compatible server."""
@@ -455,9 +451,7 @@ class OpenAIProvider(HttpProvider):
                              f"{responses_wire.OWNED_FIELDS[key]}")
         if "reasoning" in request.extra and request.reasoning is not None:
             raise refuse(f"reasoning={request.reasoning!r} and extra['reasoning'] both ask for reasoning: give one")
-        text = request.extra.get("text")
-        if request.schema is not None and isinstance(text, Mapping) and "format" in text:
-            raise refuse("schema= and extra['text']['format'] both ask for structured output: give one")
+        self._check_schema_fields(request, ("text.format",))
 
     # -- errors -----------------------------------------------------------------------------
 
