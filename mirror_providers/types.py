@@ -197,7 +197,7 @@ class ContentPart(_JsonMixin):
 
     @property
     def data_url(self) -> str:
-        """The image as a URL: its own URL, or a ``data:`` URL built from its bytes."""
+        """The image (or PDF) as a URL: its own URL, or a ``data:`` URL built from its bytes."""
         if self.url:
             return self.url
         return f"data:{self.media_type};base64,{self.data}"

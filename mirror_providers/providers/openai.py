@@ -139,7 +139,7 @@ def _content(m: Message) -> Any:
             parts.append({"type": "text", "text": p.as_text()})
         elif p.type == "document":
             parts.append({"type": "file", "file": {"filename": p.filename or "document.pdf",
-                                                   "file_data": f"data:application/pdf;base64,{p.data}"}})
+                                                   "file_data": p.data_url}})
         else:
             image: dict[str, Any] = {"url": p.data_url}
             if p.detail:

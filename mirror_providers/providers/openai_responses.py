@@ -97,7 +97,7 @@ def _input_part(p: ContentPart) -> dict[str, Any]:
         if p.url:
             return {"type": "input_file", "file_url": p.url}
         return {"type": "input_file", "filename": p.filename or "document.pdf",
-                "file_data": f"data:application/pdf;base64,{p.data}"}
+                "file_data": p.data_url}
     image: dict[str, Any] = {"type": "input_image", "image_url": p.data_url}
     if p.detail:
         image["detail"] = p.detail
