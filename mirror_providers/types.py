@@ -272,7 +272,9 @@ class ReasoningBlock(_JsonMixin):
     Attributes:
         provider: the vendor that made it; it is sent back only to that vendor (another one
             could not check it, and would refuse it or misread it).
-        kind: ``"thinking"`` or ``"redacted_thinking"``.
+        kind: ``"thinking"`` or ``"redacted_thinking"``; or ``"message"``, which is not reasoning
+            but OpenAI Responses' mark of an answer message's ``phase`` (``"commentary"`` or
+            ``"final_answer"`` as ``data``, that message's text as ``text``), sent back with it.
         text: the reasoning text ("" when the vendor returned only a signature).
         signature: the vendor's signature over it, when signed.
         data: the encrypted content of a redacted block.
@@ -280,7 +282,7 @@ class ReasoningBlock(_JsonMixin):
     """
 
     provider: str
-    kind: Literal["thinking", "redacted_thinking"] = "thinking"
+    kind: Literal["thinking", "redacted_thinking", "message"] = "thinking"
     text: str = ""
     signature: str | None = None
     data: str | None = None
@@ -432,6 +434,9 @@ class GenerationResult(_JsonMixin):
             "refusal"``), None when it did not refuse.
         citations: the document passages the answer cites, in answer order (Anthropic, for
             documents sent with ``citations=True``).
+        response_id: the vendor's id of this answer (OpenAI ``resp_...`` or ``chatcmpl-...``,
+            Anthropic ``msg_...``), when it sent one; with ``store=True`` on OpenAI's Responses
+            wire, ``extra={"previous_response_id": result.response_id}`` continues from it.
     """
 
     content: str
@@ -449,6 +454,7 @@ class GenerationResult(_JsonMixin):
     parsed: Any = field(default=None, compare=False)
     refusal: str | None = None
     citations: tuple[Citation, ...] = ()
+    response_id: str | None = None
 
     @property
     def text(self) -> str:
@@ -484,6 +490,8 @@ class StreamChunk(_JsonMixin):
             ``GenerationResult.parsed``).
         citations: the citations of the text block that just ended (see
             ``GenerationResult.citations``).
+        response_id: on the last chunk, the vendor's id of this answer (see
+            ``GenerationResult.response_id``).
     """
 
     content: str = ""
@@ -499,6 +507,7 @@ class StreamChunk(_JsonMixin):
     refusal: str = ""
     parsed: Any = field(default=None, compare=False)
     citations: tuple[Citation, ...] = ()
+    response_id: str | None = None
 
     def __str__(self) -> str:
         return self.content
@@ -518,7 +527,7 @@ def fast_stream_chunk(content: str, index: int, tool_calls: tuple[ToolCallDelta,
     _set_attribute(chunk, "__dict__", {"content": content, "index": index, "finish_reason": None, "usage": None,
                                        "tool_calls": tool_calls, "model": model, "provider": provider,
                                        "request_id": None, "reasoning": "", "reasoning_blocks": (),
-                                       "refusal": "", "parsed": None, "citations": ()})
+                                       "refusal": "", "parsed": None, "citations": (), "response_id": None})
     return chunk
 
 
@@ -759,6 +768,7 @@ def join_chunks(chunks: Iterable[StreamChunk], *, provider: str = "", model: str
     finish: FinishReason | None = None
     usage: Usage | None = None
     request_id: str | None = None
+    response_id: str | None = None
     thought: list[str] = []
     refused: list[str] = []
     blocks: tuple[ReasoningBlock, ...] = ()
@@ -785,6 +795,7 @@ def join_chunks(chunks: Iterable[StreamChunk], *, provider: str = "", model: str
         provider = chunk.provider or provider
         model = chunk.model or model
         request_id = chunk.request_id or request_id
+        response_id = chunk.response_id or response_id
     # A call of a function without parameters may stream no argument text at all (Anthropic sends
     # one empty fragment): its arguments are "{}", as the same answer unstreamed says.
     joined = {i: "".join(c[2]) or "{}" for i, c in calls.items()}
@@ -792,7 +803,7 @@ def join_chunks(chunks: Iterable[StreamChunk], *, provider: str = "", model: str
         ToolCall(id=c[0] or "", name=c[1] or "", arguments=parse_tool_arguments(joined[i]), arguments_json=joined[i])
         for i, c in sorted(calls.items())
     )
-    reasoning = "".join(thought) if thought or blocks else None
+    reasoning = "".join(thought) if thought or any(b.kind != "message" for b in blocks) else None
     return GenerationResult("".join(text), model, provider, finish, usage, tool_calls, request_id=request_id,
                             reasoning=reasoning, reasoning_blocks=blocks, parsed=parsed,
-                            refusal="".join(refused) or None, citations=tuple(cited))
+                            refusal="".join(refused) or None, citations=tuple(cited), response_id=response_id)

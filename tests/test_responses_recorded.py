@@ -133,8 +133,11 @@ def test_streamed_commentary_call_and_stateless_replay(server: FakeServer) -> No
     assert first.usage is not None and (first.usage.input_tokens, first.usage.output_tokens,
                                         first.usage.reasoning_tokens) == (63, 69, 26)
     theirs = next(i for i in replay.recorded(1)["input"] if i.get("type") == "reasoning")
-    (block,) = first.reasoning_blocks
+    block, mark = first.reasoning_blocks
     assert block.data == theirs["encrypted_content"]  # the .done value, not the .added one
+    assert (mark.kind, mark.data, mark.text) == ("message", "commentary", first.content)
+    assert first.reasoning == ""  # it reasoned, and streamed no summary; the phase is not reasoning
+    assert first.response_id is not None and first.response_id.startswith("resp_")
     second = join_chunks(llm.stream_sync([*convo, first.to_message(),
                                           Message.tool_result(first.tool_calls[0].id, "Potato City")], tools=[tool]))
     assert "Potato City" in second.content and second.finish_reason == "stop"
@@ -142,6 +145,9 @@ def test_streamed_commentary_call_and_stateless_replay(server: FakeServer) -> No
     assert [i.get("type", i.get("role")) for i in ours] == ["developer", "user", "reasoning", "message",
                                                             "function_call", "function_call_output"]
     assert ours[2]["encrypted_content"] == theirs["encrypted_content"] and ours[2]["id"] == theirs["id"]
+    recorded_message = next(i for i in replay.recorded(1)["input"] if i.get("type") == "message")
+    assert ours[3]["phase"] == recorded_message["phase"] == "commentary"  # what the model said was not its answer
+    assert ours[3]["content"][0]["text"] == first.content  # (the recording's client folded its quotes to ASCII)
 
 
 def test_image_by_url(server: FakeServer) -> None:

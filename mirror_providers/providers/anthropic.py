@@ -50,6 +50,7 @@ from .http import (
     check_credential,
     check_header_value,
     finish_with_tools,
+    id_of,
     optional_count,
     text_of,
     token_count,
@@ -212,7 +213,8 @@ def _blocks(m: Message) -> tuple[str, list[dict[str, Any]]]:
         blocks.append({"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments or {}})
     # Thinking goes back unchanged, where it was among the answer's blocks (the API refuses a tool
     # loop whose thinking was dropped or moved); another vendor's reasoning is not ours to send.
-    for r in sorted((r for r in m.reasoning if r.provider == "anthropic"), key=lambda r: r.index):
+    for r in sorted((r for r in m.reasoning if r.provider == "anthropic" and r.kind != "message"),
+                    key=lambda r: r.index):
         if r.kind == "redacted_thinking":
             block: dict[str, Any] = {"type": "redacted_thinking", "data": r.data or ""}
         else:
@@ -417,6 +419,7 @@ def parse_result(data: Mapping[str, Any], model: str) -> GenerationResult:
         reasoning="".join(b.text for b in thinking) if thinking else None,
         reasoning_blocks=thinking,
         citations=cited,
+        response_id=id_of(data),
     )
 
 
@@ -438,6 +441,7 @@ class StreamState:
     text_length: int = 0  # characters of answer text so far: where a cited block's text starts and ends
     text_starts: dict[int, int] = field(default_factory=dict)  # text block index -> its start in the answer
     cited: dict[int, list[Any]] = field(default_factory=dict)  # text block index -> its citations so far
+    response_id: str | None = None
 
     def _block_stop(self, index: int) -> Delta:
         """A content block closes: a text block that cited documents gives its citations."""
@@ -524,6 +528,7 @@ class StreamState:
             message = data.get("message") or {}
             self.model = str(message.get("model") or self.model)
             self.input_usage = dict(message.get("usage") or {})
+            self.response_id = id_of(message)
         elif kind == "content_block_start":
             return self._block_start(int(data.get("index", 0)), data.get("content_block") or {})
         elif kind == "message_delta":

@@ -130,7 +130,8 @@ class StreamParser(Protocol):
     ``Delta``; it raises ``ErrorEvent`` for an error the vendor reports inside the stream and may
     raise ``ValueError``/``KeyError``/``TypeError`` for a frame of the wrong shape (a
     ``StreamError`` then). It sets ``done`` when the vendor's terminator arrives. ``final()`` says
-    how the answer ended once ``done``: (finish reason, usage).
+    how the answer ended once ``done``: (finish reason, usage). A parser may also keep the
+    answer's ``response_id``, ``reasoning_blocks`` and ``refusal`` for the last chunk.
     """
 
     done: bool
@@ -178,6 +179,13 @@ def text_of(value: Any, name: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{name} is {type(value).__name__}, not text")
     return value
+
+
+def id_of(data: Mapping[str, Any]) -> str | None:
+    """An answer's ``id`` (``GenerationResult.response_id``): a non-empty string, else None (a
+    compatible server may leave it out or send something else; it is informative, not checked)."""
+    value = data.get("id")
+    return value if isinstance(value, str) and value else None
 
 
 def finish_with_tools(reported: FinishReason | None, delivered_tool_calls: bool) -> FinishReason | None:
@@ -1036,7 +1044,8 @@ class HttpProvider(Provider):
         refusal = getattr(parser, "refusal", None)
         yield StreamChunk(content="", index=index, finish_reason=finish or "stop", usage=usage, model=parser.model,
                           provider=provider, request_id=request_id, reasoning_blocks=blocks,
-                          refusal=refusal if refusal and not getattr(parser, "refusal_streamed", False) else "")
+                          refusal=refusal if refusal and not getattr(parser, "refusal_streamed", False) else "",
+                          response_id=getattr(parser, "response_id", None))
 
     def _reasoning_chunk(self, out: Any, index: int, model: str) -> StreamChunk:
         """The chunk of a ``Reasoning``, ``Refusal`` or ``Cited`` delta; anything else a parser

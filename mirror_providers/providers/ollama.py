@@ -167,7 +167,7 @@ def _message(m: Message, tool_name: str | None) -> dict[str, Any]:
         out["tool_calls"] = [{**({"id": c.id} if c.id else {}),
                               "function": {"name": c.name, "arguments": c.arguments or {}}}
                              for c in m.tool_calls]
-    thought = "".join(r.text for r in m.reasoning if r.provider == "ollama")
+    thought = "".join(r.text for r in m.reasoning if r.provider == "ollama" and r.kind != "message")
     if m.role == "assistant" and thought:  # the model's own thinking, back where it was (Message.thinking)
         out["thinking"] = thought
     if m.role == "tool":

@@ -51,6 +51,7 @@ from .http import (
     Refusal,
     check_header_value,
     finish_with_tools,
+    id_of,
     optional_count,
     text_of,
     token_count,
@@ -254,6 +255,7 @@ def parse_result(data: Mapping[str, Any], model: str) -> GenerationResult:
         usage=parse_usage(data.get("usage")),
         tool_calls=calls,
         raw=dict(data),
+        response_id=id_of(data),
     )
 
 
@@ -270,6 +272,7 @@ class StreamState:
     had_tool_calls: bool = False
     done: bool = False
     refused: list[str] = field(default_factory=list)
+    response_id: str | None = None
     refusal_streamed = True  # each piece went out as a Refusal delta
 
     @property
@@ -290,6 +293,8 @@ class StreamState:
         model = data.get("model")
         if model:
             self.model = str(model)
+        if self.response_id is None:  # every chunk repeats it
+            self.response_id = id_of(data)
         choices = data.get("choices")
         if not choices:
             return None

@@ -28,7 +28,17 @@ from ..types import (
     Usage,
     parse_tool_arguments,
 )
-from .http import Delta, ErrorEvent, Reasoning, Refusal, finish_with_tools, optional_count, text_of, token_count
+from .http import (
+    Delta,
+    ErrorEvent,
+    Reasoning,
+    Refusal,
+    finish_with_tools,
+    id_of,
+    optional_count,
+    text_of,
+    token_count,
+)
 
 __all__ = ["RESPONSES_PATH", "ResponsesStream", "build_payload", "parse_result", "parse_usage", "wire_view"]
 
@@ -115,19 +125,46 @@ def _content(m: Message) -> Any:
 def _assistant_items(m: Message) -> list[dict[str, Any]]:
     """An assistant turn as output items echoed back: its text, its calls, and the reasoning items
     it carried at their places (a reasoning item must come right before what followed it)."""
+    ours = [r for r in m.reasoning if r.provider == "openai"]
+    phases = [r for r in ours if r.kind == "message" and r.data]
+    anchored: list[tuple[int, dict[str, Any]]] = []
     items: list[dict[str, Any]] = []
-    if m.text:
-        items.append({"type": "message", "role": "assistant",
-                      "content": [{"type": "output_text", "text": m.text, "annotations": []}]})
+    if phases and "".join(r.text for r in phases) == m.text:
+        # The answer came as messages with a phase (commentary, then final_answer): each goes back
+        # as it came, so the model knows which of its words were the answer.
+        anchored += [(r.index, _message_item(r.text, r.data)) for r in phases]
+    elif m.text:  # no phase, or the text was edited since: one message, no phase to misstate
+        items.append(_message_item(m.text))
     for c in m.tool_calls:
         items.append({"type": "function_call", "call_id": c.id, "name": c.name, "arguments": c.arguments_json})
-    for r in sorted((r for r in m.reasoning if r.provider == "openai" and r.data), key=lambda r: r.index):
-        # The summary was for display; the encrypted content is what the model reads back.
-        item: dict[str, Any] = {"type": "reasoning", "summary": [], "encrypted_content": r.data}
-        if r.signature:
-            item["id"] = r.signature
-        items.insert(min(r.index, len(items)), item)
+    for r in ours:
+        if r.kind != "message" and r.data:
+            # The summary was for display; the encrypted content is what the model reads back.
+            item: dict[str, Any] = {"type": "reasoning", "summary": [], "encrypted_content": r.data}
+            if r.signature:
+                item["id"] = r.signature
+            anchored.append((r.index, item))
+    for index, item in sorted(anchored, key=lambda pair: pair[0]):
+        items.insert(min(index, len(items)), item)
     return items
+
+
+def _message_item(text: str, phase: str | None = None) -> dict[str, Any]:
+    item: dict[str, Any] = {"type": "message", "role": "assistant",
+                            "content": [{"type": "output_text", "text": text, "annotations": []}]}
+    if phase:
+        item["phase"] = phase
+    return item
+
+
+def _phase_mark(item: Mapping[str, Any], index: int) -> ReasoningBlock | None:
+    """A message item's ``phase`` as a block to send back with its text (None without one)."""
+    phase = item.get("phase")
+    if phase is None:
+        return None
+    text = "".join(text_of(p.get("text"), "output_text") for p in item.get("content") or ()
+                   if isinstance(p, Mapping) and p.get("type") == "output_text")
+    return ReasoningBlock("openai", "message", text=text, data=text_of(phase, "a message phase") or None, index=index)
 
 
 def build_input(request: GenerateRequest) -> list[dict[str, Any]]:
@@ -238,6 +275,9 @@ def parse_result(data: Mapping[str, Any], model: str) -> GenerationResult:
     for i, item in enumerate(data["output"]):
         kind = item.get("type")
         if kind == "message":
+            mark = _phase_mark(item, i)
+            if mark is not None:
+                blocks.append(mark)
             for part in item.get("content") or ():
                 if part.get("type") == "output_text":
                     texts.append(text_of(part.get("text"), "output_text"))
@@ -250,12 +290,13 @@ def parse_result(data: Mapping[str, Any], model: str) -> GenerationResult:
         elif kind == "reasoning":
             blocks.append(_reasoning_item(item, i))
         # other items (built-in tools' calls...) are not ours to read
-    summaries = [b.text for b in blocks if b.text]
+    summaries = [b.text for b in blocks if b.text and b.kind == "thinking"]
     return GenerationResult(
         content="".join(texts), model=str(data.get("model") or model), provider="",
         finish_reason=finish_of(data, bool(calls)), usage=parse_usage(data.get("usage")), tool_calls=tuple(calls),
-        raw=dict(data), reasoning="\n\n".join(summaries) if summaries else None, reasoning_blocks=tuple(blocks),
-        refusal="".join(refusals) or None)
+        raw=dict(data), reasoning="\n\n".join(summaries) if summaries else None,
+        reasoning_blocks=tuple(blocks), refusal="".join(refusals) or None, response_id=id_of(data))
+
 
 
 @dataclass
@@ -274,6 +315,7 @@ class ResponsesStream:
     summary_at: tuple[int, int] | None = None  # (output_index, summary_index) of the last summary delta
     blocks: dict[int, ReasoningBlock] = field(default_factory=dict)
     refused: list[str] = field(default_factory=list)
+    response_id: str | None = None
     refusal_streamed = True
 
     @property
@@ -355,12 +397,19 @@ class ResponsesStream:
             if item.get("type") == "reasoning":  # its encrypted content is the one to send back
                 index = self._slot(data)
                 self.blocks[index] = _reasoning_item(item, index)
+            elif item.get("type") == "message" and item.get("phase") is not None:
+                index = self._slot(data)
+                mark = _phase_mark(item, index)
+                if mark is not None:
+                    self.blocks[index] = mark
         elif kind == "response.created":
             response = data.get("response") or {}
             self.model = str(response.get("model") or self.model)
+            self.response_id = id_of(response) or self.response_id
         elif kind in ("response.completed", "response.incomplete"):
             response = data.get("response") or {}
             self.model = str(response.get("model") or self.model)
+            self.response_id = id_of(response) or self.response_id
             self.finish = finish_of(response, bool(self.slots))
             self.usage_ = parse_usage(response.get("usage"))
             self.done = True

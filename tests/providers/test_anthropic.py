@@ -309,6 +309,7 @@ def test_cassette_generate(cassette: Any) -> None:
         r = provider(model="claude-sonnet-4-20250514").generate_sync(
             [Message.system("Answer in one word."), Message.user("Capital of France?")], max_tokens=1024, temperature=0.2)
     assert (r.content, r.finish_reason, r.request_id) == ("Paris", "stop", "req_011CVEA3SF7rnb3DuBZytqQa")
+    assert r.response_id == "msg_01KozUDYHvRtgs3NLgG7jzN9"
     assert r.usage is not None
     assert (r.usage.input_tokens, r.usage.output_tokens) == (16, 4)
 
@@ -329,6 +330,7 @@ def test_cassette_text_then_tool(cassette: Any) -> None:
     with cassette("anthropic/test_stream_text_then_tool.yaml"):
         r = join_chunks(provider(model="claude-sonnet-4-20250514").stream_sync("What is the weather in San Francisco?", tools=tools))
     assert r.content == "Let me check the weather." and r.finish_reason == "tool_calls"
+    assert r.response_id is not None and r.response_id.startswith("msg_")  # from message_start
     assert [(c.id, c.arguments) for c in r.tool_calls] == [("toolu_014x5X91kx3fvdhpLvwXZWE2", {"location": "San Francisco, CA"})]
     assert r.usage is not None
     assert (r.usage.input_tokens, r.usage.output_tokens) == (400, 89)

@@ -256,6 +256,7 @@ def test_cassette_generate(cassette: Any) -> None:
             [Message.system("Answer in one word."), Message.user("Capital of France?")], max_tokens=16)
     assert r.content == "Paris" and r.finish_reason == "stop"
     assert r.model == "gpt-4o-mini-2024-07-18" and r.request_id and r.request_id.startswith("req_")
+    assert r.response_id == "chatcmpl-9Xtj47S36iWNBARmBocBaifGBbjtw"
     assert r.usage is not None and (r.usage.input_tokens, r.usage.output_tokens) == (21, 2)
 
 
@@ -265,6 +266,7 @@ def test_cassette_stream(cassette: Any) -> None:
     assert [c.content for c in chunks] == ["Par", "is", ""]
     assert chunks[-1].usage is not None
     assert chunks[-1].finish_reason == "stop" and chunks[-1].usage.total_tokens == 23
+    assert chunks[-1].response_id == join_chunks(chunks).response_id == "chatcmpl-1"
 
 
 def test_cassette_stream_tool_call(cassette: Any) -> None:

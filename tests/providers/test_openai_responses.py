@@ -172,6 +172,51 @@ def test_payload_items_in_order() -> None:
     assert body["stream"] is True and body["stream_options"] == {"include_obfuscation": False}
 
 
+def phased(text: str, phase: str, item_id: str) -> dict[str, Any]:
+    return {**message(text), "id": item_id, "phase": phase}
+
+
+def test_phases_are_kept_and_sent_back_in_place(server: FakeServer) -> None:
+    output = [{"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "ENC"},
+              phased("Checking. ", "commentary", "msg_a"),
+              {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "look", "arguments": "{}"},
+              phased("Done.", "final_answer", "msg_b")]
+    serve(server, response(output), [])
+    r = llm(server).generate_sync("x")
+    assert r.content == "Checking. Done." and r.reasoning is None  # a phase is not reasoning
+    assert [(b.kind, b.data, b.text, b.index) for b in r.reasoning_blocks] == [
+        ("thinking", "ENC", "", 0), ("message", "commentary", "Checking. ", 1),
+        ("message", "final_answer", "Done.", 3)]
+    sent = build_payload(build_request([Message.user("x"), r.to_message()], {}), "gpt-6-luna", stream=False)["input"]
+    assert [(i.get("type", i.get("role")), i.get("phase")) for i in sent] == [
+        ("user", None), ("reasoning", None), ("message", "commentary"), ("function_call", None),
+        ("message", "final_answer")]
+    assert [i["content"][0]["text"] for i in sent if i.get("type") == "message"] == ["Checking. ", "Done."]
+    assert all("id" not in i for i in sent if i.get("type") == "message")  # not stored: no ids to refer to
+
+
+def test_an_edited_answer_goes_back_as_one_message_without_phase() -> None:
+    marks = (ReasoningBlock("openai", "message", text="a", data="commentary", index=0),
+             ReasoningBlock("openai", "message", text="b", data="final_answer", index=1))
+    edited = Message("assistant", "something else", reasoning=marks)
+    sent = build_payload(build_request([edited], {}), "gpt-6-luna", stream=False)["input"]
+    assert sent == [{"type": "message", "role": "assistant",
+                     "content": [{"type": "output_text", "text": "something else", "annotations": []}]}]
+    other_vendor = Message("assistant", "ab", reasoning=tuple(
+        ReasoningBlock("anthropic", m.kind, text=m.text, data=m.data, index=m.index) for m in marks))
+    assert "phase" not in build_payload(build_request([other_vendor], {}), "m", stream=False)["input"][0]
+
+
+def test_streamed_phases_and_response_id(server: FakeServer) -> None:
+    frames = text_stream("all done")
+    frames[-2] = event("response.output_item.done", 4, output_index=0, item=phased("all done", "final_answer", "msg_1"))
+    serve(server, {}, frames)
+    joined = join_chunks(llm(server).stream_sync("x"))
+    assert [(b.kind, b.data, b.text) for b in joined.reasoning_blocks] == [("message", "final_answer", "all done")]
+    assert joined.reasoning is None and joined.response_id == "resp_1"
+    assert build_payload(build_request([joined.to_message()], {}), "m", stream=False)["input"][0]["phase"] == "final_answer"
+
+
 def test_what_responses_cannot_take_is_refused(server: FakeServer) -> None:
     p = llm(server)
     cases: list[tuple[dict[str, Any], str]] = [({"stop": "\n"}, "stop is not supported by the Responses API"),
@@ -188,7 +233,8 @@ def test_store_and_previous_response_id(server: FakeServer) -> None:
     bodies = serve(server, response([message("ok")]), [])
     p = llm(server, store=True)
     first = p.generate_sync("hi")
-    p.generate_sync("and then?", extra={"previous_response_id": first.raw["id"], "text": {"verbosity": "low"}})
+    assert first.response_id == "resp_1"
+    p.generate_sync("and then?", extra={"previous_response_id": first.response_id, "text": {"verbosity": "low"}})
     assert bodies[0]["store"] is True and bodies[1]["previous_response_id"] == "resp_1"
     assert bodies[1]["text"] == {"verbosity": "low"}
 
@@ -252,6 +298,7 @@ def test_stream_text_and_joined_equals_generate(server: FakeServer) -> None:
     joined = join_chunks(chunks)
     assert joined.content == p.generate_sync("count").content and joined.finish_reason == "stop"
     assert joined.usage is not None and joined.usage.total_tokens == 17 and chunks[-1].request_id == "req_1"
+    assert chunks[-1].response_id == joined.response_id == "resp_1"
 
 
 def test_incomplete_stream_is_length(server: FakeServer) -> None:
