@@ -72,8 +72,11 @@ class CallScope:
             hooks = list(self._hooks)
             if self._woken is not None:
                 self._woken.set()
-        for hook in hooks:
-            hook()
+        for hook in hooks:  # each runs, whatever another one raised: abort() itself never raises
+            try:
+                hook()
+            except Exception:  # a hook that cannot break what it guards has nothing left to do
+                continue
 
 
 current_call: contextvars.ContextVar[CallControl | None] = contextvars.ContextVar(

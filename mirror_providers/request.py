@@ -25,7 +25,17 @@ from typing import Any, TypedDict
 
 from .errors import ValidationError
 from .structured import OutputSchema, output_schema
-from .types import CACHE_TTLS, DOCUMENT_MEDIA_TYPES, IMAGE_MEDIA_TYPES, ROLES, ContentPart, Message, Tool, ToolCall
+from .types import (
+    CACHE_TTLS,
+    DOCUMENT_MEDIA_TYPES,
+    IMAGE_MEDIA_TYPES,
+    ROLES,
+    ContentPart,
+    Message,
+    ReasoningBlock,
+    Tool,
+    ToolCall,
+)
 
 __all__ = ["MAX_TIMEOUT_S", "REASONING_LEVELS", "GenerateRequest", "Options", "Prompt", "build_request", "check_json",
            "check_timeout"]
@@ -63,6 +73,9 @@ class GenerateRequest:
             back-off sleeps, reading the answer or the whole stream), in seconds.
         extra: vendor-specific fields merged into the request body as given (JSON values
             only; a field the vendor's payload builder sets itself is refused by the provider).
+        session_key: names the conversation this call belongs to: a pool sends the calls of one
+            session to the member that answered the last one while it is healthy (prompt-cache
+            locality, reasoning replay). Never sent; a single provider ignores it.
     """
 
     messages: tuple[Message, ...]
@@ -81,6 +94,7 @@ class GenerateRequest:
     max_retries: int | None = None
     deadline_s: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    session_key: str | None = None
 
     def system_text(self) -> str | None:
         """The option's system prompt and every system message, joined by blank lines."""
@@ -112,9 +126,12 @@ class Options(TypedDict, total=False):
     max_retries: int | None
     deadline_s: float | None
     extra: Mapping[str, Any] | None
+    session_key: str | None
 
 
 Prompt = str | Message | Sequence[Message | Mapping[str, Any]] | GenerateRequest
+
+MAX_SESSION_KEY = 256  # characters; a pool keeps one entry per recent session
 
 _OPTION_NAMES = frozenset(Options.__annotations__)
 
@@ -259,8 +276,36 @@ def _message_from_dict(d: Mapping[str, Any], i: int) -> Message:
         raise ValidationError(f"messages[{i}].tool_calls must be a list, got {type(calls_given).__name__}")
     calls = tuple(c if isinstance(c, ToolCall) else _tool_call_from_dict(c, f"messages[{i}].tool_calls[{j}]")
                   for j, c in enumerate(calls_given))
+    blocks_given = d.get("reasoning") or ()  # as Message.to_dict() writes it: kept, not dropped
+    if not _list(blocks_given):
+        raise ValidationError(f"messages[{i}].reasoning must be a list, got {type(blocks_given).__name__}")
+    blocks = tuple(_reasoning_from_dict(r, f"messages[{i}].reasoning[{j}]") for j, r in enumerate(blocks_given))
     return Message(d["role"], content, tool_calls=calls, tool_call_id=d.get("tool_call_id"),
-                   name=d.get("name") or d.get("tool_name"))  # Ollama's history calls it tool_name
+                   name=d.get("name") or d.get("tool_name"),  # Ollama's history calls it tool_name
+                   reasoning=blocks)
+
+
+_BLOCK_KINDS = ("thinking", "redacted_thinking", "message")
+
+
+def _reasoning_from_dict(r: Any, where: str) -> ReasoningBlock:
+    """A reasoning block given as ``ReasoningBlock.to_dict()`` wrote it (checked: it is sent back
+    to the vendor unchanged, so a wrong field would be the vendor's 400 later)."""
+    if isinstance(r, ReasoningBlock):
+        return r
+    if not isinstance(r, Mapping) or not isinstance(r.get("provider"), str) or not r["provider"]:
+        raise ValidationError(f"{where} must be a reasoning block (a dict with its 'provider'), got {str(r)[:60]!r}")
+    kind = r.get("kind", "thinking")
+    if kind not in _BLOCK_KINDS:
+        raise ValidationError(f"{where}.kind must be one of {', '.join(_BLOCK_KINDS)}, got {kind!r}")
+    for name in ("text", "signature", "data", "origin"):
+        if r.get(name) is not None and not isinstance(r[name], str):
+            raise ValidationError(f"{where}.{name} must be text, got {type(r[name]).__name__}")
+    index = r.get("index", 0)
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise ValidationError(f"{where}.index must be a whole number >= 0, got {index!r}")
+    return ReasoningBlock(r["provider"], kind, r.get("text") or "", r.get("signature"), r.get("data"), index,
+                          r.get("origin"))
 
 
 def _part_from_dict(p: Any, where: str) -> ContentPart:
@@ -608,6 +653,13 @@ def _cache(value: Any) -> str | None:
     raise ValidationError(f"cache must be True, False or one of {', '.join(CACHE_TTLS)}, got {value!r}")
 
 
+def _session_key(value: Any) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_SESSION_KEY:
+        raise ValidationError(f"session_key must be non-empty text of at most {MAX_SESSION_KEY} characters, "
+                              f"got {str(value)[:40]!r}")
+    return value
+
+
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValidationError(f"parallel_tool_calls must be True or False, got {value!r}")
@@ -630,4 +682,5 @@ _CHECKS: dict[str, Any] = {
     "max_retries": _retries,
     "deadline_s": _deadline,
     "extra": _extra,
+    "session_key": _session_key,
 }

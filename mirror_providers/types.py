@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 __all__ = [
+    "Attempt",
+    "Attempts",
     "Capabilities",
     "Citation",
     "ContentPart",
@@ -53,6 +55,7 @@ DOCUMENT_MEDIA_TYPES: tuple[str, ...] = ("application/pdf", "text/plain")
 CACHE_TTLS: tuple[str, ...] = ("5m", "1h")  # how long a cache breakpoint's prefix is kept
 
 _T = TypeVar("_T", bound="_JsonMixin")
+_R = TypeVar("_R", bound="GenerationResult")
 
 
 class _JsonMixin:
@@ -279,6 +282,10 @@ class ReasoningBlock(_JsonMixin):
         signature: the vendor's signature over it, when signed.
         data: the encrypted content of a redacted block.
         index: its position among the answer's content blocks, so the order is kept on replay.
+        origin: the server that made it (``scheme://host:port`` of the provider's base URL), for
+            content only that server can read (OpenAI's encrypted reasoning: a gateway's or another
+            deployment's would be refused); it is sent back only there. None: to any server of
+            its vendor.
     """
 
     provider: str
@@ -287,6 +294,7 @@ class ReasoningBlock(_JsonMixin):
     signature: str | None = None
     data: str | None = None
     index: int = 0
+    origin: str | None = None
 
 
 @dataclass(frozen=True)
@@ -411,6 +419,103 @@ class Citation(_JsonMixin):
 
 
 @dataclass(frozen=True)
+class Attempt(_JsonMixin):
+    """One member a pool tried or passed over for a call, as ``GenerationResult.attempts`` and
+    ``AllProvidersFailedError.attempts`` list them.
+
+    Attributes:
+        provider, model: the member.
+        error: what it raised (a skipped member: the ``ValidationError`` it would have raised;
+            a member given up on: why); None when it answered. Not in ``to_dict``; ``reason`` is.
+        elapsed_s: how long the try took.
+        skipped: the member was not tried (it could not take the request, or could not in time).
+        outcome: ``"ok"`` (its answer is the result), ``"failed"``, ``"skipped"``,
+            ``"abandoned"`` (given up on: no first chunk in time, or a hedge that lost),
+            ``"filtered"`` (it answered, but with a content filter or a refusal the pool was told
+            to fall back on).
+        reason: the error or the reason, as text ("" for ``ok``).
+    """
+
+    provider: str
+    model: str
+    error: BaseException | None = field(default=None, compare=False, repr=False,
+                                        metadata={"dataclasses_json": {"exclude": lambda _: True}})
+    elapsed_s: float = 0.0
+    skipped: bool = False
+    outcome: str = ""
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.outcome:
+            _set_attribute(self, "outcome", "skipped" if self.skipped else "ok" if self.error is None else "failed")
+        if not self.reason and self.error is not None:
+            _set_attribute(self, "reason", f"{type(self.error).__name__}: {self.error}")
+
+    def __str__(self) -> str:
+        what = self.reason or self.outcome
+        return f"{self.provider}:{self.model} after {self.elapsed_s:.2f}s: {what}"
+
+
+class Attempts(tuple[Attempt, ...]):
+    """A result's attempt trace: the ``Attempt`` of each member tried or passed over, in order,
+    the one that answered last. Empty for a provider called directly.
+
+    As a number (``==``, ``<``, ``+``, ``int()``) it is the count of tries, skips not counted,
+    and 1 for a direct call: the count ``GenerationResult.attempts`` was before it was a trace.
+    """
+
+    __slots__ = ()
+
+    @property
+    def tries(self) -> int:
+        """Tries made (a skipped member is not one); 1 for a direct call."""
+        return sum(1 for a in self if not a.skipped) if self else 1
+
+    def __int__(self) -> int:
+        return self.tries
+
+    __index__ = __int__
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is int:
+            return self.tries == other
+        return tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = tuple.__hash__
+
+    def __lt__(self, other: Any) -> bool:
+        return self.tries < other if other.__class__ is int else tuple.__lt__(self, other)
+
+    def __le__(self, other: Any) -> bool:
+        return self.tries <= other if other.__class__ is int else tuple.__le__(self, other)
+
+    def __gt__(self, other: Any) -> bool:
+        return self.tries > other if other.__class__ is int else tuple.__gt__(self, other)
+
+    def __ge__(self, other: Any) -> bool:
+        return self.tries >= other if other.__class__ is int else tuple.__ge__(self, other)
+
+    def __add__(self, other: Any) -> Any:
+        if other.__class__ is int:
+            return self.tries + other
+        return Attempts(tuple.__add__(self, other))
+
+    def __radd__(self, other: Any) -> Any:
+        if other.__class__ is int:
+            return other + self.tries
+        return Attempts(tuple(other) + tuple(self))
+
+    def __repr__(self) -> str:
+        return f"Attempts({list(self)!r})" if self else "Attempts()"
+
+
+DIRECT = Attempts()
+
+
+@dataclass(frozen=True)
 class GenerationResult(_JsonMixin):
     """A complete answer.
 
@@ -423,7 +528,8 @@ class GenerationResult(_JsonMixin):
         tool_calls: the calls the model asked for.
         latency_s: seconds from sending the request to having the whole answer.
         request_id: the vendor's request id.
-        attempts: how many provider attempts it took (pools count their fallbacks).
+        attempts: the pool's attempt trace (``Attempts``: each member tried or skipped, and how
+            it went); empty for a provider called directly. As a number it is the count of tries.
         raw: the vendor's JSON answer, unchanged (empty for a result joined from a stream).
         reasoning: the reasoning text or summary the vendor returned, None when it returned none.
         reasoning_blocks: reasoning to send back with this turn (see ``to_message``).
@@ -447,7 +553,7 @@ class GenerationResult(_JsonMixin):
     tool_calls: tuple[ToolCall, ...] = ()
     latency_s: float = 0.0
     request_id: str | None = None
-    attempts: int = 1
+    attempts: Attempts = field(default=DIRECT, compare=False)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     reasoning: str | None = None
     reasoning_blocks: tuple[ReasoningBlock, ...] = ()
@@ -459,6 +565,19 @@ class GenerationResult(_JsonMixin):
     @property
     def text(self) -> str:
         return self.content
+
+    @classmethod
+    def from_dict(cls: type[_R], data: Mapping[str, Any]) -> _R:
+        """Build a result from what ``to_dict`` returned (the trace's entries as ``Attempt``)."""
+        fields = dict(data)
+        trace = fields.pop("attempts", None)
+        result = super().from_dict(fields)
+        if isinstance(trace, (list, tuple)):
+            _set_attribute(result, "attempts", Attempts(
+                a if isinstance(a, Attempt) else Attempt.from_dict(a) for a in trace))
+        elif isinstance(trace, int):  # a count, as results made by hand may still carry
+            _set_attribute(result, "attempts", trace)
+        return result
 
     def to_message(self) -> Message:
         """This answer as the assistant turn of a conversation: text, tool calls, and the

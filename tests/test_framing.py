@@ -198,3 +198,24 @@ def test_ndjson_any_split_gives_the_lines_objects(seed: int) -> None:
     lines = [json.dumps(o, ensure_ascii=False) + r.choice(["\n", "\r\n", "\n\n", "  \n"]) for o in objects]
     data = "".join(lines).encode()
     assert list(iter_json_lines(random_split(r, data))) == objects
+
+
+# -- hostile shapes: linear, or a reading thread is held beyond any timeout -----------------------
+
+@pytest.mark.timeout(60)  # a hang guard: linear work here is well under a second, quadratic is hours
+def test_an_event_of_a_million_lines_is_read_in_one_pass() -> None:
+    comments = b":\n" * 2_000_000 + b"data: after\n\n"
+    (ev,) = list(iter_sse([comments]))
+    assert ev.data == "after"
+    many = b"data: x\n" * 1_000_000 + b"\n"
+    (ev,) = list(iter_sse([many[i:i + 65536] for i in range(0, len(many), 65536)]))
+    assert ev.data == "\n".join(["x"] * 1_000_000)
+
+
+@pytest.mark.timeout(60)
+def test_depth_check_is_linear_on_an_unterminated_string_of_escaped_quotes() -> None:
+    from mirror_providers.framing import too_deep
+
+    hostile = '"' + '\\"' * 2_000_000 + "[" * 401
+    assert not too_deep(hostile) and not too_deep(hostile.encode())  # all of it is inside the string
+    assert too_deep('{"a": "\\\\"}' + "[" * 900)  # an escaped backslash ends its string as it should

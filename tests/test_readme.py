@@ -134,7 +134,7 @@ def test_readme_python_blocks_run(server: FakeServer, monkeypatch: pytest.Monkey
     assert "10 answers" in text
     assert "Rayleigh scattering." in text
     assert "{'version': '0.12.0', 'model_pulled': True}" in text and "['llama3.1:latest']" in text
-    assert "openai gpt-4o-mini-2024-07-18 1" in text and "100 answers; healthy" in text and "Tier.FAST" in text
+    assert "openai gpt-4o-mini-2024-07-18 1\nopenai gpt-6-sol ok \n" in text and "100 answers; healthy" in text and "Tier.FAST" in text
     assert "claude-sonnet-5-5" in text and "Qubits compute with superposition." in text
     assert "2026-06-15 claude-sonnet-4-6" in text and "True True" in text  # retired, deprecated
     assert "1050000 0.1 0.5 ('none', 'low', 'medium', 'high', 'xhigh', 'max')" in text
@@ -148,7 +148,7 @@ def test_readme_python_blocks_run(server: FakeServer, monkeypatch: pytest.Monkey
                                                                 "function_call_output"]
     # the requests really reached the server, with what the examples asked for
     bodies = [r.json() for r in server.received if r.method == "POST"]
-    assert any(b.get("max_completion_tokens") == 50 for b in bodies) and any(b.get("seed") == 7 for b in bodies)
+    assert any(b.get("max_completion_tokens") == 50 for b in bodies) and any(b.get("safety_identifier") == "user-1234" for b in bodies)
     assert any(b.get("reasoning_effort") == "high" and b["model"] == "gpt-6.2-sol" for b in bodies)
     assert not any(b["model"] == "claude-sonnet-4-20250514" for b in bodies)  # refused before sending
 

@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 
 from mirror_providers.types import (
+    Attempt,
+    Attempts,
     Capabilities,
     ContentPart,
     GenerationResult,
@@ -33,7 +35,8 @@ SAMPLES: list[Any] = [
     Message("assistant", "", tool_calls=(CALL,)),
     Message.tool_result("call_1", "22C", name="f"),
     GenerationResult("Paris", "gpt-4o", "openai", "stop", Usage(1, 2, 3, cached_input_tokens=1), (CALL,),
-                     0.25, "req_1", 2, {"raw": True}),
+                     0.25, "req_1", Attempts((Attempt("fake", "a", None, 0.1, outcome="failed", reason="boom"),
+                                              Attempt("openai", "gpt-4o", None, 0.2))), {"raw": True}),
     StreamChunk("Par", 3, None, None, (ToolCallDelta(0, "c", "f", "{"),), "m", "openai"),
     StreamChunk("", 4, "length", Usage(5, 6, 11)),
     Capabilities(True, True, True, 16384, 128000, Tier.FLAGSHIP),

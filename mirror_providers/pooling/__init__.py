@@ -10,9 +10,10 @@ async calls, streaming, health, stats, batch helpers. Member state lives behind 
 (``InMemoryState`` by default). Pooling sees only the ``Provider`` interface.
 """
 
+from ..types import Attempt, Attempts
 from .fallback import FallbackChain
 from .pool import ProviderPool
-from .provider import Attempt, PoolProvider
+from .provider import PoolProvider
 from .state import CooldownPolicy, InMemoryState, MemberSnapshot, MemberState
 from .strategies import (
     STRATEGIES,
@@ -29,6 +30,7 @@ from .tiered import RoutingDecision, TieredRouter, default_scorer
 __all__ = [
     "STRATEGIES",
     "Attempt",
+    "Attempts",
     "Candidate",
     "CooldownPolicy",
     "FallbackChain",

@@ -53,6 +53,7 @@ class ProviderPool(PoolProvider):
                                          or max_attempts < 1):
             raise ConfigurationError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
         self.max_attempts = max_attempts or min(3, len(self.members))
+        self._max_tries = self.max_attempts
 
     def _plan(self, request: GenerateRequest) -> Iterator[Member]:
         tried: set[str] = set()

@@ -12,42 +12,32 @@ import dataclasses
 import math
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from .._forksafe import lock_for
 from .._stats import health_status, percentiles
-from ..errors import AllProvidersFailedError, BadRequestError, ConfigurationError, ProviderError, ValidationError
+from ..errors import (
+    AllProvidersFailedError,
+    BadRequestError,
+    ConfigurationError,
+    ContextLengthExceededError,
+    DeadlineExceededError,
+    ProviderError,
+    ValidationError,
+)
 from ..provider import Provider, call_aborted
 from ..request import GenerateRequest, check_timeout
-from ..types import Capabilities, GenerationResult, HealthStatus, ProviderStats, StreamChunk
+from ..types import Attempt, Attempts, Capabilities, GenerationResult, HealthStatus, ProviderStats, StreamChunk
+from .attempts import CallRecord, FirstChunkWatch, check_fallback_on, passed_over
 from .state import CooldownPolicy, InMemoryState, MemberSnapshot, MemberState
 
-__all__ = ["Attempt", "Member", "PoolProvider"]
+__all__ = ["Attempt", "Member", "PoolProvider"]  # Attempt: from types, where results name it
 
 MemberSpec = Provider | tuple[Provider, float]
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """One failed try, as ``AllProvidersFailedError.attempts`` lists it.
-
-    Attributes:
-        provider, model: the member tried.
-        error: what it raised (for a skipped member, the ValidationError it would have raised).
-        elapsed_s: how long the try took.
-        skipped: the member was not tried: it would have refused the request before sending
-            (it lacks a capability the request needs, or a limit is exceeded).
-    """
-
-    provider: str
-    model: str
-    error: ProviderError
-    elapsed_s: float
-    skipped: bool = False  # not tried: the member would have refused the request before sending
-
-    def __str__(self) -> str:
-        return f"{self.provider}:{self.model} after {self.elapsed_s:.2f}s: {type(self.error).__name__}: {self.error}"
+MAX_SESSIONS = 10_000  # sessions a pool remembers the member of, the least recently used dropped
 
 
 @dataclass(frozen=True)
@@ -88,6 +78,13 @@ class PoolProvider(Provider):
             sharing a store and a name share their members' health.
         deadline_s: the most one call may take across all its attempts.
         attempt_timeout_s: the read timeout given to each attempt.
+        fallback_on: answers that count as a reason to try the next member: ``"content_filter"``
+            (the vendor's filter stopped the answer) and ``"refusal"`` (the model refused). When
+            every member's answer is passed over, the last one is returned. Streams are not
+            passed over (their text has reached the caller by the time the filter says so).
+        first_chunk_timeout_s: a streamed member that has not yielded its first chunk by then is
+            abandoned (its connection broken) and the next member tried; safe, as nothing of it
+            was delivered.
         clock: monotonic seconds (inject for tests).
         seed: seeds the random choices of strategies (inject for reproducible runs).
     """
@@ -106,6 +103,8 @@ class PoolProvider(Provider):
         clock: Callable[[], float] = time.monotonic,
         seed: int | None = None,
         name: str | None = None,
+        fallback_on: Sequence[str] = (),
+        first_chunk_timeout_s: float | None = None,
     ) -> None:
         super().__init__()
         if name is not None and (not isinstance(name, str) or not name.strip()):
@@ -122,6 +121,11 @@ class PoolProvider(Provider):
         self.state: MemberState = state if state is not None else InMemoryState()
         self._clock = clock
         self._rng = random.Random(seed)
+        self.fallback_on = check_fallback_on(fallback_on)
+        self.first_chunk_timeout_s = _checked_bound(first_chunk_timeout_s, "first_chunk_timeout_s")
+        self._max_tries: int | None = None  # tries per call, when the pool bounds them (ProviderPool)
+        self._sessions: OrderedDict[str, str] = OrderedDict()  # session_key -> the key of its member
+        self._sessions_lock = lock_for(self)
 
     def _members(self, providers: Sequence[MemberSpec]) -> tuple[Member, ...]:
         """The checked members, each keyed by the pool's name and its provider's identity."""
@@ -206,16 +210,18 @@ class PoolProvider(Provider):
             limits.append(left)
         return (min(limits) if limits else None), left
 
-    def _all_failed(self, attempts: list[Attempt], started: float, deadline_hit: bool,
-                    budget: float | None = None) -> AllProvidersFailedError:
-        elapsed = self._clock() - started
-        head = (f"deadline of {budget}s reached after {len(attempts)} attempt(s)" if deadline_hit
-                else f"all {len(attempts)} attempt(s) failed")
-        err = AllProvidersFailedError(f"{head} in {elapsed:.2f}s: " + "; ".join(str(a) for a in attempts), attempts)
+    def _all_failed(self, call: CallRecord, deadline_hit: bool) -> AllProvidersFailedError:
+        elapsed = self._clock() - call.started
+        tried = sum(not a.skipped for a in call.trace)
+        head = (f"deadline of {call.budget}s reached after {tried} attempt(s)" if deadline_hit
+                else f"all {tried} attempt(s) failed")
+        err = AllProvidersFailedError(f"{head} in {elapsed:.2f}s: " + "; ".join(str(a) for a in call.trace),
+                                      call.trace)
         err.provider, err.model = self.provider_id, self.model_name
         return err
 
-    def _failed(self, member: Member, exc: ProviderError, t0: float, attempts: list[Attempt]) -> None:
+    def _failed(self, member: Member, exc: ProviderError, t0: float, call: CallRecord,
+                outcome: str = "failed") -> None:
         now = self._clock()
         if _member_fault(exc) and not call_aborted():  # a call the caller broke off says nothing
             wait = self.cooldown.cooldown_after(self.state.failure(member.key, now), exc)
@@ -223,37 +229,94 @@ class PoolProvider(Provider):
                 self.state.cool_down(member.key, now + wait)
         else:
             self.state.release(member.key)
-        attempts.append(Attempt(member.provider.provider_id, member.provider.model_name, exc, now - t0))
+        if isinstance(exc, ContextLengthExceededError):
+            call.note_too_long(member)
+        call.add(member, exc, now - t0, outcome=outcome)
 
-    def _tries(self, request: GenerateRequest,
-               attempts: list[Attempt]) -> Iterator[tuple[Member, float | None, float | None, float]]:
-        """Each member to try, with its read timeout, time left and start time, counted as begun in
-        the state store. Raises ``AllProvidersFailedError`` when the deadline passes or the plan
-        runs out."""
-        started = self._clock()
-        budget = self._budget(request)
-        tried = 0
-        for member in self._plan(request):
-            refused = member.provider.unsupported(request)
-            if refused is not None:  # it would refuse before sending: skipped, its health untouched
-                attempts.append(Attempt(member.provider.provider_id, member.provider.model_name,
-                                        ValidationError(f"skipped: {refused.message}", provider=refused.provider,
-                                                        model=refused.model), 0.0, skipped=True))
+    def _skip_reason(self, member: Member, request: GenerateRequest, call: CallRecord) -> ProviderError | None:
+        """Why this member is not worth trying for this call, or None: it would refuse the
+        request before sending, its window is known to be too small, or it is out of rotation
+        until after the deadline (a rate limit's ``retry-after``: not slept on)."""
+        if member.key not in call.refusals:
+            call.refusals[member.key] = member.provider.unsupported(request)
+        refused = call.refusals[member.key]
+        where = {"provider": member.provider.provider_id, "model": member.provider.model_name}
+        if refused is not None:
+            return ValidationError(f"skipped: {refused.message}", **where)
+        small = call.too_small(member)
+        if small is not None:
+            return ValidationError(f"skipped: {small}", **where)
+        if call.budget is not None:
+            back = self.state.snapshot([member.key])[member.key].cooldown_until
+            if back > call.started + call.budget:
+                return DeadlineExceededError(f"skipped: out of rotation for {back - self._clock():.1f}s more, "
+                                             f"past the call's deadline", **where)
+        return None
+
+    def _others_left(self, request: GenerateRequest, call: CallRecord) -> bool:
+        """Would the plan have another member to try after this one?"""
+        if self._max_tries is not None and len(call.tried) >= self._max_tries:
+            return False
+        return any(m.key not in call.passed and self._skip_reason(m, request, call) is None
+                   for m in self._candidates(request))
+
+    def _ordered(self, request: GenerateRequest) -> Iterator[Member]:
+        """The plan, after the member this call's session is pinned to (while it is in rotation)."""
+        key = request.session_key
+        if key is not None:
+            with self._sessions_lock:
+                pinned = self._sessions.get(key)
+            member = next((m for m in self.members if m.key == pinned), None)
+            if member is not None and self.state.snapshot([member.key])[member.key].available(self._clock()):
+                yield member
+        yield from self._plan(request)
+
+    def _pin(self, request: GenerateRequest, member: Member) -> None:
+        key = request.session_key
+        if key is None:
+            return
+        with self._sessions_lock:
+            self._sessions[key] = member.key
+            self._sessions.move_to_end(key)
+            if len(self._sessions) > MAX_SESSIONS:
+                self._sessions.popitem(last=False)
+
+    def _tries(self, request: GenerateRequest, call: CallRecord) -> Iterator[tuple[Member, dict[str, Any], float]]:
+        """Each member to try, with its call options (read timeout, time left as its deadline,
+        and no retries of its own while another member is left: fail over first) and its start
+        time, counted as begun in the state store. Ends when the plan does; raises
+        ``AllProvidersFailedError`` when the deadline passes."""
+        for member in self._ordered(request):
+            if self._max_tries is not None and len(call.tried) >= self._max_tries:
+                return
+            if member.key in call.passed:
                 continue
-            timeout, left = self._timeout(request, started)
+            why = self._skip_reason(member, request, call)
+            if why is not None:  # passed over: its health untouched
+                call.skip(member, why)
+                continue
+            timeout, left = self._timeout(request, call.started)
             if left is not None and left <= 0:
-                raise self._all_failed(attempts, started, deadline_hit=True, budget=budget)
+                raise self._all_failed(call, deadline_hit=True)
+            call.passed.add(member.key)
+            options: dict[str, Any] = {"timeout": timeout, "deadline_s": left}
+            if self._others_left(request, call):
+                options["max_retries"] = 0
+            call.tried.add(member.key)
             self.state.begin(member.key)
-            tried += 1
-            yield member, timeout, left, self._clock()
-        if not tried and attempts:
-            raise self._none_can(attempts)
-        raise self._all_failed(attempts, started, deadline_hit=False)
+            yield member, options, self._clock()
 
-    def _none_can(self, skipped: list[Attempt]) -> ValidationError:
+    def _exhausted(self, call: CallRecord) -> ProviderError:
+        """The plan ran out: every member failed, or none could take the request."""
+        if not call.tried and call.trace and all(isinstance(a.error, ValidationError) for a in call.trace):
+            return self._none_can(call.trace)
+        return self._all_failed(call, deadline_hit=False)
+
+    def _none_can(self, skipped: Sequence[Attempt]) -> ValidationError:
         """Every member would refuse the request: the caller's to fix, so a ValidationError."""
         err = ValidationError(f"no member of this {type(self).__name__} can take the request: "
-                              + "; ".join(f"{a.provider}:{a.model}: {a.error.message.removeprefix('skipped: ')}"
+                              + "; ".join(f"{a.provider}:{a.model}: "
+                                          f"{getattr(a.error, 'message', a.reason).removeprefix('skipped: ')}"
                                           for a in skipped))
         err.provider, err.model = self.provider_id, self.model_name
         return err
@@ -279,48 +342,78 @@ class PoolProvider(Provider):
         if refused is not None:
             raise refused
 
+    def _call(self, request: GenerateRequest) -> CallRecord:
+        return CallRecord(self._clock(), self._budget(request))
+
+    def _traced(self, result: GenerationResult, member: Member, elapsed_s: float,
+                call: CallRecord) -> GenerationResult:
+        """The answer with this call's trace: the members passed before, then the answer's own
+        (a nested pool's trace, or this member's success)."""
+        own = tuple(result.attempts) if isinstance(result.attempts, Attempts) and result.attempts else (
+            Attempt(member.provider.provider_id, member.provider.model_name, None, elapsed_s),)
+        return dataclasses.replace(result, attempts=Attempts((*call.trace, *own)))
+
     def _generate(self, request: GenerateRequest) -> GenerationResult:
-        attempts: list[Attempt] = []
-        for member, timeout, left, t0 in self._tries(request, attempts):
+        call = self._call(request)
+        for member, options, t0 in self._tries(request, call):
             try:
-                result = member.provider.generate_sync(request, timeout=timeout, deadline_s=left)
+                result = member.provider.generate_sync(request, **options)
             except ProviderError as exc:
-                self._failed(member, exc, t0, attempts)
+                self._failed(member, exc, t0, call)
                 if not exc.failover_ok or call_aborted():
                     raise
                 continue
             except BaseException:
                 self.state.release(member.key)
                 raise
-            self.state.success(member.key, self._clock() - t0, self._clock())
-            failed = sum(not a.skipped for a in attempts)
-            return dataclasses.replace(result, attempts=failed + result.attempts)
-        raise AssertionError("unreachable: _tries raises when it runs out")
+            now = self._clock()
+            self.state.success(member.key, now - t0, now)
+            self._pin(request, member)
+            why = passed_over(result, self.fallback_on)
+            if why is None:
+                return self._traced(result, member, now - t0, call)
+            call.add(member, None, now - t0, outcome="filtered", reason=why)
+            call.filtered = result
+        if call.filtered is not None:  # every member filtered or refused: the last answer stands
+            return dataclasses.replace(call.filtered, attempts=Attempts(call.trace))
+        raise self._exhausted(call)
 
     def _stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
-        attempts: list[Attempt] = []
-        for member, timeout, left, t0 in self._tries(request, attempts):
+        call = self._call(request)
+        for member, options, t0 in self._tries(request, call):
             delivered = 0
             outcome = "released"
+            chunks = member.provider.stream_sync(request, **options)
+            watch = FirstChunkWatch(chunks, self.first_chunk_timeout_s)
             try:
-                for chunk in member.provider.stream_sync(request, timeout=timeout, deadline_s=left):
+                for chunk in chunks:
+                    if not delivered and not watch.arrived():
+                        raise watch.error()  # it came as the watch gave up: the try is abandoned
                     delivered += 1
                     yield chunk
                 outcome = "ok"
             except ProviderError as exc:
-                outcome = "failed"
-                self._failed(member, exc, t0, attempts)
-                if delivered or not exc.failover_ok or call_aborted():
+                error, outcome = exc, "failed"
+                if watch.fired and not delivered:  # given up on by the watch: its error, not the abort's
+                    error, outcome = watch.error(), "abandoned"
+                self._failed(member, error, t0, call, outcome)
+                if delivered or not error.failover_ok or call_aborted():
                     # Never splice two models' answers: the caller learns how much it already has.
-                    exc.chunks_delivered = delivered
-                    raise
+                    error.chunks_delivered = delivered
+                    if error is exc:
+                        raise
+                    raise error from exc
                 continue
             finally:
+                watch.stop()
                 if outcome == "ok":
                     self.state.success(member.key, self._clock() - t0, self._clock())
+                    self._pin(request, member)
                 elif outcome == "released":  # the consumer stopped early
+                    chunks.close()
                     self.state.release(member.key)
             return
+        raise self._exhausted(call)
 
     # -- health and stats -----------------------------------------------------------------------
 

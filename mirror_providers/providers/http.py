@@ -31,6 +31,7 @@ from ..errors import (
     APIError,
     ConfigurationError,
     ConnectError,
+    ContextLengthExceededError,
     InvalidResponseError,
     ModelRetiredError,
     ProviderError,
@@ -179,6 +180,29 @@ def text_of(value: Any, name: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{name} is {type(value).__name__}, not text")
     return value
+
+
+# How the vendors and the servers that speak their APIs say a prompt does not fit the model's
+# window when no error code says so: Anthropic ("prompt is too long: 208656 tokens > 200000
+# maximum", "input length and `max_tokens` exceed context limit"), OpenAI and vLLM ("This model's
+# maximum context length is 8192 tokens"), llama.cpp ("exceeds the available context size"),
+# Ollama ("the input length exceeds the context length").
+_TOO_LONG = re.compile(
+    r"prompt is too long|exceed(?:s|ed)? (?:the )?(?:available )?context (?:limit|size|length|window)"
+    r"|maximum context length|context length exceeded|context window exceeded", re.IGNORECASE)
+
+
+def too_long_class(cls: type[APIError], message: str | None) -> type[APIError]:
+    """``ContextLengthExceededError`` for a bad request whose message says the prompt is too
+    long for the model (a pool may then fail over to a larger window); ``cls`` otherwise."""
+    if message and issubclass(ContextLengthExceededError, cls) and _TOO_LONG.search(message):
+        return ContextLengthExceededError
+    return cls
+
+
+def _media_type(headers: Mapping[str, str]) -> str:
+    """The media type of a response's Content-Type, lower case, without parameters."""
+    return (headers.get("content-type") or "").partition(";")[0].strip().lower()
 
 
 def id_of(data: Mapping[str, Any]) -> str | None:
@@ -631,6 +655,14 @@ class HttpProvider(Provider):
         return caps
 
     @property
+    def origin(self) -> str:
+        """``scheme://host:port`` of the base URL (no credentials, no path): the server that made
+        what this provider reads (see ``ReasoningBlock.origin``)."""
+        parts = urlsplit(self.base_url)
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{(parts.hostname or '').lower()}{port}"
+
+    @property
     def is_local(self) -> bool:
         """True when the base URL points at this machine."""
         return (urlsplit(self.base_url).hostname or "") in _LOOPBACK
@@ -975,6 +1007,30 @@ class HttpProvider(Provider):
                     chunk = dataclasses.replace(chunk, parsed=parsed)
                 yield chunk
 
+    def _unfinished(self, idle_fired: bool, idle_s: float, index: int) -> ProviderError:
+        """Why a stream that ended before its terminator ended: the idle watch broke it off (a
+        server that stalled on a body without a length ends "cleanly" then), or it was cut."""
+        if idle_fired:
+            return RequestTimeout(f"no answer data for {idle_s:g}s (the read timeout) after {index} chunks")
+        return TruncatedStreamError(f"stream ended without {self._stream_end()} after {index} chunks: "
+                                    f"the answer is incomplete")
+
+    def _whole_instead_of_stream(self, stream: StreamResponse, request_id: str | None) -> ProviderError:
+        """A stream request answered with one JSON document: the vendor's error, if it is one
+        (a quota error sent this way must stay a quota error), else an InvalidResponseError that
+        says what came instead of events."""
+        raw = stream.read(self.limits.max_error_body_bytes)
+        try:
+            data = json.loads(raw) if not too_deep(raw) else None
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and data.get("error"):
+            return self._in_stream_error(data, request_id)
+        text = " ".join(self._scrub(raw.decode("utf-8", errors="replace")).split())[:200]
+        return InvalidResponseError(f"asked for a stream of events, got one application/json document instead "
+                                    f"(a server that ignores \"stream\"?): {text}", provider=self.provider_id,
+                                    model=self._model, status=200, request_id=request_id)
+
     def _stream_end(self) -> str:
         """What the stream's terminator is called in errors."""
         return self.STREAM_END
@@ -996,6 +1052,8 @@ class HttpProvider(Provider):
         provider, feed, index = self.provider_id, parser.feed, 0
         with stream:
             request_id = self._request_id(stream.headers)
+            if self.FRAMING == "sse" and _media_type(stream.headers) == "application/json":
+                raise self._annotate(self._whole_instead_of_stream(stream, request_id), 0)
             idle = _IdleWatch(idle_s, stream.abort)
             try:
                 for frame in _FRAMINGS[self.FRAMING](stream.iter_bytes(), self.limits.max_event_bytes):
@@ -1033,8 +1091,7 @@ class HttpProvider(Provider):
             finally:
                 idle.stop()
         if not parser.done:
-            raise self._annotate(TruncatedStreamError(
-                f"stream ended without {self._stream_end()} after {index} chunks: the answer is incomplete"), index)
+            raise self._annotate(self._unfinished(idle.fired, idle_s, index), index)
         try:
             finish, usage = parser.final()
         except SHAPE_ERRORS as exc:
@@ -1059,7 +1116,9 @@ class HttpProvider(Provider):
         raise self._annotate(StreamError(f"stream event's text is {type(out).__name__}, not text"), index)
 
     def _request_id(self, headers: Mapping[str, str]) -> str | None:
-        return headers.get(self.REQUEST_ID_HEADER) if self.REQUEST_ID_HEADER else None
+        """The vendor's request id header (scrubbed: a hostile server could echo the key there)."""
+        value = headers.get(self.REQUEST_ID_HEADER) if self.REQUEST_ID_HEADER else None
+        return self._scrub(value) if value else value
 
     def _json(self, content: bytes, headers: Mapping[str, str]) -> Any:
         try:
@@ -1127,6 +1186,7 @@ class HttpProvider(Provider):
         else:
             cls = self._refine_error_class(error_class_for_status(status), status, error_type, error_code,
                                            body is not None)
+            cls = too_long_class(cls, message)
         if not message:
             snippet = " ".join(text.split())[:200]
             message = f"HTTP {status}" + (f": {snippet}" if snippet else " with an empty body")
@@ -1169,7 +1229,8 @@ class HttpProvider(Provider):
         error, which is also a ``StreamError``."""
         message, error_type, code = self._error_details(data)
         status = self._error_status(data)
-        cls = self._refine_error_class(error_class_for_status(status), status, error_type, code, True)
+        cls = too_long_class(self._refine_error_class(error_class_for_status(status), status, error_type, code, True),
+                             message)
         body_id = data.get("request_id")
         return stream_error_class(cls)(
             f"error inside the stream: {self._scrub(message or 'unknown error')}", provider=self.provider_id,

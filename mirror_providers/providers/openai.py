@@ -454,6 +454,10 @@ class OpenAIProvider(HttpProvider):
             if key in responses_wire.OWNED_FIELDS:
                 raise refuse(f"extra[{key!r}] would override the {key!r} field the library builds itself; "
                              f"{responses_wire.OWNED_FIELDS[key]}")
+            if key in responses_wire.CHAT_ONLY_FIELDS:
+                raise refuse(f"extra[{key!r}] is a Chat Completions field the Responses API does not take "
+                             f"({responses_wire.CHAT_ONLY_FIELDS[key]}); make the provider with api='chat' to "
+                             f"send it")
         if "reasoning" in request.extra and request.reasoning is not None:
             raise refuse(f"reasoning={request.reasoning!r} and extra['reasoning'] both ask for reasoning: give one")
         self._check_schema_fields(request, ("text.format",))
@@ -493,17 +497,18 @@ class OpenAIProvider(HttpProvider):
 
     def _build_payload(self, request: GenerateRequest, stream: bool) -> dict[str, Any]:
         if self.api == "responses":
-            return responses_wire.build_payload(request, self._model, stream, self._model_info, self.store)
+            return responses_wire.build_payload(request, self._model, stream, self._model_info, self.store,
+                                                self.origin)
         return build_payload(request, self._model, stream, self._model_info, self.is_openai)
 
     def _parse_result(self, data: Any) -> GenerationResult:
         if self.api == "responses":
-            return responses_wire.parse_result(data, self._model)
+            return responses_wire.parse_result(data, self._model, self.origin)
         return parse_result(data, self._model)
 
     def _stream_parser(self) -> StreamState | responses_wire.ResponsesStream:
         if self.api == "responses":
-            return responses_wire.ResponsesStream(model=self._model)
+            return responses_wire.ResponsesStream(model=self._model, origin=self.origin)
         return StreamState(model=self._model)
 
     # -- health and models ------------------------------------------------------------------

@@ -62,6 +62,24 @@ OWNED_FIELDS: dict[str, str] = {
     "parallel_tool_calls": "pass parallel_tool_calls=... instead",
 }
 
+# Chat Completions fields the Responses API does not take (it answers 400 "Unknown parameter"), and
+# what to use instead (docs/protocols-2026.md §2.2).
+CHAT_ONLY_FIELDS: dict[str, str] = {
+    "seed": "it has no seed",
+    "n": "it makes one answer per call",
+    "logit_bias": "it has no logit_bias",
+    "frequency_penalty": "it has no frequency_penalty",
+    "presence_penalty": "it has no presence_penalty",
+    "reasoning_effort": "pass reasoning=... instead (sent as reasoning.effort)",
+    "response_format": "pass schema=... instead (sent as text.format), or extra={'text': {'format': ...}}",
+    "verbosity": "use extra={'text': {'verbosity': ...}}",
+    "logprobs": "use extra={'top_logprobs': N, 'include': ['message.output_text.logprobs']}",
+    "modalities": "audio output is a Chat Completions feature",
+    "audio": "audio output is a Chat Completions feature",
+    "prediction": "predicted outputs are a Chat Completions feature",
+    "web_search_options": "use the web_search tool (extra={'tools': ...} is the library's: pass tools=...)",
+}
+
 # Where the answer stopped short (``incomplete_details.reason``) in our vocabulary.
 INCOMPLETE_REASONS: dict[str, FinishReason] = {"max_output_tokens": "length", "content_filter": "content_filter"}
 
@@ -122,10 +140,10 @@ def _content(m: Message) -> Any:
     return [_input_part(p) for p in m.content]
 
 
-def _assistant_items(m: Message) -> list[dict[str, Any]]:
+def _assistant_items(m: Message, origin: str | None) -> list[dict[str, Any]]:
     """An assistant turn as output items echoed back: its text, its calls, and the reasoning items
     it carried at their places (a reasoning item must come right before what followed it)."""
-    ours = [r for r in m.reasoning if r.provider == "openai"]
+    ours = [r for r in m.reasoning if r.provider == "openai" and (r.origin in (None, origin) or r.kind == "message")]
     phases = [r for r in ours if r.kind == "message" and r.data]
     anchored: list[tuple[int, dict[str, Any]]] = []
     items: list[dict[str, Any]] = []
@@ -146,7 +164,28 @@ def _assistant_items(m: Message) -> list[dict[str, Any]]:
             anchored.append((r.index, item))
     for index, item in sorted(anchored, key=lambda pair: pair[0]):
         items.insert(min(index, len(items)), item)
+    while items and items[-1]["type"] == "reasoning":
+        # Nothing followed it (an answer cut short after reasoning, its text empty): the API
+        # refuses a reasoning item without the item that followed it, so it stays behind.
+        items.pop()
     return items
+
+
+# The output items a turn sends back: its text, its calls, its reasoning. A built-in tool's item
+# (web_search_call...) is not kept, nor, with store=false, is the reasoning item before it.
+OUR_ITEMS = frozenset(("message", "function_call", "reasoning"))
+
+
+def replayable(kinds: Mapping[int, Any], blocks: Mapping[int, ReasoningBlock]) -> tuple[ReasoningBlock, ...]:
+    """The blocks of an answer (by output index) to keep for its next turn, each indexed by its
+    place among the items sent back: a reasoning item whose next item is a built-in tool's
+    (which is not sent back) is dropped, as the API would refuse it without that item.
+    ``kinds``: each output item's type, where known."""
+    dropped = {i for i, b in blocks.items() if b.kind != "message" and kinds.get(i + 1, "message") not in OUR_ITEMS}
+    ours = sorted(i for i in {*kinds, *blocks} if kinds.get(i, "reasoning") in OUR_ITEMS and i not in dropped)
+    rank = {i: r for r, i in enumerate(ours)}
+    return tuple(blocks[i] if blocks[i].index == rank[i] else dataclasses.replace(blocks[i], index=rank[i])
+                 for i in sorted(blocks) if i not in dropped)
 
 
 def _message_item(text: str, phase: str | None = None) -> dict[str, Any]:
@@ -167,9 +206,10 @@ def _phase_mark(item: Mapping[str, Any], index: int) -> ReasoningBlock | None:
     return ReasoningBlock("openai", "message", text=text, data=text_of(phase, "a message phase") or None, index=index)
 
 
-def build_input(request: GenerateRequest) -> list[dict[str, Any]]:
+def build_input(request: GenerateRequest, origin: str | None = None) -> list[dict[str, Any]]:
     """Our conversation -> input items: system prompts as ``developer`` messages in place (the
-    start of the input is where the prompt cache looks), tool results as ``function_call_output``."""
+    start of the input is where the prompt cache looks), tool results as ``function_call_output``;
+    encrypted reasoning only where it was made (``origin``: the server this request goes to)."""
     items: list[dict[str, Any]] = [{"role": "developer", "content": request.system}] if request.system else []
     for m in request.messages:
         if m.role == "system":
@@ -177,16 +217,17 @@ def build_input(request: GenerateRequest) -> list[dict[str, Any]]:
         elif m.role == "tool":
             items.append({"type": "function_call_output", "call_id": m.tool_call_id or "", "output": m.text})
         elif m.role == "assistant":
-            items += _assistant_items(m)
+            items += _assistant_items(m, origin)
         else:
             items.append({"role": "user", "content": _content(m)})
     return items
 
 
 def build_payload(request: GenerateRequest, model: str, stream: bool, info: ModelInfo | None = None,
-                  store: bool = False) -> dict[str, Any]:
-    """Our request -> the Responses body (``info``: the model's catalog row, if known)."""
-    body: dict[str, Any] = {"model": model, "input": build_input(request), "store": store}
+                  store: bool = False, origin: str | None = None) -> dict[str, Any]:
+    """Our request -> the Responses body (``info``: the model's catalog row, if known;
+    ``origin``: the server it goes to)."""
+    body: dict[str, Any] = {"model": model, "input": build_input(request, origin), "store": store}
     if request.max_tokens is not None:
         body["max_output_tokens"] = request.max_tokens
     reasons = info is None or info.reasoning is not None
@@ -227,20 +268,25 @@ def build_payload(request: GenerateRequest, model: str, stream: bool, info: Mode
 
 # -- response --------------------------------------------------------------------------------------
 
-def _reasoning_item(item: Mapping[str, Any], index: int) -> ReasoningBlock:
+def _reasoning_item(item: Mapping[str, Any], index: int, origin: str | None) -> ReasoningBlock:
     """A ``reasoning`` output item: its summary as text, its encrypted content to send back."""
-    summary = "\n\n".join(text_of(s.get("text"), "a reasoning summary") for s in item.get("summary") or ()
-                          if isinstance(s, Mapping))
+    parts = item.get("summary") or []
+    if not isinstance(parts, list):
+        raise ValueError(f"a reasoning item's summary is {type(parts).__name__}, not a list")
+    summary = "\n\n".join(text_of(s.get("text"), "a reasoning summary") for s in parts if isinstance(s, Mapping))
     encrypted = item.get("encrypted_content")
     item_id = item.get("id")
     return ReasoningBlock("openai", "thinking", text=summary,
                           data=text_of(encrypted, "encrypted_content") or None,
-                          signature=text_of(item_id, "a reasoning item id") or None, index=index)
+                          signature=text_of(item_id, "a reasoning item id") or None, index=index,
+                          origin=origin if encrypted else None)
 
 
-def finish_of(data: Mapping[str, Any], had_calls: bool) -> FinishReason | None:
-    """A response's status -> our finish reason (``incomplete`` by its reason)."""
-    status = data.get("status")
+def finish_of(data: Mapping[str, Any], had_calls: bool, missing: str = "completed") -> FinishReason | None:
+    """A response's status -> our finish reason (``incomplete`` by its reason); ``missing`` is
+    the status of a response that leaves it out (a compatible server; a stream's terminal event
+    says which it is)."""
+    status = data.get("status") or missing
     if status == "incomplete":
         details = data.get("incomplete_details") or {}
         return INCOMPLETE_REASONS.get(str(details.get("reason")), "other")
@@ -250,12 +296,15 @@ def finish_of(data: Mapping[str, Any], had_calls: bool) -> FinishReason | None:
 def failure(data: Mapping[str, Any]) -> dict[str, Any]:
     """A failed response's ``error`` as an error envelope (its code is its type too)."""
     err = data.get("error")
-    err = dict(err) if isinstance(err, Mapping) else {"message": f"the response {data.get('status')}"}
+    if isinstance(err, str) and err:
+        err = {"message": err}
+    err = dict(err) if isinstance(err, Mapping) else {"message": f"the response {data.get('status') or 'failed'}"
+                                                                 " (it gave no error)"}
     err.setdefault("type", err.get("code"))
     return {"error": err}
 
 
-def parse_result(data: Mapping[str, Any], model: str) -> GenerationResult:
+def parse_result(data: Mapping[str, Any], model: str, origin: str | None = None) -> GenerationResult:
     """A Responses answer -> our result (reasoning items kept for ``to_message``).
 
     Raises:
@@ -266,18 +315,21 @@ def parse_result(data: Mapping[str, Any], model: str) -> GenerationResult:
     status = data.get("status")
     if status == "failed" or data.get("error"):
         raise ErrorEvent(failure(data))
-    if status not in ("completed", "incomplete", None):  # None: a compatible server that leaves it out
+    if status in ("queued", "in_progress"):
         raise ValueError(f"response status is {status!r}: not finished (background responses are not polled)")
+    if status not in ("completed", "incomplete", None):  # None: a compatible server that leaves it out
+        raise ValueError(f"response status is {str(status)[:40]!r}, not completed or incomplete")
     texts: list[str] = []
     refusals: list[str] = []
     calls: list[ToolCall] = []
-    blocks: list[ReasoningBlock] = []
+    blocks: dict[int, ReasoningBlock] = {}
+    kinds: dict[int, Any] = {}
     for i, item in enumerate(data["output"]):
-        kind = item.get("type")
+        kind = kinds[i] = item.get("type")
         if kind == "message":
             mark = _phase_mark(item, i)
             if mark is not None:
-                blocks.append(mark)
+                blocks[i] = mark
             for part in item.get("content") or ():
                 if part.get("type") == "output_text":
                     texts.append(text_of(part.get("text"), "output_text"))
@@ -288,14 +340,14 @@ def parse_result(data: Mapping[str, Any], model: str) -> GenerationResult:
             calls.append(ToolCall(id=text_of(item.get("call_id"), "call_id"), name=text_of(item.get("name"), "name"),
                                   arguments=parse_tool_arguments(raw), arguments_json=raw))
         elif kind == "reasoning":
-            blocks.append(_reasoning_item(item, i))
+            blocks[i] = _reasoning_item(item, i, origin)
         # other items (built-in tools' calls...) are not ours to read
-    summaries = [b.text for b in blocks if b.text and b.kind == "thinking"]
+    summaries = [b.text for b in blocks.values() if b.text and b.kind == "thinking"]
     return GenerationResult(
         content="".join(texts), model=str(data.get("model") or model), provider="",
         finish_reason=finish_of(data, bool(calls)), usage=parse_usage(data.get("usage")), tool_calls=tuple(calls),
         raw=dict(data), reasoning="\n\n".join(summaries) if summaries else None,
-        reasoning_blocks=tuple(blocks), refusal="".join(refusals) or None, response_id=id_of(data))
+        reasoning_blocks=replayable(kinds, blocks), refusal="".join(refusals) or None, response_id=id_of(data))
 
 
 
@@ -306,6 +358,7 @@ class ResponsesStream:
     event's status and usage. ``sequence_number`` must count up without gaps when present."""
 
     model: str
+    origin: str | None = None  # the server streaming it (see ReasoningBlock.origin)
     finish: FinishReason | None = None
     usage_: Usage | None = None
     done: bool = False
@@ -314,6 +367,7 @@ class ResponsesStream:
     arguments_seen: set[int] = field(default_factory=set)  # output indexes whose arguments streamed
     summary_at: tuple[int, int] | None = None  # (output_index, summary_index) of the last summary delta
     blocks: dict[int, ReasoningBlock] = field(default_factory=dict)
+    kinds: dict[int, Any] = field(default_factory=dict)  # output_index -> its item's type
     refused: list[str] = field(default_factory=list)
     response_id: str | None = None
     refusal_streamed = True
@@ -324,7 +378,7 @@ class ResponsesStream:
 
     @property
     def reasoning_blocks(self) -> tuple[ReasoningBlock, ...]:
-        return tuple(self.blocks[i] for i in sorted(self.blocks))
+        return replayable(self.kinds, self.blocks)
 
     def _sequence(self, data: Mapping[str, Any]) -> None:
         number = data.get("sequence_number")
@@ -349,16 +403,17 @@ class ResponsesStream:
         data = event.json()
         if not isinstance(data, dict):
             return None
-        self._sequence(data)
         kind = data.get("type", event.event)
+        if kind != "error" and kind != "response.failed":  # the vendor's error wins over a numbering one
+            self._sequence(data)
         if kind == "response.output_text.delta":  # nearly every event: tested first
             text: str | None = data.get("delta")
             return text
         if kind == "response.function_call_arguments.delta":
             index = self._slot(data)
             self.arguments_seen.add(index)
-            return "", (ToolCallDelta(index=self.slots.get(index, 0), arguments_delta=text_of(data.get("delta"),
-                                                                                               "arguments delta")),)
+            return "", (ToolCallDelta(index=self._call_slot(index), arguments_delta=text_of(data.get("delta"),
+                                                                                             "arguments delta")),)
         if kind == "response.reasoning_summary_text.delta":
             return self._summary(data)
         if kind == "response.refusal.delta":
@@ -369,11 +424,22 @@ class ResponsesStream:
             return None
         return self._other(kind, data)
 
+    def _call_slot(self, index: int) -> int:
+        """The tool-call ordinal of the function call at output ``index``."""
+        slot = self.slots.get(index)
+        if slot is None:
+            raise ValueError(f"function call arguments for output_index {index}, which no output_item.added "
+                             f"opened as a function call")
+        return slot
+
     def _summary(self, data: Mapping[str, Any]) -> Delta:
         piece = text_of(data.get("delta"), "a summary delta")
         if not piece:
             return None
-        at = (self._slot(data), int(data.get("summary_index", 0)))
+        part = data.get("summary_index") or 0
+        if part.__class__ is not int:
+            raise ValueError(f"summary_index {str(part)[:40]!r} is not a number")
+        at = (self._slot(data), part)
         first_of_part = self.summary_at is not None and self.summary_at != at
         self.summary_at = at
         return Reasoning("\n\n" + piece if first_of_part else piece)
@@ -381,6 +447,7 @@ class ResponsesStream:
     def _other(self, kind: Any, data: Mapping[str, Any]) -> Delta:
         if kind == "response.output_item.added":
             item = data.get("item") or {}
+            self.kinds[self._slot(data)] = item.get("type")
             if item.get("type") == "function_call":
                 index = self._slot(data)
                 slot = self.slots.setdefault(index, len(self.slots))
@@ -390,34 +457,62 @@ class ResponsesStream:
             index = self._slot(data)
             if index not in self.arguments_seen and data.get("arguments"):  # a server that sends only .done
                 self.arguments_seen.add(index)
-                return "", (ToolCallDelta(index=self.slots.get(index, 0),
+                return "", (ToolCallDelta(index=self._call_slot(index),
                                           arguments_delta=text_of(data["arguments"], "arguments")),)
         elif kind == "response.output_item.done":
-            item = data.get("item") or {}
-            if item.get("type") == "reasoning":  # its encrypted content is the one to send back
-                index = self._slot(data)
-                self.blocks[index] = _reasoning_item(item, index)
-            elif item.get("type") == "message" and item.get("phase") is not None:
-                index = self._slot(data)
-                mark = _phase_mark(item, index)
-                if mark is not None:
-                    self.blocks[index] = mark
-        elif kind == "response.created":
-            response = data.get("response") or {}
-            self.model = str(response.get("model") or self.model)
-            self.response_id = id_of(response) or self.response_id
-        elif kind in ("response.completed", "response.incomplete"):
-            response = data.get("response") or {}
-            self.model = str(response.get("model") or self.model)
-            self.response_id = id_of(response) or self.response_id
-            self.finish = finish_of(response, bool(self.slots))
-            self.usage_ = parse_usage(response.get("usage"))
-            self.done = True
+            index, item = self._slot(data), data.get("item") or {}
+            self.kinds[index] = item.get("type")
+            return self._item_done(index, item)
+        elif kind in ("response.created", "response.completed", "response.incomplete"):
+            self._response(kind, data.get("response") or {})
         elif kind == "response.failed":
             raise ErrorEvent(failure(data.get("response") or {}))
         elif kind == "error":
-            raise ErrorEvent(data if isinstance(data.get("error"), Mapping) else {"error": data})
+            if isinstance(data.get("error"), Mapping):
+                raise ErrorEvent(data)
+            if isinstance(data.get("error"), str):  # {"type": "error", "error": "boom"}
+                raise ErrorEvent({"error": {**data, "message": data.get("message") or data["error"]}})
+            raise ErrorEvent({"error": data})
         return None  # response.in_progress, content_part.*, .done events, built-in tools' events...
+
+    def _item_done(self, index: int, item: Mapping[str, Any]) -> Delta:
+        """An output item is complete: a call's unstreamed part, a reasoning item's encrypted
+        content (the one to send back), a message's phase."""
+        kind = item.get("type")
+        if kind == "function_call":
+            return self._call_done(index, item)
+        if kind == "reasoning":
+            self.blocks[index] = _reasoning_item(item, index, self.origin)
+        elif kind == "message" and item.get("phase") is not None:
+            mark = _phase_mark(item, index)
+            if mark is not None:
+                self.blocks[index] = mark
+        return None
+
+    def _response(self, kind: str, response: Mapping[str, Any]) -> None:
+        """``response.created`` or a terminal event's response: model, id, and at the end how
+        it finished (a terminal event whose response failed is the failure)."""
+        if kind != "response.created" and (response.get("status") == "failed" or response.get("error")):
+            raise ErrorEvent(failure(response))  # as generate_sync reads the same response
+        self.model = str(response.get("model") or self.model)
+        self.response_id = id_of(response) or self.response_id
+        if kind != "response.created":
+            self.finish = finish_of(response, bool(self.slots), kind.rpartition(".")[2])
+            self.usage_ = parse_usage(response.get("usage"))
+            self.done = True
+
+    def _call_done(self, index: int, item: Mapping[str, Any]) -> Delta:
+        """A function call's item is complete: what of it did not stream (a server that sends a
+        call only whole, here) is given now."""
+        fresh = index not in self.slots
+        slot = self.slots.setdefault(index, len(self.slots))
+        args = "" if index in self.arguments_seen else text_of(item.get("arguments"), "function_call arguments")
+        self.arguments_seen.add(index)
+        if not fresh and not args:
+            return None
+        return "", (ToolCallDelta(index=slot, id=text_of(item.get("call_id"), "call_id") if fresh else None,
+                                  name=text_of(item.get("name"), "name") if fresh else None,
+                                  arguments_delta=args),)
 
     def final(self) -> tuple[FinishReason | None, Usage | None]:
         return self.finish, self.usage_

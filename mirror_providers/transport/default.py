@@ -482,7 +482,10 @@ class _ConnGuard:
         with self._lock:
             shutdown = getattr(self._raw, "shutdown", None)  # urllib3 >= 2.3 wakes blocked reads
             if not self._released and shutdown is not None:
-                shutdown()
+                # urllib3 raises ValueError or RuntimeError when the reading thread closed the
+                # response first (another abort hook woke it): there is nothing left to break.
+                with contextlib.suppress(OSError, ValueError, RuntimeError):
+                    shutdown()
 
 
 class _Inflater:

@@ -26,6 +26,7 @@ from mirror_providers.base import (
     ProviderError,
     RequestTimeout,
     ServerError,
+    TruncatedStreamError,
 )
 from mirror_providers.local import OllamaProvider
 from mirror_providers.openai import OpenAIProvider
@@ -220,3 +221,54 @@ def test_deadline_s_is_validated() -> None:
             OpenAIProvider(api_key="sk-test", deadline_s=bad)
         with pytest.raises(ProviderError, match="deadline_s"):
             OpenAIProvider(api_key="sk-test").generate_sync("hi", deadline_s=bad)
+
+
+def test_a_cancelled_stream_raises_cancelled_error_every_time() -> None:
+    """Cancelling ``async for`` over a stream blocked on its socket: the abort's hooks (the socket
+    shutdown, the response's own) race the reading thread closing the response; the caller must
+    get CancelledError each time, never the loser's ValueError from urllib3."""
+    def stalls(req: Received, reply: Reply) -> None:
+        reply.stream(200, openai_sse("one")[:2] + [b": keep-alive\n\n"] * 20, {"Content-Type": "text/event-stream"},
+                     delay_s=0.25)
+
+    async def once(llm: OpenAIProvider) -> None:
+        first = asyncio.Event()
+
+        async def consume() -> None:
+            async for _ in llm.stream("hi"):
+                first.set()
+
+        task = asyncio.ensure_future(consume())
+        await first.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await eventually_async(lambda: not _aio.active_workers(), within=10)  # its worker is freed too
+
+    with FakeServer() as server:
+        server.route("POST", "/v1/chat/completions", stalls)
+        llm = openai(server, max_retries=0)
+        for _ in range(12):
+            asyncio.run(once(llm))
+
+
+def test_a_stall_on_a_body_without_length_is_a_timeout_not_a_truncation() -> None:
+    """``Connection: close`` and no length: breaking the stalled connection off looks like the
+    body's end, which must not be reported as the vendor cutting the answer short."""
+    release = threading.Event()
+
+    def stalls(req: Received, reply: Reply) -> None:
+        reply.head(200, {"Content-Type": "text/event-stream"})
+        reply.raw(b"".join(openai_sse("one two")[:2]))
+        release.wait(FOREVER_S)
+
+    with FakeServer() as server:
+        server.route("POST", "/v1/chat/completions", stalls)
+        got: list[str] = []
+        try:
+            with pytest.raises(RequestTimeout, match="no answer data for 0.5s") as info:
+                for chunk in openai(server, timeout=0.5).stream_sync("hi"):
+                    got.append(chunk.content)
+        finally:
+            release.set()
+    assert not isinstance(info.value, TruncatedStreamError) and got == ["one"]

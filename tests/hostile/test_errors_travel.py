@@ -80,6 +80,7 @@ def _comparable(value: Any) -> Any:
     if isinstance(value, list):
         return [_comparable(v) for v in value]
     if isinstance(value, Attempt):
+        assert value.error is not None
         return (value.provider, value.model, type(value.error), _attributes(value.error), value.elapsed_s)
     if isinstance(value, BaseException):
         return (type(value), _attributes(value))

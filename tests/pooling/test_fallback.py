@@ -32,7 +32,7 @@ from ..fakes import Clock, Fake, err
 def test_fails_over_on_errors_another_provider_may_not_have(cls: type[ProviderError]) -> None:
     first, second = Fake("a", fail=err(cls)), Fake("b")
     result = FallbackChain([first, second]).generate_sync("hi")
-    assert (result.content, result.model, result.attempts) == ("b: hi", "b", 2)
+    assert (result.content, result.model, result.attempts.tries) == ("b: hi", "b", 2)
     assert len(first.calls) == 1
 
 
@@ -63,7 +63,7 @@ def test_all_failed_lists_every_attempt() -> None:
 
 def test_first_member_answers_in_one_attempt() -> None:
     r = FallbackChain([Fake("a"), Fake("b")]).generate_sync("hi")
-    assert (r.model, r.attempts) == ("a", 1)
+    assert (r.model, r.attempts.tries) == ("a", 1)
 
 
 def test_stream_falls_back_before_the_first_chunk() -> None:

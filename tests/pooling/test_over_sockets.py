@@ -38,7 +38,7 @@ def test_chain_dead_port_then_real_server(server: FakeServer) -> None:
     live = OpenAIProvider(base_url=server.url + "/v1")
     chain = FallbackChain([dead, live], failure_threshold=1)
     r = chain.generate_sync("hi")
-    assert (r.content, r.attempts) == ("Paris is the capital of France.", 2)
+    assert (r.content, r.attempts.tries) == ("Paris is the capital of France.", 2)
     assert join_chunks(chain.stream_sync("hi")).content == "Paris is the capital of France."
     assert chain.get_stats().members[0].status == "cooldown"  # the dead port is no longer dialled
 

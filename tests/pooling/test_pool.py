@@ -130,7 +130,7 @@ def test_retries_on_another_member_bounded() -> None:
 def test_failover_result_counts_attempts() -> None:
     pool = ProviderPool([Fake("a", fail=err(ConnectError)), Fake("b")], strategy="round_robin")
     r = pool.generate_sync("x")
-    assert (r.model, r.attempts) == ("b", 2)
+    assert (r.model, r.attempts.tries) == ("b", 2)
 
 
 def test_bad_request_not_retried() -> None:

@@ -77,7 +77,7 @@ def test_missing_tier_goes_to_the_nearest() -> None:
 def test_failing_tier_falls_to_the_next() -> None:
     r = TieredRouter(flagship=Fake("big", fail=err(ServerError)), balanced=Fake("mid"), fast=Fake("small"))
     result = r.generate_sync("Analyze this philosophical question in depth")
-    assert (result.model, result.attempts) == ("mid", 2)
+    assert (result.model, result.attempts.tries) == ("mid", 2)
     strict = TieredRouter(flagship=Fake("big", fail=err(ServerError)), fast=Fake("small"), fallback=False)
     with pytest.raises(Exception, match="1 attempt"):
         strict.generate_sync("Analyze this philosophical question in depth")

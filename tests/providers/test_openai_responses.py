@@ -187,12 +187,63 @@ def test_phases_are_kept_and_sent_back_in_place(server: FakeServer) -> None:
     assert [(b.kind, b.data, b.text, b.index) for b in r.reasoning_blocks] == [
         ("thinking", "ENC", "", 0), ("message", "commentary", "Checking. ", 1),
         ("message", "final_answer", "Done.", 3)]
-    sent = build_payload(build_request([Message.user("x"), r.to_message()], {}), "gpt-6-luna", stream=False)["input"]
+    sent = build_payload(build_request([Message.user("x"), r.to_message()], {}), "gpt-6-luna", stream=False,
+                         origin=server.url)["input"]
     assert [(i.get("type", i.get("role")), i.get("phase")) for i in sent] == [
         ("user", None), ("reasoning", None), ("message", "commentary"), ("function_call", None),
         ("message", "final_answer")]
     assert [i["content"][0]["text"] for i in sent if i.get("type") == "message"] == ["Checking. ", "Done."]
     assert all("id" not in i for i in sent if i.get("type") == "message")  # not stored: no ids to refer to
+
+
+def test_a_reasoning_item_goes_back_only_with_the_item_that_followed_it(server: FakeServer) -> None:
+    rs = [{"type": "reasoning", "id": f"rs_{i}", "summary": [], "encrypted_content": f"E{i}"} for i in range(2)]
+    cases: list[tuple[list[dict[str, Any]], list[str]]] = [  # (output, the item types sent back)
+        ([rs[0], {**message(""), "status": "incomplete"}], []),  # cut short after reasoning: nothing follows it
+        ([rs[0], {"type": "web_search_call", "id": "ws_1", "status": "completed"}, rs[1], message("Paris.")],
+         ["reasoning", "message"]),  # the built-in tool's item is not sent back, nor the reasoning before it
+        ([message("Let me look."), rs[1], {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"}],
+         ["message", "reasoning", "function_call"]),
+    ]
+    for output, expected in cases:
+        serve(server, response(output, "incomplete" if not expected else "completed"), [])
+        turn = llm(server).generate_sync("q").to_message()
+        sent = build_payload(build_request([Message.user("q"), turn, Message.user("go on")], {}), "m", False,
+                             origin=server.url)["input"]
+        assert [i.get("type") for i in sent[1:-1]] == expected, output
+        assert [i["encrypted_content"] for i in sent if i.get("type") == "reasoning"] == ["E1"] * expected.count(
+            "reasoning")
+
+
+def test_a_turn_given_back_as_a_dict_keeps_its_reasoning_and_phase(server: FakeServer) -> None:
+    output = [{"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "ENC"},
+              phased("Checking.", "commentary", "msg_a"),
+              {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "look", "arguments": "{}"}]
+    bodies = serve(server, response(output), [])
+    p = llm(server)
+    turn = p.generate_sync("x").to_message()
+    p.generate_sync([{"role": "user", "content": "x"}, turn.to_dict(),
+                     {"role": "tool", "content": "found", "tool_call_id": "call_1"}])
+    assert [(i.get("type", i.get("role")), i.get("phase")) for i in bodies[1]["input"]] == [
+        ("user", None), ("reasoning", None), ("message", "commentary"), ("function_call", None),
+        ("function_call_output", None)]
+    with pytest.raises(ValidationError, match=r"messages\[1\].reasoning\[0\].kind must be one of"):
+        p.generate_sync([{"role": "user", "content": "x"}, {**turn.to_dict(), "reasoning": [{"provider": "openai",
+                                                                                             "kind": "secret"}]}])
+
+
+def test_encrypted_reasoning_goes_back_only_to_the_server_that_made_it(server: FakeServer) -> None:
+    output = [{"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "ONLY-HERE"}, message("Hi.")]
+    bodies = serve(server, response(output), [])
+    here = llm(server)
+    turn = here.generate_sync("x").to_message()
+    assert turn.reasoning[0].origin == here.origin == server.url.lower()
+    elsewhere = OpenAIProvider(api_key="sk-test", base_url=server.url.replace("127.0.0.1", "localhost") + "/v1",
+                               api="responses", model="gpt-6-luna", max_retries=0)
+    for p in (here, elsewhere):
+        p.generate_sync([Message.user("x"), turn, Message.user("and?")])
+    assert [i.get("type") for i in bodies[1]["input"]] == [None, "reasoning", "message", None]
+    assert [i.get("type") for i in bodies[2]["input"]] == [None, "message", None]  # another server: not its to read
 
 
 def test_an_edited_answer_goes_back_as_one_message_without_phase() -> None:
@@ -221,6 +272,10 @@ def test_what_responses_cannot_take_is_refused(server: FakeServer) -> None:
     p = llm(server)
     cases: list[tuple[dict[str, Any], str]] = [({"stop": "\n"}, "stop is not supported by the Responses API"),
                            ({"extra": {"input": []}}, r"extra\['input'\] would override"),
+                           ({"extra": {"seed": 7}}, r"extra\['seed'\] is a Chat Completions field .* api='chat'"),
+                           ({"extra": {"reasoning_effort": "low"}}, r"pass reasoning=\.\.\. instead"),
+                           ({"extra": {"response_format": {"type": "json_object"}}}, r"pass schema=\.\.\. instead"),
+                           ({"extra": {"frequency_penalty": 0.5}}, "Chat Completions field"),
                            ({"extra": {"reasoning": {"effort": "low"}}, "reasoning": "high"}, "both ask for reasoning"),
                            ({"extra": {"text": {"format": {"type": "json_object"}}},
                              "schema": {"type": "object", "properties": {}}}, "both ask for structured output")]
@@ -373,7 +428,102 @@ def test_summary_stream_and_refusal_stream(server: FakeServer) -> None:
     joined = join_chunks(llm(server).stream_sync("x", reasoning="low"))
     assert joined.reasoning == "First.\n\nSecond." and joined.refusal == "No."
     assert joined.reasoning_blocks == (ReasoningBlock("openai", text="First.\n\nSecond.", data="DONE-ENC",
-                                                      signature="rs_9", index=0),)
+                                                      signature="rs_9", index=0, origin=server.url),)
+
+
+FN_TOOL = [{"name": "f", "parameters": {"type": "object"}}]
+
+
+def test_arguments_for_an_item_never_opened_are_a_stream_error(server: FakeServer) -> None:
+    frames = call_stream("f", '{"a": 1}')
+    frames.insert(3, event("response.function_call_arguments.delta", 99, output_index=5, item_id="fc_x",
+                           delta='{"b": 2}').replace(b'"sequence_number": 99, ', b""))
+    serve(server, {}, frames)
+    with pytest.raises(StreamError, match="output_index 5, which no output_item.added opened"):
+        list(llm(server).stream_sync("x", tools=FN_TOOL))
+
+
+def test_a_call_sent_only_whole_in_output_item_done_is_kept(server: FakeServer) -> None:
+    done = {"type": "function_call", "id": "fc_1", "call_id": "call_7", "name": "f", "arguments": '{"a": 1}'}
+    frames = [event("response.created", 0, response={"model": "gpt-6-luna"}),
+              event("response.output_item.done", 1, output_index=0, item=done),
+              event("response.completed", 2, response=response([done]))]
+    serve(server, response([done]), frames)
+    p = llm(server)
+    joined = join_chunks(p.stream_sync("x", tools=FN_TOOL))
+    plain = p.generate_sync("x", tools=FN_TOOL)
+    assert [(c.id, c.name, c.arguments) for c in joined.tool_calls] == [("call_7", "f", {"a": 1})]
+    assert joined.tool_calls == plain.tool_calls and joined.finish_reason == plain.finish_reason == "tool_calls"
+
+
+def test_a_terminal_event_without_status_says_how_it_ended(server: FakeServer) -> None:
+    frames = text_stream("cut", terminal=None)
+    frames.append(event("response.incomplete", len(frames), response={
+        "incomplete_details": {"reason": "max_output_tokens"}}))
+    serve(server, {}, frames)
+    assert join_chunks(llm(server).stream_sync("x")).finish_reason == "length"
+
+
+def test_a_completed_event_whose_response_failed_is_the_failure(server: FakeServer) -> None:
+    failed = {"status": "failed", "error": {"code": "server_error", "message": "it broke"}}
+    frames = text_stream("x", terminal=None)
+    frames.append(event("response.completed", len(frames), response=failed))
+    serve(server, failed, frames)
+    p = llm(server)
+    with pytest.raises(ServerError, match="it broke"):
+        list(p.stream_sync("x"))
+    with pytest.raises(ServerError, match="it broke"):  # the same as the answer unstreamed
+        p.generate_sync("x")
+
+
+def test_the_vendors_error_wins_over_a_numbering_gap(server: FakeServer) -> None:
+    frames = text_stream("partial", terminal=None)
+    frames.append(event("error", 40, code="insufficient_quota", message="out of credit"))
+    serve(server, {}, frames)
+    with pytest.raises(QuotaExceededError, match="out of credit"):
+        list(llm(server).stream_sync("x"))
+
+
+def test_an_error_event_whose_error_is_text_keeps_it(server: FakeServer) -> None:
+    frames = text_stream("partial", terminal=None)
+    frames.append(b'data: {"type": "error", "error": "the upstream gave up"}\n\n')
+    serve(server, {}, frames)
+    with pytest.raises(StreamError, match="the upstream gave up"):
+        list(llm(server).stream_sync("x"))
+
+
+def test_a_summary_that_is_not_a_list_is_refused(server: FakeServer) -> None:
+    serve(server, response([{"type": "reasoning", "id": "rs_1", "summary": "plain text", "encrypted_content": "E"},
+                            message("ok")]), [])
+    with pytest.raises(InvalidResponseError, match="summary is str, not a list"):
+        llm(server).generate_sync("x")
+
+
+def test_one_json_document_instead_of_a_stream(server: FakeServer) -> None:
+    def route(req: Received, reply: Reply) -> None:
+        body = req.json()
+        if body["input"][0]["content"] == "quota":
+            reply.json(200, {"error": {"code": "insufficient_quota", "message": "You exceeded your quota"}})
+        else:  # a server that ignores "stream" and answers whole
+            reply.json(200, response([message("all at once")]))
+
+    server.route("POST", "/v1/responses", route)
+    p = llm(server)
+    with pytest.raises(QuotaExceededError, match="exceeded your quota") as info:
+        list(p.stream_sync("quota"))
+    assert not info.value.retryable  # not a truncated stream to retry
+    with pytest.raises(InvalidResponseError, match="got one application/json document instead"):
+        list(p.stream_sync("whole"))
+
+
+def test_a_request_id_header_echoing_the_key_is_scrubbed(server: FakeServer) -> None:
+    server.route("POST", "/v1/responses", lambda r, w: w.json(500, {"error": {"message": "boom"}},
+                                                              {"x-request-id": "sk-test-echoed-key-1234567"}))
+    p = OpenAIProvider(api_key="sk-test-echoed-key-1234567", base_url=server.url + "/v1", api="responses",
+                       model="gpt-6-luna", max_retries=0)
+    with pytest.raises(ServerError) as info:
+        p.generate_sync("x")
+    assert "sk-test-echoed-key-1234567" not in str(info.value) + repr(info.value) + str(info.value.request_id)
 
 
 class TestResponsesContract(ProviderContract):
