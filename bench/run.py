@@ -348,6 +348,38 @@ def bench_pool(port: int, n: int, threads: int, delay_ms: int) -> list[Row]:
     return rows
 
 
+def bench_hedging(port: int, n: int, every: int, slow_ms: int, hedge_ms: int) -> list[Row]:
+    """A member with a heavy latency tail (1 call in ``every`` is ``slow_ms`` slower), n calls in
+    a row: the p99 alone and with ``hedge_after_s``, and the extra requests hedging sent."""
+    headers = {"x-bench-slow-every": str(every), "x-bench-slow-ms": str(slow_ms)}
+
+    def latencies(target: Provider) -> list[float]:
+        out = []
+        for _ in range(n):
+            start = time.perf_counter()
+            target.generate_sync("hi")
+            out.append(time.perf_counter() - start)
+        return out
+
+    def p(values: list[float], q: float) -> float:
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    plain = latencies(FallbackChain([make("openai", port, headers=headers), make("openai", port, headers=headers)]))
+    hedged_chain = FallbackChain([make("openai", port, headers=headers), make("openai", port, headers=headers)],
+                                 hedge_after_s=hedge_ms / 1000)
+    hedged = latencies(hedged_chain)
+    stats = hedged_chain.get_stats()
+    note = (f"1 in {every} calls {slow_ms} ms slower; hedge after {hedge_ms} ms; p50 {p(plain, 0.5) * 1000:.1f} -> "
+            f"{p(hedged, 0.5) * 1000:.1f} ms; extra requests {stats.hedges} ({stats.hedges / n:.0%}), "
+            f"{stats.hedges_won} won")
+    base, ours = p(plain, 0.99), p(hedged, 0.99)
+    return [Row(f"{n} calls, p99 with hedging (a member with a latency tail)", base * 1000, ours * 1000, "ms",
+                ours / base, "<= 0.5x", ours / base <= 0.5, note,
+                {"extra_requests": stats.hedges, "hedges_won": stats.hedges_won,
+                 "p50_ms": [p(plain, 0.5) * 1000, p(hedged, 0.5) * 1000]})]
+
+
 # -- 6. peers ------------------------------------------------------------------------------------
 
 def bench_peers(port: int, n: int, chunks: int, reps: int) -> list[Row]:  # noqa: C901 (one peer per branch)
@@ -484,11 +516,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny counts, to check the harness runs")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--reps", type=int, default=None)
-    parser.add_argument("--only", help="comma-separated: import,sequential,stream,first,pool,peers")
+    parser.add_argument("--only", help="comma-separated: import,sequential,stream,first,pool,hedge,peers")
     args = parser.parse_args(argv)
     quick = args.quick
     reps = args.reps or (1 if quick else 5)
-    only = set(args.only.split(",")) if args.only else {"import", "sequential", "stream", "first", "pool", "peers"}
+    only = set(args.only.split(",")) if args.only else {"import", "sequential", "stream", "first", "pool", "hedge",
+                                                         "peers"}
     proc, port = start_server()
     rows: list[Row] = []
     try:
@@ -502,6 +535,8 @@ def main(argv: list[str] | None = None) -> int:
             rows += bench_first_chunk(port, 1 if quick else 5)
         if "pool" in only:
             rows += bench_pool(port, 40 if quick else 400, 32, 10 if quick else 50)
+        if "hedge" in only:
+            rows += bench_hedging(port, 40 if quick else 400, 20, 100 if quick else 300, 30)
         if "peers" in only:
             rows += bench_peers(port, 20 if quick else 2000, 200 if quick else 10_000, reps)
     finally:

@@ -7,6 +7,8 @@ Each request is shaped by headers:
     x-bench-chunks          stream this many content chunks (default 5)
     x-bench-chunk-delay-ms  wait between chunks (default 0)
     x-bench-pause-ms        stream: send one chunk, then pause this long, then the rest
+    x-bench-slow-every      with x-bench-slow-ms: every Nth such request waits that much longer
+                            (a latency tail; the count is the server's, across connections)
 
 A streamed chunk's text is the server's clock (``time.time()``) when it was written, so a client
 can tell how long a chunk took to reach it. ``GET /stats`` returns connections accepted.
@@ -93,6 +95,8 @@ class Server:
     def __init__(self) -> None:
         self.connections = 0
 
+    slow_count = 0  # requests that asked for a latency tail
+
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         try:
@@ -111,6 +115,11 @@ class Server:
     async def respond(self, method: str, path: str, headers: dict[str, str], body: bytes,
                       writer: asyncio.StreamWriter) -> None:
         delay = float(headers.get("x-bench-delay-ms", 0)) / 1000
+        every = int(headers.get("x-bench-slow-every", 0))
+        if every:
+            self.slow_count += 1
+            if self.slow_count % every == 0:
+                delay += float(headers.get("x-bench-slow-ms", 0)) / 1000
         if delay:
             await asyncio.sleep(delay)
         if path == "/stats":

@@ -848,6 +848,8 @@ class ProviderStats(_JsonMixin):
         last_error_at: its Unix time.
         cooldown_remaining_s: for a pool member, seconds until it is tried again (None: in rotation).
         members: for pools, the stats of each member.
+        hedges, hedges_won: for pools with ``hedge_after_s``, hedged requests started, and how
+            many of them answered first.
     """
 
     provider: str
@@ -865,6 +867,8 @@ class ProviderStats(_JsonMixin):
     last_error_at: float | None = None
     cooldown_remaining_s: float | None = None
     members: tuple[ProviderStats, ...] = ()
+    hedges: int = 0
+    hedges_won: int = 0
 
 
 def parse_tool_arguments(text: str) -> dict[str, Any] | None:

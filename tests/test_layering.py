@@ -49,7 +49,8 @@ ALLOWED: dict[str, set[str]] = {
     "__main__": {"*"},
     "cli": {"*"},
     "providers": set(),
-    "pooling": {"provider", "types", "errors", "request", "_aio", "pooling.*", "_forksafe", "_stats", "_timers"},
+    "pooling": {"provider", "types", "errors", "request", "_aio", "pooling.*", "_forksafe", "_stats", "_timers",
+                "_call"},
 }
 
 

@@ -53,6 +53,7 @@ class CallRecord:
     Attributes:
         started: the pool's clock at the call's start.
         budget: the call's deadline in seconds from ``started`` (None: none).
+        session_key: the call's session (``GenerateRequest.session_key``).
         trace: an ``Attempt`` per member tried or skipped, in order.
         passed: keys of the members tried or skipped (each is considered once).
         tried: keys of the members tried.
@@ -60,10 +61,12 @@ class CallRecord:
         too_long: the largest context window that answered "too long", and whose it was.
         too_long_models: each (model, window) that answered "too long".
         filtered: the last answer ``fallback_on`` passed over (returned if no member does better).
+        hedges: tries hedged so far.
     """
 
     started: float
     budget: float | None
+    session_key: str | None = None
     trace: list[Attempt] = field(default_factory=list)
     passed: set[str] = field(default_factory=set)
     tried: set[str] = field(default_factory=set)
@@ -71,6 +74,7 @@ class CallRecord:
     too_long: tuple[int, str] | None = None
     too_long_models: set[tuple[str, int]] = field(default_factory=set)
     filtered: GenerationResult | None = None
+    hedges: int = 0
 
     def add(self, member: Member, error: ProviderError | None, elapsed_s: float, *, skipped: bool = False,
             outcome: str = "", reason: str = "") -> None:

@@ -32,6 +32,7 @@ from ..provider import Provider, call_aborted
 from ..request import GenerateRequest, check_timeout
 from ..types import Attempt, Attempts, Capabilities, GenerationResult, HealthStatus, ProviderStats, StreamChunk
 from .attempts import CallRecord, FirstChunkWatch, check_fallback_on, passed_over
+from .hedge import HedgeCounts, check_hedge_after, hedge_delay, hedged_generate
 from .state import CooldownPolicy, InMemoryState, MemberSnapshot, MemberState
 
 __all__ = ["Attempt", "Member", "PoolProvider"]  # Attempt: from types, where results name it
@@ -85,6 +86,11 @@ class PoolProvider(Provider):
         first_chunk_timeout_s: a streamed member that has not yielded its first chunk by then is
             abandoned (its connection broken) and the next member tried; safe, as nothing of it
             was delivered.
+        hedge_after_s: when a member has not answered by then (seconds, or ``"p95"``: its own 95th
+            percentile latency, once it has 20 of them), the same request is started on the next
+            member too; the first answer wins and the other call is broken off at once. Off by
+            default; ``get_stats()`` counts how often hedges fired and won. Not for streams.
+        max_hedges: hedges per call (default 1).
         clock: monotonic seconds (inject for tests).
         seed: seeds the random choices of strategies (inject for reproducible runs).
     """
@@ -105,6 +111,8 @@ class PoolProvider(Provider):
         name: str | None = None,
         fallback_on: Sequence[str] = (),
         first_chunk_timeout_s: float | None = None,
+        hedge_after_s: float | str | None = None,
+        max_hedges: int = 1,
     ) -> None:
         super().__init__()
         if name is not None and (not isinstance(name, str) or not name.strip()):
@@ -123,6 +131,11 @@ class PoolProvider(Provider):
         self._rng = random.Random(seed)
         self.fallback_on = check_fallback_on(fallback_on)
         self.first_chunk_timeout_s = _checked_bound(first_chunk_timeout_s, "first_chunk_timeout_s")
+        self.hedge_after_s = check_hedge_after(hedge_after_s)
+        if isinstance(max_hedges, bool) or not isinstance(max_hedges, int) or max_hedges < 0:
+            raise ConfigurationError(f"max_hedges must be an integer >= 0, got {max_hedges!r}")
+        self.max_hedges = max_hedges
+        self._hedges = HedgeCounts()
         self._max_tries: int | None = None  # tries per call, when the pool bounds them (ProviderPool)
         self._sessions: OrderedDict[str, str] = OrderedDict()  # session_key -> the key of its member
         self._sessions_lock = lock_for(self)
@@ -271,10 +284,7 @@ class PoolProvider(Provider):
                 yield member
         yield from self._plan(request)
 
-    def _pin(self, request: GenerateRequest, member: Member) -> None:
-        key = request.session_key
-        if key is None:
-            return
+    def _pin(self, key: str, member: Member) -> None:
         with self._sessions_lock:
             self._sessions[key] = member.key
             self._sessions.move_to_end(key)
@@ -343,7 +353,7 @@ class PoolProvider(Provider):
             raise refused
 
     def _call(self, request: GenerateRequest) -> CallRecord:
-        return CallRecord(self._clock(), self._budget(request))
+        return CallRecord(self._clock(), self._budget(request), session_key=request.session_key)
 
     def _traced(self, result: GenerationResult, member: Member, elapsed_s: float,
                 call: CallRecord) -> GenerationResult:
@@ -353,9 +363,38 @@ class PoolProvider(Provider):
             Attempt(member.provider.provider_id, member.provider.model_name, None, elapsed_s),)
         return dataclasses.replace(result, attempts=Attempts((*call.trace, *own)))
 
+    def _answered(self, member: Member, result: GenerationResult, t0: float,
+                  call: CallRecord) -> GenerationResult | None:
+        """A member answered: its success recorded, and its answer traced, or None when
+        ``fallback_on`` passes it over (kept as ``call.filtered``)."""
+        now = self._clock()
+        self.state.success(member.key, now - t0, now)
+        if call.session_key is not None:
+            self._pin(call.session_key, member)
+        why = passed_over(result, self.fallback_on)
+        if why is None:
+            return self._traced(result, member, now - t0, call)
+        call.add(member, None, now - t0, outcome="filtered", reason=why)
+        call.filtered = result
+        return None
+
+    def _hedge_delay(self, member: Member, request: GenerateRequest, call: CallRecord) -> float | None:
+        """When to hedge this try (None: not hedged)."""
+        if self.hedge_after_s is None or call.hedges >= self.max_hedges or not self._others_left(request, call):
+            return None
+        return hedge_delay(self.hedge_after_s, self.state.snapshot([member.key])[member.key].latencies_s)
+
     def _generate(self, request: GenerateRequest) -> GenerationResult:
         call = self._call(request)
-        for member, options, t0 in self._tries(request, call):
+        tries = self._tries(request, call)
+        for member, options, t0 in tries:
+            delay = self._hedge_delay(member, request, call)
+            if delay is not None:
+                call.hedges += 1
+                hedged = hedged_generate(self, request, call, tries, (member, options, t0), delay)
+                if hedged is not None:
+                    return hedged
+                continue
             try:
                 result = member.provider.generate_sync(request, **options)
             except ProviderError as exc:
@@ -366,14 +405,9 @@ class PoolProvider(Provider):
             except BaseException:
                 self.state.release(member.key)
                 raise
-            now = self._clock()
-            self.state.success(member.key, now - t0, now)
-            self._pin(request, member)
-            why = passed_over(result, self.fallback_on)
-            if why is None:
-                return self._traced(result, member, now - t0, call)
-            call.add(member, None, now - t0, outcome="filtered", reason=why)
-            call.filtered = result
+            answer = self._answered(member, result, t0, call)
+            if answer is not None:
+                return answer
         if call.filtered is not None:  # every member filtered or refused: the last answer stands
             return dataclasses.replace(call.filtered, attempts=Attempts(call.trace))
         raise self._exhausted(call)
@@ -408,7 +442,8 @@ class PoolProvider(Provider):
                 watch.stop()
                 if outcome == "ok":
                     self.state.success(member.key, self._clock() - t0, self._clock())
-                    self._pin(request, member)
+                    if request.session_key is not None:
+                        self._pin(request.session_key, member)
                 elif outcome == "released":  # the consumer stopped early
                     chunks.close()
                     self.state.release(member.key)
@@ -445,8 +480,9 @@ class PoolProvider(Provider):
 
     def get_stats(self) -> ProviderStats:
         """The pool's own counts, and per member: in flight, successes, failures, latency
-        percentiles, health (``ProviderStats.status``), cooldown left."""
+        percentiles, health (``ProviderStats.status``), cooldown left; hedges fired and won."""
         now = self._clock()
         snaps = self.state.snapshot([m.key for m in self.members])
         members = tuple(self._member_stats(m, snaps[m.key], now) for m in self.members)
-        return dataclasses.replace(super().get_stats(), members=members)
+        return dataclasses.replace(super().get_stats(), members=members, hedges=self._hedges.fired,
+                                   hedges_won=self._hedges.wins)

@@ -311,3 +311,89 @@ def test_attempt_is_the_same_class_everywhere() -> None:
     from mirror_providers import types
 
     assert Attempt is types.Attempt
+
+
+# -- hedged requests ---------------------------------------------------------------------------------
+
+def slow(server: FakeServer, text: str, wait_s: float, status: int = 200, until: threading.Event | None = None) -> None:
+    """Answers ``text`` after ``wait_s`` (or when ``until`` is set): the server side of a slow member."""
+    def route(req: Received, reply: Reply) -> None:
+        if until is not None:
+            until.wait(wait_s)
+        else:
+            threading.Event().wait(wait_s)
+        if status != 200:
+            reply.json(status, BUSY)
+        else:
+            reply.json(200, openai_completion(text))
+
+    server.route("POST", "/v1/chat/completions", route)
+
+
+def test_a_hedge_answers_for_a_slow_member_and_the_slow_call_is_broken_off(two: tuple[FakeServer, FakeServer]) -> None:
+    a, b = two
+    release = threading.Event()
+    try:
+        slow(a, "from a", 30, until=release)
+        add_openai_routes(b, "from b")
+        chain = FallbackChain([member(a), member(b)], hedge_after_s=0.1)
+        result = chain.generate_sync("hi")
+    finally:
+        release.set()
+    assert result.content == "from b"
+    assert [(t.model, t.outcome) for t in result.attempts] == [("gpt-4o-mini", "abandoned"), ("gpt-4o-mini", "ok")]
+    assert "hedged: openai:gpt-4o-mini answered first" in result.attempts[0].reason
+    stats = chain.get_stats()
+    assert (stats.hedges, stats.hedges_won) == (1, 1)
+    assert stats.members[0].errors == 0 and stats.members[0].in_flight == 0  # slower is not failed
+
+
+def test_no_hedge_when_the_member_answers_in_time(two: tuple[FakeServer, FakeServer]) -> None:
+    a, b = two
+    add_openai_routes(a, "from a")
+    add_openai_routes(b, "from b")
+    chain = FallbackChain([member(a), member(b)], hedge_after_s=5)
+    assert [chain.generate_sync("hi").content for _ in range(5)] == ["from a"] * 5
+    assert b.received == [] and chain.get_stats().hedges == 0
+
+
+def test_the_first_member_may_still_win_the_race(two: tuple[FakeServer, FakeServer]) -> None:
+    a, b = two
+    release = threading.Event()
+    try:
+        slow(a, "from a", 0.4)
+        slow(b, "from b", 30, until=release)
+        chain = FallbackChain([member(a), member(b)], hedge_after_s=0.1)
+        result = chain.generate_sync("hi")
+    finally:
+        release.set()
+    assert result.content == "from a"
+    assert [(t.outcome, t.reason.split(":")[0]) for t in result.attempts] == [("abandoned", "hedge lost"), ("ok", "")]
+    stats = chain.get_stats()
+    assert (stats.hedges, stats.hedges_won) == (1, 0) and stats.members[1].in_flight == 0
+
+
+def test_a_first_member_that_fails_during_the_hedge_leaves_the_answer_to_it(two: tuple[FakeServer, FakeServer]) -> None:
+    a, b = two
+    slow(a, "", 0.3, status=500)
+    slow(b, "from b", 0.6)
+    result = FallbackChain([member(a), member(b)], hedge_after_s=0.1).generate_sync("hi")
+    assert result.content == "from b"
+    assert [t.outcome for t in result.attempts] == ["failed", "ok"]
+
+
+def test_p95_hedges_only_with_a_history_and_max_hedges_bounds_it() -> None:
+    a, b = Fake("a"), Fake("b")
+    chain = FallbackChain([a, b], hedge_after_s="p95")
+    for _ in range(5):
+        chain.generate_sync("x")
+    assert b.calls == [] and chain.get_stats().hedges == 0  # five latencies say nothing of a tail yet
+    off = FallbackChain([a, b], hedge_after_s=0.001, max_hedges=0)
+    off.generate_sync("x")
+    assert off.get_stats().hedges == 0
+
+
+@pytest.mark.parametrize("bad", [0, -1, "p99", True, 1e9])
+def test_hedge_after_is_checked(bad: Any) -> None:
+    with pytest.raises(ConfigurationError, match="hedge_after_s"):
+        FallbackChain([Fake("a")], hedge_after_s=bad)

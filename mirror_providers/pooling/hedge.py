@@ -1,0 +1,199 @@
+"""Hedged requests: when a member has not answered by the hedge delay, the next member is asked
+too, on a thread of its own; the first answer wins and the other call is broken off at once.
+
+The first member runs in the caller's thread, as an unhedged try does, so a call that answers in
+time costs one timer and nothing more. The hedge is one more try of the pool's plan: it is counted,
+traced and held against (or for) its member like any other.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from .._call import CallScope, current_call
+from .._stats import percentiles
+from .._timers import call_at
+from ..errors import ConfigurationError, ProviderError
+from ..provider import call_aborted
+from ..request import GenerateRequest
+from ..types import GenerationResult
+from .attempts import CallRecord
+
+if TYPE_CHECKING:
+    from .provider import Member, PoolProvider
+
+__all__ = ["MIN_HISTORY", "Hedge", "HedgeCounts", "check_hedge_after", "hedge_delay", "hedged_generate"]
+
+MIN_HISTORY = 20  # latencies a member needs before "p95" hedges it (fewer say little about its tail)
+
+Try = tuple["Member", dict[str, Any], float]
+
+
+def check_hedge_after(value: Any) -> float | str | None:
+    """A pool's checked ``hedge_after_s``: seconds, ``"p95"``, or None (off)."""
+    if value is None or value == "p95":
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:
+        raise ConfigurationError(f"hedge_after_s must be seconds (0 to 3600) or 'p95', got {value!r}")
+    return float(value)
+
+
+def hedge_delay(setting: float | str | None, latencies: tuple[float, ...]) -> float | None:
+    """When to hedge a try of a member with these recent latencies (None: do not)."""
+    if setting is None or isinstance(setting, float):
+        return setting
+    if len(latencies) < MIN_HISTORY:
+        return None
+    return percentiles(latencies, 0.95)[0]
+
+
+class HedgeCounts:
+    """How many hedges a pool started, and how many of them answered first (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.fired = 0
+        self.wins = 0
+
+    def started(self) -> None:
+        with self._lock:
+            self.fired += 1
+
+    def won(self) -> None:
+        with self._lock:
+            self.wins += 1
+
+
+class Hedge:
+    """The second runner of a hedged try: started by a timer on a thread of its own unless the
+    first runner settles first. ``run`` gets the try to make and returns what it made."""
+
+    def __init__(self, delay_s: float, next_try: Callable[[], Try | None],
+                 run: Callable[[Try], Any]) -> None:
+        self._lock = threading.Lock()
+        self._settled = False
+        self.started = False
+        self.done = threading.Event()
+        self.chosen = threading.Event()  # the try is known (or there is none)
+        self.attempt: Try | None = None
+        self.outcome: Any = None
+        self.scope = CallScope(current_call.get())  # aborting the caller's call aborts the hedge too
+        self._next_try = next_try
+        self._run = run
+        self._timer = call_at(time.monotonic() + delay_s, self._start)
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._settled:
+                return
+            self.started = True
+        threading.Thread(target=self._body, name="mirror-providers-hedge", daemon=True).start()
+
+    def _body(self) -> None:
+        token = current_call.set(self.scope)
+        try:
+            self.attempt = self._next_try()
+            self.chosen.set()
+            if self.attempt is not None:
+                self.outcome = self._run(self.attempt)
+        except BaseException as exc:  # handed to the caller's thread, which raises or records it
+            self.outcome = exc
+        finally:
+            current_call.reset(token)
+            self.chosen.set()
+            self.done.set()
+
+    def settle(self) -> bool:
+        """The first runner ended: a hedge not started never will; True if one started."""
+        self._timer.cancel()
+        with self._lock:
+            self._settled = True
+            return self.started
+
+
+def hedged_generate(pool: PoolProvider, request: GenerateRequest, call: CallRecord, tries: Iterator[Try],
+                    first: Try, delay_s: float) -> GenerationResult | None:
+    """One try of ``first``, hedged after ``delay_s`` with the plan's next member. Returns the
+    winning answer (traced), or None when both failed with errors another member may not have
+    (each recorded); raises what ends the call."""
+    member, options, t0 = first
+    primary = CallScope(current_call.get())
+    race = threading.Lock()
+    state = {"first_done": False, "broken_off": False}
+
+    def run(attempt: Try) -> GenerationResult | ProviderError:
+        other, other_options, _ = attempt
+        pool._hedges.started()
+        try:
+            result = other.provider.generate_sync(request, **other_options)
+        except ProviderError as exc:
+            return exc
+        with race:
+            if not state["first_done"]:  # the hedge answered first: the first runner is broken off
+                state["broken_off"] = True
+                primary.abort()
+        return result
+
+    hedge = Hedge(delay_s, lambda: next(tries, None), run)
+    token = current_call.set(primary)
+    try:
+        result: GenerationResult | ProviderError = member.provider.generate_sync(request, **options)
+    except ProviderError as exc:
+        result = exc
+    except BaseException:
+        hedge.settle()
+        hedge.scope.abort()
+        pool.state.release(member.key)
+        raise
+    finally:
+        current_call.reset(token)
+        with race:
+            state["first_done"] = True
+    if not hedge.settle():
+        return _single(pool, call, member, t0, result)
+    hedge.chosen.wait()
+    if hedge.attempt is None:  # no member was left to hedge with
+        hedge.done.wait()
+        return _single(pool, call, member, t0, result)
+    other, _, t1 = hedge.attempt
+    if isinstance(result, GenerationResult):  # the first runner won: the hedge is broken off
+        hedge.scope.abort()
+        pool.state.release(other.key)
+        call.add(other, None, pool._clock() - t1, outcome="abandoned",
+                 reason=f"hedge lost: {_who(member)} answered first")
+        return _single(pool, call, member, t0, result)
+    hedge.done.wait()  # the first runner failed, or was broken off because the hedge answered
+    won = hedge.outcome
+    if state["broken_off"] and not call_aborted():  # (its error is then the broken connection's)
+        pool.state.release(member.key)  # slower, not failed
+        call.add(member, None, pool._clock() - t0, outcome="abandoned",
+                 reason=f"hedged: {_who(other)} answered first")
+    elif isinstance(won, GenerationResult):
+        pool._failed(member, result, t0, call)  # recorded; the hedge's answer stands whatever it was
+    else:
+        _single(pool, call, member, t0, result)  # raises what ends the call
+    if isinstance(won, BaseException) and not isinstance(won, ProviderError):
+        pool.state.release(other.key)
+        raise won
+    verdict = _single(pool, call, other, t1, won)
+    if verdict is not None:
+        pool._hedges.won()
+    return verdict
+
+
+def _single(pool: PoolProvider, call: CallRecord, member: Member, t0: float,
+            outcome: GenerationResult | ProviderError | Any) -> GenerationResult | None:
+    """One runner's verdict, recorded: its answer (traced), None to go on, or its error raised."""
+    if isinstance(outcome, GenerationResult):
+        return pool._answered(member, outcome, t0, call)
+    pool._failed(member, outcome, t0, call)
+    if not outcome.failover_ok or call_aborted():
+        raise outcome
+    return None
+
+
+def _who(member: Member) -> str:
+    return f"{member.provider.provider_id}:{member.provider.model_name}"
