@@ -55,7 +55,6 @@ DOCUMENT_MEDIA_TYPES: tuple[str, ...] = ("application/pdf", "text/plain")
 CACHE_TTLS: tuple[str, ...] = ("5m", "1h")  # how long a cache breakpoint's prefix is kept
 
 _T = TypeVar("_T", bound="_JsonMixin")
-_R = TypeVar("_R", bound="GenerationResult")
 
 
 class _JsonMixin:
@@ -75,10 +74,20 @@ class _JsonMixin:
 
     @classmethod
     def from_dict(cls: type[_T], data: Mapping[str, Any]) -> _T:
-        """Build an instance from what ``to_dict`` returned."""
+        """Build an instance from what ``to_dict`` returned (an attempt trace's entries as
+        ``Attempt``, which dataclasses-json cannot tell from the tuple type alone)."""
         from dataclasses_json.core import _decode_dataclass
 
-        return _decode_dataclass(cls, dict(data), False)  # type: ignore[no-any-return,no-untyped-call]
+        fields = dict(data)
+        traced = "attempts" in getattr(cls, "__dataclass_fields__", {}) and "attempts" in fields
+        trace = fields.pop("attempts", None) if traced else None
+        obj = _decode_dataclass(cls, fields, False)  # type: ignore[no-untyped-call]
+        if isinstance(trace, (list, tuple)):
+            object.__setattr__(obj, "attempts", Attempts(
+                a if isinstance(a, Attempt) else Attempt.from_dict(a) for a in trace))
+        elif isinstance(trace, int):  # a count, as results made by hand may still carry
+            object.__setattr__(obj, "attempts", trace)
+        return obj  # type: ignore[no-any-return]
 
     @classmethod
     def from_json(cls: type[_T], text: str) -> _T:
@@ -566,19 +575,6 @@ class GenerationResult(_JsonMixin):
     def text(self) -> str:
         return self.content
 
-    @classmethod
-    def from_dict(cls: type[_R], data: Mapping[str, Any]) -> _R:
-        """Build a result from what ``to_dict`` returned (the trace's entries as ``Attempt``)."""
-        fields = dict(data)
-        trace = fields.pop("attempts", None)
-        result = super().from_dict(fields)
-        if isinstance(trace, (list, tuple)):
-            _set_attribute(result, "attempts", Attempts(
-                a if isinstance(a, Attempt) else Attempt.from_dict(a) for a in trace))
-        elif isinstance(trace, int):  # a count, as results made by hand may still carry
-            _set_attribute(result, "attempts", trace)
-        return result
-
     def to_message(self) -> Message:
         """This answer as the assistant turn of a conversation: text, tool calls, and the
         reasoning blocks the vendor needs back (multi-turn tool use with thinking)."""
@@ -611,6 +607,8 @@ class StreamChunk(_JsonMixin):
             ``GenerationResult.citations``).
         response_id: on the last chunk, the vendor's id of this answer (see
             ``GenerationResult.response_id``).
+        attempts: on the last chunk of a pool's stream, its attempt trace (see
+            ``GenerationResult.attempts``).
     """
 
     content: str = ""
@@ -627,6 +625,7 @@ class StreamChunk(_JsonMixin):
     parsed: Any = field(default=None, compare=False)
     citations: tuple[Citation, ...] = ()
     response_id: str | None = None
+    attempts: Attempts = field(default=DIRECT, compare=False)
 
     def __str__(self) -> str:
         return self.content
@@ -646,7 +645,8 @@ def fast_stream_chunk(content: str, index: int, tool_calls: tuple[ToolCallDelta,
     _set_attribute(chunk, "__dict__", {"content": content, "index": index, "finish_reason": None, "usage": None,
                                        "tool_calls": tool_calls, "model": model, "provider": provider,
                                        "request_id": None, "reasoning": "", "reasoning_blocks": (),
-                                       "refusal": "", "parsed": None, "citations": (), "response_id": None})
+                                       "refusal": "", "parsed": None, "citations": (), "response_id": None,
+                                       "attempts": DIRECT})
     return chunk
 
 
@@ -892,6 +892,7 @@ def join_chunks(chunks: Iterable[StreamChunk], *, provider: str = "", model: str
     usage: Usage | None = None
     request_id: str | None = None
     response_id: str | None = None
+    trace: Attempts = DIRECT
     thought: list[str] = []
     refused: list[str] = []
     blocks: tuple[ReasoningBlock, ...] = ()
@@ -919,6 +920,7 @@ def join_chunks(chunks: Iterable[StreamChunk], *, provider: str = "", model: str
         model = chunk.model or model
         request_id = chunk.request_id or request_id
         response_id = chunk.response_id or response_id
+        trace = chunk.attempts or trace
     # A call of a function without parameters may stream no argument text at all (Anthropic sends
     # one empty fragment): its arguments are "{}", as the same answer unstreamed says.
     joined = {i: "".join(c[2]) or "{}" for i, c in calls.items()}
@@ -929,4 +931,5 @@ def join_chunks(chunks: Iterable[StreamChunk], *, provider: str = "", model: str
     reasoning = "".join(thought) if thought or any(b.kind != "message" for b in blocks) else None
     return GenerationResult("".join(text), model, provider, finish, usage, tool_calls, request_id=request_id,
                             reasoning=reasoning, reasoning_blocks=blocks, parsed=parsed,
-                            refusal="".join(refused) or None, citations=tuple(cited), response_id=response_id)
+                            refusal="".join(refused) or None, citations=tuple(cited), response_id=response_id,
+                            attempts=trace)

@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from .._forksafe import lock_for
 from .._stats import health_status, percentiles
@@ -38,6 +38,7 @@ from .state import CooldownPolicy, InMemoryState, MemberSnapshot, MemberState
 __all__ = ["Attempt", "Member", "PoolProvider"]  # Attempt: from types, where results name it
 
 MemberSpec = Provider | tuple[Provider, float]
+Traced = TypeVar("Traced", GenerationResult, StreamChunk)
 MAX_SESSIONS = 10_000  # sessions a pool remembers the member of, the least recently used dropped
 
 
@@ -355,11 +356,11 @@ class PoolProvider(Provider):
     def _call(self, request: GenerateRequest) -> CallRecord:
         return CallRecord(self._clock(), self._budget(request), session_key=request.session_key)
 
-    def _traced(self, result: GenerationResult, member: Member, elapsed_s: float,
-                call: CallRecord) -> GenerationResult:
-        """The answer with this call's trace: the members passed before, then the answer's own
-        (a nested pool's trace, or this member's success)."""
-        own = tuple(result.attempts) if isinstance(result.attempts, Attempts) and result.attempts else (
+    def _traced(self, result: Traced, member: Member, elapsed_s: float, call: CallRecord) -> Traced:
+        """The answer (or a stream's last chunk) with this call's trace: the members passed
+        before, then the answer's own (a nested pool's trace, or this member's success)."""
+        inner: Any = result.attempts
+        own: tuple[Attempt, ...] = tuple(inner) if isinstance(inner, Attempts) and inner else (
             Attempt(member.provider.provider_id, member.provider.model_name, None, elapsed_s),)
         return dataclasses.replace(result, attempts=Attempts((*call.trace, *own)))
 
@@ -424,6 +425,8 @@ class PoolProvider(Provider):
                     if not delivered and not watch.arrived():
                         raise watch.error()  # it came as the watch gave up: the try is abandoned
                     delivered += 1
+                    if chunk.finish_reason is not None:  # the last chunk: it carries the trace
+                        chunk = self._traced(chunk, member, self._clock() - t0, call)
                     yield chunk
                 outcome = "ok"
             except ProviderError as exc:

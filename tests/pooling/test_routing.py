@@ -290,6 +290,16 @@ def test_a_chain_keeps_a_moved_session_on_its_new_member() -> None:
     assert streamed.model == "b"
 
 
+def test_a_pool_streams_last_chunk_carries_the_trace() -> None:
+    chain = FallbackChain([Fake("a", fail=err(RateLimitError)), Fake("b")])
+    chunks = list(chain.stream_sync("hi"))
+    assert all(not c.attempts for c in chunks[:-1])
+    assert [(t.model, t.outcome) for t in chunks[-1].attempts] == [("a", "failed"), ("b", "ok")]
+    joined = join_chunks(chunks)
+    assert joined.attempts == 2 and joined.attempts == chunks[-1].attempts
+    assert type(chunks[-1]).from_json(chunks[-1].to_json()).attempts == chunks[-1].attempts
+
+
 def test_a_session_key_is_checked_and_never_sent() -> None:
     with pytest.raises(ValidationError, match="session_key"):
         Fake("a").generate_sync("x", session_key="")
