@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._call import CallScope, current_call
 from .._stats import percentiles
@@ -19,17 +19,31 @@ from .._timers import call_at
 from ..errors import ConfigurationError, ProviderError
 from ..provider import call_aborted
 from ..request import GenerateRequest
-from ..types import GenerationResult
-from .attempts import CallRecord
+from ..types import GenerationResult, StreamChunk
+from .attempts import CallRecord, FirstChunkWatch
 
 if TYPE_CHECKING:
+    from ..provider import ChunkStream
     from .provider import Member, PoolProvider
 
-__all__ = ["MIN_HISTORY", "Hedge", "HedgeCounts", "check_hedge_after", "hedge_delay", "hedged_generate"]
+__all__ = ["MIN_HISTORY", "Hedge", "HedgeCounts", "Opened", "check_hedge_after", "hedge_delay", "hedged_generate",
+           "hedged_open"]
 
 MIN_HISTORY = 20  # latencies a member needs before "p95" hedges it (fewer say little about its tail)
 
 Try = tuple["Member", dict[str, Any], float]
+
+
+class Opened(NamedTuple):
+    """A member's stream that yielded its first chunk (None: it ended without one)."""
+
+    member: Member
+    chunks: ChunkStream
+    first: StreamChunk | None
+    t0: float
+
+
+_LOST = object()  # what a hedge that got its first chunk too late returns (its stream closed)
 
 
 def check_hedge_after(value: Any) -> float | str | None:
@@ -182,6 +196,105 @@ def hedged_generate(pool: PoolProvider, request: GenerateRequest, call: CallReco
     if verdict is not None:
         pool._hedges.won()
     return verdict
+
+
+def hedged_open(pool: PoolProvider, request: GenerateRequest, call: CallRecord, tries: Iterator[Try],
+                first: Try, delay_s: float) -> Opened | None:
+    """A stream's first chunk from ``first``, hedged after ``delay_s`` with the plan's next
+    member: the stream whose first chunk comes first goes on, the other is broken off. None when
+    both failed before a chunk (each recorded); raises what ends the call."""
+    member, options, t0 = first
+    race = threading.Lock()
+    state = {"first_won": False, "first_failed": False, "broken_off": False}
+    chunks = member.provider.stream_sync(request, **options)
+
+    def run(attempt: Try) -> Opened | ProviderError | object:
+        other, other_options, t1 = attempt
+        pool._hedges.started()
+        theirs = other.provider.stream_sync(request, **other_options)
+        try:
+            chunk = next(theirs, None)
+        except ProviderError as exc:
+            return exc
+        with race:
+            if state["first_won"]:
+                lost = True
+            else:
+                lost, state["broken_off"] = False, not state["first_failed"]
+        if lost:
+            theirs.close()
+            return _LOST
+        if state["broken_off"]:
+            chunks.abort()  # its first chunk came first: the first runner is broken off
+        return Opened(other, theirs, chunk, t1)
+
+    hedge = Hedge(delay_s, lambda: next(tries, None), run)
+    watch = FirstChunkWatch(chunks, pool.first_chunk_timeout_s)
+    error: ProviderError | None = None
+    mine: StreamChunk | None = None
+    try:
+        mine = next(chunks, None)
+        if mine is not None and not watch.arrived():
+            raise watch.error()
+    except ProviderError as exc:
+        error = exc
+    except BaseException:
+        hedge.settle()
+        hedge.scope.abort()
+        chunks.close()
+        pool.state.release(member.key)
+        raise
+    finally:
+        watch.stop()
+        with race:
+            state["first_won"] = not state["broken_off"] and error is None
+            state["first_failed"] = error is not None
+    return _after_race(pool, call, hedge, Opened(member, chunks, mine, t0), error, state, watch)
+
+
+def _after_race(pool: PoolProvider, call: CallRecord, hedge: Hedge, mine: Opened, error: ProviderError | None,
+                state: dict[str, bool], watch: FirstChunkWatch) -> Opened | None:
+    """Which stream goes on once the first runner has its first chunk, or failed."""
+    member, chunks, _, t0 = mine
+    started = hedge.settle()
+    if started:
+        hedge.chosen.wait()
+    if not started or hedge.attempt is None:  # no race after all
+        if started:
+            hedge.done.wait()
+        if error is None:
+            return mine
+        chunks.close()
+        pool._not_opened(member, error, t0, call, watch)
+        return None
+    other, _, t1 = hedge.attempt
+    if state["first_won"]:  # the first runner's chunk came first: the hedge is broken off
+        hedge.scope.abort()
+        pool.state.release(other.key)
+        call.add(other, None, pool._clock() - t1, outcome="abandoned",
+                 reason=f"hedge lost: {_who(member)} sent its first chunk first")
+        return mine
+    hedge.done.wait()
+    won = hedge.outcome
+    chunks.close()
+    if state["broken_off"] and not call_aborted():
+        pool.state.release(member.key)  # slower, not failed
+        call.add(member, None, pool._clock() - t0, outcome="abandoned",
+                 reason=f"hedged: {_who(other)} sent its first chunk first")
+    elif isinstance(won, Opened):
+        pool._failed(member, error or watch.error(), t0, call)  # the hedge's stream goes on whatever it was
+    elif error is not None:
+        pool._not_opened(member, error, t0, call, watch)  # raises what ends the call
+    if isinstance(won, Opened):
+        pool._hedges.won()
+        return won
+    if isinstance(won, ProviderError):
+        pool._not_opened(other, won, t1, call)
+        return None
+    pool.state.release(other.key)
+    if isinstance(won, BaseException):
+        raise won
+    return None
 
 
 def _single(pool: PoolProvider, call: CallRecord, member: Member, t0: float,

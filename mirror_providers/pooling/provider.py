@@ -9,6 +9,7 @@ stats, batch helpers) works on them.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import random
 import time
@@ -32,7 +33,7 @@ from ..provider import Provider, call_aborted
 from ..request import GenerateRequest, check_timeout
 from ..types import Attempt, Attempts, Capabilities, GenerationResult, HealthStatus, ProviderStats, StreamChunk
 from .attempts import CallRecord, FirstChunkWatch, check_fallback_on, passed_over
-from .hedge import HedgeCounts, check_hedge_after, hedge_delay, hedged_generate
+from .hedge import HedgeCounts, Opened, check_hedge_after, hedge_delay, hedged_generate, hedged_open
 from .state import CooldownPolicy, InMemoryState, MemberSnapshot, MemberState
 
 __all__ = ["Attempt", "Member", "PoolProvider"]  # Attempt: from types, where results name it
@@ -90,7 +91,8 @@ class PoolProvider(Provider):
         hedge_after_s: when a member has not answered by then (seconds, or ``"p95"``: its own 95th
             percentile latency, once it has 20 of them), the same request is started on the next
             member too; the first answer wins and the other call is broken off at once. Off by
-            default; ``get_stats()`` counts how often hedges fired and won. Not for streams.
+            default; ``get_stats()`` counts how often hedges fired and won. A stream is hedged on
+            its first chunk: the stream whose first chunk comes first goes on.
         max_hedges: hedges per call (default 1).
         clock: monotonic seconds (inject for tests).
         seed: seeds the random choices of strategies (inject for reproducible runs).
@@ -415,43 +417,82 @@ class PoolProvider(Provider):
 
     def _stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
         call = self._call(request)
-        for member, options, t0 in self._tries(request, call):
-            delivered = 0
-            outcome = "released"
-            chunks = member.provider.stream_sync(request, **options)
-            watch = FirstChunkWatch(chunks, self.first_chunk_timeout_s)
-            try:
-                for chunk in chunks:
-                    if not delivered and not watch.arrived():
-                        raise watch.error()  # it came as the watch gave up: the try is abandoned
+        tries = self._tries(request, call)
+        for member, options, t0 in tries:
+            delay = self._hedge_delay(member, request, call)
+            if delay is not None:
+                call.hedges += 1
+                opened = hedged_open(self, request, call, tries, (member, options, t0), delay)
+            else:
+                opened = self._open(member, request, options, t0, call)
+            if opened is not None:
+                yield from self._rest(request, call, opened)
+                return
+        raise self._exhausted(call)
+
+    def _open(self, member: Member, request: GenerateRequest, options: dict[str, Any], t0: float,
+              call: CallRecord) -> Opened | None:
+        """A member's stream up to its first chunk (the part a pool may still fail over from,
+        given up on after ``first_chunk_timeout_s``); None when it failed before it (recorded)."""
+        chunks = member.provider.stream_sync(request, **options)
+        watch = FirstChunkWatch(chunks, self.first_chunk_timeout_s)
+        try:
+            first = next(chunks, None)
+            if first is not None and not watch.arrived():
+                raise watch.error()  # it came as the watch gave up: the try is abandoned
+        except ProviderError as exc:
+            chunks.close()
+            self._not_opened(member, exc, t0, call, watch)
+            return None
+        except BaseException:
+            chunks.close()
+            self.state.release(member.key)
+            raise
+        finally:
+            watch.stop()
+        return Opened(member, chunks, first, t0)
+
+    def _not_opened(self, member: Member, exc: ProviderError, t0: float, call: CallRecord,
+                    watch: FirstChunkWatch | None = None) -> None:
+        """A stream failed before its first chunk: recorded, and raised unless another member may
+        do better (a watch that gave up on it names its error, not the abort's)."""
+        error, outcome = exc, "failed"
+        if watch is not None and watch.fired:
+            error, outcome = watch.error(), "abandoned"
+        self._failed(member, error, t0, call, outcome)
+        if not error.failover_ok or call_aborted():
+            error.chunks_delivered = 0
+            if error is exc:
+                raise exc
+            raise error from exc
+
+    def _rest(self, request: GenerateRequest, call: CallRecord, opened: Opened) -> Iterator[StreamChunk]:
+        """The opened stream to its end, its last chunk traced. A failure now is raised with
+        ``chunks_delivered``: two models' answers are never spliced."""
+        member, chunks, first, t0 = opened
+        delivered = 0
+        outcome = "released"
+        try:
+            if first is not None:
+                for chunk in itertools.chain((first,), chunks):
                     delivered += 1
                     if chunk.finish_reason is not None:  # the last chunk: it carries the trace
                         chunk = self._traced(chunk, member, self._clock() - t0, call)
                     yield chunk
-                outcome = "ok"
-            except ProviderError as exc:
-                error, outcome = exc, "failed"
-                if watch.fired and not delivered:  # given up on by the watch: its error, not the abort's
-                    error, outcome = watch.error(), "abandoned"
-                self._failed(member, error, t0, call, outcome)
-                if delivered or not error.failover_ok or call_aborted():
-                    # Never splice two models' answers: the caller learns how much it already has.
-                    error.chunks_delivered = delivered
-                    if error is exc:
-                        raise
-                    raise error from exc
-                continue
-            finally:
-                watch.stop()
-                if outcome == "ok":
-                    self.state.success(member.key, self._clock() - t0, self._clock())
-                    if request.session_key is not None:
-                        self._pin(request.session_key, member)
-                elif outcome == "released":  # the consumer stopped early
-                    chunks.close()
-                    self.state.release(member.key)
-            return
-        raise self._exhausted(call)
+            outcome = "ok"
+        except ProviderError as exc:
+            outcome = "failed"
+            self._failed(member, exc, t0, call)
+            exc.chunks_delivered = delivered
+            raise
+        finally:
+            if outcome == "ok":
+                self.state.success(member.key, self._clock() - t0, self._clock())
+                if request.session_key is not None:
+                    self._pin(request.session_key, member)
+            elif outcome == "released":  # the consumer stopped early
+                chunks.close()
+                self.state.release(member.key)
 
     # -- health and stats -----------------------------------------------------------------------
 

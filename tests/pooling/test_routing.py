@@ -407,3 +407,46 @@ def test_p95_hedges_only_with_a_history_and_max_hedges_bounds_it() -> None:
 def test_hedge_after_is_checked(bad: Any) -> None:
     with pytest.raises(ConfigurationError, match="hedge_after_s"):
         FallbackChain([Fake("a")], hedge_after_s=bad)
+
+
+def streaming(server: FakeServer, text: str, wait_s: float, until: threading.Event | None = None,
+              status: int = 200) -> None:
+    """Streams ``text`` after ``wait_s`` (or when ``until`` is set)."""
+    def route(req: Received, reply: Reply) -> None:
+        (until or threading.Event()).wait(wait_s)
+        if status != 200:
+            reply.json(status, BUSY)
+        else:
+            reply.stream(200, openai_sse(text), {"Content-Type": "text/event-stream"})
+
+    server.route("POST", "/v1/chat/completions", route)
+
+
+@pytest.mark.parametrize("slow_first", [True, False])
+def test_a_stream_is_hedged_on_its_first_chunk(two: tuple[FakeServer, FakeServer], slow_first: bool) -> None:
+    a, b = two
+    release = threading.Event()
+    try:
+        streaming(a, "from a", 30 if slow_first else 0.4, until=release if slow_first else None)
+        streaming(b, "from b", 0 if slow_first else 30, until=None if slow_first else release)
+        chain = FallbackChain([member(a), member(b)], hedge_after_s=0.1)
+        chunks = list(chain.stream_sync("hi"))
+    finally:
+        release.set()
+    winner = "b" if slow_first else "a"
+    assert "".join(c.content for c in chunks) == f"from {winner}"  # one stream's text, never both
+    outcomes = [(t.outcome, t.reason.split(":")[0]) for t in chunks[-1].attempts]
+    assert outcomes == ([("abandoned", "hedged"), ("ok", "")] if slow_first else [("abandoned", "hedge lost"),
+                                                                                   ("ok", "")])
+    stats = chain.get_stats()
+    assert (stats.hedges, stats.hedges_won) == (1, 1 if slow_first else 0)
+    assert all(m.in_flight == 0 and m.errors == 0 for m in stats.members)
+
+
+def test_a_stream_that_fails_during_its_hedge_leaves_it_to_the_hedge(two: tuple[FakeServer, FakeServer]) -> None:
+    a, b = two
+    streaming(a, "", 0.3, status=500)
+    streaming(b, "from b", 0.6)
+    chunks = list(FallbackChain([member(a), member(b)], hedge_after_s=0.1).stream_sync("hi"))
+    assert "".join(c.content for c in chunks) == "from b"
+    assert [t.outcome for t in chunks[-1].attempts] == ["failed", "ok"]
