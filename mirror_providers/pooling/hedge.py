@@ -181,21 +181,18 @@ def hedged_generate(pool: PoolProvider, request: GenerateRequest, call: CallReco
         return _single(pool, call, member, t0, result)
     hedge.done.wait()  # the first runner failed, or was broken off because the hedge answered
     won = hedge.outcome
+    # Both runners' verdicts are recorded before anything is raised: neither is left in flight.
     if state["broken_off"] and not call_aborted():  # (its error is then the broken connection's)
         pool.state.release(member.key)  # slower, not failed
         call.add(member, None, pool._clock() - t0, outcome="abandoned",
                  reason=f"hedged: {_who(other)} answered first")
-    elif isinstance(won, GenerationResult):
-        pool._failed(member, result, t0, call)  # recorded; the hedge's answer stands whatever it was
     else:
-        _single(pool, call, member, t0, result)  # raises what ends the call
-    if isinstance(won, BaseException) and not isinstance(won, ProviderError):
-        pool.state.release(other.key)
-        raise won
-    verdict = _single(pool, call, other, t1, won)
-    if verdict is not None:
+        pool._failed(member, result, t0, call)
+    if isinstance(won, GenerationResult):  # the hedge's answer stands, whatever the first runner's error
         pool._hedges.won()
-    return verdict
+        return pool._answered(other, won, t1, call)
+    _after_both(pool, call, other, t1, result, won)
+    return None
 
 
 def hedged_open(pool: PoolProvider, request: GenerateRequest, call: CallRecord, tries: Iterator[Try],
@@ -277,24 +274,36 @@ def _after_race(pool: PoolProvider, call: CallRecord, hedge: Hedge, mine: Opened
     hedge.done.wait()
     won = hedge.outcome
     chunks.close()
+    # Both runners' verdicts are recorded before anything is raised: neither is left in flight.
     if state["broken_off"] and not call_aborted():
         pool.state.release(member.key)  # slower, not failed
         call.add(member, None, pool._clock() - t0, outcome="abandoned",
                  reason=f"hedged: {_who(other)} sent its first chunk first")
-    elif isinstance(won, Opened):
-        pool._failed(member, error or watch.error(), t0, call)  # the hedge's stream goes on whatever it was
+        error = None
     elif error is not None:
-        pool._not_opened(member, error, t0, call, watch)  # raises what ends the call
-    if isinstance(won, Opened):
+        error = pool._record_not_opened(member, error, t0, call, watch)
+    if isinstance(won, Opened):  # the hedge's stream goes on, whatever the first runner's error
         pool._hedges.won()
         return won
-    if isinstance(won, ProviderError):
-        pool._not_opened(other, won, t1, call)
-        return None
-    pool.state.release(other.key)
-    if isinstance(won, BaseException):
-        raise won
+    _after_both(pool, call, other, t1, error, won)
     return None
+
+
+def _after_both(pool: PoolProvider, call: CallRecord, other: Member, t1: float, first_error: Any,
+                won: Any) -> None:
+    """Neither runner answered: the hedge's failure recorded (the first runner's already is),
+    then what ends the call raised (a caller's bug, an error no member can help with, an abort),
+    else None to go on with the plan."""
+    if isinstance(won, ProviderError):
+        pool._failed(other, won, t1, call)
+    else:
+        pool.state.release(other.key)
+        if isinstance(won, BaseException):
+            raise won
+    for error in (first_error, won):
+        if isinstance(error, ProviderError) and (not error.failover_ok or call_aborted()):
+            error.chunks_delivered = 0
+            raise error
 
 
 def _single(pool: PoolProvider, call: CallRecord, member: Member, t0: float,

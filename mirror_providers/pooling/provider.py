@@ -452,14 +452,22 @@ class PoolProvider(Provider):
             watch.stop()
         return Opened(member, chunks, first, t0)
 
-    def _not_opened(self, member: Member, exc: ProviderError, t0: float, call: CallRecord,
-                    watch: FirstChunkWatch | None = None) -> None:
-        """A stream failed before its first chunk: recorded, and raised unless another member may
-        do better (a watch that gave up on it names its error, not the abort's)."""
+    def _record_not_opened(self, member: Member, exc: ProviderError, t0: float, call: CallRecord,
+                           watch: FirstChunkWatch | None = None) -> ProviderError:
+        """A stream failed before its first chunk: recorded; returns its error (a watch that gave
+        up on it names its own, not the abort's)."""
         error, outcome = exc, "failed"
         if watch is not None and watch.fired:
             error, outcome = watch.error(), "abandoned"
+            error.__cause__ = exc
         self._failed(member, error, t0, call, outcome)
+        return error
+
+    def _not_opened(self, member: Member, exc: ProviderError, t0: float, call: CallRecord,
+                    watch: FirstChunkWatch | None = None) -> None:
+        """A stream failed before its first chunk: recorded, and raised unless another member may
+        do better."""
+        error = self._record_not_opened(member, exc, t0, call, watch)
         if not error.failover_ok or call_aborted():
             error.chunks_delivered = 0
             if error is exc:

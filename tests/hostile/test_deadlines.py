@@ -203,7 +203,7 @@ def test_cancelling_an_awaited_call_during_back_off_frees_its_worker_at_once() -
         task.cancel()
         with pytest.raises((asyncio.CancelledError, CallAbortedError)):
             await task
-        await eventually_async(lambda: not _aio.active_workers(), within=10)
+        assert await eventually_async(lambda: not _aio.active_workers(), within=10)
         return time.monotonic() - t0
 
     with FakeServer() as server:
@@ -243,7 +243,7 @@ def test_a_cancelled_stream_raises_cancelled_error_every_time() -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        await eventually_async(lambda: not _aio.active_workers(), within=10)  # its worker is freed too
+        assert await eventually_async(lambda: not _aio.active_workers(), within=10)  # its worker is freed too
 
     with FakeServer() as server:
         server.route("POST", "/v1/chat/completions", stalls)

@@ -5,6 +5,7 @@ chunk in time abandoned, and sticky sessions."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator
@@ -15,20 +16,26 @@ import pytest
 from mirror_providers.anthropic import AnthropicProvider
 from mirror_providers.base import (
     AllProvidersFailedError,
+    BadRequestError,
+    CallAbortedError,
     ConfigurationError,
     ContentPart,
     ContextLengthExceededError,
     Message,
     RateLimitError,
+    ServerError,
     ValidationError,
 )
 from mirror_providers.openai import OpenAIProvider
 from mirror_providers.pooling import Attempt, FallbackChain, ProviderPool, TieredRouter
+from mirror_providers.provider import current_scope
+from mirror_providers.request import GenerateRequest
 from mirror_providers.retry import RetryPolicy
 from mirror_providers.types import join_chunks
 
 from ..fakes import Clock, Fake, err
 from ..server import FakeServer, Received, Reply, add_openai_routes, openai_completion, openai_sse
+from ..waiting import eventually_async
 
 FAST_RETRY = RetryPolicy(max_retries=2, initial_backoff_s=0.001, max_backoff_s=0.001, jitter=0.0)
 
@@ -450,3 +457,43 @@ def test_a_stream_that_fails_during_its_hedge_leaves_it_to_the_hedge(two: tuple[
     chunks = list(FallbackChain([member(a), member(b)], hedge_after_s=0.1).stream_sync("hi"))
     assert "".join(c.content for c in chunks) == "from b"
     assert [t.outcome for t in chunks[-1].attempts] == ["failed", "ok"]
+
+
+class Slow(Fake):
+    """A Fake that takes ``delay_s`` (cut short, as a socket read would be, when the call is aborted)."""
+
+    def __init__(self, name: str, delay_s: float, **kw: Any) -> None:
+        super().__init__(name, **kw)
+        self.delay_s = delay_s
+
+    def _enter(self, request: GenerateRequest) -> None:
+        scope = current_scope()
+        assert scope is not None  # every call runs under one
+        scope.pause(self.delay_s)
+        if scope.aborted:
+            raise CallAbortedError("aborted", provider="fake", model=self.name)
+        super()._enter(request)
+
+
+def test_an_error_that_ends_a_hedged_call_leaves_neither_member_in_flight() -> None:
+    chain = FallbackChain([Slow("a", 0.3, fail=err(BadRequestError)), Slow("b", 0.0, fail=err(ServerError))],
+                          hedge_after_s=0.05)
+    with pytest.raises(BadRequestError):
+        chain.generate_sync("hi")
+    assert [(m.model, m.in_flight, m.errors) for m in chain.get_stats().members] == [("a", 0, 0), ("b", 0, 1)]
+
+
+def test_a_cancelled_hedged_call_breaks_both_off() -> None:
+    chain = FallbackChain([Slow("a", 30), Slow("b", 30)], hedge_after_s=0.05)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(chain.generate("hi"))
+        assert await eventually_async(lambda: chain.get_stats().hedges == 1, within=10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await eventually_async(lambda: all(m.in_flight == 0 for m in chain.get_stats().members), within=10)
+
+    asyncio.run(main())
+    assert chain.get_stats().errors == 0  # broken off by the caller: held against no one
+    assert not [t for t in threading.enumerate() if t.name == "mirror-providers-hedge"]
