@@ -120,6 +120,15 @@ class Hedge:
             self.chosen.set()
             self.done.set()
 
+    def abandon(self, pool: PoolProvider) -> None:
+        """The call ends with something other than a verdict (a bug in a member, an interrupt):
+        the hedge is broken off and its member's request counted as ended."""
+        if self.settle():
+            self.scope.abort()
+            self.chosen.wait()
+            if self.attempt is not None:
+                pool.state.release(self.attempt[0].key)
+
     def settle(self) -> bool:
         """The first runner ended: a hedge not started never will; True if one started."""
         self._timer.cancel()
@@ -158,8 +167,7 @@ def hedged_generate(pool: PoolProvider, request: GenerateRequest, call: CallReco
     except ProviderError as exc:
         result = exc
     except BaseException:
-        hedge.settle()
-        hedge.scope.abort()
+        hedge.abandon(pool)
         pool.state.release(member.key)
         raise
     finally:
@@ -236,8 +244,7 @@ def hedged_open(pool: PoolProvider, request: GenerateRequest, call: CallRecord, 
     except ProviderError as exc:
         error = exc
     except BaseException:
-        hedge.settle()
-        hedge.scope.abort()
+        hedge.abandon(pool)
         chunks.close()
         pool.state.release(member.key)
         raise

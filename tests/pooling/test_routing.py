@@ -497,3 +497,15 @@ def test_a_cancelled_hedged_call_breaks_both_off() -> None:
     asyncio.run(main())
     assert chain.get_stats().errors == 0  # broken off by the caller: held against no one
     assert not [t for t in threading.enumerate() if t.name == "mirror-providers-hedge"]
+
+
+def test_a_bug_in_a_member_during_a_hedge_leaves_neither_in_flight() -> None:
+    class Buggy(Slow):
+        def _enter(self, request: GenerateRequest) -> None:
+            super()._enter(request)
+            raise RuntimeError("a bug in a custom provider")
+
+    chain = FallbackChain([Buggy("a", 0.3), Slow("b", 30)], hedge_after_s=0.05)
+    with pytest.raises(RuntimeError, match="a bug"):  # the caller's own kind of error, unchanged
+        chain.generate_sync("hi")
+    assert [m.in_flight for m in chain.get_stats().members] == [0, 0]
