@@ -380,6 +380,65 @@ def bench_hedging(port: int, n: int, every: int, slow_ms: int, hedge_ms: int) ->
                  "p50_ms": [p(plain, 0.5) * 1000, p(hedged, 0.5) * 1000]})]
 
 
+def bench_redis_state(port: int, n: int, reps: int) -> list[Row]:
+    """Per-call cost of RedisState (a real redis-server on loopback) over InMemoryState."""
+    import shutil
+
+    binary = shutil.which("redis-server")
+    try:
+        from mirror_providers.pooling import InMemoryState, RedisState
+    except ImportError:  # pragma: no cover - the package itself always imports
+        return []
+    if binary is None:
+        return [Row("RedisState per call", 0, 0, "-", 0, "-", None, "redis-server not installed")]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        rport = s.getsockname()[1]
+    server = subprocess.Popen([binary, "--port", str(rport), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                              stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", rport), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        local = FallbackChain([make("openai", port)], state=InMemoryState())
+        shared = FallbackChain([make("openai", port)], state=RedisState(f"redis://127.0.0.1:{rport}/0",
+                                                                       namespace="bench"))
+
+        def per_call(chain: FallbackChain) -> float:
+            start = time.perf_counter()
+            for _ in range(n):
+                chain.generate_sync("hi")
+            return (time.perf_counter() - start) / n
+
+        shared.generate_sync("warm")
+        base = median_of(reps, lambda: per_call(local))
+        ours = median_of(reps, lambda: per_call(shared))
+        rtt = median_of(reps, lambda: _redis_ping(rport, n))
+    finally:
+        server.terminate()
+        server.wait(10)
+    extra = (ours - base) * 1e6
+    return [Row(f"{n} calls through a chain: RedisState vs in-memory", base * 1e6, ours * 1e6, "us/req", ours / base,
+                "-", None, f"+{extra:.0f} us per call for its 3 round trips (selection, begin, success), "
+                           f"{extra / 3:.0f} us each; a bare redis-py PING takes {rtt * 1e6:.0f} us")]
+
+
+def _redis_ping(port: int, n: int) -> float:
+    import redis
+
+    client = redis.Redis(port=port)
+    start = time.perf_counter()
+    for _ in range(n):
+        client.ping()
+    return (time.perf_counter() - start) / n
+
+
 # -- 6. peers ------------------------------------------------------------------------------------
 
 def bench_peers(port: int, n: int, chunks: int, reps: int) -> list[Row]:  # noqa: C901 (one peer per branch)
@@ -516,12 +575,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny counts, to check the harness runs")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--reps", type=int, default=None)
-    parser.add_argument("--only", help="comma-separated: import,sequential,stream,first,pool,hedge,peers")
+    parser.add_argument("--only", help="comma-separated: import,sequential,stream,first,pool,hedge,redis,peers")
     args = parser.parse_args(argv)
     quick = args.quick
     reps = args.reps or (1 if quick else 5)
     only = set(args.only.split(",")) if args.only else {"import", "sequential", "stream", "first", "pool", "hedge",
-                                                         "peers"}
+                                                         "redis", "peers"}
     proc, port = start_server()
     rows: list[Row] = []
     try:
@@ -535,6 +594,8 @@ def main(argv: list[str] | None = None) -> int:
             rows += bench_first_chunk(port, 1 if quick else 5)
         if "pool" in only:
             rows += bench_pool(port, 40 if quick else 400, 32, 10 if quick else 50)
+        if "redis" in only:
+            rows += bench_redis_state(port, 20 if quick else 2000, reps)
         if "hedge" in only:
             rows += bench_hedging(port, 40 if quick else 400, 20, 100 if quick else 300, 30)
         if "peers" in only:

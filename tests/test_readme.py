@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from .redis_server import start_redis
 from .server import FakeServer, Received, Reply, add_anthropic_routes, add_ollama_routes, add_openai_routes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,7 +94,8 @@ def responses_routes(server: FakeServer) -> None:
     server.route("POST", "/v1/responses", respond)
 
 
-def test_readme_python_blocks_run(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_readme_python_blocks_run(server: FakeServer, monkeypatch: pytest.MonkeyPatch,
+                                  request: pytest.FixtureRequest) -> None:
     tool_aware_routes(server)
     add_anthropic_routes(server, "Qubits compute with superposition.")
     cite_aware_routes(server)
@@ -102,6 +104,9 @@ def test_readme_python_blocks_run(server: FakeServer, monkeypatch: pytest.Monkey
     monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
     monkeypatch.setenv("OLLAMA_HOST", server.url)
     add_ollama_routes(server)
+    redis = start_redis()  # the shared-state example talks to a real one
+    request.addfinalizer(redis.stop)
+    monkeypatch.setenv("REDIS_URL", redis.url)
     code = blocks("python")
     assert len(code) >= 6
     import django
@@ -134,6 +139,7 @@ def test_readme_python_blocks_run(server: FakeServer, monkeypatch: pytest.Monkey
     assert "10 answers" in text
     assert "Rayleigh scattering." in text
     assert "{'version': '0.12.0', 'model_pulled': True}" in text and "['llama3.1:latest']" in text
+    assert "Paris is the capital of France. healthy\n" in text  # the RedisState example, on a real Redis
     assert "openai gpt-4o-mini-2024-07-18 1\nopenai gpt-6-sol ok \n" in text and "100 answers; healthy" in text and "Tier.FAST" in text
     assert "claude-sonnet-5-5" in text and "Qubits compute with superposition." in text
     assert "2026-06-15 claude-sonnet-4-6" in text and "True True" in text  # retired, deprecated

@@ -14,6 +14,7 @@ from ..types import Attempt, Attempts
 from .fallback import FallbackChain
 from .pool import ProviderPool
 from .provider import PoolProvider
+from .redis_state import RedisState
 from .state import CooldownPolicy, InMemoryState, MemberSnapshot, MemberState
 from .strategies import (
     STRATEGIES,
@@ -42,6 +43,7 @@ __all__ = [
     "PoolProvider",
     "ProviderPool",
     "Random",
+    "RedisState",
     "RoundRobin",
     "RoutingDecision",
     "Strategy",

@@ -62,6 +62,7 @@ class CallRecord:
         too_long_models: each (model, window) that answered "too long".
         filtered: the last answer ``fallback_on`` passed over (returned if no member does better).
         hedges: tries hedged so far.
+        cooldowns: each member's cooldown end, read once per call when it has a deadline.
     """
 
     started: float
@@ -75,6 +76,7 @@ class CallRecord:
     too_long_models: set[tuple[str, int]] = field(default_factory=set)
     filtered: GenerationResult | None = None
     hedges: int = 0
+    cooldowns: dict[str, float] | None = None
 
     def add(self, member: Member, error: ProviderError | None, elapsed_s: float, *, skipped: bool = False,
             outcome: str = "", reason: str = "") -> None:

@@ -263,7 +263,10 @@ class PoolProvider(Provider):
         if small is not None:
             return ValidationError(f"skipped: {small}", **where)
         if call.budget is not None:
-            back = self.state.snapshot([member.key])[member.key].cooldown_until
+            if call.cooldowns is None:  # one read of every member per call, not one per member
+                snaps = self.state.snapshot([m.key for m in self.members])
+                call.cooldowns = {key: snap.cooldown_until for key, snap in snaps.items()}
+            back = call.cooldowns.get(member.key, 0.0)
             if back > call.started + call.budget:
                 return DeadlineExceededError(f"skipped: out of rotation for {back - self._clock():.1f}s more, "
                                              f"past the call's deadline", **where)

@@ -1,0 +1,142 @@
+"""``RedisState`` against a real Redis server this test session starts (Debian's redis-server;
+.ci/run installs it). Without one these tests fail, saying why: nothing is skipped silently."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from mirror_providers.errors import ConfigurationError, RateLimitError
+from mirror_providers.pooling import FallbackChain, InMemoryState, ProviderPool, RedisState
+
+from ..fakes import Fake, err
+from ..redis_server import Server, start_redis
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[Server]:
+    server = start_redis()
+    yield server
+    server.stop()
+
+
+class WallClock:
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+def state(server: Server, namespace: str, **kw: object) -> RedisState:
+    return RedisState(server.url, namespace=namespace, **kw)  # type: ignore[arg-type]
+
+
+def test_the_same_operations_give_the_same_snapshot_as_in_memory(redis_server: Server) -> None:
+    shared, local = state(redis_server, "parity"), InMemoryState()
+    for store in (shared, local):
+        store.begin("k")
+        store.begin("k")
+        store.success("k", 0.5, time.monotonic())
+        assert store.failure("k", time.monotonic()) == 1
+        store.cool_down("k", time.monotonic() + 30)
+        store.cool_down("k", time.monotonic() + 10)  # a later cooldown already set stays
+        store.begin("k")
+    a, b = shared.snapshot(["k", "never"]), local.snapshot(["k", "never"])
+    for snap in (a, b):
+        assert (snap["k"].in_flight, snap["k"].successes, snap["k"].failures, snap["k"].consecutive_failures) == (
+            1, 1, 1, 1)
+        assert 29 < snap["k"].cooldown_until - time.monotonic() <= 30
+        assert snap["k"].latency_ewma_s == 0.5 and snap["k"].latencies_s == (0.5,)
+    assert a["never"] == b["never"]
+    assert "redis://" not in repr(shared)
+
+
+def _cool_a_member_down(url: str, namespace: str) -> int:
+    """In another process: a chain whose first member answers 429 with retry-after 60."""
+    chain = FallbackChain([Fake("a", fail=err(RateLimitError, retry_after=60)), Fake("b")], name="site",
+                          state=RedisState(url, namespace=namespace))
+    chain.generate_sync("hi")
+    return os.getpid()
+
+
+def test_a_member_cooled_down_by_one_process_is_skipped_by_the_others(redis_server: Server) -> None:
+    with multiprocessing.get_context("spawn").Pool(1) as workers:
+        child = workers.apply(_cool_a_member_down, (redis_server.url, "share"))
+    assert child != os.getpid()
+    a, b = Fake("a"), Fake("b")
+    chain = FallbackChain([a, b], name="site", state=state(redis_server, "share"))
+    assert chain.generate_sync("hi").content == "b: hi"
+    assert a.calls == []  # out of rotation here too: this process never saw it fail
+    assert chain.get_stats().members[0].status == "cooldown"
+    elsewhere = FallbackChain([Fake("a"), Fake("b")], name="site", state=state(redis_server, "other-namespace"))
+    assert elsewhere.generate_sync("hi").content == "a: hi"
+
+
+def _hold_a_call(url: str, namespace: str) -> None:
+    import threading
+
+    pool = ProviderPool([Fake("slow", gate=threading.Event())], name="site",
+                        state=RedisState(url, namespace=namespace, lease_s=60))
+    pool.generate_sync("hi")  # blocks on the gate: the test kills this process first
+
+
+def test_a_process_killed_mid_call_leaves_no_request_in_flight(redis_server: Server) -> None:
+    proc = multiprocessing.get_context("spawn").Process(target=_hold_a_call, args=(redis_server.url, "leases"))
+    proc.start()
+    clock = WallClock()
+    watcher = ProviderPool([Fake("slow")], name="site", state=state(redis_server, "leases", wall_clock=clock))
+    try:
+        deadline = time.monotonic() + 30
+        while watcher.get_stats().members[0].in_flight != 1:  # the child's call has begun
+            assert time.monotonic() < deadline and proc.is_alive()
+            time.sleep(0.01)
+    finally:
+        os.kill(proc.pid or 0, signal.SIGKILL)
+        proc.join(10)
+    assert watcher.get_stats().members[0].in_flight == 1  # its lease is still running
+    clock.offset = 61  # the lease ran out
+    assert watcher.get_stats().members[0].in_flight == 0
+
+
+def test_redis_failing_never_fails_a_request(caplog: pytest.LogCaptureFixture) -> None:
+    server = start_redis()
+    clock = WallClock()
+    shared = state(server, "outage", timeout_s=0.2, retry_s=30, wall_clock=clock)
+    a, b = Fake("a"), Fake("b")
+    chain = FallbackChain([a, b], name="site", state=shared)
+    assert chain.generate_sync("before").content == "a: before"
+    server.stop()
+    caplog.set_level(logging.WARNING, logger="mirror_providers.pooling")
+    a.fail = err(RateLimitError, retry_after=60)
+    answers = [chain.generate_sync(f"during {i}").content for i in range(5)]
+    assert answers == [f"b: during {i}" for i in range(5)]  # every request answered
+    assert len(a.calls) == 2  # ... and the cooldown kept in this process meanwhile
+    warnings = [r for r in caplog.records if "RedisState" in r.getMessage()]
+    assert len(warnings) == 1 and "tries Redis again in 30s" in warnings[0].getMessage()
+    stats = chain.get_stats()
+    assert all(m.in_flight == 0 for m in stats.members)
+    again = start_redis(server.port)
+    try:
+        clock.offset = 31  # time to try Redis again
+        a.fail = None
+        b.fail = err(RateLimitError)
+        assert chain.generate_sync("after").content in ("a: after", "b: after")
+        assert len([r for r in caplog.records if "RedisState" in r.getMessage()]) == 1
+        fresh = state(again, "outage").snapshot([m.key for m in chain.members])
+        assert sum(s.successes + s.failures for s in fresh.values()) >= 1  # written to Redis again
+    finally:
+        again.stop()
+
+
+@pytest.mark.parametrize("kwargs, match", [({"lease_s": 0}, "lease_s"), ({"timeout_s": -1}, "timeout_s"),
+                                           ({"namespace": "has space"}, "namespace"), ({"url": "http://x"}, "url")])
+def test_arguments_are_checked(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        RedisState(**kwargs)  # type: ignore[arg-type]
