@@ -390,16 +390,20 @@ class TruncatedStreamError(StreamError):
 
 
 class AllProvidersFailedError(ProviderError):
-    """Every provider of a chain or pool failed.
+    """Every provider of a chain or pool failed, each with an error another provider may not
+    have: a pool holding this pool as a member may still fail over.
 
     Attributes:
         attempts: one entry per attempt, in order, each with ``provider``, ``model``,
-            ``error`` and ``elapsed_s`` attributes.
+            ``error`` and ``elapsed_s`` attributes (from a pool: ``types.Attempts``, the trace
+            results carry).
     """
+
+    failover_ok = True
 
     def __init__(self, message: str, attempts: Sequence[Any] = ()) -> None:
         super().__init__(message)
-        self.attempts = list(attempts)
+        self.attempts: Sequence[Any] = list(attempts)
 
 
 class CallbackError(ProviderError):

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from .._call import CallScope, current_call
 from .._stats import percentiles
 from .._timers import call_at
-from ..errors import ConfigurationError, ProviderError
+from ..errors import AllProvidersFailedError, ConfigurationError, ProviderError
 from ..provider import call_aborted
 from ..request import GenerateRequest
 from ..types import GenerationResult, StreamChunk
-from .attempts import CallRecord, FirstChunkWatch
+from .attempts import CallRecord, FirstChunkWatch, passed_over
 
 if TYPE_CHECKING:
     from ..provider import ChunkStream
@@ -154,6 +154,8 @@ def hedged_generate(pool: PoolProvider, request: GenerateRequest, call: CallReco
             result = other.provider.generate_sync(request, **other_options)
         except ProviderError as exc:
             return exc
+        if passed_over(result, pool.fallback_on) is not None:
+            return result  # an answer the pool would pass over does not win the race
         with race:
             if not state["first_done"]:  # the hedge answered first: the first runner is broken off
                 state["broken_off"] = True
@@ -177,9 +179,12 @@ def hedged_generate(pool: PoolProvider, request: GenerateRequest, call: CallReco
     if not hedge.settle():
         return _single(pool, call, member, t0, result)
     hedge.chosen.wait()
-    if hedge.attempt is None:  # no member was left to hedge with
+    if hedge.attempt is None:  # no member was left to hedge with (or the deadline came first)
         hedge.done.wait()
-        return _single(pool, call, member, t0, result)
+        verdict = _single(pool, call, member, t0, result)
+        if verdict is None and isinstance(hedge.outcome, AllProvidersFailedError):
+            raise pool._all_failed(call, deadline_hit=True)  # the plan ended at its deadline, in the hedge
+        return verdict
     other, _, t1 = hedge.attempt
     if isinstance(result, GenerationResult):  # the first runner won: the hedge is broken off
         hedge.scope.abort()
@@ -197,8 +202,10 @@ def hedged_generate(pool: PoolProvider, request: GenerateRequest, call: CallReco
     else:
         pool._failed(member, result, t0, call)
     if isinstance(won, GenerationResult):  # the hedge's answer stands, whatever the first runner's error
-        pool._hedges.won()
-        return pool._answered(other, won, t1, call)
+        answer = pool._answered(other, won, t1, call)
+        if answer is not None:
+            pool._hedges.won()
+        return answer
     _after_both(pool, call, other, t1, result, won)
     return None
 
@@ -270,6 +277,8 @@ def _after_race(pool: PoolProvider, call: CallRecord, hedge: Hedge, mine: Opened
             return mine
         chunks.close()
         pool._not_opened(member, error, t0, call, watch)
+        if started and isinstance(hedge.outcome, AllProvidersFailedError):
+            raise pool._all_failed(call, deadline_hit=True)  # the plan ended at its deadline, in the hedge
         return None
     other, _, t1 = hedge.attempt
     if state["first_won"]:  # the first runner's chunk came first: the hedge is broken off

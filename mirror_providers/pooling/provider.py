@@ -231,8 +231,8 @@ class PoolProvider(Provider):
         tried = sum(not a.skipped for a in call.trace)
         head = (f"deadline of {call.budget}s reached after {tried} attempt(s)" if deadline_hit
                 else f"all {tried} attempt(s) failed")
-        err = AllProvidersFailedError(f"{head} in {elapsed:.2f}s: " + "; ".join(str(a) for a in call.trace),
-                                      call.trace)
+        err = AllProvidersFailedError(f"{head} in {elapsed:.2f}s: " + "; ".join(str(a) for a in call.trace))
+        err.attempts = Attempts(call.trace)  # the same trace a result carries (a list, and a count)
         err.provider, err.model = self.provider_id, self.model_name
         return err
 
@@ -285,7 +285,7 @@ class PoolProvider(Provider):
         if key is not None:
             with self._sessions_lock:
                 pinned = self._sessions.get(key)
-            member = next((m for m in self.members if m.key == pinned), None)
+            member = next((m for m in self._candidates(request) if m.key == pinned), None)  # (router: fallback=)
             if member is not None and self.state.snapshot([member.key])[member.key].available(self._clock()):
                 yield member
         yield from self._plan(request)
@@ -315,10 +315,10 @@ class PoolProvider(Provider):
             if left is not None and left <= 0:
                 raise self._all_failed(call, deadline_hit=True)
             call.passed.add(member.key)
+            call.tried.add(member.key)  # before asking what is left: this try counts towards max_attempts
             options: dict[str, Any] = {"timeout": timeout, "deadline_s": left}
             if self._others_left(request, call):
                 options["max_retries"] = 0
-            call.tried.add(member.key)
             self.state.begin(member.key)
             yield member, options, self._clock()
 

@@ -6,6 +6,7 @@ chunk in time abandoned, and sticky sessions."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import threading
 from collections.abc import Iterator
@@ -27,11 +28,11 @@ from mirror_providers.base import (
     ValidationError,
 )
 from mirror_providers.openai import OpenAIProvider
-from mirror_providers.pooling import Attempt, FallbackChain, ProviderPool, TieredRouter
+from mirror_providers.pooling import Attempt, Attempts, FallbackChain, ProviderPool, TieredRouter
 from mirror_providers.provider import current_scope
 from mirror_providers.request import GenerateRequest
 from mirror_providers.retry import RetryPolicy
-from mirror_providers.types import join_chunks
+from mirror_providers.types import GenerationResult, join_chunks
 
 from ..fakes import Clock, Fake, err
 from ..server import FakeServer, Received, Reply, add_openai_routes, openai_completion, openai_sse
@@ -509,3 +510,52 @@ def test_a_bug_in_a_member_during_a_hedge_leaves_neither_in_flight() -> None:
     with pytest.raises(RuntimeError, match="a bug"):  # the caller's own kind of error, unchanged
         chain.generate_sync("hi")
     assert [m.in_flight for m in chain.get_stats().members] == [0, 0]
+
+
+def test_the_last_try_a_pool_allows_retries_even_with_members_left_over() -> None:
+    with FakeServer() as server:
+        failing(server, 503, BUSY)
+        models = ["gpt-4o-mini", "gpt-4o", "gpt-4.1", "gpt-6-luna"]
+        pool = ProviderPool([member(server, m) for m in models], strategy="round_robin")  # max_attempts 3
+        with pytest.raises(AllProvidersFailedError) as info:
+            pool.generate_sync("hi")
+        sent = [r.json()["model"] for r in server.received]
+    assert [sent.count(m) for m in models] == [1, 1, 3, 0]  # the third and last allowed try used its retries
+    trace = info.value.attempts
+    assert isinstance(trace, Attempts) and trace.tries == 3  # the same trace type as a result's
+
+
+def test_a_nested_pool_that_fails_lets_its_parent_fail_over() -> None:
+    inner = FallbackChain([Fake("i1", fail=err(ServerError)), Fake("i2", fail=err(ServerError))])
+    outer = FallbackChain([inner, Fake("c")])
+    result = outer.generate_sync("hi")
+    assert result.content == "c: hi"
+    assert [(t.model, t.outcome) for t in result.attempts] == [("fake:i1, fake:i2", "failed"), ("c", "ok")]
+    assert AllProvidersFailedError("x").failover_ok
+
+
+class Refusing(Fake):
+    def _generate(self, request: GenerateRequest) -> GenerationResult:
+        return dataclasses.replace(super()._generate(request), content="", refusal="I won't.")
+
+
+def test_an_answer_passed_over_does_not_win_a_hedge() -> None:
+    slow, refusing = Slow("a", 0.3), Refusing("b")
+    chain = FallbackChain([slow, refusing], hedge_after_s=0.05, fallback_on=("refusal",))
+    result = chain.generate_sync("hi")
+    assert result.content == "a: hi" and result.refusal is None
+    assert chain.get_stats().hedges_won == 0
+
+
+def test_a_hedge_that_meets_the_deadline_says_so() -> None:
+    chain = FallbackChain([Slow("a", 0.1, fail=err(ServerError)), Fake("b")], hedge_after_s=0.05)
+    with pytest.raises(AllProvidersFailedError, match=r"deadline of 0.03s reached after 1 attempt"):
+        chain.generate_sync("hi", deadline_s=0.03)
+
+
+def test_a_router_without_fallback_keeps_a_session_within_the_tier() -> None:
+    fast, flagship = Fake("fast"), Fake("flagship", fail=err(ServerError))
+    router = TieredRouter(flagship=flagship, fast=fast, fallback=False)
+    assert router.generate_sync("ok", session_key="s").model == "fast"
+    with pytest.raises(AllProvidersFailedError):  # fallback=False: the pin does not carry it to another tier
+        router.generate_sync("Analyze this philosophical question in depth", session_key="s")
