@@ -384,47 +384,52 @@ class PoolProvider(Provider):
         call.filtered = result
         return None
 
-    def _hedge_delay(self, member: Member, request: GenerateRequest, call: CallRecord) -> float | None:
-        """When to hedge this try (None: not hedged)."""
+    def _hedge_for(self, member: Member, request: GenerateRequest, call: CallRecord) -> float | None:
+        """When to hedge this try, counted as a hedged try of the call (None: not hedged)."""
         if self.hedge_after_s is None or call.hedges >= self.max_hedges or not self._others_left(request, call):
             return None
-        return hedge_delay(self.hedge_after_s, self.state.snapshot([member.key])[member.key].latencies_s)
+        delay = hedge_delay(self.hedge_after_s, self.state.snapshot([member.key])[member.key].latencies_s)
+        if delay is not None:
+            call.hedges += 1
+        return delay
 
     def _generate(self, request: GenerateRequest) -> GenerationResult:
         call = self._call(request)
         tries = self._tries(request, call)
         for member, options, t0 in tries:
-            delay = self._hedge_delay(member, request, call)
+            delay = self._hedge_for(member, request, call)
             if delay is not None:
-                call.hedges += 1
-                hedged = hedged_generate(self, request, call, tries, (member, options, t0), delay)
-                if hedged is not None:
-                    return hedged
-                continue
-            try:
-                result = member.provider.generate_sync(request, **options)
-            except ProviderError as exc:
-                self._failed(member, exc, t0, call)
-                if not exc.failover_ok or call_aborted():
-                    raise
-                continue
-            except BaseException:
-                self.state.release(member.key)
-                raise
-            answer = self._answered(member, result, t0, call)
+                answer = hedged_generate(self, request, call, tries, (member, options, t0), delay)
+            else:
+                answer = self._try_once(member, request, options, t0, call)
             if answer is not None:
                 return answer
         if call.filtered is not None:  # every member filtered or refused: the last answer stands
             return dataclasses.replace(call.filtered, attempts=Attempts(call.trace))
         raise self._exhausted(call)
 
+    def _try_once(self, member: Member, request: GenerateRequest, options: dict[str, Any], t0: float,
+                  call: CallRecord) -> GenerationResult | None:
+        """One unhedged try: the answer (traced), or None when it failed with an error another
+        member may not have, or was passed over (each recorded)."""
+        try:
+            result = member.provider.generate_sync(request, **options)
+        except ProviderError as exc:
+            self._failed(member, exc, t0, call)
+            if not exc.failover_ok or call_aborted():
+                raise
+            return None
+        except BaseException:
+            self.state.release(member.key)
+            raise
+        return self._answered(member, result, t0, call)
+
     def _stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
         call = self._call(request)
         tries = self._tries(request, call)
         for member, options, t0 in tries:
-            delay = self._hedge_delay(member, request, call)
+            delay = self._hedge_for(member, request, call)
             if delay is not None:
-                call.hedges += 1
                 opened = hedged_open(self, request, call, tries, (member, options, t0), delay)
             else:
                 opened = self._open(member, request, options, t0, call)
