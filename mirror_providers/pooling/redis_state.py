@@ -42,6 +42,7 @@ log = logging.getLogger("mirror_providers.pooling")
 
 LATENCY_KEPT = 200  # latencies kept per member in Redis (percentiles, "p95" hedging)
 LATENCIES_MAX_AGE_S = 1.0  # a process reads a member's latency list at most this often
+MAX_ORPHANS = 10_000  # leases kept to end once Redis is back; older ones run out on their own
 KEY_TTL_S = 7 * 24 * 3600  # a member nobody wrote to for a week is forgotten
 
 # KEYS: hash, latencies, leases. ARGV: lease token, latency, alpha, kept, ttl.
@@ -121,6 +122,7 @@ class RedisState:
         self._leases: dict[str, list[tuple[str, bool]]] = {}  # key -> this process's (token, in Redis?)
         self._down_until = 0.0  # wall-clock time before which Redis is not tried again
         self._latencies: dict[str, tuple[float, tuple[float, ...]]] = {}  # key -> (read at, latencies)
+        self._orphans: list[tuple[str, str]] = []  # (leases key, token) ended while Redis was away
         self._scripts = {name: client.register_script(src)
                          for name, src in (("success", _SUCCESS), ("failure", _FAILURE), ("cool_down", _COOL_DOWN))}
 
@@ -175,9 +177,13 @@ class RedisState:
         token = uuid.uuid4().hex
         state, _, leases = self._keys(key)
         now = self._wall()
+        with self._lock:
+            orphans, self._orphans = self._orphans, []
 
         def op() -> Any:
             pipe = self._redis.pipeline(transaction=False)
+            for where, lease in orphans:  # leases this process could not end while Redis was away
+                pipe.zrem(where, lease)
             pipe.zremrangebyscore(leases, "-inf", now)  # leases of processes that died mid-call
             pipe.zadd(leases, {token: now + self.lease_s})
             pipe.expire(leases, KEY_TTL_S)
@@ -186,7 +192,17 @@ class RedisState:
         shared, _ = self._try(op)
         if not shared:
             self._local.begin(key)
+            with self._lock:
+                self._orphans = (orphans + self._orphans)[-MAX_ORPHANS:]
         self._push(key, token, shared)
+
+    def _ended_here(self, key: str, token: str, shared: bool) -> None:
+        """A request's end could not reach Redis: its lease is ended on the next round trip that
+        works, and its verdict is kept in this process (counted as begun here too)."""
+        if shared:
+            with self._lock:
+                self._orphans = [*self._orphans, (self._keys(key)[2], token)][-MAX_ORPHANS:]
+            self._local.begin(key)
 
     def success(self, key: str, latency_s: float, now: float) -> None:
         token, shared = self._pop(key)
@@ -195,6 +211,7 @@ class RedisState:
                 keys=self._keys(key), args=[token, repr(float(latency_s)), EWMA_ALPHA, LATENCY_KEPT, KEY_TTL_S]))
             if ok:
                 return
+        self._ended_here(key, token, shared)
         self._local.success(key, latency_s, now)
 
     def failure(self, key: str, now: float) -> int:
@@ -205,6 +222,7 @@ class RedisState:
                 keys=[state, leases], args=[token, repr(now + self._offset()), KEY_TTL_S]))
             if ok:
                 return int(run)
+        self._ended_here(key, token, shared)
         return self._local.failure(key, now)
 
     def cool_down(self, key: str, until: float) -> None:
@@ -217,6 +235,7 @@ class RedisState:
         token, shared = self._pop(key)
         if shared and self._try(lambda: self._redis.zrem(self._keys(key)[2], token))[0]:
             return
+        self._ended_here(key, token, shared)
         self._local.release(key)
 
     def snapshot(self, keys: Sequence[str]) -> Mapping[str, MemberSnapshot]:

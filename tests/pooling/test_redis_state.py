@@ -140,3 +140,53 @@ def test_redis_failing_never_fails_a_request(caplog: pytest.LogCaptureFixture) -
 def test_arguments_are_checked(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(ConfigurationError, match=match):
         RedisState(**kwargs)  # type: ignore[arg-type]
+
+
+class Flaky:
+    """A redis client that fails while ``down`` (a network partition, without losing the data)."""
+
+    def __init__(self, real: object) -> None:
+        self.real = real
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise ConnectionError("partitioned")
+
+    def pipeline(self, **kw: object) -> object:
+        self._check()
+        return self.real.pipeline(**kw)  # type: ignore[attr-defined]
+
+    def zrem(self, *args: object) -> object:
+        self._check()
+        return self.real.zrem(*args)  # type: ignore[attr-defined]
+
+    def register_script(self, source: str) -> object:
+        script = self.real.register_script(source)  # type: ignore[attr-defined]
+
+        def run(**kw: object) -> object:
+            self._check()
+            return script(**kw)
+
+        return run
+
+
+def test_a_request_that_ends_while_redis_is_away_leaves_no_lease(redis_server: Server) -> None:
+    import redis
+
+    flaky, clock = Flaky(redis.Redis(port=redis_server.port)), WallClock()
+    store = RedisState(client=flaky, namespace="orphans", retry_s=30, wall_clock=clock)
+    other = state(redis_server, "orphans")  # another process's view
+    store.begin("k")
+    store.begin("k")
+    assert other.snapshot(["k"])["k"].in_flight == 2
+    flaky.down = True
+    store.success("k", 0.1, time.monotonic())  # ends here, its lease still in Redis
+    store.release("k")
+    assert store.snapshot(["k"])["k"].in_flight == 0  # this process's view while partitioned
+    flaky.down = False
+    clock.offset = 31  # Redis is tried again
+    store.begin("k")  # ... and the leases left behind are ended with it
+    assert other.snapshot(["k"])["k"].in_flight == 1
+    store.release("k")
+    assert other.snapshot(["k"])["k"].in_flight == 0 and store.snapshot(["k"])["k"].in_flight == 0
