@@ -116,6 +116,7 @@ class RedisState:
         self.namespace = namespace
         self.lease_s = float(lease_s)
         self.retry_s = float(retry_s)
+        self.timeout_s = float(timeout_s)
         self._wall = wall_clock
         self._local = InMemoryState()
         self._lock = lock_for(self)
@@ -162,14 +163,23 @@ class RedisState:
             return mine.pop() if mine else ("", False)
 
     def _try(self, op: Callable[[], Any]) -> tuple[bool, Any]:
-        """Run one Redis round trip: (True, its result), or (False, None) once it failed."""
+        """Run one Redis round trip and read its reply: (True, what ``op`` made of it), or
+        (False, None) once it failed. A reply that is not what was asked for is a failure too,
+        and so is a round trip that took longer than ``timeout_s`` in all (a server trickling its
+        reply keeps each read within the socket timeout): its result is used, and the next calls
+        keep state here until ``retry_s`` has passed."""
         if not self._up():
             return False, None
+        start = time.monotonic()
         try:
-            return True, op()
-        except Exception as exc:  # redis.RedisError, OSError, a timeout: never the request's failure
+            result = op()
+        except Exception as exc:  # redis.RedisError, OSError, a timeout, a garbled reply: never the request's
             self._down(exc)
             return False, None
+        took = time.monotonic() - start
+        if took > self.timeout_s:
+            self._down(TimeoutError(f"a round trip took {took:.2f}s, more than timeout_s={self.timeout_s:g}"))
+        return True, result
 
     # -- MemberState ------------------------------------------------------------------------------
 
@@ -218,8 +228,8 @@ class RedisState:
         token, shared = self._pop(key)
         if shared:
             state, _, leases = self._keys(key)
-            ok, run = self._try(lambda: self._scripts["failure"](
-                keys=[state, leases], args=[token, repr(now + self._offset()), KEY_TTL_S]))
+            ok, run = self._try(lambda: int(self._scripts["failure"](
+                keys=[state, leases], args=[token, repr(now + self._offset()), KEY_TTL_S])))
             if ok:
                 return int(run)
         self._ended_here(key, token, shared)
@@ -243,7 +253,9 @@ class RedisState:
         with self._lock:  # the latency lists are read at most once a second per member (they are long)
             stale = [k for k in keys if now - self._latencies.get(k, (-math.inf, ()))[0] >= LATENCIES_MAX_AGE_S]
 
-        def op() -> Any:
+        local = self._local.snapshot(keys)  # what this process did while Redis was away (counted still)
+
+        def op() -> dict[str, MemberSnapshot]:
             pipe = self._redis.pipeline(transaction=False)
             for key in keys:
                 state, _, leases = self._keys(key)
@@ -251,19 +263,18 @@ class RedisState:
                 pipe.zcount(leases, now, "+inf")
             for key in stale:
                 pipe.lrange(self._keys(key)[1], 0, -1)
-            return pipe.execute()
+            replies = pipe.execute()
+            fresh = {key: tuple(v for v in map(_float, raw) if v is not None)
+                     for key, raw in zip(stale, replies[2 * len(keys):], strict=True)}
+            with self._lock:
+                self._latencies.update((key, (now, kept)) for key, kept in fresh.items())
+                latencies = {key: self._latencies[key][1] for key in keys}
+            offset = now - time.monotonic()
+            return {key: _snapshot(replies[2 * i], latencies[key], int(replies[2 * i + 1]), offset, local[key])
+                    for i, key in enumerate(keys)}
 
-        ok, replies = self._try(op)
-        if not ok:
-            return self._local.snapshot(keys)
-        with self._lock:
-            for key, raw in zip(stale, replies[2 * len(keys):], strict=True):
-                self._latencies[key] = (now, tuple(v for v in map(_float, raw) if v is not None))
-            kept = {key: self._latencies[key][1] for key in keys}
-        offset = now - time.monotonic()
-        local = self._local.snapshot(keys)  # what this process did while Redis was away (counted still)
-        return {key: _snapshot(replies[2 * i], kept[key], int(replies[2 * i + 1]), offset, local[key])
-                for i, key in enumerate(keys)}
+        ok, snaps = self._try(op)
+        return snaps if ok else local
 
 
 def _float(raw: bytes | None) -> float | None:

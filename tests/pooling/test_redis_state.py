@@ -190,3 +190,37 @@ def test_a_request_that_ends_while_redis_is_away_leaves_no_lease(redis_server: S
     assert other.snapshot(["k"])["k"].in_flight == 1
     store.release("k")
     assert other.snapshot(["k"])["k"].in_flight == 0 and store.snapshot(["k"])["k"].in_flight == 0
+
+
+class Garbled:
+    """A client whose server answers every command with the wrong kind of reply."""
+
+    class _Pipe:
+        def __init__(self) -> None:
+            self.n = 0
+
+        def __getattr__(self, name: str) -> object:
+            def queue(*args: object, **kw: object) -> None:
+                self.n += 1
+            return queue
+
+        def execute(self) -> list[object]:
+            return [b"not what was asked"] * self.n
+
+    def pipeline(self, **kw: object) -> object:
+        return self._Pipe()
+
+    def zrem(self, *args: object) -> object:
+        return b"?"
+
+    def register_script(self, source: str) -> object:
+        return lambda **kw: b"OK"
+
+
+def test_garbled_replies_are_a_redis_failure_not_the_requests(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="mirror_providers.pooling")
+    chain = FallbackChain([Fake("a", fail=err(RateLimitError, retry_after=60)), Fake("b")], name="site",
+                          state=RedisState(client=Garbled(), namespace="garbled"))
+    assert [chain.generate_sync(str(i)).content for i in range(3)] == ["b: 0", "b: 1", "b: 2"]
+    assert len([r for r in caplog.records if "RedisState" in r.getMessage()]) == 1
+    assert all(m.in_flight == 0 for m in chain.get_stats().members)
