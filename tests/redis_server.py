@@ -33,13 +33,14 @@ def free_port() -> int:
         return port
 
 
-def start_redis(port: int | None = None) -> Server:
+def start_redis(port: int | None = None, *options: str) -> Server:
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail("redis-server is not installed (apt-get install redis-server; .ci/run does): "
                     "the RedisState tests need a real one")
     port = port or free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             *options],
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:  # waiting for a server process to listen, not a test sleeping

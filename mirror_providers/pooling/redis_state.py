@@ -112,6 +112,10 @@ class RedisState:
                 raise ConfigurationError("url must be a redis://, rediss:// or unix:// URL")
             client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
                                           retry_on_timeout=False)
+        kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None) or {}
+        if kwargs.get("decode_responses"):
+            raise ConfigurationError("RedisState needs a client that returns bytes (decode_responses=False)")
+        self._secrets = [s for s in (kwargs.get("password"), kwargs.get("username")) if isinstance(s, str) and s]
         self._redis = client
         self.namespace = namespace
         self.lease_s = float(lease_s)
@@ -122,6 +126,7 @@ class RedisState:
         self._lock = lock_for(self)
         self._leases: dict[str, list[tuple[str, bool]]] = {}  # key -> this process's (token, in Redis?)
         self._down_until = 0.0  # wall-clock time before which Redis is not tried again
+        self._outage = False  # Redis failed and has not answered since
         self._latencies: dict[str, tuple[float, tuple[float, ...]]] = {}  # key -> (read at, latencies)
         self._orphans: list[tuple[str, str]] = []  # (leases key, token) ended while Redis was away
         self._scripts = {name: client.register_script(src)
@@ -147,11 +152,18 @@ class RedisState:
 
     def _down(self, exc: BaseException) -> None:
         with self._lock:
-            first = self._up()
+            first, self._outage = not self._outage, True
             self._down_until = self._wall() + self.retry_s
-        if first:
+        if first:  # one warning per outage, however many retries fail in it
             log.warning("RedisState: Redis failed (%s: %s); this process keeps pool state in memory and "
-                        "tries Redis again in %gs", type(exc).__name__, str(exc)[:200], self.retry_s)
+                        "tries Redis again every %gs", type(exc).__name__, self._scrubbed(str(exc))[:200],
+                        self.retry_s)
+
+    def _scrubbed(self, text: str) -> str:
+        """``text`` without the URL's credentials (a server may echo a command's arguments)."""
+        for secret in self._secrets:
+            text = text.replace(secret, "[redacted]")
+        return text
 
     def _push(self, key: str, token: str, shared: bool) -> None:
         with self._lock:
@@ -179,6 +191,11 @@ class RedisState:
         took = time.monotonic() - start
         if took > self.timeout_s:
             self._down(TimeoutError(f"a round trip took {took:.2f}s, more than timeout_s={self.timeout_s:g}"))
+        elif self._outage:
+            with self._lock:
+                back, self._outage = self._outage, False
+            if back:
+                log.warning("RedisState: Redis answers again; this process shares pool state there again")
         return True, result
 
     # -- MemberState ------------------------------------------------------------------------------

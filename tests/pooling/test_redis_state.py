@@ -119,7 +119,7 @@ def test_redis_failing_never_fails_a_request(caplog: pytest.LogCaptureFixture) -
     assert answers == [f"b: during {i}" for i in range(5)]  # every request answered
     assert len(a.calls) == 2  # ... and the cooldown kept in this process meanwhile
     warnings = [r for r in caplog.records if "RedisState" in r.getMessage()]
-    assert len(warnings) == 1 and "tries Redis again in 30s" in warnings[0].getMessage()
+    assert len(warnings) == 1 and "tries Redis again every 30s" in warnings[0].getMessage()
     stats = chain.get_stats()
     assert all(m.in_flight == 0 for m in stats.members)
     again = start_redis(server.port)
@@ -128,7 +128,8 @@ def test_redis_failing_never_fails_a_request(caplog: pytest.LogCaptureFixture) -
         a.fail = None
         b.fail = err(RateLimitError)
         assert chain.generate_sync("after").content in ("a: after", "b: after")
-        assert len([r for r in caplog.records if "RedisState" in r.getMessage()]) == 1
+        said = [r.getMessage() for r in caplog.records if "RedisState" in r.getMessage()]
+        assert len(said) == 2 and "Redis answers again" in said[1]  # one warning per outage, one when it ends
         fresh = state(again, "outage").snapshot([m.key for m in chain.members])
         assert sum(s.successes + s.failures for s in fresh.values()) >= 1  # written to Redis again
     finally:
@@ -224,3 +225,29 @@ def test_garbled_replies_are_a_redis_failure_not_the_requests(caplog: pytest.Log
     assert [chain.generate_sync(str(i)).content for i in range(3)] == ["b: 0", "b: 1", "b: 2"]
     assert len([r for r in caplog.records if "RedisState" in r.getMessage()]) == 1
     assert all(m.in_flight == 0 for m in chain.get_stats().members)
+
+
+def test_one_warning_per_outage_and_no_password_in_it(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="mirror_providers.pooling")
+    # A server that does not know AUTH echoes its arguments in the error: the password.
+    echoing = start_redis(None, "--rename-command", "AUTH", "", "--rename-command", "HELLO", "")
+    try:
+        clock = WallClock()
+        store = RedisState(echoing.url.replace("redis://", "redis://:hunter2SECRET@"), namespace="pw", retry_s=1,
+                           wall_clock=clock)
+        chain = FallbackChain([Fake("a")], name="site", state=store)
+        for _ in range(5):  # the retries of one long outage
+            assert chain.generate_sync("hi").content == "a: hi"
+            clock.offset += 2
+    finally:
+        echoing.stop()
+    said = [r.getMessage() for r in caplog.records if "RedisState" in r.getMessage()]
+    assert len(said) == 1 and "hunter2SECRET" not in said[0], said
+    assert "hunter2SECRET" not in repr(store)
+
+
+def test_a_client_that_decodes_replies_is_refused(redis_server: Server) -> None:
+    import redis
+
+    with pytest.raises(ConfigurationError, match="decode_responses"):
+        RedisState(client=redis.Redis(port=redis_server.port, decode_responses=True))
