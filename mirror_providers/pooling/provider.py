@@ -40,6 +40,7 @@ __all__ = ["Attempt", "Member", "PoolProvider"]  # Attempt: from types, where re
 
 MemberSpec = Provider | tuple[Provider, float]
 Traced = TypeVar("Traced", GenerationResult, StreamChunk)
+Got = TypeVar("Got")
 MAX_SESSIONS = 10_000  # sessions a pool remembers the member of, the least recently used dropped
 
 
@@ -393,17 +394,24 @@ class PoolProvider(Provider):
             call.hedges += 1
         return delay
 
-    def _generate(self, request: GenerateRequest) -> GenerationResult:
-        call = self._call(request)
+    def _first(self, request: GenerateRequest, call: CallRecord, once: Callable[..., Got | None],
+               hedged: Callable[..., Got | None]) -> Got | None:
+        """Try the plan's members in turn, each ``once`` or, when it is to be hedged, ``hedged``,
+        until one gives something (an answer, an opened stream); None when the plan ran out."""
         tries = self._tries(request, call)
         for member, options, t0 in tries:
             delay = self._hedge_for(member, request, call)
-            if delay is not None:
-                answer = hedged_generate(self, request, call, tries, (member, options, t0), delay)
-            else:
-                answer = self._try_once(member, request, options, t0, call)
-            if answer is not None:
-                return answer
+            got = (hedged(self, request, call, tries, (member, options, t0), delay) if delay is not None
+                   else once(member, request, options, t0, call))
+            if got is not None:
+                return got
+        return None
+
+    def _generate(self, request: GenerateRequest) -> GenerationResult:
+        call = self._call(request)
+        answer = self._first(request, call, self._try_once, hedged_generate)
+        if answer is not None:
+            return answer
         if call.filtered is not None:  # every member filtered or refused: the last answer stands
             return dataclasses.replace(call.filtered, attempts=Attempts(call.trace))
         raise self._exhausted(call)
@@ -426,17 +434,10 @@ class PoolProvider(Provider):
 
     def _stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
         call = self._call(request)
-        tries = self._tries(request, call)
-        for member, options, t0 in tries:
-            delay = self._hedge_for(member, request, call)
-            if delay is not None:
-                opened = hedged_open(self, request, call, tries, (member, options, t0), delay)
-            else:
-                opened = self._open(member, request, options, t0, call)
-            if opened is not None:
-                yield from self._rest(request, call, opened)
-                return
-        raise self._exhausted(call)
+        opened = self._first(request, call, self._open, hedged_open)
+        if opened is None:
+            raise self._exhausted(call)
+        yield from self._rest(request, call, opened)
 
     def _open(self, member: Member, request: GenerateRequest, options: dict[str, Any], t0: float,
               call: CallRecord) -> Opened | None:
