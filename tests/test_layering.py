@@ -50,7 +50,7 @@ ALLOWED: dict[str, set[str]] = {
     "cli": {"*"},
     "providers": set(),
     "pooling": {"provider", "types", "errors", "request", "_aio", "pooling.*", "_forksafe", "_stats", "_timers",
-                "_call"},
+                "_call", "_redact"},
 }
 
 

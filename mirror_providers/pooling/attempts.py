@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ..provider import ChunkStream
     from .provider import Member
 
-__all__ = ["FALLBACK_ON", "CallRecord", "FirstChunkWatch", "check_fallback_on", "passed_over"]
+__all__ = ["FALLBACK_ON", "CallRecord", "FirstChunkWatch", "check_fallback_on", "passed_over", "who"]
 
 FALLBACK_ON = ("content_filter", "refusal")
 
@@ -42,7 +42,8 @@ def passed_over(result: GenerationResult, fallback_on: tuple[str, ...]) -> str |
     return None
 
 
-def _who(member: Member) -> str:
+def who(member: Member) -> str:
+    """A member as messages name it: ``provider:model``."""
     return f"{member.provider.provider_id}:{member.provider.model_name}"
 
 
@@ -92,7 +93,7 @@ class CallRecord:
         smaller window, or the same model with the same window, would say so too."""
         window = member.provider.capabilities.max_context_window
         if window and (self.too_long is None or window > self.too_long[0]):
-            self.too_long = (window, _who(member))
+            self.too_long = (window, who(member))
         self.too_long_models.add((member.provider.model_name, window))
 
     def too_small(self, member: Member) -> str | None:

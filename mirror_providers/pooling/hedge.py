@@ -20,7 +20,7 @@ from ..errors import AllProvidersFailedError, ConfigurationError, ProviderError
 from ..provider import call_aborted
 from ..request import GenerateRequest
 from ..types import GenerationResult, StreamChunk
-from .attempts import CallRecord, FirstChunkWatch, passed_over
+from .attempts import CallRecord, FirstChunkWatch, passed_over, who
 
 if TYPE_CHECKING:
     from ..provider import ChunkStream
@@ -190,7 +190,7 @@ def hedged_generate(pool: PoolProvider, request: GenerateRequest, call: CallReco
         hedge.scope.abort()
         pool.state.release(other.key)
         call.add(other, None, pool._clock() - t1, outcome="abandoned",
-                 reason=f"hedge lost: {_who(member)} answered first")
+                 reason=f"hedge lost: {who(member)} answered first")
         return _single(pool, call, member, t0, result)
     hedge.done.wait()  # the first runner failed, or was broken off because the hedge answered
     won = hedge.outcome
@@ -198,7 +198,7 @@ def hedged_generate(pool: PoolProvider, request: GenerateRequest, call: CallReco
     if state["broken_off"] and not call_aborted():  # (its error is then the broken connection's)
         pool.state.release(member.key)  # slower, not failed
         call.add(member, None, pool._clock() - t0, outcome="abandoned",
-                 reason=f"hedged: {_who(other)} answered first")
+                 reason=f"hedged: {who(other)} answered first")
     else:
         pool._failed(member, result, t0, call)
     if isinstance(won, GenerationResult):  # the hedge's answer stands, whatever the first runner's error
@@ -285,7 +285,7 @@ def _after_race(pool: PoolProvider, call: CallRecord, hedge: Hedge, mine: Opened
         hedge.scope.abort()
         pool.state.release(other.key)
         call.add(other, None, pool._clock() - t1, outcome="abandoned",
-                 reason=f"hedge lost: {_who(member)} sent its first chunk first")
+                 reason=f"hedge lost: {who(member)} sent its first chunk first")
         return mine
     hedge.done.wait()
     won = hedge.outcome
@@ -294,7 +294,7 @@ def _after_race(pool: PoolProvider, call: CallRecord, hedge: Hedge, mine: Opened
     if state["broken_off"] and not call_aborted():
         pool.state.release(member.key)  # slower, not failed
         call.add(member, None, pool._clock() - t0, outcome="abandoned",
-                 reason=f"hedged: {_who(other)} sent its first chunk first")
+                 reason=f"hedged: {who(other)} sent its first chunk first")
         error = None
     elif error is not None:
         error = pool._record_not_opened(member, error, t0, call, watch)
@@ -331,7 +331,3 @@ def _single(pool: PoolProvider, call: CallRecord, member: Member, t0: float,
     if not outcome.failover_ok or call_aborted():
         raise outcome
     return None
-
-
-def _who(member: Member) -> str:
-    return f"{member.provider.provider_id}:{member.provider.model_name}"

@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .._forksafe import lock_for
+from .._redact import redact
 from ..errors import ConfigurationError
 from .state import EWMA_ALPHA, InMemoryState, MemberSnapshot
 
@@ -156,14 +157,9 @@ class RedisState:
             self._down_until = self._wall() + self.retry_s
         if first:  # one warning per outage, however many retries fail in it
             log.warning("RedisState: Redis failed (%s: %s); this process keeps pool state in memory and "
-                        "tries Redis again every %gs", type(exc).__name__, self._scrubbed(str(exc))[:200],
+                        "tries Redis again every %gs", type(exc).__name__,
+                        redact(str(exc), self._secrets)[:200],  # a server may echo a command's arguments
                         self.retry_s)
-
-    def _scrubbed(self, text: str) -> str:
-        """``text`` without the URL's credentials (a server may echo a command's arguments)."""
-        for secret in self._secrets:
-            text = text.replace(secret, "[redacted]")
-        return text
 
     def _push(self, key: str, token: str, shared: bool) -> None:
         with self._lock:
