@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import contextvars
 import threading
+import time
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["CallControl", "CallScope", "call_aborted", "current_call", "on_abort"]
+__all__ = ["CallControl", "CallScope", "call_aborted", "current_call", "on_abort", "wait_in_call"]
 
 
 class CallControl(Protocol):
@@ -98,3 +99,16 @@ def on_abort(hook: Callable[[], None]) -> None:
     call = current_call.get()
     if call is not None:
         call.register(hook)
+
+
+def wait_in_call(seconds: float, sleep: Callable[[float], None]) -> bool:
+    """Sleep ``seconds`` for the call in this context: with ``sleep`` when one was injected
+    (tests), else on the call's own pause, which its caller breaking the call off cuts short.
+    Returns whether the call was broken off (the caller raises ``CallAbortedError``)."""
+    call = current_call.get()
+    pause = getattr(call, "pause", None)
+    if pause is not None and sleep is time.sleep:
+        pause(seconds)
+    else:
+        sleep(seconds)
+    return call_aborted()

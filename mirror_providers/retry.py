@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from ._call import call_aborted, current_call
+from ._call import call_aborted, wait_in_call
 from .errors import CallAbortedError, ConfigurationError, ProviderError, TransportError, error_class_for_status
 from .transport.base import HttpRequest, HttpResponse, StreamResponse, Transport, _origin
 
@@ -160,13 +160,7 @@ class RetryPolicy:
     def pause(self, seconds: float) -> None:
         """The back-off sleep: the policy's own when one was injected, else one that the caller
         aborting the call (a cancelled ``await``) cuts short."""
-        call = current_call.get()
-        pause = getattr(call, "pause", None)
-        if pause is not None and self.sleep is time.sleep:
-            pause(seconds)
-        else:
-            self.sleep(seconds)
-        if call_aborted():
+        if wait_in_call(seconds, self.sleep):
             raise CallAbortedError("the call was aborted by its caller during a retry's wait")
 
 

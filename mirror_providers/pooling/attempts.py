@@ -64,6 +64,7 @@ class CallRecord:
         filtered: the last answer ``fallback_on`` passed over (returned if no member does better).
         hedges: tries hedged so far.
         cooldowns: each member's cooldown end, read once per call when it has a deadline.
+        tokens: the request's token estimate, made once when a member's budget needs it.
     """
 
     started: float
@@ -78,6 +79,7 @@ class CallRecord:
     filtered: GenerationResult | None = None
     hedges: int = 0
     cooldowns: dict[str, float] | None = None
+    tokens: int | None = None
 
     def add(self, member: Member, error: ProviderError | None, elapsed_s: float, *, skipped: bool = False,
             outcome: str = "", reason: str = "") -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from ..errors import ConfigurationError
@@ -21,13 +21,15 @@ class ProviderPool(PoolProvider):
     one whose cooldown ends first is tried rather than failing without trying.
 
     Args:
-        providers: the members, each a ``Provider`` or ``(provider, weight)``.
+        providers: the members, each a ``Provider``, ``(provider, weight)`` or with a rate budget
+            (``(provider, {"weight": 2, "rpm": 120, "tpm": 90_000})``, see ``PoolProvider``).
         strategy: ``"round_robin"``, ``"random"``, ``"weighted"``, ``"least_loaded"`` (default),
             ``"latency"``, or a ``Strategy`` instance.
         weights: one weight per member for ``"weighted"`` (instead of pairs).
         max_attempts: tries per call across members (default: up to 3).
         **kwargs: state, failure_threshold, cooldown_s, deadline_s, attempt_timeout_s, clock,
-            seed, name (see ``PoolProvider``).
+            sleep, seed, name, fallback_on, first_chunk_timeout_s, hedge_after_s, max_hedges (see
+            ``PoolProvider``).
 
     Example::
 
@@ -45,7 +47,7 @@ class ProviderPool(PoolProvider):
                 raise ConfigurationError(f"weights must be a list of numbers, one per provider, got {weights!r}")
             if len(weights) != len(providers):
                 raise ConfigurationError(f"{len(weights)} weights for {len(providers)} providers")
-            providers = [(p[0] if isinstance(p, tuple) else p, w) for p, w in zip(providers, weights, strict=True)]
+            providers = [_weighted(p, w) for p, w in zip(providers, weights, strict=True)]
         super().__init__(providers, **kwargs)
         self.strategy = strategy_from_name(strategy)
         self.strategy.check([m.weight for m in self.members])
@@ -72,3 +74,13 @@ class ProviderPool(PoolProvider):
                 member = min(left, key=lambda m: snaps[m.key].cooldown_until)
             tried.add(member.key)
             yield member
+
+
+def _weighted(spec: MemberSpec, weight: float) -> MemberSpec:
+    """A member spec with ``weights=``'s weight instead of its own (its budget kept)."""
+    if isinstance(spec, Mapping):
+        return {**spec, "weight": weight}
+    if isinstance(spec, tuple) and len(spec) == 2:
+        provider, rest = spec
+        return (provider, {**rest, "weight": weight}) if isinstance(rest, Mapping) else (provider, weight)
+    return spec if isinstance(spec, tuple) else (spec, weight)

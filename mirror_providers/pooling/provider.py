@@ -14,31 +14,45 @@ import math
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
+from .._call import wait_in_call
 from .._forksafe import lock_for
 from .._stats import health_status, percentiles
 from ..errors import (
     AllProvidersFailedError,
     BadRequestError,
+    CallAbortedError,
     ConfigurationError,
     ContextLengthExceededError,
     DeadlineExceededError,
     ProviderError,
+    RateLimitError,
     ValidationError,
 )
 from ..provider import Provider, call_aborted
 from ..request import GenerateRequest, check_timeout
-from ..types import Attempt, Attempts, Capabilities, GenerationResult, HealthStatus, ProviderStats, StreamChunk
+from ..types import (
+    Attempt,
+    Attempts,
+    Capabilities,
+    GenerationResult,
+    HealthStatus,
+    ProviderStats,
+    StreamChunk,
+    Usage,
+)
 from .attempts import CallRecord, FirstChunkWatch, check_fallback_on, passed_over
+from .budget import RateBudget, check_rate, estimate_tokens
 from .hedge import HedgeCounts, Opened, check_hedge_after, hedge_delay, hedged_generate, hedged_open
 from .state import CooldownPolicy, InMemoryState, MemberSnapshot, MemberState
 
 __all__ = ["Attempt", "Member", "PoolProvider"]  # Attempt: from types, where results name it
 
-MemberSpec = Provider | tuple[Provider, float]
+MemberSpec = Provider | tuple[Provider, float] | tuple[Provider, Mapping[str, Any]] | Mapping[str, Any]
+SPEC_FIELDS = ("provider", "weight", "rpm", "tpm")
 Traced = TypeVar("Traced", GenerationResult, StreamChunk)
 Got = TypeVar("Got")
 MAX_SESSIONS = 10_000  # sessions a pool remembers the member of, the least recently used dropped
@@ -48,12 +62,36 @@ MAX_SESSIONS = 10_000  # sessions a pool remembers the member of, the least rece
 class Member:
     """A provider in a pool. ``key`` names it in the state store: the pool's name and the
     provider's ``identity`` (with ``#2``, ``#3``... for repeats), the same in every process that
-    builds the pool alike, whatever the members' order."""
+    builds the pool alike, whatever the members' order. ``budget``: its ``rpm=``/``tpm=``."""
 
     provider: Provider
     weight: float
     position: int
     key: str
+    budget: RateBudget = RateBudget()
+
+
+def _spec(spec: Any, i: int) -> tuple[Any, Any, RateBudget]:
+    """A member spec's provider, weight and budget: ``provider``, ``(provider, weight)``,
+    ``(provider, {"weight": ..., "rpm": ..., "tpm": ...})`` or ``{"provider": ..., ...}``."""
+    if isinstance(spec, tuple):
+        if len(spec) != 2:
+            raise ConfigurationError(f"member {i} must be a provider, (provider, weight) or (provider, {{options}}), "
+                                     f"got a tuple of {len(spec)}")
+        provider, rest = spec
+        fields: Mapping[str, Any] = dict(rest) if isinstance(rest, Mapping) else {"weight": rest}
+        fields = {"provider": provider, **fields}
+    elif isinstance(spec, Mapping):
+        fields = spec
+    else:
+        fields = {"provider": spec}
+    unknown = [k for k in fields if k not in SPEC_FIELDS]
+    if unknown:
+        raise ConfigurationError(f"member {i} has unknown option(s) {', '.join(map(repr, unknown))}; "
+                                 f"a member takes {', '.join(SPEC_FIELDS)}")
+    budget = RateBudget(check_rate(fields.get("rpm"), f"member {i} rpm"),
+                        check_rate(fields.get("tpm"), f"member {i} tpm"))
+    return fields.get("provider"), fields.get("weight", 1.0), budget
 
 
 def _checked_bound(value: float | None, what: str) -> float | None:
@@ -74,7 +112,12 @@ class PoolProvider(Provider):
     """Base of FallbackChain, ProviderPool and TieredRouter.
 
     Args:
-        providers: the members, each a ``Provider`` or a ``(provider, weight)`` pair.
+        providers: the members, each a ``Provider``, a ``(provider, weight)`` pair, or with a
+            rate budget ``(provider, {"weight": 1, "rpm": 120, "tpm": 90_000})`` (or that dict
+            with a ``"provider"`` entry). ``rpm``/``tpm`` are requests and tokens a minute the
+            pool sends that member at most, spread evenly (see ``budget``), across every process
+            sharing its ``state``; a call that would exceed them goes to another member, or
+            waits for room within its deadline.
         state: where member state lives (default: a new ``InMemoryState``, this pool's alone).
         failure_threshold: consecutive failures that take a member out of rotation.
         cooldown_s: how long it stays out (a rate limit's ``retry_after`` may extend it).
@@ -96,6 +139,8 @@ class PoolProvider(Provider):
             its first chunk: the stream whose first chunk comes first goes on.
         max_hedges: hedges per call (default 1).
         clock: monotonic seconds (inject for tests).
+        sleep: how a call waits for a member's rate budget (inject for tests; by default the
+            wait ends at once when the caller breaks the call off).
         seed: seeds the random choices of strategies (inject for reproducible runs).
     """
 
@@ -117,6 +162,7 @@ class PoolProvider(Provider):
         first_chunk_timeout_s: float | None = None,
         hedge_after_s: float | str | None = None,
         max_hedges: int = 1,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         super().__init__()
         if name is not None and (not isinstance(name, str) or not name.strip()):
@@ -128,8 +174,10 @@ class PoolProvider(Provider):
         self.deadline_s = _checked_bound(deadline_s, "deadline_s")
         self.attempt_timeout_s = _checked_bound(attempt_timeout_s, "attempt_timeout_s")
         self.cooldown = CooldownPolicy(failure_threshold, cooldown_s)
-        if not callable(clock):
-            raise ConfigurationError(f"clock must be callable, got {clock!r}")
+        for what, fn in (("clock", clock), ("sleep", sleep)):
+            if not callable(fn):
+                raise ConfigurationError(f"{what} must be callable, got {fn!r}")
+        self._sleep = sleep
         self.state: MemberState = state if state is not None else InMemoryState()
         self._clock = clock
         self._rng = random.Random(seed)
@@ -153,14 +201,15 @@ class PoolProvider(Provider):
         members = []
         seen: dict[str, int] = {}
         for i, spec in enumerate(providers):
-            provider, weight = spec if isinstance(spec, tuple) else (spec, 1.0)
+            provider, weight, budget = _spec(spec, i)
             if not isinstance(provider, Provider):
                 raise ConfigurationError(f"member {i} is a {type(provider).__name__}, not a Provider")
             if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < math.inf:
                 raise ConfigurationError(f"member {i} weight must be a finite number >= 0, got {weight!r}")
             ident = f"{self.name}:{provider.identity}"
             seen[ident] = seen.get(ident, 0) + 1
-            members.append(Member(provider, float(weight), i, ident + (f"#{seen[ident]}" if seen[ident] > 1 else "")))
+            members.append(Member(provider, float(weight), i, ident + (f"#{seen[ident]}" if seen[ident] > 1 else ""),
+                                  budget))
         return tuple(members)
 
     # -- what subclasses decide -----------------------------------------------------------------
@@ -231,7 +280,7 @@ class PoolProvider(Provider):
         elapsed = self._clock() - call.started
         tried = sum(not a.skipped for a in call.trace)
         head = (f"deadline of {call.budget}s reached after {tried} attempt(s)" if deadline_hit
-                else f"all {tried} attempt(s) failed")
+                else f"all {tried} attempt(s) failed" if tried else "no member could be tried")
         err = AllProvidersFailedError(f"{head} in {elapsed:.2f}s: " + "; ".join(str(a) for a in call.trace))
         err.attempts = Attempts(call.trace)  # the same trace a result carries (a list, and a count)
         err.provider, err.model = self.provider_id, self.model_name
@@ -263,6 +312,10 @@ class PoolProvider(Provider):
         small = call.too_small(member)
         if small is not None:
             return ValidationError(f"skipped: {small}", **where)
+        tpm = member.budget.tpm
+        if tpm is not None and self._tokens(request, call) > tpm:
+            return ValidationError(f"skipped: the request needs about {call.tokens} tokens (its text and "
+                                   f"max_tokens), more than the member's tpm={tpm:g}", **where)
         if call.budget is not None:
             if call.cooldowns is None:  # one read of every member per call, not one per member
                 snaps = self.state.snapshot([m.key for m in self.members])
@@ -303,25 +356,77 @@ class PoolProvider(Provider):
         and no retries of its own while another member is left: fail over first) and its start
         time, counted as begun in the state store. Ends when the plan does; raises
         ``AllProvidersFailedError`` when the deadline passes."""
+        deferred: dict[str, tuple[Member, float]] = {}  # over budget: key -> (member, when it has room)
         for member in self._ordered(request):
             if self._max_tries is not None and len(call.tried) >= self._max_tries:
                 return
-            if member.key in call.passed:
+            if member.key in call.passed or member.key in deferred:
                 continue
             why = self._skip_reason(member, request, call)
             if why is not None:  # passed over: its health untouched
                 call.skip(member, why)
                 continue
-            timeout, left = self._timeout(request, call.started)
-            if left is not None and left <= 0:
-                raise self._all_failed(call, deadline_hit=True)
-            call.passed.add(member.key)
-            call.tried.add(member.key)  # before asking what is left: this try counts towards max_attempts
-            options: dict[str, Any] = {"timeout": timeout, "deadline_s": left}
-            if self._others_left(request, call):
-                options["max_retries"] = 0
-            self.state.begin(member.key)
-            yield member, options, self._clock()
+            taken, wait = self._take_budget(member, request, call, 0.0)
+            if not taken:  # another member first; this one is waited for if none takes the call
+                deferred[member.key] = (member, self._clock() + wait)
+                continue
+            yield self._begun(member, request, call)
+        while deferred:  # every member with room was tried: wait for the one with room first
+            if self._max_tries is not None and len(call.tried) >= self._max_tries:
+                return
+            member, _ = deferred.pop(min(deferred, key=lambda k: deferred[k][1]))
+            _, left = self._timeout(request, call.started)
+            # Its room is reserved (so callers that wait are served in turn) unless the wait would
+            # outlast the deadline: then it is not slept on.
+            taken, wait = self._take_budget(member, request, call, math.inf if left is None else max(left, 0.0))
+            if not taken:
+                call.skip(member, RateLimitError(
+                    f"skipped: over its budget ({member.budget}) for {wait:.2f}s more, past the call's deadline",
+                    provider=member.provider.provider_id, model=member.provider.model_name, retry_after=wait))
+                continue
+            if wait and wait_in_call(wait, self._sleep):
+                raise CallAbortedError("the call was aborted by its caller while it waited for a member's rate budget")
+            yield self._begun(member, request, call)
+
+    def _begun(self, member: Member, request: GenerateRequest,
+               call: CallRecord) -> tuple[Member, dict[str, Any], float]:
+        """A try of ``member`` starts: its call options and start time, counted as begun in the
+        state store; raises ``AllProvidersFailedError`` when the deadline has passed."""
+        timeout, left = self._timeout(request, call.started)
+        if left is not None and left <= 0:
+            raise self._all_failed(call, deadline_hit=True)
+        call.passed.add(member.key)
+        call.tried.add(member.key)  # before asking what is left: this try counts towards max_attempts
+        options: dict[str, Any] = {"timeout": timeout, "deadline_s": left}
+        if self._others_left(request, call):
+            options["max_retries"] = 0
+        self.state.begin(member.key)
+        return member, options, self._clock()
+
+    def _tokens(self, request: GenerateRequest, call: CallRecord) -> int:
+        """The call's token estimate, made once."""
+        if call.tokens is None:
+            call.tokens = estimate_tokens(request)
+        return call.tokens
+
+    def _take_budget(self, member: Member, request: GenerateRequest, call: CallRecord,
+                     max_wait: float) -> tuple[bool, float]:
+        """Room for this call in ``member``'s budget within ``max_wait`` seconds: (True, the wait
+        before sending), room reserved; else (False, the seconds until there is room). A member
+        without a budget always has room."""
+        if not member.budget:
+            return True, 0.0
+        tokens = self._tokens(request, call) if member.budget.tpm is not None else 0
+        return self.state.acquire(member.key, member.budget, tokens, self._clock(), max_wait)
+
+    def _settle(self, member: Member, usage: Usage | None, call: CallRecord) -> None:
+        """A member with ``tpm=`` answered: its budget corrected by the tokens the answer used."""
+        tpm = member.budget.tpm
+        if tpm is None or usage is None or call.tokens is None:
+            return
+        used = usage.total_tokens or usage.input_tokens + usage.output_tokens
+        if used != call.tokens:
+            self.state.settle(member.key, tpm, used - call.tokens, self._clock())
 
     def _exhausted(self, call: CallRecord) -> ProviderError:
         """The plan ran out: every member failed, or none could take the request."""
@@ -376,6 +481,7 @@ class PoolProvider(Provider):
         ``fallback_on`` passes it over (kept as ``call.filtered``)."""
         now = self._clock()
         self.state.success(member.key, now - t0, now)
+        self._settle(member, result.usage, call)
         if call.session_key is not None:
             self._pin(call.session_key, member)
         why = passed_over(result, self.fallback_on)
@@ -489,11 +595,13 @@ class PoolProvider(Provider):
         member, chunks, first, t0 = opened
         delivered = 0
         outcome = "released"
+        usage: Usage | None = None
         try:
             if first is not None:
                 for chunk in itertools.chain((first,), chunks):
                     delivered += 1
                     if chunk.finish_reason is not None:  # the last chunk: it carries the trace
+                        usage = chunk.usage
                         chunk = self._traced(chunk, member, self._clock() - t0, call)
                     yield chunk
             outcome = "ok"
@@ -505,6 +613,7 @@ class PoolProvider(Provider):
         finally:
             if outcome == "ok":
                 self.state.success(member.key, self._clock() - t0, self._clock())
+                self._settle(member, usage, call)
                 if request.session_key is not None:
                     self._pin(request.session_key, member)
             elif outcome == "released":  # the consumer stopped early

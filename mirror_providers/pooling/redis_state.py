@@ -2,14 +2,17 @@
 
 A Django or Flask site runs many workers; with ``InMemoryState`` each discovers a dead or
 rate-limited member on its own. With ``RedisState`` the workers of one pool (same ``name=`` and
-members, so the same member keys) share health, cooldowns, in-flight counts and latency. It needs
+members, so the same member keys) share health, cooldowns, in-flight counts, latency and rate
+budgets. It needs
 the ``redis`` extra (``pip install 'mirror-providers[redis]'``); the core install does not.
 
-Per member there are three keys under ``namespace``: a hash (successes, failures, the current run
-of failures, cooldown end, latency estimate, last failure), a list of recent latencies (the last
-``LATENCY_KEPT``, read by each process at most once a second), and a sorted set of in-flight
-leases. Each write is one round trip (a Lua script or a pipeline) and ``snapshot`` reads every
-member in one pipelined round trip. Keys expire ``KEY_TTL_S`` after their last write.
+Per member there are up to four keys under ``namespace``: a hash (successes, failures, the
+current run of failures, cooldown end, latency estimate, last failure), a list of recent latencies
+(the last ``LATENCY_KEPT``, read by each process at most once a second), a sorted set of in-flight
+leases, and for a member with ``rpm=``/``tpm=`` its rate budget (see ``budget``: taken and
+corrected atomically by every process, so the limit holds across all of them). Each write is one
+round trip (a Lua script or a pipeline) and ``snapshot`` reads every member in one pipelined round
+trip. Keys expire ``KEY_TTL_S`` after their last write (a budget's a minute after it is full).
 
 * **In flight with leases.** Each request in flight is a lease that expires after ``lease_s``
   (the longest a call is expected to run), so a process killed mid-call leaves nothing behind for
@@ -35,6 +38,7 @@ from typing import Any
 from .._forksafe import lock_for
 from .._redact import redact
 from ..errors import ConfigurationError
+from .budget import ACQUIRE_LUA, SETTLE_LUA, RateBudget
 from .state import EWMA_ALPHA, InMemoryState, MemberSnapshot
 
 __all__ = ["KEY_TTL_S", "LATENCY_KEPT", "RedisState"]
@@ -45,6 +49,7 @@ LATENCY_KEPT = 200  # latencies kept per member in Redis (percentiles, "p95" hed
 LATENCIES_MAX_AGE_S = 1.0  # a process reads a member's latency list at most this often
 MAX_ORPHANS = 10_000  # leases kept to end once Redis is back; older ones run out on their own
 KEY_TTL_S = 7 * 24 * 3600  # a member nobody wrote to for a week is forgotten
+MAX_WAIT_S = 7 * 24 * 3600  # "no limit" for a budget wait, as a number a Lua script reads
 
 # KEYS: hash, latencies, leases. ARGV: lease token, latency, alpha, kept, ttl.
 _SUCCESS = """
@@ -131,7 +136,8 @@ class RedisState:
         self._latencies: dict[str, tuple[float, tuple[float, ...]]] = {}  # key -> (read at, latencies)
         self._orphans: list[tuple[str, str]] = []  # (leases key, token) ended while Redis was away
         self._scripts = {name: client.register_script(src)
-                         for name, src in (("success", _SUCCESS), ("failure", _FAILURE), ("cool_down", _COOL_DOWN))}
+                         for name, src in (("success", _SUCCESS), ("failure", _FAILURE), ("cool_down", _COOL_DOWN),
+                                           ("acquire", ACQUIRE_LUA), ("settle", SETTLE_LUA))}
 
     def __repr__(self) -> str:  # never the URL: it may hold a password
         return f"RedisState(namespace={self.namespace!r}, lease_s={self.lease_s:g})"
@@ -261,6 +267,24 @@ class RedisState:
         self._ended_here(key, token, shared)
         self._local.release(key)
 
+    def acquire(self, key: str, budget: RateBudget, tokens: int, now: float,
+                max_wait: float = 0.0) -> tuple[bool, float]:
+        where = f"{self.namespace}:{key}:budget"
+        args = [repr(self._wall()), "" if budget.rpm is None else repr(budget.rpm),
+                "" if budget.tpm is None else repr(budget.tpm), int(tokens), repr(min(max_wait, MAX_WAIT_S))]
+        ok, reply = self._try(lambda: _taken(self._scripts["acquire"](keys=[where], args=args)))
+        if ok:
+            taken, wait = reply
+            return bool(taken), float(wait)
+        return self._local.acquire(key, budget, tokens, now, max_wait)  # Redis away: this process's share
+
+    def settle(self, key: str, tpm: float, tokens: int, now: float) -> None:
+        where = f"{self.namespace}:{key}:budget"
+        ok, _ = self._try(lambda: self._scripts["settle"](keys=[where], args=[repr(self._wall()), repr(tpm),
+                                                                              int(tokens)]))
+        if not ok:
+            self._local.settle(key, tpm, tokens, now)
+
     def snapshot(self, keys: Sequence[str]) -> Mapping[str, MemberSnapshot]:
         now = self._wall()
         with self._lock:  # the latency lists are read at most once a second per member (they are long)
@@ -299,6 +323,16 @@ def _float(raw: bytes | None) -> float | None:
     except ValueError:
         return None
     return value if math.isfinite(value) else None
+
+
+def _taken(raw: Any) -> tuple[bool, float]:
+    """The budget script's reply, (taken, wait); anything else is Redis failing (the caller
+    falls back)."""
+    if isinstance(raw, list) and len(raw) == 2 and raw[0] in (0, 1) and isinstance(raw[1], bytes):
+        wait = _float(raw[1])
+        if wait is not None and wait >= 0:
+            return bool(raw[0]), wait
+    raise ValueError(f"the budget script answered {raw!r:.80}, not (taken, wait)")
 
 
 def _number(fields: Mapping[bytes, bytes], name: str) -> float | None:

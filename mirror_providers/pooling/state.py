@@ -1,8 +1,8 @@
 """Per-member state of a pool behind one small interface, with an in-process default.
 
 Everything a strategy or a pool needs to know about a member (requests in flight, successes,
-failures, cooldown, latency estimate) goes through ``MemberState``. ``InMemoryState`` keeps it
-in this process; a shared store (Redis, for many workers or hosts) implements the same six
+failures, cooldown, latency estimate, rate budget) goes through ``MemberState``. ``InMemoryState``
+keeps it in this process; a shared store (Redis, for many workers or hosts) implements the same
 methods without touching the strategies or the pools. A store only records: when a member goes
 out of rotation is decided by the pool's ``CooldownPolicy``, so every store honours it alike.
 
@@ -24,6 +24,7 @@ from .._forksafe import lock_for
 from .._stats import LATENCY_WINDOW
 from ..errors import ConfigurationError, ProviderError, RateLimitError
 from ..request import MAX_TIMEOUT_S
+from .budget import EPSILON_S, RateBudget, acquire, settle
 
 __all__ = ["CooldownPolicy", "InMemoryState", "MemberSnapshot", "MemberState"]
 
@@ -112,6 +113,16 @@ class MemberState(Protocol):
     def snapshot(self, keys: Sequence[str]) -> Mapping[str, MemberSnapshot]:
         """The current state of each of ``keys`` (unknown keys: a fresh ``MemberSnapshot``)."""
 
+    def acquire(self, key: str, budget: RateBudget, tokens: int, now: float,
+                max_wait: float = 0.0) -> tuple[bool, float]:
+        """Take one request and ``tokens`` from ``key``'s rate budget for a request sent when it
+        has room: (True, the seconds to wait before sending) when that is at most ``max_wait``
+        (the room is then reserved), else (False, the seconds until it has room)."""
+
+    def settle(self, key: str, tpm: float, tokens: int, now: float) -> None:
+        """Correct ``key``'s token budget by ``tokens`` (the usage reported minus the estimate
+        taken; negative gives tokens back)."""
+
 
 @dataclass
 class _Record:
@@ -123,6 +134,7 @@ class _Record:
     ewma: float | None = None
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     last_failure_at: float | None = None
+    budget: tuple[float, float] = (-math.inf, -math.inf)  # when its request and token buckets are full
 
     def snapshot(self) -> MemberSnapshot:
         return MemberSnapshot(self.in_flight, self.successes, self.failures, self.consecutive, self.cooldown_until,
@@ -173,6 +185,18 @@ class InMemoryState:
     def release(self, key: str) -> None:
         with self._lock:
             self._get(key).in_flight -= 1
+
+    def acquire(self, key: str, budget: RateBudget, tokens: int, now: float,
+                max_wait: float = 0.0) -> tuple[bool, float]:
+        with self._lock:
+            rec = self._get(key)
+            rec.budget, wait = acquire(rec.budget, now, budget, tokens, max_wait)
+            return wait <= max_wait + EPSILON_S, wait
+
+    def settle(self, key: str, tpm: float, tokens: int, now: float) -> None:
+        with self._lock:
+            rec = self._get(key)
+            rec.budget = (rec.budget[0], settle(rec.budget[1], now, tpm, tokens))
 
     def snapshot(self, keys: Sequence[str]) -> dict[str, MemberSnapshot]:
         with self._lock:

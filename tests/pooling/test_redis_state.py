@@ -15,7 +15,7 @@ import pytest
 from mirror_providers.errors import ConfigurationError, RateLimitError
 from mirror_providers.pooling import FallbackChain, InMemoryState, ProviderPool, RedisState
 
-from ..fakes import Fake, err
+from ..fakes import Clock, Fake, err
 from ..redis_server import Server, start_redis
 
 
@@ -251,3 +251,58 @@ def test_a_client_that_decodes_replies_is_refused(redis_server: Server) -> None:
 
     with pytest.raises(ConfigurationError, match="decode_responses"):
         RedisState(client=redis.Redis(port=redis_server.port, decode_responses=True))
+
+
+def test_budgets_in_redis_give_the_same_answers_as_in_memory(redis_server: Server) -> None:
+    import random
+
+    from mirror_providers.pooling.budget import RateBudget
+
+    rng = random.Random(7)
+    wall = Clock(time.time())  # the same times for both, moved by hand
+    shared = state(redis_server, "budget-same", wall_clock=wall)
+    local = InMemoryState()
+    seen: set[bool] = set()
+    for step in range(300):
+        wall.advance(rng.uniform(0, 0.3))
+        budget = rng.choice([RateBudget(rpm=120), RateBudget(tpm=6000), RateBudget(rpm=600, tpm=3000)])
+        if budget.tpm is not None and rng.random() < 0.3:
+            used = rng.randint(-400, 400)
+            shared.settle("m", budget.tpm, used, 0.0)
+            local.settle("m", budget.tpm, used, wall())
+            continue
+        tokens, max_wait = rng.randint(0, 400), rng.choice([0.0, 0.0, 0.5, 5.0])
+        taken, wait = shared.acquire("m", budget, tokens, 0.0, max_wait)
+        taken_here, wait_here = local.acquire("m", budget, tokens, wall(), max_wait)
+        assert taken == taken_here and wait == pytest.approx(wait_here, abs=1e-3), step
+        assert wait >= 0.0 and taken == (wait <= max_wait + 1e-6)
+        seen.add(taken)
+    assert seen == {True, False}
+
+
+def _hammer(url: str, namespace: str, start_at: float, run_s: float) -> dict[str, list[float]]:
+    """In another process: call a pool with budgets as fast as it lets, from ``start_at`` for
+    ``run_s`` (wall-clock), and return when each member got each request."""
+    got: dict[str, list[float]] = {"a": [], "b": []}
+    a = Fake("a", on_call=lambda: got["a"].append(time.time()))
+    b = Fake("b", on_call=lambda: got["b"].append(time.time()))
+    pool = ProviderPool([(a, {"rpm": 120}), (b, {"rpm": 60})], name="site", strategy="round_robin",
+                        state=RedisState(url, namespace=namespace))
+    time.sleep(max(0.0, start_at - time.time()))  # all four start together
+    while time.time() < start_at + run_s:
+        pool.generate_sync("hi", deadline_s=5)
+    return got
+
+
+def test_an_rpm_budget_shared_by_four_processes_holds_within_five_percent(redis_server: Server) -> None:
+    run_s = 30.0
+    start_at = time.time() + 8  # spawned interpreters need a few seconds to start
+    with multiprocessing.get_context("spawn").Pool(4) as workers:
+        runs = workers.starmap(_hammer, [(redis_server.url, "rpm", start_at, run_s)] * 4)
+    for name, rpm in (("a", 120), ("b", 60)):
+        times = sorted(t for run in runs for t in run[name])
+        assert times and times[0] >= start_at - 0.01
+        within = [t for t in times if t < start_at + run_s]
+        expected = rpm / 60 * run_s
+        assert abs(len(within) - expected) <= 0.05 * expected, (name, len(within), expected)
+        assert all(len(run[name]) >= 3 for run in runs)  # every process got its share, none starved
