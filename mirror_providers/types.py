@@ -32,6 +32,8 @@ __all__ = [
     "ModelCatalog",
     "ModelInfo",
     "ProviderStats",
+    "RateLimit",
+    "RateLimits",
     "ReasoningBlock",
     "Role",
     "StreamChunk",
@@ -367,6 +369,55 @@ class Message(_JsonMixin):
 
 
 @dataclass(frozen=True)
+class RateLimit(_JsonMixin):
+    """One of the vendor's rate limits as its response headers stated it with an answer.
+
+    Attributes:
+        limit: the most the window allows (requests or tokens), when stated.
+        remaining: what is left of it now, when stated.
+        reset_s: seconds from the answer until the limit is fully replenished, when stated.
+    """
+
+    limit: int | None = None
+    remaining: int | None = None
+    reset_s: float | None = None
+
+    def room_in(self, needed: int) -> float:
+        """Seconds until ``needed`` more fit (0.0: they fit now). Vendors refill continuously,
+        so the wait is the share of ``reset_s`` the missing part takes; the whole of it when
+        the limit is not stated."""
+        if self.remaining is None or self.remaining >= needed or self.reset_s is None:
+            return 0.0
+        if self.limit is None or self.limit <= self.remaining:
+            return self.reset_s
+        return min(self.reset_s, self.reset_s * (needed - self.remaining) / (self.limit - self.remaining))
+
+
+@dataclass(frozen=True)
+class RateLimits(_JsonMixin):
+    """What the vendor said of the account's rate limits with an answer (OpenAI
+    ``x-ratelimit-*``, Anthropic ``anthropic-ratelimit-*``); a limit it did not state is None.
+
+    Attributes:
+        requests: requests a minute.
+        tokens: tokens a minute (Anthropic: the most restrictive of its token limits).
+        input_tokens, output_tokens: Anthropic's input and output token limits.
+    """
+
+    requests: RateLimit | None = None
+    tokens: RateLimit | None = None
+    input_tokens: RateLimit | None = None
+    output_tokens: RateLimit | None = None
+
+    def room_in(self, tokens: int) -> float:
+        """Seconds until one more request of about ``tokens`` tokens fits every stated limit."""
+        waits = [limit.room_in(need) for limit, need in ((self.requests, 1), (self.tokens, tokens),
+                                                          (self.input_tokens, tokens), (self.output_tokens, 1))
+                 if limit is not None]
+        return max(waits, default=0.0)
+
+
+@dataclass(frozen=True)
 class Usage(_JsonMixin):
     """Token counts of one call.
 
@@ -552,6 +603,9 @@ class GenerationResult(_JsonMixin):
         response_id: the vendor's id of this answer (OpenAI ``resp_...`` or ``chatcmpl-...``,
             Anthropic ``msg_...``), when it sent one; with ``store=True`` on OpenAI's Responses
             wire, ``extra={"previous_response_id": result.response_id}`` continues from it.
+        rate_limits: the account's rate limits as the vendor stated them with this answer
+            (None when it stated none, as Ollama never does). Pools steer away from a member
+            whose limits have no room for another call like this one until they have.
     """
 
     content: str
@@ -570,6 +624,7 @@ class GenerationResult(_JsonMixin):
     refusal: str | None = None
     citations: tuple[Citation, ...] = ()
     response_id: str | None = None
+    rate_limits: RateLimits | None = field(default=None, compare=False)
 
     @property
     def text(self) -> str:
@@ -609,6 +664,8 @@ class StreamChunk(_JsonMixin):
             ``GenerationResult.response_id``).
         attempts: on the last chunk of a pool's stream, its attempt trace (see
             ``GenerationResult.attempts``).
+        rate_limits: on the last chunk, the rate limits the vendor stated when the stream
+            opened (see ``GenerationResult.rate_limits``).
     """
 
     content: str = ""
@@ -626,6 +683,7 @@ class StreamChunk(_JsonMixin):
     citations: tuple[Citation, ...] = ()
     response_id: str | None = None
     attempts: Attempts = field(default=DIRECT, compare=False)
+    rate_limits: RateLimits | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         return self.content
@@ -646,7 +704,7 @@ def fast_stream_chunk(content: str, index: int, tool_calls: tuple[ToolCallDelta,
                                        "tool_calls": tool_calls, "model": model, "provider": provider,
                                        "request_id": None, "reasoning": "", "reasoning_blocks": (),
                                        "refusal": "", "parsed": None, "citations": (), "response_id": None,
-                                       "attempts": DIRECT})
+                                       "attempts": DIRECT, "rate_limits": None})
     return chunk
 
 
@@ -892,6 +950,7 @@ def join_chunks(chunks: Iterable[StreamChunk], *, provider: str = "", model: str
     usage: Usage | None = None
     request_id: str | None = None
     response_id: str | None = None
+    limits: RateLimits | None = None
     trace: Attempts = DIRECT
     thought: list[str] = []
     refused: list[str] = []
@@ -920,6 +979,7 @@ def join_chunks(chunks: Iterable[StreamChunk], *, provider: str = "", model: str
         model = chunk.model or model
         request_id = chunk.request_id or request_id
         response_id = chunk.response_id or response_id
+        limits = chunk.rate_limits or limits
         trace = chunk.attempts or trace
     # A call of a function without parameters may stream no argument text at all (Anthropic sends
     # one empty fragment): its arguments are "{}", as the same answer unstreamed says.
@@ -932,4 +992,4 @@ def join_chunks(chunks: Iterable[StreamChunk], *, provider: str = "", model: str
     return GenerationResult("".join(text), model, provider, finish, usage, tool_calls, request_id=request_id,
                             reasoning=reasoning, reasoning_blocks=blocks, parsed=parsed,
                             refusal="".join(refused) or None, citations=tuple(cited), response_id=response_id,
-                            attempts=trace)
+                            attempts=trace, rate_limits=limits)

@@ -11,11 +11,12 @@ async calls, streaming, health, stats, batch helpers. Member state lives behind 
 """
 
 from ..types import Attempt, Attempts
+from .budget import RateBudget
 from .fallback import FallbackChain
 from .pool import ProviderPool
 from .provider import PoolProvider
 from .redis_state import RedisState
-from .state import CooldownPolicy, InMemoryState, MemberSnapshot, MemberState
+from .state import BudgetState, CooldownPolicy, InMemoryState, MemberSnapshot, MemberState
 from .strategies import (
     STRATEGIES,
     Candidate,
@@ -32,6 +33,7 @@ __all__ = [
     "STRATEGIES",
     "Attempt",
     "Attempts",
+    "BudgetState",
     "Candidate",
     "CooldownPolicy",
     "FallbackChain",
@@ -43,6 +45,7 @@ __all__ = [
     "PoolProvider",
     "ProviderPool",
     "Random",
+    "RateBudget",
     "RedisState",
     "RoundRobin",
     "RoutingDecision",

@@ -16,6 +16,7 @@ from ..types import Attempt, GenerationResult
 
 if TYPE_CHECKING:
     from ..provider import ChunkStream
+    from ..request import GenerateRequest
     from .provider import Member
 
 __all__ = ["FALLBACK_ON", "CallRecord", "FirstChunkWatch", "check_fallback_on", "passed_over", "who"]
@@ -65,6 +66,7 @@ class CallRecord:
         hedges: tries hedged so far.
         cooldowns: each member's cooldown end, read once per call when it has a deadline.
         tokens: the request's token estimate, made once when a member's budget needs it.
+        request: the call's request.
     """
 
     started: float
@@ -80,6 +82,7 @@ class CallRecord:
     hedges: int = 0
     cooldowns: dict[str, float] | None = None
     tokens: int | None = None
+    request: GenerateRequest | None = None
 
     def add(self, member: Member, error: ProviderError | None, elapsed_s: float, *, skipped: bool = False,
             outcome: str = "", reason: str = "") -> None:

@@ -16,7 +16,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 from .._call import wait_in_call
 from .._forksafe import lock_for
@@ -42,12 +42,11 @@ from ..types import (
     HealthStatus,
     ProviderStats,
     StreamChunk,
-    Usage,
 )
 from .attempts import CallRecord, FirstChunkWatch, check_fallback_on, passed_over
 from .budget import RateBudget, check_rate, estimate_tokens
 from .hedge import HedgeCounts, Opened, check_hedge_after, hedge_delay, hedged_generate, hedged_open
-from .state import CooldownPolicy, InMemoryState, MemberSnapshot, MemberState
+from .state import BudgetState, CooldownPolicy, InMemoryState, MemberSnapshot, MemberState
 
 __all__ = ["Attempt", "Member", "PoolProvider"]  # Attempt: from types, where results name it
 
@@ -55,6 +54,7 @@ MemberSpec = Provider | tuple[Provider, float] | tuple[Provider, Mapping[str, An
 SPEC_FIELDS = ("provider", "weight", "rpm", "tpm")
 Traced = TypeVar("Traced", GenerationResult, StreamChunk)
 Got = TypeVar("Got")
+MAX_STEER_S = 300.0  # the longest a member is kept out of rotation on its rate-limit headers alone
 MAX_SESSIONS = 10_000  # sessions a pool remembers the member of, the least recently used dropped
 
 
@@ -179,6 +179,11 @@ class PoolProvider(Provider):
                 raise ConfigurationError(f"{what} must be callable, got {fn!r}")
         self._sleep = sleep
         self.state: MemberState = state if state is not None else InMemoryState()
+        budgeted = [m for m in self.members if m.budget]
+        if budgeted and not all(callable(getattr(self.state, n, None)) for n in ("acquire", "settle")):
+            raise ConfigurationError(f"member {budgeted[0].position} has a rate budget, which its state store "
+                                     f"({type(self.state).__name__}) cannot keep: it needs acquire() and settle() "
+                                     f"(see BudgetState)")
         self._clock = clock
         self._rng = random.Random(seed)
         self.fallback_on = check_fallback_on(fallback_on)
@@ -313,7 +318,7 @@ class PoolProvider(Provider):
         if small is not None:
             return ValidationError(f"skipped: {small}", **where)
         tpm = member.budget.tpm
-        if tpm is not None and self._tokens(request, call) > tpm:
+        if tpm is not None and self._tokens(call) > tpm:
             return ValidationError(f"skipped: the request needs about {call.tokens} tokens (its text and "
                                    f"max_tokens), more than the member's tpm={tpm:g}", **where)
         if call.budget is not None:
@@ -403,10 +408,10 @@ class PoolProvider(Provider):
         self.state.begin(member.key)
         return member, options, self._clock()
 
-    def _tokens(self, request: GenerateRequest, call: CallRecord) -> int:
+    def _tokens(self, call: CallRecord) -> int:
         """The call's token estimate, made once."""
         if call.tokens is None:
-            call.tokens = estimate_tokens(request)
+            call.tokens = estimate_tokens(call.request) if call.request is not None else 0
         return call.tokens
 
     def _take_budget(self, member: Member, request: GenerateRequest, call: CallRecord,
@@ -416,17 +421,22 @@ class PoolProvider(Provider):
         without a budget always has room."""
         if not member.budget:
             return True, 0.0
-        tokens = self._tokens(request, call) if member.budget.tpm is not None else 0
-        return self.state.acquire(member.key, member.budget, tokens, self._clock(), max_wait)
+        tokens = self._tokens(call) if member.budget.tpm is not None else 0
+        return cast(BudgetState, self.state).acquire(member.key, member.budget, tokens, self._clock(), max_wait)
 
-    def _settle(self, member: Member, usage: Usage | None, call: CallRecord) -> None:
-        """A member with ``tpm=`` answered: its budget corrected by the tokens the answer used."""
-        tpm = member.budget.tpm
-        if tpm is None or usage is None or call.tokens is None:
-            return
-        used = usage.total_tokens or usage.input_tokens + usage.output_tokens
-        if used != call.tokens:
-            self.state.settle(member.key, tpm, used - call.tokens, self._clock())
+    def _settle(self, member: Member, answer: GenerationResult | StreamChunk, call: CallRecord) -> None:
+        """A member answered: with ``tpm=``, its budget corrected by the tokens the answer used;
+        when the vendor's rate-limit headers say a call like this one would not fit now, out of
+        rotation until it would (steered away from before a 429, without counting a failure)."""
+        tpm, usage, limits = member.budget.tpm, answer.usage, answer.rate_limits
+        if tpm is not None and usage is not None and call.tokens is not None:
+            used = usage.total_tokens or usage.input_tokens + usage.output_tokens
+            if used != call.tokens:
+                cast(BudgetState, self.state).settle(member.key, tpm, used - call.tokens, self._clock())
+        if limits is not None:
+            wait = limits.room_in(self._tokens(call))
+            if wait > 0:
+                self.state.cool_down(member.key, self._clock() + min(wait, MAX_STEER_S))
 
     def _exhausted(self, call: CallRecord) -> ProviderError:
         """The plan ran out: every member failed, or none could take the request."""
@@ -465,7 +475,7 @@ class PoolProvider(Provider):
             raise refused
 
     def _call(self, request: GenerateRequest) -> CallRecord:
-        return CallRecord(self._clock(), self._budget(request), session_key=request.session_key)
+        return CallRecord(self._clock(), self._budget(request), session_key=request.session_key, request=request)
 
     def _traced(self, result: Traced, member: Member, elapsed_s: float, call: CallRecord) -> Traced:
         """The answer (or a stream's last chunk) with this call's trace: the members passed
@@ -481,7 +491,7 @@ class PoolProvider(Provider):
         ``fallback_on`` passes it over (kept as ``call.filtered``)."""
         now = self._clock()
         self.state.success(member.key, now - t0, now)
-        self._settle(member, result.usage, call)
+        self._settle(member, result, call)
         if call.session_key is not None:
             self._pin(call.session_key, member)
         why = passed_over(result, self.fallback_on)
@@ -595,13 +605,13 @@ class PoolProvider(Provider):
         member, chunks, first, t0 = opened
         delivered = 0
         outcome = "released"
-        usage: Usage | None = None
+        last: StreamChunk | None = None
         try:
             if first is not None:
                 for chunk in itertools.chain((first,), chunks):
                     delivered += 1
                     if chunk.finish_reason is not None:  # the last chunk: it carries the trace
-                        usage = chunk.usage
+                        last = chunk
                         chunk = self._traced(chunk, member, self._clock() - t0, call)
                     yield chunk
             outcome = "ok"
@@ -613,7 +623,8 @@ class PoolProvider(Provider):
         finally:
             if outcome == "ok":
                 self.state.success(member.key, self._clock() - t0, self._clock())
-                self._settle(member, usage, call)
+                if last is not None:
+                    self._settle(member, last, call)
                 if request.session_key is not None:
                     self._pin(request.session_key, member)
             elif outcome == "released":  # the consumer stopped early

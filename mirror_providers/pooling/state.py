@@ -26,7 +26,7 @@ from ..errors import ConfigurationError, ProviderError, RateLimitError
 from ..request import MAX_TIMEOUT_S
 from .budget import EPSILON_S, RateBudget, acquire, settle
 
-__all__ = ["CooldownPolicy", "InMemoryState", "MemberSnapshot", "MemberState"]
+__all__ = ["BudgetState", "CooldownPolicy", "InMemoryState", "MemberSnapshot", "MemberState"]
 
 EWMA_ALPHA = 0.3
 
@@ -112,6 +112,11 @@ class MemberState(Protocol):
 
     def snapshot(self, keys: Sequence[str]) -> Mapping[str, MemberSnapshot]:
         """The current state of each of ``keys`` (unknown keys: a fresh ``MemberSnapshot``)."""
+
+
+class BudgetState(MemberState, Protocol):
+    """A ``MemberState`` that also keeps members' rate budgets (``rpm=``/``tpm=``): needed by a
+    pool with budgets, as ``InMemoryState`` and ``RedisState`` are."""
 
     def acquire(self, key: str, budget: RateBudget, tokens: int, now: float,
                 max_wait: float = 0.0) -> tuple[bool, float]:

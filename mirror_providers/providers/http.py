@@ -45,6 +45,7 @@ from ..errors import (
 )
 from ..framing import iter_json_lines, iter_sse, too_deep
 from ..provider import ChunkStream, Provider, thread_pool_size
+from ..rate_limits import parse_rate_limits
 from ..request import GenerateRequest, check_timeout
 from ..retry import RetryPolicy, parse_retry_after, should_retry_header
 from ..transport import (
@@ -969,6 +970,7 @@ class HttpProvider(Provider):
         fields = result.__dict__
         fields["provider"], fields["latency_s"], fields["request_id"] = (
             self.provider_id, time.perf_counter() - start, request_id or result.request_id)
+        fields["rate_limits"] = parse_rate_limits(resp.headers)
         if request.schema is not None and result.refusal is None:
             fields["parsed"] = self._parsed(request, result.content, result.finish_reason, request_id)
         return result
@@ -1052,6 +1054,7 @@ class HttpProvider(Provider):
         provider, feed, index = self.provider_id, parser.feed, 0
         with stream:
             request_id = self._request_id(stream.headers)
+            limits = parse_rate_limits(stream.headers)
             if self.FRAMING == "sse" and _media_type(stream.headers) == "application/json":
                 raise self._annotate(self._whole_instead_of_stream(stream, request_id), 0)
             idle = _IdleWatch(idle_s, stream.abort)
@@ -1102,7 +1105,7 @@ class HttpProvider(Provider):
         yield StreamChunk(content="", index=index, finish_reason=finish or "stop", usage=usage, model=parser.model,
                           provider=provider, request_id=request_id, reasoning_blocks=blocks,
                           refusal=refusal if refusal and not getattr(parser, "refusal_streamed", False) else "",
-                          response_id=getattr(parser, "response_id", None))
+                          response_id=getattr(parser, "response_id", None), rate_limits=limits)
 
     def _reasoning_chunk(self, out: Any, index: int, model: str) -> StreamChunk:
         """The chunk of a ``Reasoning``, ``Refusal`` or ``Cited`` delta; anything else a parser

@@ -12,8 +12,8 @@ import pytest
 from mirror_providers.errors import AllProvidersFailedError, ConfigurationError, RateLimitError, ValidationError
 from mirror_providers.pooling import FallbackChain, InMemoryState, ProviderPool
 from mirror_providers.pooling.budget import RateBudget, acquire, estimate_tokens, settle
-from mirror_providers.request import GenerateRequest, Message
-from mirror_providers.types import join_chunks
+from mirror_providers.request import GenerateRequest
+from mirror_providers.types import Message, join_chunks
 
 from ..fakes import Clock, Fake
 
@@ -104,7 +104,7 @@ def test_tokens_are_estimated_then_corrected_by_the_usage_reported() -> None:
 
 
 def test_max_tokens_counts_until_the_usage_says_otherwise() -> None:
-    request = GenerateRequest(messages=[Message("user", "y" * 41)], max_tokens=500, system="sys.")
+    request = GenerateRequest(messages=(Message("user", "y" * 41),), max_tokens=500, system="sys.")
     assert estimate_tokens(request) == 12 + 500
     clock = Clock()
     sleep = Sleeper(clock)
@@ -202,3 +202,11 @@ def test_a_call_broken_off_while_waiting_for_room_ends_at_once() -> None:
     state = pool.state
     assert isinstance(state, InMemoryState)
     assert state.snapshot([pool.members[0].key])[pool.members[0].key].in_flight == 0
+
+
+def test_a_store_that_cannot_keep_budgets_is_refused_for_a_pool_with_them() -> None:
+    from .test_state import DictStore
+
+    with pytest.raises(ConfigurationError, match=r"member 1 has a rate budget.*DictStore.*acquire\(\) and settle\(\)"):
+        FallbackChain([Fake("a"), (Fake("b"), {"rpm": 10})], state=DictStore())
+    assert FallbackChain([Fake("a")], state=DictStore()).generate_sync("hi").content == "a: hi"  # none: fine
