@@ -67,6 +67,7 @@ class CallRecord:
         cooldowns: each member's cooldown end, read once per call when it has a deadline.
         tokens: the request's token estimate, made once when a member's budget needs it.
         request: the call's request.
+        hedging: a hedge is asking for its try (which never waits for a rate budget).
     """
 
     started: float
@@ -83,6 +84,7 @@ class CallRecord:
     cooldowns: dict[str, float] | None = None
     tokens: int | None = None
     request: GenerateRequest | None = None
+    hedging: bool = False
 
     def add(self, member: Member, error: ProviderError | None, elapsed_s: float, *, skipped: bool = False,
             outcome: str = "", reason: str = "") -> None:

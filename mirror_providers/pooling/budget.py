@@ -28,6 +28,9 @@ __all__ = ["ACQUIRE_LUA", "SETTLE_LUA", "RateBudget", "acquire", "check_rate", "
 
 CHARS_PER_TOKEN = 4  # the usual rough rate of English text; the usage that comes back corrects it
 MAX_RATE = 1e9  # per minute: more is no limit at all, and is refused as a likely mistake
+MIN_RATE = 1e-3  # per minute (one request in about 17 hours): less is refused as a likely mistake
+MAX_DEBT_S = 60.0  # the most a bucket may owe: one answer that reports absurd usage cannot lock a member out
+HORIZON_S = 7 * 24 * 3600.0  # a stored full-again time further off than this is garbage, not a budget
 EPSILON_S = 1e-9  # arithmetic slack when comparing times
 
 
@@ -50,9 +53,9 @@ def check_rate(value: Any, name: str) -> float | None:
     """A checked ``rpm=``/``tpm=`` (a ``ConfigurationError`` names a bad one)."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_RATE:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not MIN_RATE <= value <= MAX_RATE:
         raise ConfigurationError(f"{name} must be a number of {'requests' if name.endswith('rpm') else 'tokens'} "
-                                 f"a minute above 0 (at most {MAX_RATE:g}), got {value!r}")
+                                 f"a minute from {MIN_RATE:g} to {MAX_RATE:g}, got {value!r}")
     return float(value)
 
 
@@ -88,29 +91,46 @@ def acquire(tats: Times, now: float, budget: RateBudget, tokens: int, max_wait: 
     return (new[0], new[1]), wait if wait > EPSILON_S else 0.0
 
 
-def settle(tat: float, now: float, tpm: float, tokens: int) -> float:
-    """The token bucket's full-again time after correcting it by ``tokens`` (used minus
-    estimated; negative gives tokens back, never more than a full bucket)."""
-    return max(max(tat, now) + tokens * 60.0 / tpm, now)
+def settle(tats: Times, now: float, budget: RateBudget, tokens: int, requests: int = 0) -> Times:
+    """The buckets' full-again times after correcting them by ``tokens`` (used minus estimated)
+    and ``requests`` (-1: a reserved turn given back); negative gives back, never more than a
+    full bucket, and no bucket owes more than ``MAX_DEBT_S``."""
+    new = list(tats)
+    for i, (rate, change) in enumerate(((budget.rpm, requests), (budget.tpm, tokens))):
+        if rate is not None and change:
+            new[i] = max(min(max(tats[i], now) + change * 60.0 / rate, now + MAX_DEBT_S), now)
+    return new[0], new[1]
 
 
 # The same steps in Redis, on wall-clock times. KEYS: the budget hash. ARGV: now, rpm ("" for
 # none), tpm ("" for none), tokens, max_wait. Returns {taken (1 or 0), the wait as text} (Lua
 # numbers would be cut to integers on the way out).
-ACQUIRE_LUA = """
-local now, tokens, max_wait = tonumber(ARGV[1]), tonumber(ARGV[4]), tonumber(ARGV[5])
+_STORED_LUA = """
+local now = tonumber(ARGV[1])
+local function stored(field)  -- a full-again time that is not a sane number is no time at all
+  local t = tonumber(redis.call('HGET', KEYS[1], field))
+  if t == nil or t ~= t or t < now or t > now + HORIZON_S then return now end
+  return t
+end
+""".replace("HORIZON_S", str(int(HORIZON_S)))
+
+ACQUIRE_LUA = _STORED_LUA + """
+local tokens, max_wait = tonumber(ARGV[4]), tonumber(ARGV[5])
 local rates, costs, fields = {tonumber(ARGV[2]), tonumber(ARGV[3])}, {1, tokens}, {'requests', 'tokens'}
 local wait, new, latest = 0, {}, now
 for i = 1, 2 do
   if rates[i] then
     local interval = 60 / rates[i]
     local capacity = math.max(1, rates[i] / 60) * interval
-    local base = math.max(tonumber(redis.call('HGET', KEYS[1], fields[i])) or 0, now)
+    local base = stored(fields[i])
     new[i] = base + costs[i] * interval
     wait = math.max(wait, base - now + math.min(costs[i] * interval, capacity) - capacity)
   end
 end
-if wait > max_wait + 1e-9 then return {0, tostring(wait)} end
+if wait > max_wait + 1e-9 then
+  if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], 120) end
+  return {0, tostring(wait)}
+end
 for i = 1, 2 do
   if new[i] then
     redis.call('HSET', KEYS[1], fields[i], tostring(new[i]))
@@ -122,13 +142,19 @@ if wait <= 1e-9 then wait = 0 end
 return {1, tostring(wait)}
 """
 
-# KEYS: the budget hash. ARGV: now, tpm, tokens (used minus estimated).
-SETTLE_LUA = """
-local now, tpm, tokens = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local base = math.max(tonumber(redis.call('HGET', KEYS[1], 'tokens')) or 0, now)
-local tat = math.max(base + tokens * 60 / tpm, now)
-redis.call('HSET', KEYS[1], 'tokens', tostring(tat))
-local requests = tonumber(redis.call('HGET', KEYS[1], 'requests')) or now
-redis.call('EXPIRE', KEYS[1], math.ceil(math.max(tat, requests) - now) + 60)
+# KEYS: the budget hash. ARGV: now, rpm ("" for none), tpm ("" for none), tokens, requests.
+SETTLE_LUA = _STORED_LUA + """
+local rates, changes, fields = {tonumber(ARGV[2]), tonumber(ARGV[3])}, {tonumber(ARGV[5]), tonumber(ARGV[4])},
+  {'requests', 'tokens'}
+local latest = now
+for i = 1, 2 do
+  local tat = stored(fields[i])
+  if rates[i] and changes[i] ~= 0 then
+    tat = math.max(math.min(tat + changes[i] * 60 / rates[i], now + MAX_DEBT_S), now)
+    redis.call('HSET', KEYS[1], fields[i], tostring(tat))
+  end
+  latest = math.max(latest, tat)
+end
+redis.call('EXPIRE', KEYS[1], math.ceil(latest - now) + 60)
 return 1
-"""
+""".replace("MAX_DEBT_S", str(int(MAX_DEBT_S)))

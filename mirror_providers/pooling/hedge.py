@@ -81,6 +81,16 @@ class HedgeCounts:
             self.wins += 1
 
 
+def hedge_try(call: CallRecord, tries: Iterator[Try | None]) -> Try | None:
+    """The plan's next try for a hedge, or None: a hedge does not wait for a rate budget (the
+    call it races may answer meanwhile)."""
+    call.hedging = True
+    try:
+        return next(tries, None)
+    finally:
+        call.hedging = False
+
+
 class Hedge:
     """The second runner of a hedged try: started by a timer on a thread of its own unless the
     first runner settles first. ``run`` gets the try to make and returns what it made."""
@@ -137,7 +147,7 @@ class Hedge:
             return self.started
 
 
-def hedged_generate(pool: PoolProvider, request: GenerateRequest, call: CallRecord, tries: Iterator[Try],
+def hedged_generate(pool: PoolProvider, request: GenerateRequest, call: CallRecord, tries: Iterator[Try | None],
                     first: Try, delay_s: float) -> GenerationResult | None:
     """One try of ``first``, hedged after ``delay_s`` with the plan's next member. Returns the
     winning answer (traced), or None when both failed with errors another member may not have
@@ -162,7 +172,7 @@ def hedged_generate(pool: PoolProvider, request: GenerateRequest, call: CallReco
                 primary.abort()
         return result
 
-    hedge = Hedge(delay_s, lambda: next(tries, None), run)
+    hedge = Hedge(delay_s, lambda: hedge_try(call, tries), run)
     token = current_call.set(primary)
     try:
         result: GenerationResult | ProviderError = member.provider.generate_sync(request, **options)
@@ -210,7 +220,7 @@ def hedged_generate(pool: PoolProvider, request: GenerateRequest, call: CallReco
     return None
 
 
-def hedged_open(pool: PoolProvider, request: GenerateRequest, call: CallRecord, tries: Iterator[Try],
+def hedged_open(pool: PoolProvider, request: GenerateRequest, call: CallRecord, tries: Iterator[Try | None],
                 first: Try, delay_s: float) -> Opened | None:
     """A stream's first chunk from ``first``, hedged after ``delay_s`` with the plan's next
     member: the stream whose first chunk comes first goes on, the other is broken off. None when
@@ -240,7 +250,7 @@ def hedged_open(pool: PoolProvider, request: GenerateRequest, call: CallRecord, 
             chunks.abort()  # its first chunk came first: the first runner is broken off
         return Opened(other, theirs, chunk, t1)
 
-    hedge = Hedge(delay_s, lambda: next(tries, None), run)
+    hedge = Hedge(delay_s, lambda: hedge_try(call, tries), run)
     watch = FirstChunkWatch(chunks, pool.first_chunk_timeout_s)
     error: ProviderError | None = None
     mine: StreamChunk | None = None

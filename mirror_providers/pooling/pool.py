@@ -59,7 +59,7 @@ class ProviderPool(PoolProvider):
 
     def _plan(self, request: GenerateRequest) -> Iterator[Member]:
         tried: set[str] = set()
-        for _ in range(self.max_attempts):
+        for _ in range(len(self.members)):  # all of them: one over its budget is not a try
             left = [m for m in self.members if m.key not in tried]
             if not left:
                 return

@@ -54,6 +54,7 @@ MemberSpec = Provider | tuple[Provider, float] | tuple[Provider, Mapping[str, An
 SPEC_FIELDS = ("provider", "weight", "rpm", "tpm")
 Traced = TypeVar("Traced", GenerationResult, StreamChunk)
 Got = TypeVar("Got")
+MAX_BUDGET_WAIT_S = 7 * 24 * 3600.0  # the longest a call without a deadline waits for a member's budget
 MAX_STEER_S = 300.0  # the longest a member is kept out of rotation on its rate-limit headers alone
 MAX_SESSIONS = 10_000  # sessions a pool remembers the member of, the least recently used dropped
 
@@ -80,6 +81,9 @@ def _spec(spec: Any, i: int) -> tuple[Any, Any, RateBudget]:
                                      f"got a tuple of {len(spec)}")
         provider, rest = spec
         fields: Mapping[str, Any] = dict(rest) if isinstance(rest, Mapping) else {"weight": rest}
+        if "provider" in fields:
+            raise ConfigurationError(f"member {i} names its provider twice: (provider, {{options}}) takes no "
+                                     f"\"provider\" option")
         fields = {"provider": provider, **fields}
     elif isinstance(spec, Mapping):
         fields = spec
@@ -356,11 +360,17 @@ class PoolProvider(Provider):
             if len(self._sessions) > MAX_SESSIONS:
                 self._sessions.popitem(last=False)
 
-    def _tries(self, request: GenerateRequest, call: CallRecord) -> Iterator[tuple[Member, dict[str, Any], float]]:
+    def _tries(self, request: GenerateRequest,
+               call: CallRecord) -> Iterator[tuple[Member, dict[str, Any], float] | None]:
         """Each member to try, with its call options (read timeout, time left as its deadline,
         and no retries of its own while another member is left: fail over first) and its start
         time, counted as begun in the state store. Ends when the plan does; raises
-        ``AllProvidersFailedError`` when the deadline passes."""
+        ``AllProvidersFailedError`` when the deadline passes.
+
+        Members over their rate budget come last: the call waits for the one with room first
+        (its turn reserved, so waiting callers are served in order) when that leaves at least
+        half the time left for the call itself. A hedge never waits: asked for a try while
+        ``call.hedging``, this yields None instead and keeps the waiting for the call."""
         deferred: dict[str, tuple[Member, float]] = {}  # over budget: key -> (member, when it has room)
         for member in self._ordered(request):
             if self._max_tries is not None and len(call.tried) >= self._max_tries:
@@ -379,17 +389,22 @@ class PoolProvider(Provider):
         while deferred:  # every member with room was tried: wait for the one with room first
             if self._max_tries is not None and len(call.tried) >= self._max_tries:
                 return
+            if call.hedging:
+                yield None
+                continue
             member, _ = deferred.pop(min(deferred, key=lambda k: deferred[k][1]))
             _, left = self._timeout(request, call.started)
-            # Its room is reserved (so callers that wait are served in turn) unless the wait would
-            # outlast the deadline: then it is not slept on.
-            taken, wait = self._take_budget(member, request, call, math.inf if left is None else max(left, 0.0))
+            limit = MAX_BUDGET_WAIT_S if left is None else max(left, 0.0) / 2
+            taken, wait = self._take_budget(member, request, call, limit)
             if not taken:
-                call.skip(member, RateLimitError(
-                    f"skipped: over its budget ({member.budget}) for {wait:.2f}s more, past the call's deadline",
-                    provider=member.provider.provider_id, model=member.provider.model_name, retry_after=wait))
+                reason = ("too close to the call's deadline to leave it time" if left is not None
+                          else f"longer than a call waits ({MAX_BUDGET_WAIT_S:.0f}s)")
+                call.skip(member, RateLimitError(f"skipped: over its budget ({member.budget}) for {wait:.2f}s more, "
+                                                 f"{reason}", provider=member.provider.provider_id,
+                                                 model=member.provider.model_name, retry_after=wait))
                 continue
             if wait and wait_in_call(wait, self._sleep):
+                self._give_back(member, call)
                 raise CallAbortedError("the call was aborted by its caller while it waited for a member's rate budget")
             yield self._begun(member, request, call)
 
@@ -424,15 +439,20 @@ class PoolProvider(Provider):
         tokens = self._tokens(call) if member.budget.tpm is not None else 0
         return cast(BudgetState, self.state).acquire(member.key, member.budget, tokens, self._clock(), max_wait)
 
+    def _give_back(self, member: Member, call: CallRecord) -> None:
+        """A turn reserved in ``member``'s budget will not be used: its request and tokens back."""
+        tokens = call.tokens if member.budget.tpm is not None and call.tokens is not None else 0
+        cast(BudgetState, self.state).settle(member.key, member.budget, -tokens, self._clock(), requests=-1)
+
     def _settle(self, member: Member, answer: GenerationResult | StreamChunk, call: CallRecord) -> None:
         """A member answered: with ``tpm=``, its budget corrected by the tokens the answer used;
         when the vendor's rate-limit headers say a call like this one would not fit now, out of
         rotation until it would (steered away from before a 429, without counting a failure)."""
-        tpm, usage, limits = member.budget.tpm, answer.usage, answer.rate_limits
-        if tpm is not None and usage is not None and call.tokens is not None:
+        usage, limits = answer.usage, answer.rate_limits
+        if member.budget.tpm is not None and usage is not None and call.tokens is not None:
             used = usage.total_tokens or usage.input_tokens + usage.output_tokens
             if used != call.tokens:
-                cast(BudgetState, self.state).settle(member.key, tpm, used - call.tokens, self._clock())
+                cast(BudgetState, self.state).settle(member.key, member.budget, used - call.tokens, self._clock())
         if limits is not None:
             wait = limits.room_in(self._tokens(call))
             if wait > 0:
@@ -515,7 +535,10 @@ class PoolProvider(Provider):
         """Try the plan's members in turn, each ``once`` or, when it is to be hedged, ``hedged``,
         until one gives something (an answer, an opened stream); None when the plan ran out."""
         tries = self._tries(request, call)
-        for member, options, t0 in tries:
+        for got_try in tries:
+            if got_try is None:  # (only a hedge asks while call.hedging)
+                continue
+            member, options, t0 = got_try
             delay = self._hedge_for(member, request, call)
             got = (hedged(self, request, call, tries, (member, options, t0), delay) if delay is not None
                    else once(member, request, options, t0, call))

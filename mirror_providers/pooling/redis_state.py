@@ -28,11 +28,17 @@ trip. Keys expire ``KEY_TTL_S`` after their last write (a budget's a minute afte
 
 from __future__ import annotations
 
+import atexit
+import hashlib
 import logging
 import math
+import os
+import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .._forksafe import lock_for
@@ -49,7 +55,16 @@ LATENCY_KEPT = 200  # latencies kept per member in Redis (percentiles, "p95" hed
 LATENCIES_MAX_AGE_S = 1.0  # a process reads a member's latency list at most this often
 MAX_ORPHANS = 10_000  # leases kept to end once Redis is back; older ones run out on their own
 KEY_TTL_S = 7 * 24 * 3600  # a member nobody wrote to for a week is forgotten
+WRITE_DELAY_S = 0.005  # a write no caller waits for reaches Redis within this (or with the next round trip)
 MAX_WAIT_S = 7 * 24 * 3600  # "no limit" for a budget wait, as a number a Lua script reads
+
+# KEYS: leases. ARGV: now, lease token, its expiry, ttl. Leases of processes that died mid-call go.
+_BEGIN = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
 
 # KEYS: hash, latencies, leases. ARGV: lease token, latency, alpha, kept, ttl.
 _SUCCESS = """
@@ -82,6 +97,17 @@ if tonumber(ARGV[1]) > current then redis.call('HSET', KEYS[1], 'cooldown_until'
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 """
+
+
+_SCRIPTS = {"begin": _BEGIN, "success": _SUCCESS, "failure": _FAILURE, "cool_down": _COOL_DOWN, "acquire": ACQUIRE_LUA,
+            "settle": SETTLE_LUA}
+_SHAS = {name: hashlib.sha1(source.encode()).hexdigest() for name, source in _SCRIPTS.items()}
+
+
+def _flush_at_exit(state: weakref.ref[RedisState]) -> None:
+    owner = state()
+    if owner is not None and owner._pending and owner._pid == os.getpid():
+        owner.flush()
 
 
 class RedisState:
@@ -130,14 +156,18 @@ class RedisState:
         self._wall = wall_clock
         self._local = InMemoryState()
         self._lock = lock_for(self)
-        self._leases: dict[str, list[tuple[str, bool]]] = {}  # key -> this process's (token, in Redis?)
+        self._leases: dict[str, list[_Lease]] = {}  # key -> this process's requests in flight
+        self._pid = os.getpid()
+        self._send_lock = threading.Lock()  # one round trip at a time: writes arrive in order
+        self._pending: list[tuple[Callable[[Any], None], Callable[[], None]]] = []  # writes not sent yet
+        self._flusher: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._loaded = False  # the scripts are loaded in Redis (SCRIPT LOAD with the first round trip)
         self._down_until = 0.0  # wall-clock time before which Redis is not tried again
         self._outage = False  # Redis failed and has not answered since
         self._latencies: dict[str, tuple[float, tuple[float, ...]]] = {}  # key -> (read at, latencies)
         self._orphans: list[tuple[str, str]] = []  # (leases key, token) ended while Redis was away
-        self._scripts = {name: client.register_script(src)
-                         for name, src in (("success", _SUCCESS), ("failure", _FAILURE), ("cool_down", _COOL_DOWN),
-                                           ("acquire", ACQUIRE_LUA), ("settle", SETTLE_LUA))}
+        atexit.register(_flush_at_exit, weakref.ref(self))
 
     def __repr__(self) -> str:  # never the URL: it may hold a password
         return f"RedisState(namespace={self.namespace!r}, lease_s={self.lease_s:g})"
@@ -167,29 +197,82 @@ class RedisState:
                         redact(str(exc), self._secrets)[:200],  # a server may echo a command's arguments
                         self.retry_s)
 
-    def _push(self, key: str, token: str, shared: bool) -> None:
-        with self._lock:
-            self._leases.setdefault(key, []).append((token, shared))
+    # -- one round trip: the writes waiting, then what a caller reads ------------------------------
 
-    def _pop(self, key: str) -> tuple[str, bool]:
-        with self._lock:
-            mine = self._leases.get(key)
-            return mine.pop() if mine else ("", False)
+    def _check_fork(self) -> None:
+        """In a forked child: fresh locks and flusher, and none of the parent's waiting writes
+        (the parent sends those)."""
+        if os.getpid() != self._pid:
+            self._pid = os.getpid()
+            self._lock, self._send_lock = threading.Lock(), threading.Lock()
+            self._pending, self._flusher, self._wake = [], None, threading.Event()
+            self._leases = {}  # the parent's requests, which the parent ends
 
-    def _try(self, op: Callable[[], Any]) -> tuple[bool, Any]:
-        """Run one Redis round trip and read its reply: (True, what ``op`` made of it), or
-        (False, None) once it failed. A reply that is not what was asked for is a failure too,
-        and so is a round trip that took longer than ``timeout_s`` in all (a server trickling its
-        reply keeps each read within the socket timeout): its result is used, and the next calls
-        keep state here until ``retry_s`` has passed."""
+    def _write(self, send: Callable[[Any], None], fall_back: Callable[[], None]) -> None:
+        """Queue a write whose reply no caller waits for: the next round trip of this process
+        carries it, or the flusher thread sends it ``WRITE_DELAY_S`` later, in order;
+        ``fall_back`` keeps it in this process instead if Redis fails before it is sent."""
+        self._check_fork()
         if not self._up():
-            return False, None
-        start = time.monotonic()
-        try:
-            result = op()
-        except Exception as exc:  # redis.RedisError, OSError, a timeout, a garbled reply: never the request's
-            self._down(exc)
-            return False, None
+            fall_back()
+            return
+        with self._lock:
+            self._pending.append((send, fall_back))
+            if self._flusher is None or not self._flusher.is_alive():
+                self._flusher = threading.Thread(target=_flush_forever, args=(weakref.ref(self), self._wake),
+                                                 name="mirror-providers-redis", daemon=True)
+                self._flusher.start()
+        self._wake.set()
+
+    def flush(self) -> bool:
+        """Send the writes waiting now (they are sent within a round trip anyway); False when
+        Redis failed and they were kept in this process."""
+        return self._round_trip(None)[0]
+
+    def _round_trip(self, read: Callable[[Any], Callable[[list[Any]], Any]] | None) -> tuple[bool, Any]:
+        """One pipeline to Redis: the leases to end, the writes waiting (in the order they were
+        made), then ``read``'s commands; returns (True, what ``read``'s parser made of its
+        replies) or (False, None) when Redis failed (the writes are then kept in this process).
+
+        A reply that is not what was asked for is a failure too, and so is a round trip that took
+        longer than ``timeout_s`` in all (a server trickling its reply keeps each read within the
+        socket timeout): its result is used, and the next calls keep state here until
+        ``retry_s`` has passed. Round trips of this process go one at a time, so writes arrive
+        in order."""
+        self._check_fork()
+        with self._send_lock:
+            with self._lock:
+                writes, self._pending = self._pending, []
+                orphans, self._orphans = self._orphans, []
+            if not self._up():
+                self._kept_here(writes, orphans)
+                return False, None
+            if not writes and not orphans and read is None:
+                return True, None
+            start = time.monotonic()
+            try:
+                pipe = self._redis.pipeline(transaction=False)
+                if not self._loaded:  # after a (re)start of Redis or of this process
+                    for source in _SCRIPTS.values():
+                        pipe.script_load(source)
+                for where, token in orphans:  # leases this process could not end while Redis was away
+                    pipe.zrem(where, token)
+                for send, _ in writes:
+                    send(pipe)
+                sent = len(pipe)
+                parse = read(pipe) if read is not None else None
+                replies = pipe.execute()
+            except Exception as exc:  # redis.RedisError, OSError, a timeout: never the request's
+                self._loaded = False
+                self._down(exc)
+                self._kept_here(writes, orphans)
+                return False, None
+            self._loaded = True
+            try:
+                result = parse(replies[sent:]) if parse is not None else None
+            except Exception as exc:  # a garbled reply
+                self._down(exc)
+                return False, None
         took = time.monotonic() - start
         if took > self.timeout_s:
             self._down(TimeoutError(f"a round trip took {took:.2f}s, more than timeout_s={self.timeout_s:g}"))
@@ -200,90 +283,116 @@ class RedisState:
                 log.warning("RedisState: Redis answers again; this process shares pool state there again")
         return True, result
 
+    def _kept_here(self, writes: list[tuple[Callable[[Any], None], Callable[[], None]]],
+                   orphans: list[tuple[str, str]]) -> None:
+        for _, fall_back in writes:
+            fall_back()
+        with self._lock:
+            self._orphans = (orphans + self._orphans)[-MAX_ORPHANS:]
+
+    def _evalsha(self, pipe: Any, name: str, keys: Sequence[str], *args: Any) -> None:
+        pipe.evalsha(_SHAS[name], len(keys), *keys, *args)
+
+    # -- leases ---------------------------------------------------------------------------------
+
+    def _pop(self, key: str) -> _Lease:
+        with self._lock:
+            mine = self._leases.get(key)
+            return mine.pop() if mine else _Lease("", False)
+
+    def _end_here(self, key: str, lease: _Lease, end: Callable[[], Any]) -> Any:
+        """A request's end is kept in this process: if its lease is in Redis, the lease is ended
+        on the next round trip that works and the request counted as begun here too."""
+        if lease.shared:
+            lease.shared = False
+            with self._lock:
+                self._orphans = [*self._orphans, (self._keys(key)[2], lease.token)][-MAX_ORPHANS:]
+            self._local.begin(key)
+        return end()
+
+    def _end(self, key: str, lease: _Lease, send: Callable[[Any], None], end: Callable[[], None]) -> None:
+        """End a request with a write no caller waits for (``end``: the same in this process)."""
+        if not lease.shared:
+            end()
+            return
+        self._write(send, lambda: self._end_here(key, lease, end))
+
     # -- MemberState ------------------------------------------------------------------------------
 
     def begin(self, key: str) -> None:
-        token = uuid.uuid4().hex
-        state, _, leases = self._keys(key)
-        now = self._wall()
+        self._check_fork()
+        lease = _Lease(uuid.uuid4().hex, True)
         with self._lock:
-            orphans, self._orphans = self._orphans, []
+            self._leases.setdefault(key, []).append(lease)
+        leases = self._keys(key)[2]
+        now = self._wall()
 
-        def op() -> Any:
-            pipe = self._redis.pipeline(transaction=False)
-            for where, lease in orphans:  # leases this process could not end while Redis was away
-                pipe.zrem(where, lease)
-            pipe.zremrangebyscore(leases, "-inf", now)  # leases of processes that died mid-call
-            pipe.zadd(leases, {token: now + self.lease_s})
-            pipe.expire(leases, KEY_TTL_S)
-            return pipe.execute()
+        def send(pipe: Any) -> None:
+            self._evalsha(pipe, "begin", [leases], repr(now), lease.token, repr(now + self.lease_s), KEY_TTL_S)
 
-        shared, _ = self._try(op)
-        if not shared:
+        def here() -> None:
+            lease.shared = False
             self._local.begin(key)
-            with self._lock:
-                self._orphans = (orphans + self._orphans)[-MAX_ORPHANS:]
-        self._push(key, token, shared)
 
-    def _ended_here(self, key: str, token: str, shared: bool) -> None:
-        """A request's end could not reach Redis: its lease is ended on the next round trip that
-        works, and its verdict is kept in this process (counted as begun here too)."""
-        if shared:
-            with self._lock:
-                self._orphans = [*self._orphans, (self._keys(key)[2], token)][-MAX_ORPHANS:]
-            self._local.begin(key)
+        self._write(send, here)
 
     def success(self, key: str, latency_s: float, now: float) -> None:
-        token, shared = self._pop(key)
-        if shared:
-            ok, _ = self._try(lambda: self._scripts["success"](
-                keys=self._keys(key), args=[token, repr(float(latency_s)), EWMA_ALPHA, LATENCY_KEPT, KEY_TTL_S]))
-            if ok:
-                return
-        self._ended_here(key, token, shared)
-        self._local.success(key, latency_s, now)
+        lease = self._pop(key)
+        args = [lease.token, repr(float(latency_s)), EWMA_ALPHA, LATENCY_KEPT, KEY_TTL_S]
+        self._end(key, lease, lambda pipe: self._evalsha(pipe, "success", self._keys(key), *args),
+                  lambda: self._local.success(key, latency_s, now))
+
+    def release(self, key: str) -> None:
+        lease = self._pop(key)
+        leases = self._keys(key)[2]
+        self._end(key, lease, lambda pipe: pipe.zrem(leases, lease.token), lambda: self._local.release(key))
 
     def failure(self, key: str, now: float) -> int:
-        token, shared = self._pop(key)
-        if shared:
+        lease = self._pop(key)
+        if lease.shared:  # its run of failures decides a cooldown: read back at once
             state, _, leases = self._keys(key)
-            ok, run = self._try(lambda: int(self._scripts["failure"](
-                keys=[state, leases], args=[token, repr(now + self._offset()), KEY_TTL_S])))
+
+            def read(pipe: Any) -> Callable[[list[Any]], int]:
+                self._evalsha(pipe, "failure", [state, leases], lease.token, repr(now + self._offset()), KEY_TTL_S)
+                return lambda replies: _run(replies[0])
+
+            ok, run = self._round_trip(read)
             if ok:
                 return int(run)
-        self._ended_here(key, token, shared)
-        return self._local.failure(key, now)
+        return int(self._end_here(key, lease, lambda: self._local.failure(key, now)))
 
     def cool_down(self, key: str, until: float) -> None:
         wall = until + self._offset()
-        ok, _ = self._try(lambda: self._scripts["cool_down"](keys=[self._keys(key)[0]], args=[repr(wall), KEY_TTL_S]))
-        if not ok:
-            self._local.cool_down(key, until)
 
-    def release(self, key: str) -> None:
-        token, shared = self._pop(key)
-        if shared and self._try(lambda: self._redis.zrem(self._keys(key)[2], token))[0]:
-            return
-        self._ended_here(key, token, shared)
-        self._local.release(key)
+        def read(pipe: Any) -> Callable[[list[Any]], None]:
+            self._evalsha(pipe, "cool_down", [self._keys(key)[0]], repr(wall), KEY_TTL_S)
+            return lambda replies: None
+
+        if not self._round_trip(read)[0]:
+            self._local.cool_down(key, until)
 
     def acquire(self, key: str, budget: RateBudget, tokens: int, now: float,
                 max_wait: float = 0.0) -> tuple[bool, float]:
         where = f"{self.namespace}:{key}:budget"
-        args = [repr(self._wall()), "" if budget.rpm is None else repr(budget.rpm),
-                "" if budget.tpm is None else repr(budget.tpm), int(tokens), repr(min(max_wait, MAX_WAIT_S))]
-        ok, reply = self._try(lambda: _taken(self._scripts["acquire"](keys=[where], args=args)))
+        args = [repr(self._wall()), *_rates(budget), int(tokens), repr(min(max_wait, MAX_WAIT_S))]
+
+        def read(pipe: Any) -> Callable[[list[Any]], tuple[bool, float]]:
+            self._evalsha(pipe, "acquire", [where], *args)
+            return lambda replies: _taken(replies[0])
+
+        ok, reply = self._round_trip(read)
         if ok:
             taken, wait = reply
             return bool(taken), float(wait)
-        return self._local.acquire(key, budget, tokens, now, max_wait)  # Redis away: this process's share
+        # Redis away: this process keeps a budget of its own, the whole rate (the limit is then
+        # per process until Redis answers again).
+        return self._local.acquire(key, budget, tokens, now, max_wait)
 
-    def settle(self, key: str, tpm: float, tokens: int, now: float) -> None:
+    def settle(self, key: str, budget: RateBudget, tokens: int, now: float, requests: int = 0) -> None:
         where = f"{self.namespace}:{key}:budget"
-        ok, _ = self._try(lambda: self._scripts["settle"](keys=[where], args=[repr(self._wall()), repr(tpm),
-                                                                              int(tokens)]))
-        if not ok:
-            self._local.settle(key, tpm, tokens, now)
+        args = [repr(self._wall()), *_rates(budget), int(tokens), int(requests)]
+        self._write(lambda pipe: self._evalsha(pipe, "settle", [where], *args),
+                    lambda: self._local.settle(key, budget, tokens, now, requests))
 
     def snapshot(self, keys: Sequence[str]) -> Mapping[str, MemberSnapshot]:
         now = self._wall()
@@ -292,15 +401,16 @@ class RedisState:
 
         local = self._local.snapshot(keys)  # what this process did while Redis was away (counted still)
 
-        def op() -> dict[str, MemberSnapshot]:
-            pipe = self._redis.pipeline(transaction=False)
+        def read(pipe: Any) -> Callable[[list[Any]], dict[str, MemberSnapshot]]:
             for key in keys:
                 state, _, leases = self._keys(key)
                 pipe.hgetall(state)
                 pipe.zcount(leases, now, "+inf")
             for key in stale:
                 pipe.lrange(self._keys(key)[1], 0, -1)
-            replies = pipe.execute()
+            return parse
+
+        def parse(replies: list[Any]) -> dict[str, MemberSnapshot]:
             fresh = {key: tuple(v for v in map(_float, raw) if v is not None)
                      for key, raw in zip(stale, replies[2 * len(keys):], strict=True)}
             with self._lock:
@@ -310,8 +420,47 @@ class RedisState:
             return {key: _snapshot(replies[2 * i], latencies[key], int(replies[2 * i + 1]), offset, local[key])
                     for i, key in enumerate(keys)}
 
-        ok, snaps = self._try(op)
+        ok, snaps = self._round_trip(read)
         return snaps if ok else local
+
+
+@dataclass
+class _Lease:
+    """A request of this process in flight: its token, and whether its lease is (or is on its
+    way to being) in Redis."""
+
+    token: str
+    shared: bool
+
+
+def _flush_forever(state: weakref.ref[RedisState], wake: threading.Event) -> None:
+    """The flusher thread: sends a state's waiting writes ``WRITE_DELAY_S`` after the first of
+    them, unless a round trip of the process carried them first; ends with the state (or in a
+    forked child, where the state makes a new one)."""
+    while True:
+        wake.wait(1.0)
+        wake.clear()
+        owner = state()
+        if owner is None or owner._wake is not wake:
+            return
+        if owner._pending:
+            del owner
+            time.sleep(WRITE_DELAY_S)  # the flusher's own pace: no caller waits on it
+            owner = state()
+            if owner is None:
+                return
+            owner._round_trip(None)
+        del owner
+
+
+def _rates(budget: RateBudget) -> tuple[str, str]:
+    return tuple("" if rate is None else repr(rate) for rate in (budget.rpm, budget.tpm))  # type: ignore[return-value]
+
+
+def _run(raw: Any) -> int:
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
+        return raw
+    raise ValueError(f"the failure script answered {raw!r:.80}, not a count")
 
 
 def _float(raw: bytes | None) -> float | None:

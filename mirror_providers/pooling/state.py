@@ -124,9 +124,9 @@ class BudgetState(MemberState, Protocol):
         has room: (True, the seconds to wait before sending) when that is at most ``max_wait``
         (the room is then reserved), else (False, the seconds until it has room)."""
 
-    def settle(self, key: str, tpm: float, tokens: int, now: float) -> None:
-        """Correct ``key``'s token budget by ``tokens`` (the usage reported minus the estimate
-        taken; negative gives tokens back)."""
+    def settle(self, key: str, budget: RateBudget, tokens: int, now: float, requests: int = 0) -> None:
+        """Correct ``key``'s budget by ``tokens`` (the usage reported minus the estimate taken)
+        and ``requests`` (-1: a reserved turn not used); negative gives back."""
 
 
 @dataclass
@@ -198,10 +198,10 @@ class InMemoryState:
             rec.budget, wait = acquire(rec.budget, now, budget, tokens, max_wait)
             return wait <= max_wait + EPSILON_S, wait
 
-    def settle(self, key: str, tpm: float, tokens: int, now: float) -> None:
+    def settle(self, key: str, budget: RateBudget, tokens: int, now: float, requests: int = 0) -> None:
         with self._lock:
             rec = self._get(key)
-            rec.budget = (rec.budget[0], settle(rec.budget[1], now, tpm, tokens))
+            rec.budget = settle(rec.budget, now, budget, tokens, requests)
 
     def snapshot(self, keys: Sequence[str]) -> dict[str, MemberSnapshot]:
         with self._lock:

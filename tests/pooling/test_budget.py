@@ -4,8 +4,10 @@ spread evenly, another member first, waits within the deadline, tokens corrected
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -16,6 +18,7 @@ from mirror_providers.request import GenerateRequest
 from mirror_providers.types import Message, join_chunks
 
 from ..fakes import Clock, Fake
+from ..waiting import eventually
 
 
 class Sleeper:
@@ -81,11 +84,14 @@ def test_a_wait_past_the_deadline_is_not_slept_and_names_the_budget() -> None:
     (attempt,) = caught.value.attempts
     assert attempt.skipped and isinstance(attempt.error, RateLimitError)
     assert attempt.error.retry_after == pytest.approx(10.0)
-    assert "rpm=6" in str(caught.value) and "past the call's deadline" in str(caught.value)
+    assert "rpm=6" in str(caught.value) and "too close to the call's deadline" in str(caught.value)
     assert "no member could be tried" in str(caught.value)
-    clock.advance(8.5)  # now the room comes within the deadline: waited for
-    assert pool.generate_sync("third", deadline_s=2).content == "a: third"
-    assert sleep.waits == [pytest.approx(1.5)]
+    clock.advance(8.5)  # room in 1.5 s: it would leave the call less than half its 2 s
+    with pytest.raises(AllProvidersFailedError):
+        pool.generate_sync("third")
+    clock.advance(0.6)  # room in 0.9 s: waited for
+    assert pool.generate_sync("fourth").content == "a: fourth"
+    assert sleep.waits == [pytest.approx(0.9)]
 
 
 def test_tokens_are_estimated_then_corrected_by_the_usage_reported() -> None:
@@ -162,11 +168,16 @@ def test_budget_arithmetic_by_hand() -> None:
     assert wait == 0.0 and tats[0] == pytest.approx(11.0)
     same, wait = acquire(tats, 10.0, budget, 0)
     assert same == tats and wait == pytest.approx(0.5)
-    assert settle(20.0, 10.0, 60.0, -100) == 10.0  # never more than a full bucket back
+    tokens = RateBudget(tpm=60.0)
+    assert settle((0.0, 20.0), 10.0, tokens, -100) == (0.0, 10.0)  # never more than a full bucket back
+    assert settle((0.0, 20.0), 10.0, tokens, 10**15) == (0.0, 70.0)  # nor more than a minute owed
+    assert settle((12.0, 0.0), 10.0, budget, 0, requests=-1) == (11.5, 0.0)  # a turn given back
 
 
 @pytest.mark.parametrize("spec, match", [
-    ((Fake("a"), {"rpm": 0}), "member 0 rpm must be a number of requests a minute above 0"),
+    ((Fake("a"), {"rpm": 0}), "member 0 rpm must be a number of requests a minute from 0.001 to 1e"),
+    ((Fake("a"), {"rpm": 5e-324}), "member 0 rpm"),
+    ((Fake("a"), {"provider": Fake("b")}), "member 0 names its provider twice"),
     ((Fake("a"), {"tpm": "lots"}), "member 0 tpm must be a number of tokens"),
     ((Fake("a"), {"rpm": True}), "rpm"),
     ((Fake("a"), {"rpm": float("inf")}), "rpm"),
@@ -210,3 +221,64 @@ def test_a_store_that_cannot_keep_budgets_is_refused_for_a_pool_with_them() -> N
     with pytest.raises(ConfigurationError, match=r"member 1 has a rate budget.*DictStore.*acquire\(\) and settle\(\)"):
         FallbackChain([Fake("a"), (Fake("b"), {"rpm": 10})], state=DictStore())
     assert FallbackChain([Fake("a")], state=DictStore()).generate_sync("hi").content == "a: hi"  # none: fine
+
+
+def test_a_hedge_never_waits_for_a_budget_and_never_holds_the_answer_back() -> None:
+    a = Fake("a", on_call=lambda: time.sleep(0.1))  # the server side of a slow answer, not a test sleeping
+    b = Fake("b")
+    pool = FallbackChain([a, (b, {"rpm": 1})], hedge_after_s=0.01)
+    clock_start = time.monotonic()
+    pool.generate_sync("warm the budget up")  # b's single turn a minute is taken by the hedge, or a answers
+    used_b = len(b.calls)
+    start = time.monotonic()
+    assert pool.generate_sync("hi").content == "a: hi"
+    assert time.monotonic() - start < 5  # not the ~60 s b's budget would take
+    assert len(b.calls) <= max(used_b, 1) and time.monotonic() - clock_start < 10
+
+
+def test_members_over_budget_are_not_counted_as_tries() -> None:
+    clock = Clock()
+    members = [(Fake(f"m{i}"), {"rpm": 6}) for i in range(5)]
+    pool = ProviderPool(members, strategy="round_robin", clock=clock, sleep=Sleeper(clock), deadline_s=1)
+    served = [pool.generate_sync(f"q{i}").model for i in range(5)]  # one turn each
+    assert sorted(served) == ["m0", "m1", "m2", "m3", "m4"]  # max_attempts=3 did not hide m3, m4
+    alone = ProviderPool([(Fake("x"), {"rpm": 60}), Fake("y")], strategy="round_robin", max_attempts=1, clock=clock,
+                         sleep=Sleeper(clock))
+    assert [alone.generate_sync("q").model for _ in range(3)] == ["x", "y", "y"]  # no wait while y has room
+
+
+def test_a_turn_not_used_is_given_back() -> None:
+    pool = ProviderPool([(Fake("a"), {"rpm": 6})])  # one turn every 10 s
+    pool.generate_sync("first")
+
+    async def give_up() -> None:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(pool.generate("second"), 0.2)  # reserves the turn in 10 s, then gives up
+
+    asyncio.run(give_up())
+    state = pool.state
+    assert isinstance(state, InMemoryState)
+    member = pool.members[0]
+
+    def next_turn_in() -> float:
+        taken, wait = state.acquire(member.key, member.budget, 0, time.monotonic(), max_wait=0.0)
+        assert not taken
+        return wait
+
+    # The turn it reserved is returned (by its worker thread, once woken): the next is ~10 s off, not ~20 s.
+    assert eventually(lambda: next_turn_in() < 10.0)
+
+
+def test_absurd_usage_cannot_lock_a_member_out() -> None:
+    class Liar(Fake):
+        def _generate(self, request: GenerateRequest) -> Any:
+            from mirror_providers.types import Usage
+
+            return dataclasses.replace(super()._generate(request), usage=Usage(10**15, 0, 10**15))
+
+    clock = Clock()
+    sleep = Sleeper(clock)
+    pool = ProviderPool([(Liar("a"), {"tpm": 6000})], clock=clock, sleep=sleep)
+    pool.generate_sync("hi")
+    assert pool.generate_sync("again").content == "a: again"
+    assert len(sleep.waits) == 1 and 58 < sleep.waits[0] <= 60  # a minute owed at most, not millennia

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mirror_providers.errors import ConfigurationError, RateLimitError
+from mirror_providers.errors import AllProvidersFailedError, ConfigurationError, RateLimitError
 from mirror_providers.pooling import FallbackChain, InMemoryState, ProviderPool, RedisState
 
 from ..fakes import Clock, Fake, err
@@ -180,6 +180,7 @@ def test_a_request_that_ends_while_redis_is_away_leaves_no_lease(redis_server: S
     other = state(redis_server, "orphans")  # another process's view
     store.begin("k")
     store.begin("k")
+    assert store.flush()
     assert other.snapshot(["k"])["k"].in_flight == 2
     flaky.down = True
     store.success("k", 0.1, time.monotonic())  # ends here, its lease still in Redis
@@ -187,9 +188,11 @@ def test_a_request_that_ends_while_redis_is_away_leaves_no_lease(redis_server: S
     assert store.snapshot(["k"])["k"].in_flight == 0  # this process's view while partitioned
     flaky.down = False
     clock.offset = 31  # Redis is tried again
-    store.begin("k")  # ... and the leases left behind are ended with it
+    store.begin("k")  # ... and the leases left behind are ended with it (writes go within ms)
+    assert store.flush()
     assert other.snapshot(["k"])["k"].in_flight == 1
     store.release("k")
+    assert store.flush()
     assert other.snapshot(["k"])["k"].in_flight == 0 and store.snapshot(["k"])["k"].in_flight == 0
 
 
@@ -204,6 +207,9 @@ class Garbled:
             def queue(*args: object, **kw: object) -> None:
                 self.n += 1
             return queue
+
+        def __len__(self) -> int:
+            return self.n
 
         def execute(self) -> list[object]:
             return [b"not what was asked"] * self.n
@@ -268,8 +274,9 @@ def test_budgets_in_redis_give_the_same_answers_as_in_memory(redis_server: Serve
         budget = rng.choice([RateBudget(rpm=120), RateBudget(tpm=6000), RateBudget(rpm=600, tpm=3000)])
         if budget.tpm is not None and rng.random() < 0.3:
             used = rng.randint(-400, 400)
-            shared.settle("m", budget.tpm, used, 0.0)
-            local.settle("m", budget.tpm, used, wall())
+            back = -1 if budget.rpm is not None and rng.random() < 0.5 else 0
+            shared.settle("m", budget, used, 0.0, requests=back)
+            local.settle("m", budget, used, wall(), requests=back)
             continue
         tokens, max_wait = rng.randint(0, 400), rng.choice([0.0, 0.0, 0.5, 5.0])
         taken, wait = shared.acquire("m", budget, tokens, 0.0, max_wait)
@@ -306,3 +313,54 @@ def test_an_rpm_budget_shared_by_four_processes_holds_within_five_percent(redis_
         expected = rpm / 60 * run_s
         assert abs(len(within) - expected) <= 0.05 * expected, (name, len(within), expected)
         assert all(len(run[name]) >= 3 for run in runs)  # every process got its share, none starved
+
+
+@pytest.mark.parametrize("junk", [b"nan", b"inf", b"-inf", b"1e300", b"0x7fffffff", b"lots", b""])
+def test_junk_in_a_budget_is_no_budget_not_a_lockout_or_an_open_door(redis_server: Server, junk: bytes) -> None:
+    import redis
+
+    clock = Clock(1000.0)
+    pool = ProviderPool([(Fake("a"), {"rpm": 60})], name="site", clock=clock, sleep=clock.advance,
+                        state=state(redis_server, f"junk-{junk.decode() or 'empty'}"))
+    where = f"junk-{junk.decode() or 'empty'}:{pool.members[0].key}:budget"
+    redis.Redis(port=redis_server.port).hset(where, mapping={"requests": junk, "tokens": junk})
+    assert pool.generate_sync("one").content == "a: one"  # read as a full bucket
+    with pytest.raises(AllProvidersFailedError, match=r"over its budget \(rpm=60\) for 1\.00s more"):
+        pool.generate_sync("two", deadline_s=1)  # ... and the limit holds again
+    assert redis.Redis(port=redis_server.port).ttl(where) > 0
+
+
+def test_writes_reach_redis_without_a_flush(redis_server: Server) -> None:
+    from ..waiting import eventually
+
+    pool = FallbackChain([Fake("a")], name="site", state=state(redis_server, "behind"))
+    other = state(redis_server, "behind")  # another process's view
+    pool.generate_sync("hi")  # its success is written behind the answer, by the flusher
+    key = pool.members[0].key
+    assert eventually(lambda: other.snapshot([key])[key].successes == 1)
+    assert other.snapshot([key])[key].in_flight == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+def test_a_forked_worker_sends_its_own_writes_not_its_parents(redis_server: Server) -> None:
+    shared = state(redis_server, "fork")
+    pool = FallbackChain([Fake("a")], name="site", state=shared)
+    key = pool.members[0].key
+    shared.begin(key)  # the parent's call in flight, its write maybe not sent yet (a pre-fork server)
+    pid = os.fork()
+    if pid == 0:  # the worker: its calls are counted once, and it never sends the parent's write
+        code = 0
+        try:
+            for _ in range(3):
+                pool.generate_sync("hi")
+            code = 0 if shared.flush() else 3
+        except BaseException:
+            code = 4
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    assert shared.flush()
+    snap = state(redis_server, "fork").snapshot([key])[key]
+    assert (snap.successes, snap.in_flight) == (3, 1)  # the worker's three; the parent's one call in flight
+    shared.release(key)
+    assert shared.flush() and state(redis_server, "fork").snapshot([key])[key].in_flight == 0
