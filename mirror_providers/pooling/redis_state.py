@@ -3,17 +3,23 @@
 A Django or Flask site runs many workers; with ``InMemoryState`` each discovers a dead or
 rate-limited member on its own. With ``RedisState`` the workers of one pool (same ``name=`` and
 members, so the same member keys) share health, cooldowns, in-flight counts, latency and rate
-budgets. It needs
-the ``redis`` extra (``pip install 'mirror-providers[redis]'``); the core install does not.
+budgets. It needs the ``redis`` extra (``pip install 'mirror-providers[redis]'``); the core
+install does not.
 
 Per member there are up to four keys under ``namespace``: a hash (successes, failures, the
 current run of failures, cooldown end, latency estimate, last failure), a list of recent latencies
 (the last ``LATENCY_KEPT``, read by each process at most once a second), a sorted set of in-flight
 leases, and for a member with ``rpm=``/``tpm=`` its rate budget (see ``budget``: taken and
-corrected atomically by every process, so the limit holds across all of them). Each write is one
-round trip (a Lua script or a pipeline) and ``snapshot`` reads every member in one pipelined round
-trip. Keys expire ``KEY_TTL_S`` after their last write (a budget's a minute after it is full).
+corrected atomically by every process, so the limit holds across all of them). Keys expire
+``KEY_TTL_S`` after their last write (a budget's a minute after it is full).
 
+* **About one round trip a call.** ``snapshot`` (the pool's selection) reads every member in one
+  pipeline. Writes whose reply nobody waits for (a request's start, its success or release, a
+  budget's correction) ride on that pipeline for the next call, or a flusher thread sends them
+  ``WRITE_DELAY_S`` later; a failure (whose run of failures decides a cooldown), a cooldown and
+  a budget's turn are sent at once, carrying the waiting writes before them. A process's round
+  trips go one at a time, so its writes arrive in order; in a forked child the parent's waiting
+  writes are dropped (the parent sends them).
 * **In flight with leases.** Each request in flight is a lease that expires after ``lease_s``
   (the longest a call is expected to run), so a process killed mid-call leaves nothing behind for
   longer than that.
