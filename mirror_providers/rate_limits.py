@@ -12,7 +12,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 from .types import RateLimit, RateLimits
 
@@ -20,6 +20,8 @@ __all__ = ["parse_rate_limits"]
 
 _GO_DURATION = re.compile(r"(?:(\d+(?:\.\d*)?|\.\d+)(h|ms|us|µs|ns|m|s))")
 _UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+_RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(\.\d{1,9})?([Zz]|[+-]\d\d:\d\d)",
+                      re.ASCII)
 _ANTHROPIC = ("requests", "tokens", "input-tokens", "output-tokens")
 MAX_RESET_S = 7 * 24 * 3600.0  # a reset further off than a week is not believed
 
@@ -46,16 +48,17 @@ def _duration(value: str) -> float | None:
 
 def _instant(value: str, now: float) -> float | None:
     """An RFC 3339 time -> seconds from ``now`` (0 when past); None when it does not read."""
-    text = value.strip()
-    if text[-1:] in ("Z", "z"):
-        text = text[:-1] + "+00:00"
+    m = _RFC3339.fullmatch(value.strip())
+    if m is None:
+        return None
+    year, month, day, hour, minute, second, fraction, zone = m.groups()
     try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
+        offset = timezone.utc if zone in ("Z", "z") else timezone(
+            (1 if zone[0] == "+" else -1) * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6])))
+        when = datetime(int(year), int(month), int(day), int(hour), int(minute), min(int(second), 59), tzinfo=offset)
+    except ValueError:  # a day, hour or offset out of range
         return None
-    if when.tzinfo is None:
-        return None
-    seconds = max(0.0, when.timestamp() - now)
+    seconds = max(0.0, when.timestamp() + float(fraction or 0) - now)
     return seconds if seconds <= MAX_RESET_S else None
 
 

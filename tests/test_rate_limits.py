@@ -142,3 +142,15 @@ def test_a_pool_ignores_headers_with_room_left() -> None:
         for _ in range(4):
             pool.generate_sync("hi")
         assert served == ["one", "two", "one", "two"]
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("2025-05-14T00:49:40Z", 10.0), ("2025-05-14T00:49:40.5Z", 10.5), ("2025-05-14t00:49:40.123456789z", 10.123456789),
+    ("2025-05-13T19:49:40-05:00", 10.0), ("2025-05-14T02:19:40+01:30", 10.0), ("2025-05-14 00:49:31.25Z", 1.25),
+    ("2025-05-14T00:49:40", None), ("2025-13-14T00:49:40Z", None), ("2025-05-14T25:00:00Z", None),
+    ("2025-05-14T00:49:40+24:00", None), ("２０２５-05-14T00:49:40Z", None), ("2031-01-01T00:00:00Z", None),
+])
+def test_rfc3339_resets(text: str, seconds: float | None) -> None:
+    limits = parsed({"anthropic-ratelimit-requests-remaining": "0", "anthropic-ratelimit-requests-reset": text})
+    assert limits is not None and limits.requests is not None
+    assert limits.requests.reset_s == (None if seconds is None else pytest.approx(seconds))

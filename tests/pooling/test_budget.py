@@ -157,7 +157,8 @@ def test_waiting_callers_each_get_their_own_slot() -> None:
         t.join(10)
     assert len(times) == 14
     times.sort()
-    assert times[-1] - times[9] >= 4 * 0.1 * 0.95  # the four past the burst each waited for a slot
+    # At most 10 at once plus 10 a second: 14 calls span at least 0.4 s, however the threads ran.
+    assert times[-1] - times[0] >= 0.4 * 0.99
 
 
 def test_budget_arithmetic_by_hand() -> None:
