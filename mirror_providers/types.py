@@ -409,11 +409,13 @@ class RateLimits(_JsonMixin):
     input_tokens: RateLimit | None = None
     output_tokens: RateLimit | None = None
 
-    def room_in(self, tokens: int) -> float:
-        """Seconds until one more request of about ``tokens`` tokens fits every stated limit."""
-        waits = [limit.room_in(need) for limit, need in ((self.requests, 1), (self.tokens, tokens),
-                                                          (self.input_tokens, tokens), (self.output_tokens, 1))
-                 if limit is not None]
+    def room_in(self, tokens: int, input_tokens: int | None = None) -> float:
+        """Seconds until one more request fits every stated limit: about ``tokens`` tokens in
+        all, ``input_tokens`` of them its input (all of them when not given); an output limit
+        only needs to have some room left."""
+        needs = ((self.requests, 1), (self.tokens, tokens),
+                 (self.input_tokens, tokens if input_tokens is None else input_tokens), (self.output_tokens, 1))
+        waits = [limit.room_in(need) for limit, need in needs if limit is not None]
         return max(waits, default=0.0)
 
 

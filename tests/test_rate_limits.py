@@ -154,3 +154,10 @@ def test_rfc3339_resets(text: str, seconds: float | None) -> None:
     limits = parsed({"anthropic-ratelimit-requests-remaining": "0", "anthropic-ratelimit-requests-reset": text})
     assert limits is not None and limits.requests is not None
     assert limits.requests.reset_s == (None if seconds is None else pytest.approx(seconds))
+
+
+def test_an_input_limit_counts_the_input_only() -> None:
+    limits = RateLimits(input_tokens=RateLimit(30_000, 20_000, 20.0), tokens=RateLimit(None, 50_000, 20.0))
+    assert limits.room_in(32_001, input_tokens=1) == 0.0  # max_tokens is not input
+    assert limits.room_in(32_001) > 0  # all of it input, as far as the caller said
+    assert RateLimits(output_tokens=RateLimit(8000, 0, 5.0)).room_in(10, 10) == pytest.approx(5.0 / 8000)  # refilling

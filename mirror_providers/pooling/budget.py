@@ -107,6 +107,8 @@ def settle(tats: Times, now: float, budget: RateBudget, tokens: int, requests: i
 # numbers would be cut to integers on the way out).
 _STORED_LUA = """
 local now = tonumber(ARGV[1])
+local t = redis.call('TYPE', KEYS[1])['ok']
+if t ~= 'hash' and t ~= 'none' then redis.call('DEL', KEYS[1]) end
 local function stored(field)  -- a full-again time that is not a sane number is no time at all
   local t = tonumber(redis.call('HGET', KEYS[1], field))
   if t == nil or t ~= t or t < now or t > now + HORIZON_S then return now end

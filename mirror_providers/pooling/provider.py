@@ -454,7 +454,8 @@ class PoolProvider(Provider):
             if used != call.tokens:
                 cast(BudgetState, self.state).settle(member.key, member.budget, used - call.tokens, self._clock())
         if limits is not None:
-            wait = limits.room_in(self._tokens(call))
+            tokens = self._tokens(call)
+            wait = limits.room_in(tokens, tokens - (call.request.max_tokens or 0) if call.request else None)
             if wait > 0:
                 self.state.cool_down(member.key, self._clock() + min(wait, MAX_STEER_S))
 

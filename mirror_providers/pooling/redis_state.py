@@ -39,6 +39,7 @@ import hashlib
 import logging
 import math
 import os
+import sys
 import threading
 import time
 import uuid
@@ -50,6 +51,7 @@ from typing import Any
 from .._forksafe import lock_for
 from .._redact import redact
 from ..errors import ConfigurationError
+from ..request import MAX_TIMEOUT_S
 from .budget import ACQUIRE_LUA, SETTLE_LUA, RateBudget
 from .state import EWMA_ALPHA, InMemoryState, MemberSnapshot
 
@@ -64,8 +66,23 @@ KEY_TTL_S = 7 * 24 * 3600  # a member nobody wrote to for a week is forgotten
 WRITE_DELAY_S = 0.005  # a write no caller waits for reaches Redis within this (or with the next round trip)
 MAX_WAIT_S = 7 * 24 * 3600  # "no limit" for a budget wait, as a number a Lua script reads
 
+# Every script first puts right what is not what it should be (a key of another type, a field that
+# is not a number): a member's state in Redis is repaired by its next write, never poisoned.
+_REPAIR = """
+local function kind(key, want)
+  local t = redis.call('TYPE', key)['ok']
+  if t ~= want and t ~= 'none' then redis.call('DEL', key) end
+end
+local function count(key, field)
+  local n = tonumber(redis.call('HGET', key, field))
+  if n == nil or n ~= n or n < 0 or n > 1e15 then return 0 end
+  return math.floor(n)
+end
+"""
+
 # KEYS: leases. ARGV: now, lease token, its expiry, ttl. Leases of processes that died mid-call go.
-_BEGIN = """
+_BEGIN = _REPAIR + """
+kind(KEYS[1], 'zset')
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
@@ -73,13 +90,17 @@ return 1
 """
 
 # KEYS: hash, latencies, leases. ARGV: lease token, latency, alpha, kept, ttl.
-_SUCCESS = """
+_SUCCESS = _REPAIR + """
+kind(KEYS[1], 'hash')
+kind(KEYS[2], 'list')
+kind(KEYS[3], 'zset')
 redis.call('ZREM', KEYS[3], ARGV[1])
 local ewma = tonumber(redis.call('HGET', KEYS[1], 'ewma'))
 local latency = tonumber(ARGV[2])
-if ewma == nil then ewma = latency else ewma = tonumber(ARGV[3]) * latency + (1 - tonumber(ARGV[3])) * ewma end
-redis.call('HINCRBY', KEYS[1], 'successes', 1)
-redis.call('HSET', KEYS[1], 'consecutive', 0, 'cooldown_until', 0, 'ewma', tostring(ewma))
+if ewma == nil or ewma ~= ewma or ewma < 0 or ewma > 1e9 then ewma = latency
+else ewma = tonumber(ARGV[3]) * latency + (1 - tonumber(ARGV[3])) * ewma end
+redis.call('HSET', KEYS[1], 'successes', count(KEYS[1], 'successes') + 1, 'consecutive', 0, 'cooldown_until', 0,
+           'ewma', tostring(ewma))
 redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[4]), -1)
 for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[5]) end
@@ -87,18 +108,21 @@ return 1
 """
 
 # KEYS: hash, leases. ARGV: lease token, now, ttl.
-_FAILURE = """
+_FAILURE = _REPAIR + """
+kind(KEYS[1], 'hash')
+kind(KEYS[2], 'zset')
 redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('HINCRBY', KEYS[1], 'failures', 1)
-redis.call('HSET', KEYS[1], 'last_failure_at', ARGV[2])
-local run = redis.call('HINCRBY', KEYS[1], 'consecutive', 1)
+local run = count(KEYS[1], 'consecutive') + 1
+redis.call('HSET', KEYS[1], 'failures', count(KEYS[1], 'failures') + 1, 'last_failure_at', ARGV[2], 'consecutive', run)
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return run
 """
 
 # KEYS: hash. ARGV: until, ttl. A later cooldown already set stays.
-_COOL_DOWN = """
+_COOL_DOWN = _REPAIR + """
+kind(KEYS[1], 'hash')
 local current = tonumber(redis.call('HGET', KEYS[1], 'cooldown_until')) or 0
+if current ~= current or current > tonumber(ARGV[1]) + 604800 then current = 0 end
 if tonumber(ARGV[1]) > current then redis.call('HSET', KEYS[1], 'cooldown_until', ARGV[1]) end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
@@ -110,10 +134,20 @@ _SCRIPTS = {"begin": _BEGIN, "success": _SUCCESS, "failure": _FAILURE, "cool_dow
 _SHAS = {name: hashlib.sha1(source.encode()).hexdigest() for name, source in _SCRIPTS.items()}
 
 
-def _flush_at_exit(state: weakref.ref[RedisState]) -> None:
+_LIVE: weakref.WeakSet[RedisState] = weakref.WeakSet()  # flushed when the interpreter exits
+
+
+def _flush_if_mine(state: weakref.ref[RedisState], pid: int) -> None:
     owner = state()
-    if owner is not None and owner._pending and owner._pid == os.getpid():
+    if owner is not None and owner._pending and owner._pid == pid == os.getpid():
         owner.flush()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for owner in list(_LIVE):
+        if owner._pending and owner._pid == os.getpid():
+            owner.flush()
 
 
 class RedisState:
@@ -173,7 +207,7 @@ class RedisState:
         self._outage = False  # Redis failed and has not answered since
         self._latencies: dict[str, tuple[float, tuple[float, ...]]] = {}  # key -> (read at, latencies)
         self._orphans: list[tuple[str, str]] = []  # (leases key, token) ended while Redis was away
-        atexit.register(_flush_at_exit, weakref.ref(self))
+        _LIVE.add(self)
 
     def __repr__(self) -> str:  # never the URL: it may hold a password
         return f"RedisState(namespace={self.namespace!r}, lease_s={self.lease_s:g})"
@@ -206,20 +240,25 @@ class RedisState:
     # -- one round trip: the writes waiting, then what a caller reads ------------------------------
 
     def _check_fork(self) -> None:
-        """In a forked child: fresh locks and flusher, and none of the parent's waiting writes
-        (the parent sends those)."""
+        """In a forked child: fresh locks, flusher and in-process state, and none of the parent's
+        waiting writes, leases or requests (the parent sends and ends those)."""
         if os.getpid() != self._pid:
             self._pid = os.getpid()
             self._lock, self._send_lock = threading.Lock(), threading.Lock()
             self._pending, self._flusher, self._wake = [], None, threading.Event()
-            self._leases = {}  # the parent's requests, which the parent ends
+            self._leases, self._orphans, self._local = {}, [], InMemoryState()
 
     def _write(self, send: Callable[[Any], None], fall_back: Callable[[], None]) -> None:
         """Queue a write whose reply no caller waits for: the next round trip of this process
         carries it, or the flusher thread sends it ``WRITE_DELAY_S`` later, in order;
-        ``fall_back`` keeps it in this process instead if Redis fails before it is sent."""
+        ``fall_back`` keeps it in this process instead if it may not have reached Redis.
+        ``send`` may keep it here itself (adding nothing to the pipeline)."""
         self._check_fork()
         if not self._up():
+            with self._lock:
+                earlier, self._pending = self._pending, []
+            for _, before in earlier:  # kept here in the order they were made
+                before()
             fall_back()
             return
         with self._lock:
@@ -228,6 +267,11 @@ class RedisState:
                 self._flusher = threading.Thread(target=_flush_forever, args=(weakref.ref(self), self._wake),
                                                  name="mirror-providers-redis", daemon=True)
                 self._flusher.start()
+                # A process multiprocessing started ends with os._exit, skipping atexit: its
+                # own exit hook sends what is still waiting.
+                mp_util = sys.modules.get("multiprocessing.util")
+                if mp_util is not None:
+                    mp_util.Finalize(self, _flush_if_mine, args=(weakref.ref(self), self._pid), exitpriority=10)
         self._wake.set()
 
     def flush(self) -> bool:
@@ -238,15 +282,22 @@ class RedisState:
     def _round_trip(self, read: Callable[[Any], Callable[[list[Any]], Any]] | None) -> tuple[bool, Any]:
         """One pipeline to Redis: the leases to end, the writes waiting (in the order they were
         made), then ``read``'s commands; returns (True, what ``read``'s parser made of its
-        replies) or (False, None) when Redis failed (the writes are then kept in this process).
+        replies) or (False, None) when Redis failed. A write whose reply is an error, or that
+        may not have reached Redis (the connection failed or timed out), is kept in this process.
 
         A reply that is not what was asked for is a failure too, and so is a round trip that took
         longer than ``timeout_s`` in all (a server trickling its reply keeps each read within the
         socket timeout): its result is used, and the next calls keep state here until
         ``retry_s`` has passed. Round trips of this process go one at a time, so writes arrive
-        in order."""
+        in order; a caller that waits ``timeout_s`` for another's to end keeps state here too."""
         self._check_fork()
-        with self._send_lock:
+        if not self._up():
+            return False, None
+        if not self._send_lock.acquire(timeout=self.timeout_s):
+            self._down(TimeoutError(f"this process's last Redis round trip has taken more than "
+                                    f"timeout_s={self.timeout_s:g}"))
+            return False, None
+        try:
             with self._lock:
                 writes, self._pending = self._pending, []
                 orphans, self._orphans = self._orphans, []
@@ -256,6 +307,7 @@ class RedisState:
             if not writes and not orphans and read is None:
                 return True, None
             start = time.monotonic()
+            spans: list[tuple[int, int]] = []
             try:
                 pipe = self._redis.pipeline(transaction=False)
                 if not self._loaded:  # after a (re)start of Redis or of this process
@@ -264,21 +316,25 @@ class RedisState:
                 for where, token in orphans:  # leases this process could not end while Redis was away
                     pipe.zrem(where, token)
                 for send, _ in writes:
+                    first = len(pipe)
                     send(pipe)
+                    spans.append((first, len(pipe)))
                 sent = len(pipe)
                 parse = read(pipe) if read is not None else None
-                replies = pipe.execute()
+                replies = pipe.execute(raise_on_error=False) if len(pipe) else []
             except Exception as exc:  # redis.RedisError, OSError, a timeout: never the request's
                 self._loaded = False
                 self._down(exc)
                 self._kept_here(writes, orphans)
                 return False, None
-            self._loaded = True
+            self._check_replies(writes, spans, replies)
             try:
                 result = parse(replies[sent:]) if parse is not None else None
             except Exception as exc:  # a garbled reply
                 self._down(exc)
                 return False, None
+        finally:
+            self._send_lock.release()
         took = time.monotonic() - start
         if took > self.timeout_s:
             self._down(TimeoutError(f"a round trip took {took:.2f}s, more than timeout_s={self.timeout_s:g}"))
@@ -289,12 +345,21 @@ class RedisState:
                 log.warning("RedisState: Redis answers again; this process shares pool state there again")
         return True, result
 
+    def _check_replies(self, writes: list[tuple[Callable[[Any], None], Callable[[], None]]],
+                       spans: list[tuple[int, int]], replies: list[Any]) -> None:
+        """After a round trip: each write answered with an error is kept in this process, and
+        scripts Redis lost (a restart, SCRIPT FLUSH) are loaded again with the next one."""
+        self._loaded = not any(type(r).__name__ == "NoScriptError" for r in replies)
+        for (_, fall_back), (first, end) in zip(writes, spans, strict=True):
+            if any(isinstance(r, Exception) for r in replies[first:end]):
+                fall_back()
+
     def _kept_here(self, writes: list[tuple[Callable[[Any], None], Callable[[], None]]],
                    orphans: list[tuple[str, str]]) -> None:
-        for _, fall_back in writes:
-            fall_back()
         with self._lock:
             self._orphans = (orphans + self._orphans)[-MAX_ORPHANS:]
+        for _, fall_back in writes:
+            fall_back()
 
     def _evalsha(self, pipe: Any, name: str, keys: Sequence[str], *args: Any) -> None:
         pipe.evalsha(_SHAS[name], len(keys), *keys, *args)
@@ -306,22 +371,37 @@ class RedisState:
             mine = self._leases.get(key)
             return mine.pop() if mine else _Lease("", False)
 
-    def _end_here(self, key: str, lease: _Lease, end: Callable[[], Any]) -> Any:
-        """A request's end is kept in this process: if its lease is in Redis, the lease is ended
-        on the next round trip that works and the request counted as begun here too."""
-        if lease.shared:
+    def _localize(self, key: str, lease: _Lease) -> None:
+        """A request's lease is (or may be) not in Redis: it is counted in this process (once),
+        and its copy in Redis, if any, is ended on the next round trip that works."""
+        with self._lock:
+            if not lease.shared:
+                return
             lease.shared = False
-            with self._lock:
-                self._orphans = [*self._orphans, (self._keys(key)[2], lease.token)][-MAX_ORPHANS:]
-            self._local.begin(key)
-        return end()
+            self._orphans = [*self._orphans, (self._keys(key)[2], lease.token)][-MAX_ORPHANS:]
+        self._local.begin(key)
 
-    def _end(self, key: str, lease: _Lease, send: Callable[[Any], None], end: Callable[[], None]) -> None:
-        """End a request with a write no caller waits for (``end``: the same in this process)."""
+    def _end(self, key: str, lease: _Lease, send: Callable[[Any], None], end: Callable[[], Any]) -> None:
+        """End a request with a write no caller waits for (``end``: the same in this process),
+        kept here when its start is (or, by the time it is sent, turns out to be)."""
+        ended_here = [False]
+
+        def here() -> None:
+            if not ended_here[0]:
+                ended_here[0] = True
+                self._localize(key, lease)
+                end()
+
+        def send_or_keep(pipe: Any) -> None:
+            if lease.shared:
+                send(pipe)
+            else:  # its start was kept here meanwhile: so is its end
+                here()
+
         if not lease.shared:
             end()
             return
-        self._write(send, lambda: self._end_here(key, lease, end))
+        self._write(send_or_keep, here)
 
     # -- MemberState ------------------------------------------------------------------------------
 
@@ -336,11 +416,7 @@ class RedisState:
         def send(pipe: Any) -> None:
             self._evalsha(pipe, "begin", [leases], repr(now), lease.token, repr(now + self.lease_s), KEY_TTL_S)
 
-        def here() -> None:
-            lease.shared = False
-            self._local.begin(key)
-
-        self._write(send, here)
+        self._write(send, lambda: self._localize(key, lease))
 
     def success(self, key: str, latency_s: float, now: float) -> None:
         lease = self._pop(key)
@@ -364,8 +440,11 @@ class RedisState:
 
             ok, run = self._round_trip(read)
             if ok:
+                if not lease.shared:  # its start turned out to be kept here: its count ends here too
+                    self._local.release(key)
                 return int(run)
-        return int(self._end_here(key, lease, lambda: self._local.failure(key, now)))
+        self._localize(key, lease)
+        return self._local.failure(key, now)
 
     def cool_down(self, key: str, until: float) -> None:
         wall = until + self._offset()
@@ -417,13 +496,16 @@ class RedisState:
             return parse
 
         def parse(replies: list[Any]) -> dict[str, MemberSnapshot]:
-            fresh = {key: tuple(v for v in map(_float, raw) if v is not None)
+            # A reply that is an error (a key of another type: the next write repairs it) reads as
+            # nothing there.
+            fresh = {key: tuple(v for v in map(_float, raw) if v is not None) if isinstance(raw, list) else ()
                      for key, raw in zip(stale, replies[2 * len(keys):], strict=True)}
             with self._lock:
                 self._latencies.update((key, (now, kept)) for key, kept in fresh.items())
                 latencies = {key: self._latencies[key][1] for key in keys}
             offset = now - time.monotonic()
-            return {key: _snapshot(replies[2 * i], latencies[key], int(replies[2 * i + 1]), offset, local[key])
+            return {key: _snapshot(_hash(replies[2 * i]), latencies[key], _count(replies[2 * i + 1]), now, offset,
+                                   local[key])
                     for i, key in enumerate(keys)}
 
         ok, snaps = self._round_trip(read)
@@ -490,14 +572,33 @@ def _taken(raw: Any) -> tuple[bool, float]:
     raise ValueError(f"the budget script answered {raw!r:.80}, not (taken, wait)")
 
 
+def _hash(raw: Any) -> Mapping[bytes, bytes]:
+    if isinstance(raw, dict):
+        return raw
+    if isinstance(raw, Exception):
+        return {}
+    raise ValueError(f"HGETALL answered {raw!r:.80}")
+
+
+def _count(raw: Any) -> int:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return max(raw, 0)
+    if isinstance(raw, Exception):
+        return 0
+    raise ValueError(f"ZCOUNT answered {raw!r:.80}")
+
+
 def _number(fields: Mapping[bytes, bytes], name: str) -> float | None:
     return _float(fields.get(name.encode()))
 
 
-def _snapshot(fields: Mapping[bytes, bytes], latencies: tuple[float, ...], in_flight: int, offset: float,
+def _snapshot(fields: Mapping[bytes, bytes], latencies: tuple[float, ...], in_flight: int, now: float, offset: float,
               local: MemberSnapshot) -> MemberSnapshot:
-    """A member's Redis record as the pool's snapshot (its times on the pool's clock)."""
+    """A member's Redis record as the pool's snapshot (its times on the pool's clock); a
+    cooldown longer than any the pool sets is garbage, not a cooldown."""
     until = _number(fields, "cooldown_until") or 0.0
+    if until > now + MAX_TIMEOUT_S:
+        until = 0.0
     failed_at = _number(fields, "last_failure_at")
     return MemberSnapshot(
         in_flight=in_flight + local.in_flight,

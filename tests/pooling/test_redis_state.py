@@ -7,8 +7,10 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -17,6 +19,7 @@ from mirror_providers.pooling import FallbackChain, InMemoryState, ProviderPool,
 
 from ..fakes import Clock, Fake, err
 from ..redis_server import Server, start_redis
+from ..waiting import eventually
 
 
 @pytest.fixture(scope="module")
@@ -331,8 +334,6 @@ def test_junk_in_a_budget_is_no_budget_not_a_lockout_or_an_open_door(redis_serve
 
 
 def test_writes_reach_redis_without_a_flush(redis_server: Server) -> None:
-    from ..waiting import eventually
-
     pool = FallbackChain([Fake("a")], name="site", state=state(redis_server, "behind"))
     other = state(redis_server, "behind")  # another process's view
     pool.generate_sync("hi")  # its success is written behind the answer, by the flusher
@@ -364,3 +365,133 @@ def test_a_forked_worker_sends_its_own_writes_not_its_parents(redis_server: Serv
     assert (snap.successes, snap.in_flight) == (3, 1)  # the worker's three; the parent's one call in flight
     shared.release(key)
     assert shared.flush() and state(redis_server, "fork").snapshot([key])[key].in_flight == 0
+
+
+class Slow:
+    """A redis client whose round trips run in Redis but answer late while ``delay_s`` is set
+    (a stalled server or network: the commands ran, the reply came after the timeout), or not
+    at all while ``lost`` is (the socket timed out after Redis ran the commands)."""
+
+    def __init__(self, real: object) -> None:
+        self.real = real
+        self.delay_s = 0.0
+        self.lost = False
+
+    def pipeline(self, **kw: object) -> object:
+        pipe = self.real.pipeline(**kw)  # type: ignore[attr-defined]
+        execute, owner = pipe.execute, self
+
+        def late(**options: object) -> object:
+            import redis
+
+            replies = execute(**options)
+            if owner.delay_s:
+                time.sleep(owner.delay_s)  # the reply's delay on the wire, not a test sleeping
+            if owner.lost:
+                raise redis.exceptions.TimeoutError("Timeout reading from socket")
+            return replies
+
+        pipe.execute = late
+        return pipe
+
+
+def test_a_round_trip_that_ran_but_answered_late_leaves_no_lease(redis_server: Server) -> None:
+    import redis
+
+    slow, clock = Slow(redis.Redis(port=redis_server.port)), WallClock()
+    store = RedisState(client=slow, namespace="late", timeout_s=0.1, retry_s=30, wall_clock=clock)
+    other = state(redis_server, "late")
+    store.snapshot(["k"])
+    store.begin("k")
+    slow.lost = True
+    assert not store.flush()  # the begin ran in Redis, its reply was lost: state is kept here now
+    slow.lost = False
+    store.success("k", 0.1, time.monotonic())  # ... so the request ends here
+    assert store.snapshot(["k"])["k"].in_flight == 0
+    clock.offset = 31  # Redis is tried again: the lease that may have reached it is ended
+    assert store.flush()
+    assert other.snapshot(["k"])["k"].in_flight == 0 and store.snapshot(["k"])["k"].in_flight == 0
+
+
+def test_a_stalled_round_trip_holds_no_other_caller_past_the_timeout(redis_server: Server) -> None:
+    import redis
+
+    slow = Slow(redis.Redis(port=redis_server.port))
+    store = RedisState(client=slow, namespace="stall", timeout_s=0.2, retry_s=30)
+    store.snapshot(["k"])
+    slow.delay_s = 3.0
+    stalled = threading.Thread(target=store.snapshot, args=(["k"],))
+    stalled.start()
+    try:
+        assert eventually(lambda: store._send_lock.locked())  # the stalled round trip holds the line
+        start = time.monotonic()
+        pool = FallbackChain([Fake("a")], name="site", state=store)
+        assert pool.generate_sync("hi").content == "a: hi"
+        assert time.monotonic() - start < 2.0  # waited at most timeout_s for it, then kept state here
+    finally:
+        slow.delay_s = 0.0
+        stalled.join(10)
+
+
+def test_a_request_ended_while_redis_is_away_keeps_its_start_and_end_in_order(redis_server: Server) -> None:
+    import redis
+
+    flaky, clock = Flaky(redis.Redis(port=redis_server.port)), WallClock()
+    store = RedisState(client=flaky, namespace="order", retry_s=30, wall_clock=clock)
+    store.snapshot(["k"])
+    store.begin("k")  # waiting to be sent when another round trip of the process fails:
+    store._down(ConnectionError("another round trip failed"))
+    flaky.down = True
+    store.begin("k")
+    store.success("k", 0.1, time.monotonic())
+    store.success("k", 0.1, time.monotonic())
+    for _ in range(2):  # (a round trip tried meanwhile keeps what waited here too)
+        snap = store.snapshot(["k"])["k"]
+        assert (snap.in_flight, snap.successes) == (0, 2)
+
+
+@pytest.mark.parametrize("junk", [
+    {"state": "string"}, {"in-flight": "string"}, {"latencies": "string"},
+    {"fields": {"successes": "abc", "consecutive": "-7", "ewma": "nan", "cooldown_until": "1e300"}},
+])
+def test_junk_in_one_members_keys_is_repaired_and_never_stops_sharing(redis_server: Server, junk: dict[str, Any],
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    import redis
+
+    caplog.set_level(logging.WARNING, logger="mirror_providers.pooling")
+    namespace = f"repair-{len(junk)}-{sorted(junk)[0]}-{id(junk)}"
+    r = redis.Redis(port=redis_server.port)
+    pool = ProviderPool([Fake("a"), Fake("b")], name="site", strategy="round_robin", deadline_s=5,
+                        state=state(redis_server, namespace))
+    b = f"{namespace}:{pool.members[1].key}"
+    for part, value in junk.items():
+        if part == "fields":
+            r.hset(f"{b}:state", mapping=value)
+        else:
+            r.set(f"{b}:{part}", value)
+    assert [pool.generate_sync(f"q{i}").model for i in range(20)] == ["a", "b"] * 10
+    assert isinstance(pool.state, RedisState) and pool.state.flush()
+    seen = state(redis_server, namespace).snapshot([m.key for m in pool.members])
+    assert [seen[m.key].successes for m in pool.members] == [10, 10]  # all shared, none kept here
+    assert all(seen[m.key].in_flight == 0 for m in pool.members)
+    assert r.type(f"{b}:state") == b"hash" and not [rec for rec in caplog.records if "RedisState" in rec.getMessage()]
+
+
+def _forked_calls(url: str, n: int) -> None:
+    pool = FallbackChain([Fake("a")], name="site", state=RedisState(url, namespace="fork-exit"))
+    for _ in range(n):
+        pool.generate_sync("hi")  # no flush: the process ends with its last writes waiting
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork start method")
+def test_forked_multiprocessing_children_send_their_last_writes(redis_server: Server) -> None:
+    context = multiprocessing.get_context("fork")
+    children = [context.Process(target=_forked_calls, args=(redis_server.url, 5)) for _ in range(4)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(30)
+        assert child.exitcode == 0
+    key = FallbackChain([Fake("a")], name="site").members[0].key
+    snap = state(redis_server, "fork-exit").snapshot([key])[key]
+    assert (snap.successes, snap.in_flight) == (20, 0)
