@@ -202,6 +202,7 @@ class RedisState:
         self._pending: list[tuple[Callable[[Any], None], Callable[[], None]]] = []  # writes not sent yet
         self._flusher: threading.Thread | None = None
         self._wake = threading.Event()
+        self._ends_sent: list[tuple[_Lease, Callable[[], None]]] = []  # requests ended by this round trip
         self._loaded = False  # the scripts are loaded in Redis (SCRIPT LOAD with the first round trip)
         self._down_until = 0.0  # wall-clock time before which Redis is not tried again
         self._outage = False  # Redis failed and has not answered since
@@ -308,6 +309,7 @@ class RedisState:
                 return True, None
             start = time.monotonic()
             spans: list[tuple[int, int]] = []
+            self._ends_sent = []
             try:
                 pipe = self._redis.pipeline(transaction=False)
                 if not self._loaded:  # after a (re)start of Redis or of this process
@@ -347,12 +349,16 @@ class RedisState:
 
     def _check_replies(self, writes: list[tuple[Callable[[Any], None], Callable[[], None]]],
                        spans: list[tuple[int, int]], replies: list[Any]) -> None:
-        """After a round trip: each write answered with an error is kept in this process, and
-        scripts Redis lost (a restart, SCRIPT FLUSH) are loaded again with the next one."""
+        """After a round trip: each write answered with an error is kept in this process (and so
+        is the end of a request whose start was), and scripts Redis lost (a restart, SCRIPT
+        FLUSH) are loaded again with the next one."""
         self._loaded = not any(type(r).__name__ == "NoScriptError" for r in replies)
         for (_, fall_back), (first, end) in zip(writes, spans, strict=True):
             if any(isinstance(r, Exception) for r in replies[first:end]):
                 fall_back()
+        for lease, here in self._ends_sent:
+            if not lease.shared:  # its start failed in this same round trip: its end is kept here too
+                here()
 
     def _kept_here(self, writes: list[tuple[Callable[[Any], None], Callable[[], None]]],
                    orphans: list[tuple[str, str]]) -> None:
@@ -395,6 +401,7 @@ class RedisState:
         def send_or_keep(pipe: Any) -> None:
             if lease.shared:
                 send(pipe)
+                self._ends_sent.append((lease, here))
             else:  # its start was kept here meanwhile: so is its end
                 here()
 

@@ -495,3 +495,19 @@ def test_forked_multiprocessing_children_send_their_last_writes(redis_server: Se
     key = FallbackChain([Fake("a")], name="site").members[0].key
     snap = state(redis_server, "fork-exit").snapshot([key])[key]
     assert (snap.successes, snap.in_flight) == (20, 0)
+
+
+def test_scripts_lost_by_redis_leave_nothing_in_flight(redis_server: Server) -> None:
+    import redis
+
+    store = state(redis_server, "noscript")
+    store.snapshot(["k"])  # the scripts are loaded
+    redis.Redis(port=redis_server.port).script_flush()  # a restart or SCRIPT FLUSH loses them
+    store.begin("k")  # its script is not there: kept here ...
+    store.release("k")  # ... and so is its end (a plain ZREM, which works)
+    store.begin("k")
+    store.success("k", 0.1, time.monotonic())
+    assert store.flush() and store.flush()  # (the scripts are loaded again)
+    for _ in range(2):
+        assert store.snapshot(["k"])["k"].in_flight == 0
+    assert state(redis_server, "noscript").snapshot(["k"])["k"].in_flight == 0
