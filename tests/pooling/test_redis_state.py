@@ -343,6 +343,7 @@ def test_writes_reach_redis_without_a_flush(redis_server: Server) -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_worker_sends_its_own_writes_not_its_parents(redis_server: Server) -> None:
     shared = state(redis_server, "fork")
     pool = FallbackChain([Fake("a")], name="site", state=shared)
@@ -484,6 +485,7 @@ def _forked_calls(url: str, n: int) -> None:
 
 
 @pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork start method")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_forked_multiprocessing_children_send_their_last_writes(redis_server: Server) -> None:
     context = multiprocessing.get_context("fork")
     children = [context.Process(target=_forked_calls, args=(redis_server.url, 5)) for _ in range(4)]
