@@ -65,7 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("prompt", help="the prompt; '-' reads it from standard input")
     gen.add_argument("--provider", choices=choices(), help="default: the first configured by its environment variables")
     gen.add_argument("--model", help="model id or alias")
-    gen.add_argument("--base-url", help="server root (as the provider's *_BASE_URL / OLLAMA_HOST)")
+    gen.add_argument("--base-url", help="the API's base URL (or the provider's *_BASE_URL / OLLAMA_HOST): "
+                                        "with /v1 for OpenAI and compatible servers (http://localhost:8080/v1), "
+                                        "the server root for Anthropic and Ollama")
     gen.add_argument("--fallback", help="a chain: provider:model,provider:model,... (local allowed)")
     gen.add_argument("--no-stream", action="store_true", help="wait for the whole answer")
     gen.add_argument("--json", action="store_true", help="machine output: the result, or one JSON chunk per line")

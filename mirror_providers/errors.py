@@ -21,6 +21,7 @@ The tree::
     │   ├── AuthenticationError         401
     │   ├── PermissionDeniedError       402, 403
     │   ├── NotFoundError               404
+    │   │   ├── EndpointNotFoundError   nothing answers at the URL tried (a wrong base_url)
     │   │   └── ModelNotFoundError
     │   │       └── ModelRetiredError   the vendor shut the model down (``replacement``)
     │   ├── ConflictError               409
@@ -63,6 +64,7 @@ __all__ = [
     "ConnectError",
     "ContextLengthExceededError",
     "DeadlineExceededError",
+    "EndpointNotFoundError",
     "InvalidResponseError",
     "MirrorProvidersError",
     "ModelNotFoundError",
@@ -304,6 +306,12 @@ class NotFoundError(APIError):
 
 class ModelNotFoundError(NotFoundError):
     """The model does not exist on this provider, or this key cannot use it."""
+
+
+class EndpointNotFoundError(NotFoundError):
+    """Nothing answers at the URL tried (a 404 that does not name the model): most likely a
+    wrong ``base_url``. The message names the URL (without credentials) and the provider's
+    base-URL rule."""
 
 
 class ModelRetiredError(ModelNotFoundError):

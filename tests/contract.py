@@ -16,7 +16,9 @@ from mirror_providers.errors import (
     APIError,
     AuthenticationError,
     BadRequestError,
+    EndpointNotFoundError,
     ModelNotFoundError,
+    NotFoundError,
     OverloadedError,
     PermissionDeniedError,
     RateLimitError,
@@ -35,7 +37,7 @@ STATUS_CLASSES = [
     (400, BadRequestError),
     (401, AuthenticationError),
     (403, PermissionDeniedError),
-    (404, ModelNotFoundError),
+    (404, NotFoundError),  # the model's, or the endpoint's: see the two tests below
     (429, RateLimitError),
     (500, ServerError),
     (503, ServerError),
@@ -138,6 +140,23 @@ class ProviderContract:
         assert "something went wrong" in str(err)
         with pytest.raises(cls):
             list(provider.stream_sync("x"))
+
+    def test_a_404_that_names_the_model_is_model_not_found(self, server: FakeServer) -> None:
+        provider = self.make(server, max_retries=0)
+        self.serve_error(server, 404, f"model {provider.model_name!r} not found")
+        with pytest.raises(ModelNotFoundError, match="not found"):
+            provider.generate_sync("x")
+
+    def test_a_404_from_a_server_that_is_not_the_api_names_the_url(self, server: FakeServer) -> None:
+        for method in ("GET", "POST"):
+            server.route(method, "*", lambda r, w: w.body(404, b"<html><h1>Not Found</h1></html>",
+                                                           {"Content-Type": "text/html"}))
+        provider = self.make(server, max_retries=0)
+        for call in (lambda: provider.generate_sync("x"), lambda: list(provider.stream_sync("x"))):
+            with pytest.raises(EndpointNotFoundError) as info:
+                call()
+            assert f"{server.url}/" in str(info.value) and "answered 404" in str(info.value)
+            assert "base URL" in str(info.value) and not isinstance(info.value, ModelNotFoundError)
 
     def test_key_never_leaks(self, server: FakeServer, caplog: pytest.LogCaptureFixture) -> None:
         caplog.set_level(logging.DEBUG)

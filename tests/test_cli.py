@@ -118,3 +118,20 @@ def test_python_dash_m_and_version() -> None:
     proc = subprocess.run([sys.executable, "-m", "mirror_providers", "generate"], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 2 and "prompt" in proc.stderr
+
+
+@pytest.mark.parametrize("provider, env, base", [
+    ("openai", "OPENAI_BASE_URL", "/v2"), ("anthropic", "ANTHROPIC_BASE_URL", "/v1"), ("ollama", "OLLAMA_HOST", ""),
+])
+def test_a_wrong_base_url_is_said_to_be_one_not_a_missing_model(provider: str, env: str, base: str, server: FakeServer,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    body = {"error": {"code": 404, "message": "File Not Found", "type": "not_found_error"}}  # llama.cpp's answer
+    for method in ("GET", "POST"):
+        server.route(method, "*", lambda r, w: w.body(404, b"404 page not found", {"Content-Type": "text/plain"})
+                     if provider == "ollama" else w.json(404, body))
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    code, _, err = run("generate", "hi", "--provider", provider, "--base-url", server.url + base, "--no-stream")
+    assert code == 1 and "Traceback" not in err
+    assert f"{server.url}{base}/" in err and "answered 404" in err and "base_url is probably wrong" in err
+    assert "pull" not in err and "model" not in err.split("answered 404")[0]

@@ -610,6 +610,7 @@ class AnthropicProvider(HttpProvider):
 
     provider_id = "anthropic"
     DEFAULT_BASE_URL = "https://api.anthropic.com"
+    BASE_URL_RULE = "Anthropic's base URL is the server root, without /v1: https://api.anthropic.com"
     DEFAULT_MODEL = "claude-sonnet-5-5"
     VENDOR_HOST = ANTHROPIC_HOST
     API_KEY_ENV = "ANTHROPIC_API_KEY"
@@ -706,6 +707,16 @@ class AnthropicProvider(HttpProvider):
         details = err.get("details")
         code = details.get("error_code") if isinstance(details, dict) else None
         return str(code) if code is not None else None
+
+    def _names_the_model(self, error: APIError) -> bool:
+        # /v1/messages names no other resource: the vendor's own not_found_error (in its
+        # envelope, {"type": "error", "error": {...}}) is the model's.
+        try:
+            body = json.loads(error.body or "")
+        except ValueError:
+            body = None
+        own = isinstance(body, dict) and body.get("type") == "error" and error.error_type == "not_found_error"
+        return own or super()._names_the_model(error)
 
     def _refine_error_class(self, cls: type[APIError], status: int, error_type: str | None,
                             error_code: str | None, is_json: bool) -> type[APIError]:

@@ -32,6 +32,7 @@ from ..errors import (
     ConfigurationError,
     ConnectError,
     ContextLengthExceededError,
+    EndpointNotFoundError,
     InvalidResponseError,
     ModelRetiredError,
     ProviderError,
@@ -382,6 +383,7 @@ class HttpProvider(Provider):
     """
 
     DEFAULT_BASE_URL: ClassVar[str] = ""
+    BASE_URL_RULE: ClassVar[str] = "use the base URL the vendor documents"  # said when a URL answers 404
     DEFAULT_MODEL: ClassVar[str] = ""
     API_KEY_ENV: ClassVar[str | None] = None
     BASE_URL_ENV: ClassVar[str | None] = None
@@ -920,6 +922,8 @@ class HttpProvider(Provider):
                         return response
                     status, headers, body = response.status, response.headers, response.content
                 error: ProviderError = self._error_from_response(status, headers, body)
+                if status == 404:
+                    error = self._model_or_endpoint(error, request.url)
             except ProviderError as exc:
                 error = self._annotate(exc)
             wait = policy.wait_before(retry, error, request.deadline)
@@ -1202,6 +1206,25 @@ class HttpProvider(Provider):
             error_type=error_type, error_code=error_code, body=text,
             should_retry=should_retry_header(headers),
         )
+
+    def _names_the_model(self, error: APIError) -> bool:
+        """Does this 404 speak of the model (rather than of a path nothing answers at)?"""
+        said = (error.message or "").lower()
+        return error.error_code == "model_not_found" or "model" in said or self._model.lower() in said
+
+    def _model_or_endpoint(self, error: ProviderError, url: str) -> ProviderError:
+        """A 404 that names the model (the vendor's ``model_not_found``, a message that speaks
+        of the model) stays a ``ModelNotFoundError``; any other says nothing answers at this
+        URL: an ``EndpointNotFoundError`` naming it, and the provider's base-URL rule."""
+        if not isinstance(error, APIError) or self._names_the_model(error):
+            return error
+        answered = " ".join((error.body or "").split())[:160] or "an empty body"
+        found = EndpointNotFoundError(
+            f"{redact_url(url)} answered 404 ({answered}): nothing answers there, so base_url is probably "
+            f"wrong ({redact_url(self.base_url)} now; {self.BASE_URL_RULE})",
+            provider=self.provider_id, model=self._model, status=404, request_id=error.request_id,
+            error_type=error.error_type, error_code=error.error_code, body=error.body)
+        return found
 
     def _listing(self, data: Any, field: str, what: str) -> list[Any]:
         """``data[field]`` of a listing answer (absent or null: empty); anything but an object

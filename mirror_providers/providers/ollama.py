@@ -453,6 +453,7 @@ class OllamaProvider(HttpProvider):
 
     provider_id = "ollama"
     DEFAULT_BASE_URL = DEFAULT_HOST
+    BASE_URL_RULE = "Ollama's base URL is the server root, without /api or /v1: http://localhost:11434"
     DEFAULT_MODEL = "llama3.1"
     API_KEY_ENV = "OLLAMA_API_KEY"
     BASE_URL_ENV = "OLLAMA_HOST"
@@ -537,6 +538,15 @@ class OllamaProvider(HttpProvider):
         if status == 503:
             return OverloadedError  # the request queue is full
         return cls
+
+    def _names_the_model(self, error: APIError) -> bool:
+        # Ollama's own 404 is always the model's ({"error": "model ... not found"}); a 404 in
+        # any other shape comes from another server.
+        try:
+            body = json.loads(error.body or "")
+        except ValueError:
+            return False
+        return isinstance(body, dict) and isinstance(body.get("error"), str)
 
     def _error_from_response(self, status: int, headers: Mapping[str, str], content: bytes) -> APIError:
         err = super()._error_from_response(status, headers, content)

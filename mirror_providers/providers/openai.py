@@ -366,6 +366,8 @@ class OpenAIProvider(HttpProvider):
 
     provider_id = "openai"
     DEFAULT_BASE_URL = "https://api.openai.com/v1"
+    BASE_URL_RULE = ("an OpenAI base URL ends in /v1, as https://api.openai.com/v1 or "
+                     "http://localhost:8080/v1 for a compatible server")
     DEFAULT_MODEL = "gpt-6-luna"
     VENDOR_HOST = OPENAI_HOST
     API_KEY_ENV = "OPENAI_API_KEY"

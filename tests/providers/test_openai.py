@@ -20,6 +20,7 @@ from mirror_providers.errors import (
     ConflictError,
     ConnectError,
     ContextLengthExceededError,
+    EndpointNotFoundError,
     InvalidResponseError,
     ModelNotFoundError,
     ModelRetiredError,
@@ -363,11 +364,27 @@ def test_502_html_page() -> None:
 
 
 @responses.activate
-def test_404_html_hints_at_base_url() -> None:
-    responses.post(URL, body="<html>Not Found</html>", status=404, content_type="text/html")
+@pytest.mark.parametrize("body, content_type", [
+    ("<html>Not Found</html>", "text/html"),  # a web server, not the API
+    ('{"error": {"code": 404, "message": "File Not Found", "type": "not_found_error"}}', "application/json"),  # llama.cpp
+    ('{"error": {"message": "Invalid URL (POST /v2/chat/completions)", "type": "invalid_request_error", "code": null}}',
+     "application/json"),  # OpenAI itself, for a path it does not serve
+])
+def test_a_404_that_does_not_name_the_model_is_the_endpoints(body: str, content_type: str) -> None:
+    responses.post(URL, body=body, status=404, content_type=content_type)
     with pytest.raises(NotFoundError) as info:
         provider().generate_sync("hi")
-    assert type(info.value) is NotFoundError
+    assert type(info.value) is EndpointNotFoundError and not isinstance(info.value, ModelNotFoundError)
+    assert f"{URL} answered 404" in str(info.value) and "base URL ends in /v1" in str(info.value)
+
+
+@responses.activate
+def test_a_404_that_names_the_model_is_the_models() -> None:
+    responses.post(URL, status=404, json={"error": {"message": "The model `gpt-x` does not exist or you do not have "
+                                                               "access to it.", "type": "invalid_request_error",
+                                                    "code": "model_not_found"}})
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        provider().generate_sync("hi")
 
 
 @responses.activate
