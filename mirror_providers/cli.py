@@ -117,16 +117,26 @@ def _provider(name: str, model: str | None, base_url: str | None, max_retries: i
 
 
 @contextlib.contextmanager
-def _chain(spec: str, max_retries: int) -> Iterator[Provider]:
+def _chain(spec: str, max_retries: int, err: TextIO) -> Iterator[Provider]:
+    """The ``--fallback`` chain; a member that cannot be made (no key, say) is left out with a
+    warning while another can be."""
     from .pooling import FallbackChain
 
     with contextlib.ExitStack() as stack:
-        members = []
-        for item in (s.strip() for s in spec.split(",") if s.strip()):
+        members, left_out = [], []
+        items = [s.strip() for s in spec.split(",") if s.strip()]
+        for item in items:
             name, _, model = item.partition(":")
-            members.append(stack.enter_context(_provider(name, model or None, None, max_retries)))
-        if not members:
+            try:
+                members.append(stack.enter_context(_provider(name, model or None, None, max_retries)))
+            except ConfigurationError as exc:
+                left_out.append(f"{item}: {exc}")
+        if not items:
             raise ConfigurationError("--fallback names no provider")
+        if not members:
+            raise ConfigurationError("no --fallback member can be used: " + "; ".join(left_out))
+        for why in left_out:
+            print(f"warning: --fallback leaves out {why}", file=err)
         yield FallbackChain(members)
 
 
@@ -139,7 +149,7 @@ def cmd_generate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     options: dict[str, Any] = {"system": args.system, "max_tokens": args.max_tokens, "temperature": args.temperature}
     if args.fallback:
-        target = _chain(args.fallback, args.max_retries)
+        target = _chain(args.fallback, args.max_retries, err)
     else:
         name = args.provider or next(iter(configured()), None)
         if name is None:
@@ -255,15 +265,28 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     except ProviderError as exc:
         if args.debug:
             traceback.print_exc(file=err)
+        code = _exit_code(exc)
+        if getattr(args, "json", False):  # machine output: the error too, on stdout
+            print(json.dumps({"error": {"type": type(exc).__name__, "message": getattr(exc, "message", str(exc)),
+                                        "provider": exc.provider, "model": exc.model,
+                                        "status": getattr(exc, "status", None),
+                                        "request_id": getattr(exc, "request_id", None), "exit_code": code}}),
+                  file=out, flush=True)
         print(f"error: {exc}", file=err)
-        if isinstance(exc, ConfigurationError) and "local" not in str(exc) and args.command == "generate":
+        if (isinstance(exc, ConfigurationError) and "no API key" in str(exc) and "local" not in str(exc)
+                and args.command == "generate"):
             print("hint: --provider local runs a small model on this machine", file=err)
-        return _exit_code(exc)
+        return code
     except KeyboardInterrupt:
         print(file=err)
         return 130
 
 
 def main_exit() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
+    """Console-script entry point. A second Ctrl-C, while the first one's clean-up runs, ends
+    it as quietly as the first."""
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)

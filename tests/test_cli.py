@@ -6,12 +6,16 @@ import io
 import json
 import subprocess
 import sys
+import threading
+from pathlib import Path
 
 import pytest
 
 from mirror_providers.cli import main
 
 from .server import FakeServer, add_anthropic_routes, add_ollama_routes, add_openai_routes, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(*argv: str) -> tuple[int, str, str]:
@@ -135,3 +139,62 @@ def test_a_wrong_base_url_is_said_to_be_one_not_a_missing_model(provider: str, e
     assert code == 1 and "Traceback" not in err
     assert f"{server.url}{base}/" in err and "answered 404" in err and "base_url is probably wrong" in err
     assert "pull" not in err and "model" not in err.split("answered 404")[0]
+
+
+def test_a_fallback_member_that_cannot_be_made_is_left_out(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    add_ollama_routes(server, "from ollama")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.setenv("OLLAMA_HOST", server.url)
+    code, out, err = run("generate", "hi", "--fallback", "openai:gpt-4o,ollama:llama3.1", "--no-stream")
+    assert (code, out.strip()) == (0, "from ollama")
+    assert "warning: --fallback leaves out openai:gpt-4o:" in err and "no API key" in err
+    code, _, err = run("generate", "hi", "--fallback", "openai:gpt-4o,anthropic", "--no-stream")
+    assert code == 2 and "no --fallback member can be used: openai:gpt-4o: " in err and "anthropic: " in err
+
+
+def test_json_errors_are_json_on_stdout_with_the_same_exit_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{free_port()}/v1")
+    for extra in ([], ["--no-stream"]):
+        code, out, err = run("generate", "hi", "--json", "--max-retries", "0", *extra)
+        error = json.loads(out)["error"]
+        assert code == 3 == error["exit_code"] and error["type"] == "ConnectError"
+        assert error["provider"] == "openai" and "cannot connect" in error["message"] and "error:" in err
+    code, out, _ = run("generate", "hi", "--json", "--max-tokens", "0")
+    assert code == 2 and json.loads(out)["error"]["type"] == "ValidationError"
+
+
+def test_a_bad_option_gets_no_hint_about_local_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    code, _, err = run("generate", "hi", "--max-retries", "-1")
+    assert code == 2 and "max_retries must be an integer >= 0, got -1" in err and "hint" not in err
+
+
+def test_ctrl_c_twice_during_a_stream_is_quiet(server: FakeServer) -> None:
+    import os
+    import signal
+
+    from .server import Received, Reply, openai_sse
+
+    release = threading.Event()
+
+    def slow(req: Received, reply: Reply) -> None:
+        reply.head(200, {"Content-Type": "text/event-stream"}, chunked=True)
+        reply.chunk(openai_sse("one two")[1])
+        release.wait(30)  # the server side of a slow stream
+
+    server.route("POST", "/v1/chat/completions", slow)
+    env = {**os.environ, "OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": server.url + "/v1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "mirror_providers", "generate", "hi"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    try:
+        assert proc.stdout is not None and proc.stdout.read(3) == b"one"  # streaming has begun
+        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        release.set()
+        proc.kill()
+    # 130, or ended by the signal itself when the second one came during shutdown (a shell says 130 too)
+    assert proc.returncode in (130, -signal.SIGINT) and b"Traceback" not in stderr, stderr
