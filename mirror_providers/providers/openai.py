@@ -370,8 +370,8 @@ class OpenAIProvider(HttpProvider):
                      "http://localhost:8080/v1 for a compatible server")
     DEFAULT_MODEL = "gpt-6-luna"
     VENDOR_HOST = OPENAI_HOST
-    API_KEY_ENV = "OPENAI_API_KEY"
-    BASE_URL_ENV = "OPENAI_BASE_URL"
+    API_KEY_ENV: ClassVar[str | None] = "OPENAI_API_KEY"
+    BASE_URL_ENV: ClassVar[str | None] = "OPENAI_BASE_URL"
     OTHER_ENV = ("OPENAI_ORG_ID", "OPENAI_PROJECT_ID")
     REQUEST_ID_HEADER = "x-request-id"
     CHAT_PATH = "/chat/completions"
