@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import ConfigurationError, ProviderError
 from .live_models import cache_dir
@@ -35,6 +35,11 @@ from .providers.anthropic import AnthropicProvider
 from .providers.openai import OpenAIProvider
 from .transport import HttpRequest, RequestsTransport, Timeout
 from .types import ModelInfo, Tier
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .providers.http import ClientSettings
 
 __all__ = ["DEFAULT_PORT", "LOCAL_MODEL", "MODEL_ALIAS", "LocalModelServer", "LocalProvider", "model_path",
            "running_server", "serve"]
@@ -78,7 +83,7 @@ class LocalProvider(OpenAIProvider):
     BASE_URL_RULE = ("the embedded model's base URL is its server's root plus /v1, as "
                      f"http://127.0.0.1:{DEFAULT_PORT}/v1")
 
-    def __init__(self, model: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, model: str | None = None, **kwargs: Unpack[ClientSettings]) -> None:
         check_local_model(model)
         if kwargs.get("base_url") is None:
             url = running_server()

@@ -127,3 +127,18 @@ def test_the_cli_offers_a_vendor_registered_after_it_was_imported(registry: None
     assert "parrot" in cli.choices()
     assert "PARROT_API_KEY" in cli.no_provider()
     assert cli._parser().parse_args(["generate", "--provider", "parrot", "hi"]).provider == "parrot"
+
+
+@pytest.mark.parametrize("cls", ["openai.OpenAIProvider", "anthropic.AnthropicProvider", "local.OllamaProvider",
+                                 "embedded.LocalProvider"])
+def test_constructors_show_every_argument(cls: str) -> None:
+    """help() and IDEs see api_key, base_url, timeout... rather than **kwargs."""
+    import importlib
+    import inspect
+
+    module, name = cls.split(".")
+    klass = getattr(importlib.import_module(f"mirror_providers.{module}"), name)
+    params = inspect.signature(klass).parameters
+    assert {"model", "api_key", "base_url", "timeout", "max_retries", "transport", "deadline_s"} <= set(params)
+    assert all(p.kind is not p.VAR_KEYWORD for p in params.values())
+    assert "base_url: 'str | None' = None" in str(inspect.signature(klass))

@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 from ..errors import (
@@ -55,6 +55,11 @@ from .http import (
     text_of,
     token_count,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .http import ClientSettings
 
 __all__ = ["AnthropicProvider"]
 
@@ -629,7 +634,8 @@ class AnthropicProvider(HttpProvider):
     STRUCTURED_FALLBACK = True
 
     def __init__(self, model: str | None = None, *, auth_token: str | None = None,
-                 betas: tuple[str, ...] | list[str] = (), max_tokens: int | None = None, **kwargs: Any) -> None:
+                 betas: tuple[str, ...] | list[str] = (), max_tokens: int | None = None,
+                 **kwargs: Unpack[ClientSettings]) -> None:
         token = auth_token or os.environ.get("ANTHROPIC_AUTH_TOKEN") or None
         if token is not None:
             check_credential(token, "auth_token" if auth_token else "ANTHROPIC_AUTH_TOKEN", self.provider_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import inspect
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol, TypedDict
 from urllib.parse import urlsplit
 
 from .. import live_models, model_rules
@@ -353,6 +354,34 @@ def _find_in(table: Sequence[ModelInfo], name: str) -> ModelInfo | None:
     return None
 
 
+class ClientSettings(TypedDict, total=False):
+    """The constructor arguments every vendor client takes (``HttpProvider``'s), for the vendors'
+    own constructors to pass on: ``**settings: Unpack[ClientSettings]``."""
+
+    api_key: str | None
+    base_url: str | None
+    timeout: None | float | Timeout
+    max_retries: int
+    retry: RetryPolicy | None
+    transport: Transport | None
+    headers: Mapping[str, str] | None
+    verify: bool | str
+    deadline_s: float | None
+    limits: Limits | None
+    drop_params: bool
+
+
+def _spelled_out(init: Callable[..., None], base: Callable[..., None]) -> inspect.Signature:
+    """``init``'s signature with the ``**settings`` it passes on to ``base`` written out, so that
+    ``help()`` and ``inspect.signature`` show every argument (``api_key``, ``base_url``...)."""
+    own = inspect.signature(init)
+    params = [p for p in own.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    names = {p.name for p in params}
+    params += [p for p in inspect.signature(base).parameters.values()
+               if p.kind is p.KEYWORD_ONLY and p.name not in names]
+    return own.replace(parameters=params)
+
+
 class HttpProvider(Provider):
     """Base of the vendor clients.
 
@@ -417,6 +446,13 @@ class HttpProvider(Provider):
     FRAMING: ClassVar[str] = "sse"
     STREAM_END: ClassVar[str] = "its end event"
     ERROR_STATUSES: ClassVar[Mapping[str, int]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None and any(p.kind is p.VAR_KEYWORD for p in inspect.signature(init).parameters.values()):
+            base = next(k.__dict__["__init__"] for k in cls.__mro__[1:] if "__init__" in k.__dict__)
+            init.__signature__ = _spelled_out(init, base)
 
     def __init__(
         self,

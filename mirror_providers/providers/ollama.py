@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 from .._redact import redact_url
@@ -41,6 +41,11 @@ from ..types import (
     Usage,
 )
 from .http import Delta, ErrorEvent, HttpProvider, Reasoning, text_of, token_count
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .http import ClientSettings
 
 __all__ = ["OllamaProvider", "parse_host"]
 
@@ -471,7 +476,7 @@ class OllamaProvider(HttpProvider):
     SCHEMA_FIELDS = ("format",)
 
     def __init__(self, model: str | None = None, host: str | None = None, *, num_ctx: int | None = None,
-                 keep_alive: str | float | None = None, **kwargs: Any) -> None:
+                 keep_alive: str | float | None = None, **kwargs: Unpack[ClientSettings]) -> None:
         if host is not None and kwargs.get("base_url") is not None:
             raise ConfigurationError("give host or base_url, not both", provider=self.provider_id)
         if host is not None and not isinstance(host, str):

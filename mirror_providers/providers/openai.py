@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 from .. import models as model_data
@@ -56,6 +56,11 @@ from .http import (
     text_of,
     token_count,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .http import ClientSettings
 
 __all__ = ["APIS", "OpenAIProvider"]
 
@@ -386,7 +391,8 @@ class OpenAIProvider(HttpProvider):
     api: str = "chat"  # the wire this provider speaks: "chat" (Chat Completions) or "responses"
 
     def __init__(self, model: str | None = None, *, organization: str | None = None,
-                 project: str | None = None, api: str = "auto", store: bool = False, **kwargs: Any) -> None:
+                 project: str | None = None, api: str = "auto", store: bool = False,
+                 **kwargs: Unpack[ClientSettings]) -> None:
         self.organization = organization or os.environ.get("OPENAI_ORG_ID") or None
         self.project = project or os.environ.get("OPENAI_PROJECT_ID") or None
         check_header_value(self.organization, "organization" if organization else "OPENAI_ORG_ID", self.provider_id)

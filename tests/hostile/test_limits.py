@@ -229,4 +229,4 @@ def test_limits_are_configurable_and_checked() -> None:
         with pytest.raises(ProviderError, match="max_event_bytes"):
             Limits(max_event_bytes=bad)  # type: ignore[arg-type]
     with pytest.raises(ProviderError, match="limits"):
-        OpenAIProvider(api_key="sk-test", limits={"max_body_bytes": 1})
+        OpenAIProvider(api_key="sk-test", limits={"max_body_bytes": 1})  # type: ignore[arg-type]
