@@ -44,6 +44,28 @@ exit status:
   also a JSON object on stdout).
 """
 
+BATCH_HELP = """Answer every prompt of a file; one JSON record out per record in, in input order.
+
+input records (one per line; blank lines are skipped):
+  {"prompt": "Summarise ...", "id": 7, "system": "...", "max_tokens": 100, "temperature": 0.2}
+  {"messages": [{"role": "user", "content": "..."}], "id": "a"}
+  "a JSON string is a prompt"
+  any other line is a prompt as it stands (--format text: every line is)
+
+output records:
+  {"line": 3, "id": 7, "content": "...", "model": "...", "provider": "...", "finish_reason": "stop",
+   "usage": {"input_tokens": 12, "output_tokens": 40}, "request_id": "...", "latency_s": 0.8, "input": "..."}
+  {"line": 4, "error": {"type": "RateLimitError", "message": "...", "status": 429, ...}, "input": "..."}
+
+With -o FILE each record is written as soon as its call ends; run the same command again after an
+interruption and only what is missing or failed is sent ("input" fingerprints the prompt and its
+options, so a changed prompt is sent again). Ctrl-C stops sending and waits for the calls in
+flight; a second Ctrl-C abandons them. Progress (rate, ETA, errors) goes to stderr.
+
+exit status: 0 every prompt answered; 1 some failed (each error is in its place); 2 bad usage;
+130 interrupted (run again to continue).
+"""
+
 NEXT_STEPS = ("[{model} is a tiny base model on this machine: its text is not meant to make sense. Next: "
               "--provider openai|anthropic|ollama with a key or host, mirror-providers serve to keep this one "
               "running, or the Python API (README)]")
@@ -86,6 +108,32 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--temperature", type=float)
     gen.add_argument("--max-retries", type=int, default=2, help="retries of connection errors, 429 and 5xx")
     gen.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+
+    batch = sub.add_parser("batch", help="answer many prompts: JSONL (or one prompt per line) in, JSONL out, in "
+                                         "input order; resumable", description=BATCH_HELP,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    batch.add_argument("input", help="the prompts: a file, or '-' for standard input")
+    batch.add_argument("-o", "--output", help="the results file (default: standard output); a run that was "
+                                              "interrupted continues where it stopped when given the same file")
+    batch.add_argument("--format", choices=("auto", "jsonl", "text"), default="auto",
+                       help="jsonl: a JSON record per line; text: each line is a prompt; auto (default): a line "
+                            "that starts with { or \" is JSON, another is a prompt")
+    batch.add_argument("--concurrency", type=int, default=4, help="calls at once (default 4)")
+    target = batch.add_mutually_exclusive_group()
+    target.add_argument("--provider", choices=choices(), help="default: the first configured")
+    target.add_argument("--fallback", help="a chain: provider:model,provider:model,...")
+    target.add_argument("--pool", help="a pool: provider:model,provider:model,... (see --strategy)")
+    batch.add_argument("--strategy", default="least_loaded",
+                       choices=("round_robin", "random", "weighted", "least_loaded", "latency"),
+                       help="how --pool picks a member (default least_loaded)")
+    batch.add_argument("--model", help="model id or alias (with --provider)")
+    batch.add_argument("--base-url", help="the API's base URL (with --provider)")
+    batch.add_argument("--system", help="system prompt for records that give none")
+    batch.add_argument("--max-tokens", type=int)
+    batch.add_argument("--temperature", type=float)
+    batch.add_argument("--max-retries", type=int, default=2, help="retries of connection errors, 429 and 5xx")
+    batch.add_argument("--no-progress", action="store_true", help="no progress on stderr")
+    batch.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
     health = sub.add_parser("health", help="check the configured providers")
     health.add_argument("--provider", action="append", choices=choices(), help="check this one (repeatable)")
@@ -158,11 +206,9 @@ def _local(model: str | None, base_url: str | None, max_retries: int, err: TextI
 
 
 @contextlib.contextmanager
-def _chain(spec: str, max_retries: int, err: TextIO) -> Iterator[Provider]:
-    """The ``--fallback`` chain; a member that cannot be made (no key, say) is left out with a
-    warning while another can be."""
-    from .pooling import FallbackChain
-
+def _chain(spec: str, max_retries: int, err: TextIO, option: str = "--fallback") -> Iterator[list[Provider]]:
+    """The members of a ``--fallback`` chain or ``--pool``; a member that cannot be made (no key,
+    say) is left out with a warning while another can be."""
     with contextlib.ExitStack() as stack:
         members, left_out = [], []
         items = [s.strip() for s in spec.split(",") if s.strip()]
@@ -173,12 +219,12 @@ def _chain(spec: str, max_retries: int, err: TextIO) -> Iterator[Provider]:
             except ConfigurationError as exc:
                 left_out.append(f"{item}: {exc}")
         if not items:
-            raise ConfigurationError("--fallback names no provider")
+            raise ConfigurationError(f"{option} names no provider")
         if not members:
-            raise ConfigurationError("no --fallback member can be used: " + "; ".join(left_out))
+            raise ConfigurationError(f"no {option} member can be used: " + "; ".join(left_out))
         for why in left_out:
-            print(f"warning: --fallback leaves out {why}", file=err)
-        yield FallbackChain(members)
+            print(f"warning: {option} leaves out {why}", file=err)
+        yield members
 
 
 def _print_usage(usage: Usage | None, model: str, err: TextIO) -> None:
@@ -189,15 +235,8 @@ def _print_usage(usage: Usage | None, model: str, err: TextIO) -> None:
 def cmd_generate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     options: dict[str, Any] = {"system": args.system, "max_tokens": args.max_tokens, "temperature": args.temperature}
-    name = None
-    if args.fallback:
-        target = _chain(args.fallback, args.max_retries, err)
-    else:
-        name = args.provider or next(iter(configured()), None)
-        if name is None:
-            raise ConfigurationError(no_provider())
-        target = _provider(name, args.model, args.base_url, args.max_retries, err)
-    with target as provider:
+    name = None if args.fallback else args.provider or next(iter(configured()), None)
+    with _target(args, err) as provider:
         if args.no_stream:
             result = provider.generate_sync(prompt, **options)
             if args.json:
@@ -226,6 +265,94 @@ def _stream(provider: Provider, prompt: str, options: dict[str, Any], as_json: b
         print(file=out)
         _print_usage(usage, model, err)
     return usage, model
+
+
+@contextlib.contextmanager
+def _target(args: argparse.Namespace, err: TextIO) -> Iterator[Provider]:
+    """The provider, chain or pool the options name."""
+    pool = getattr(args, "pool", None)
+    if pool:
+        from .pooling import ProviderPool
+
+        with _chain(pool, args.max_retries, err, "--pool") as members:
+            yield ProviderPool(members, args.strategy)
+    elif args.fallback:
+        from .pooling import FallbackChain
+
+        with _chain(args.fallback, args.max_retries, err, "--fallback") as members:
+            yield FallbackChain(members)
+    else:
+        name = args.provider or next(iter(configured()), None)
+        if name is None:
+            raise ConfigurationError(no_provider())
+        with _provider(name, args.model, args.base_url, args.max_retries, err) as provider:
+            yield provider
+
+
+def cmd_batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from pathlib import Path
+
+    from . import batch as batches
+
+    defaults = {"system": args.system, "max_tokens": args.max_tokens, "temperature": args.temperature}
+    if args.input == "-":
+        items = batches.read_items(sys.stdin, args.format, defaults)
+    else:
+        try:
+            with open(args.input, encoding="utf-8") as f:
+                items = batches.read_items(f, args.format, defaults)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read {args.input}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigurationError(f"{args.input} is not UTF-8 text: {exc}") from None
+    if args.concurrency < 1:
+        raise ConfigurationError(f"--concurrency must be at least 1, got {args.concurrency}")
+    output = Path(args.output) if args.output else None
+    reuse = batches.done_records(output, items) if output is not None else {}
+    if reuse:
+        print(f"resuming: {len(reuse)} of {len(items)} already answered in {output}", file=err)
+    file = None
+    if output is not None:
+        try:
+            file = batches.JsonlFile(output)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot write {output}: {exc.strerror or exc}") from None
+        emit: Any = file
+    else:
+        emit = batches.InOrder(out.write, [item.line for item in items], out.flush)
+    with _target(args, err) as provider, _progress(len(items), len(reuse), err, args.no_progress) as bar:
+        summary = batches.run_batch(
+            provider, items, emit, concurrency=args.concurrency, reuse=reuse,
+            on_record=lambda record: bar.advance(ok="error" not in record) if bar else None,
+            on_interrupt=lambda n: print(f"\ninterrupted: waiting for the {n} calls in flight (Ctrl-C again to "
+                                         "abandon them)", file=err, flush=True))
+    if file is not None:
+        if summary.interrupted:
+            file.close()
+        else:
+            file.finish(summary.records)
+    elif summary.interrupted:
+        emit.drain()
+    answered = summary.reused + summary.done
+    print(f"{answered} of {summary.total} answered ({summary.reused} earlier), {summary.failed} failed; "
+          f"{summary.input_tokens} tokens in, {summary.output_tokens} out" + (f"; results in {output}" if output
+                                                                               else ""), file=err)
+    if summary.interrupted:
+        print("interrupted: run the same command again to continue" if output else
+              "interrupted (with -o FILE a run continues where it stopped)", file=err)
+        return 130
+    return 0 if summary.failed == 0 else EXIT_API
+
+
+@contextlib.contextmanager
+def _progress(total: int, initial: int, err: TextIO, off: bool) -> Iterator[Any]:
+    if off:
+        yield None
+        return
+    from .progress import ProgressBar
+
+    with ProgressBar(total, stream=err, label="batch", initial=initial) as bar:
+        yield bar
 
 
 def cmd_health(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -328,7 +455,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     """Run the command line; returns the exit status."""
     out, err = out or sys.stdout, err or sys.stderr
     args = _parser().parse_args(argv)
-    command = {"generate": cmd_generate, "health": cmd_health, "models": cmd_models,
+    command = {"generate": cmd_generate, "batch": cmd_batch, "health": cmd_health, "models": cmd_models,
                "serve": cmd_serve}[args.command]
     try:
         return command(args, out, err)

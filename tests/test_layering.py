@@ -41,6 +41,7 @@ ALLOWED: dict[str, set[str]] = {
     "providers.openai_responses": {"providers.http", "framing", "types", "request"},
     "catalog": {"providers.http", "providers.openai", "providers.anthropic", "providers.ollama", "provider", "types",
                 "errors"},
+    "batch": {"_aio", "_call", "errors", "provider", "types"},
     "embedded": {"providers.openai", "providers.anthropic", "transport", "errors", "types", "live_models"},
     # the public facades re-export; they may import anything
     "__init__": {"*"},
