@@ -171,12 +171,13 @@ class Exchange:
     def headers(self, headers: Mapping[str, str]) -> dict[str, str]:
         return {k: self.scrub(v) for k, v in redact_headers(headers).items()}
 
-    def show(self, data: bytes | bytearray, size: int) -> str:
-        """``data`` (the first bytes of ``size``), decoded, scrubbed, cut at ``BODY_LIMIT`` on one line."""
+    def show(self, data: bytes | bytearray, size: int, whole: bool | None = None) -> str:
+        """``data`` (the first bytes of ``size``, or all of it when ``whole``), decoded, scrubbed and
+        cut at ``BODY_LIMIT``, on one line."""
         text = bytes(data[:4 * (BODY_LIMIT + self.margin)]).decode("utf-8", errors="replace")
         shown = redact_head(text, BODY_LIMIT, self.secrets)
         shown = shown.replace("\r", "\\r").replace("\n", "\\n")  # one line per record
-        if len(text) > BODY_LIMIT or size > len(data):
+        if len(text) > BODY_LIMIT or not (whole if whole is not None else size <= len(data)):
             return f"({size} bytes, first {BODY_LIMIT} characters) {shown}..."
         return f"({size} bytes) {shown}"
 
@@ -256,7 +257,6 @@ class _Events:
         held, size = self._held, self._size
         self._held, self._size = bytearray(), 0
         text = held.strip()
-        if len(held) == size:  # all of it held: its size is what is shown
-            size = len(text)
-        if text:
-            logger.debug("#%d %s %s", self._x.number, "event" if self._sse else "line", self._x.show(text, size))
+        if text:  # its size is with its line ends; what is shown, without
+            logger.debug("#%d %s %s", self._x.number, "event" if self._sse else "line",
+                         self._x.show(text, size, whole=len(held) == size))
