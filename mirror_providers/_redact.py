@@ -91,8 +91,19 @@ def redact_head(text: str, limit: int, secrets: Iterable[str]) -> str:
     return redact(text[:cut], secrets)
 
 
-# Query parameters whose values are credentials (``?key=`` is Google's, ``api-key`` Azure's...).
-_SECRET_PARAM_WORDS = ("key", "token", "secret", "password", "auth", "sig", "credential")
+# Names of query parameters and headers whose values are credentials (``?key=`` is Google's,
+# ``api-key`` Azure's, ``x-goog-api-key``, ``Private-Token``, a gateway's ``X-Auth-Token``...),
+# looked for as whole parts of the name: ``x-ratelimit-remaining-tokens`` holds no credential.
+_SECRET_NAME_PARTS = frozenset({"auth", "authorization", "credential", "credentials", "cookie", "session", "sig",
+                                "signature", "passwd", "pwd"})
+_SECRET_NAME_ENDS = ("key", "token", "secret", "password")
+_NAME_SEPARATORS = re.compile(r"[-_.\s]+")
+
+
+def looks_secret(name: str) -> bool:
+    """Whether a header or query parameter called ``name`` probably carries a credential."""
+    return any(part in _SECRET_NAME_PARTS or part.endswith(_SECRET_NAME_ENDS)
+               for part in _NAME_SEPARATORS.split(name.lower()))
 
 
 def secret_params(url: str) -> list[str]:
@@ -102,7 +113,7 @@ def secret_params(url: str) -> list[str]:
     values: list[str] = []
     for pair in query.replace(";", "&").split("&"):
         name, _, value = pair.partition("=")
-        if value and any(word in unquote(name).lower() for word in _SECRET_PARAM_WORDS):
+        if value and looks_secret(unquote(name)):
             values.extend({value, unquote(value), unquote(value.replace("+", " "))})
     return values
 

@@ -12,9 +12,10 @@ Logger ``mirror_providers.http``:
 When the logger is not enabled for INFO (the default) the cost is one ``isEnabledFor`` per
 exchange: nothing is formatted and streams are not wrapped.
 
-What is scrubbed: headers named in ``SECRET_HEADERS`` show ``[secure]``; and the values the
-request carried there (``Authorization``'s token, ``x-api-key``, ``api-key``, Basic auth's
-password, a key in the URL's query or user info) are replaced by ``[redacted]`` wherever they
+What is scrubbed: headers named in ``SECRET_HEADERS``, or whose names look like credentials
+(``Parrot-Key``, ``X-Auth-Token``), show ``[secure]``; and their values (with ``Authorization``'s
+token, Basic auth's password), the request's ``secrets`` (the provider's key, whatever header
+sends it), key-like query values and URL user info are replaced by ``[redacted]`` wherever they
 appear -- other headers, the URL, the bodies, a server's echo of them -- with ``_redact.redact``,
 the scrubber error messages use; so are keys a vendor echoes masked (``sk-abc****wxyz``).
 
@@ -37,6 +38,7 @@ from typing import Literal
 
 from .._redact import (
     longest_spelling,
+    looks_secret,
     redact,
     redact_head,
     redact_query,
@@ -45,7 +47,7 @@ from .._redact import (
     split_userinfo,
 )
 from ..errors import ConfigurationError, TransportError
-from .base import SECRET_HEADERS, HttpRequest, redact_headers
+from .base import SECRET_HEADERS, HttpRequest
 
 __all__ = ["BODY_LIMIT", "ENV_VAR", "Exchange", "enable_debug_logging", "enabled", "from_environment"]
 
@@ -117,11 +119,11 @@ def from_environment() -> None:
 
 
 def secrets_of(request: HttpRequest) -> list[str]:
-    """The credentials ``request`` carries: its secret headers' values (and the token after an
-    auth scheme, and Basic auth's password), key-like query parameters and URL user info."""
-    found: list[str] = []
+    """The credentials ``request`` carries: its ``secrets``, its secret headers' values (and the
+    token after an auth scheme, and Basic auth's password), key-like query values, URL user info."""
+    found: list[str] = list(request.secrets)
     for name, value in request.headers.items():
-        if name.lower() not in SECRET_HEADERS or not value:
+        if not _secret_header(name) or not value:
             continue
         found.append(value)
         scheme, _, token = value.strip().partition(" ")
@@ -136,7 +138,12 @@ def secrets_of(request: HttpRequest) -> list[str]:
     userinfo = split_userinfo(request.url)[1]
     if userinfo is not None:
         found.extend(userinfo)
-    return [s for s in dict.fromkeys(found) if s]
+    # Longest first: a password inside the "user:password" it came from goes with its user name.
+    return sorted((s for s in dict.fromkeys(found) if s), key=len, reverse=True)
+
+
+def _secret_header(name: str) -> bool:
+    return name.lower() in SECRET_HEADERS or looks_secret(name)
 
 
 def _basic_parts(token: str) -> list[str]:
@@ -169,7 +176,7 @@ class Exchange:
         return redact(text, self.secrets)
 
     def headers(self, headers: Mapping[str, str]) -> dict[str, str]:
-        return {k: self.scrub(v) for k, v in redact_headers(headers).items()}
+        return {k: "[secure]" if _secret_header(k) else self.scrub(v) for k, v in headers.items()}
 
     def show(self, data: bytes | bytearray, size: int, whole: bool | None = None) -> str:
         """``data`` (the first bytes of ``size``, or all of it when ``whole``), decoded, scrubbed and
