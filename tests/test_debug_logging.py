@@ -120,8 +120,8 @@ def test_anthropic_key_and_ollama_json_lines(server: FakeServer, debug: pytest.L
     assert "".join(c.content for c in ollama.stream_sync("hi")) == "Rayleigh scattering."
     lines = [m for m in http_lines(debug) if " line " in m]
     assert len(lines) == 3 and '"done": true' in lines[-1]
-    # Not a header we know, but its value is no secret we know either: only named ones are.
-    assert any("X-Gateway-Token" in m for m in http_lines(debug))
+    # Not a header the library knows, but its name says what it holds.
+    assert any("'X-Gateway-Token': '[secure]'" in m for m in http_lines(debug))
     debug.clear()
     anthropic.generate_sync("hi")
     assert_no_key(debug)
@@ -281,3 +281,12 @@ def test_environment_variable_in_a_real_process(server: FakeServer) -> None:
                          env={**os.environ, "MIRROR_PROVIDERS_LOG": "loud", "PYTHONPATH": str(ROOT)},
                          capture_output=True, text=True, timeout=60, check=True)
     assert "MIRROR_PROVIDERS_LOG='loud' ignored" in bad.stderr
+
+
+def test_a_key_in_any_header_the_request_names_as_secret(server: FakeServer, debug: pytest.LogCaptureFixture) -> None:
+    server.route("GET", "/x", lambda r, w: w.json(200, {"echo": r.headers.get("sesame", "")}))
+    with RequestsTransport() as t:
+        t.send(HttpRequest("GET", server.url + "/x", {"Sesame": SECRET}, secrets=(SECRET,)))
+    assert any("'Sesame': '[redacted]'" in m for m in http_lines(debug))
+    assert any('{"echo": "[redacted]"}' in m for m in http_lines(debug))
+    assert_no_key(debug)
