@@ -83,6 +83,7 @@ _EXPORTS = {
     "Usage": "types",
     "ValidationError": "errors",
     "create_provider": "catalog",
+    "enable_debug_logging": "transport.log",
     "join_chunks": "types",
     "set_max_workers": "provider",
     "list_models": "catalog",
@@ -154,6 +155,7 @@ __all__ = [  # written out (not computed from _EXPORTS) so type checkers see the
     "ValidationError",
     "__version__",
     "create_provider",
+    "enable_debug_logging",
     "join_chunks",
     "list_models",
     "set_max_workers",
@@ -226,6 +228,7 @@ if TYPE_CHECKING:
         Timeout,
         Transport,
     )
+    from .transport.log import enable_debug_logging
     from .types import (
         Capabilities,
         Citation,

@@ -17,6 +17,7 @@ REDACTED = "[redacted]"
 # The characters of a key and of a vendor's masked echo of it ("sk-proj-abc****...wxyz.").
 _KEY_CHARS = frozenset(string.ascii_letters + string.digits + "-_.*")
 _STARS = re.compile(r"\*{4,}")
+_LONGEST_KEY = 512  # characters; vendors' keys are 40-200
 
 
 def mask_echoes(text: str) -> str:
@@ -56,6 +57,75 @@ def redact(text: str, secrets: Iterable[str]) -> str:
             for spelling in _spellings(secret):
                 text = text.replace(spelling, REDACTED)
     return mask_echoes(text)
+
+
+def longest_spelling(secrets: Iterable[str]) -> int:
+    """The length of the longest way ``redact`` looks for any of ``secrets``: how far past a cut
+    a text must run for ``redact_head`` to see a secret that the cut would split."""
+    return max((len(s) for secret in secrets if secret for s in _spellings(secret)), default=0)
+
+
+def redact_head(text: str, limit: int, secrets: Iterable[str]) -> str:
+    """``redact`` of the first ``limit`` characters of ``text``, or fewer: the cut never falls inside
+    one of ``secrets`` (in any spelling) or inside a run of key characters, so no part of a key
+    survives it. When ``text`` is itself the head of something longer, it must run at least
+    ``longest_spelling(secrets)`` characters past ``limit``."""
+    secrets = [s for s in secrets if s]
+    if len(text) <= limit:
+        return redact(text, secrets)
+    spellings = {s for secret in secrets for s in _spellings(secret)}
+    cut, moved = limit, True
+    while moved:
+        moved = False
+        for s in spellings:  # an occurrence that starts before the cut and ends after it
+            i = text.find(s, max(0, cut - len(s) + 1), cut + len(s) - 1)
+            if i != -1 and i < cut:
+                cut, moved = i, True
+        start = end = cut
+        while start > 0 and cut - start <= _LONGEST_KEY and text[start - 1] in _KEY_CHARS and text[cut] in _KEY_CHARS:
+            start -= 1
+        while start != cut and end < len(text) and end - start <= _LONGEST_KEY and text[end] in _KEY_CHARS:
+            end += 1
+        if start != cut and end - start <= _LONGEST_KEY:  # a longer run (base64 data, say) is no key
+            cut, moved = start, True
+    return redact(text[:cut], secrets)
+
+
+# Names of query parameters and headers whose values are credentials (``?key=`` is Google's,
+# ``api-key`` Azure's, ``x-goog-api-key``, ``Private-Token``, a gateway's ``X-Auth-Token``...),
+# looked for as whole parts of the name: ``x-ratelimit-remaining-tokens`` holds no credential.
+_SECRET_NAME_PARTS = frozenset({"auth", "authorization", "credential", "credentials", "cookie", "session", "sig",
+                                "signature", "passwd", "pwd"})
+_SECRET_NAME_ENDS = ("key", "token", "secret", "password")
+_NAME_SEPARATORS = re.compile(r"[-_.\s]+")
+
+
+def looks_secret(name: str) -> bool:
+    """Whether a header or query parameter called ``name`` probably carries a credential."""
+    return any(part in _SECRET_NAME_PARTS or part.endswith(_SECRET_NAME_ENDS)
+               for part in _NAME_SEPARATORS.split(name.lower()))
+
+
+def secret_params(url: str) -> list[str]:
+    """The values of ``url``'s query parameters whose names look like credentials, as written
+    and percent-decoded (``redact`` with them hides the values in the URL and in any echo)."""
+    query = url.partition("#")[0].partition("?")[2]
+    values: list[str] = []
+    for pair in query.replace(";", "&").split("&"):
+        name, _, value = pair.partition("=")
+        if value and looks_secret(unquote(name)):
+            values.extend({value, unquote(value), unquote(value.replace("+", " "))})
+    return values
+
+
+def redact_query(url: str) -> str:
+    """``url`` with the value of every query parameter shown as ``[redacted]`` (its names kept)
+    and no fragment: a query may hold a key under any name."""
+    base, _, query = url.partition("#")[0].partition("?")
+    if not query:
+        return base
+    pairs = [(name + "=" + REDACTED) if sep else name for name, sep, _ in (p.partition("=") for p in query.split("&"))]
+    return f"{base}?{'&'.join(pairs)}"
 
 
 def snippet(text: str, limit: int = 200) -> str:

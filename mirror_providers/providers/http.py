@@ -919,7 +919,7 @@ class HttpProvider(Provider):
         body = json.dumps(payload, separators=(",", ":")).encode() if payload is not None else None
         t = Timeout.coerce(timeout, self.timeout) if timeout is not None else self.timeout
         return HttpRequest(method, self._url(path), self._headers(), body, t, deadline, self.limits,
-                           current_call.get())
+                           current_call.get(), secrets=tuple(s for s in self._secrets() if s))
 
     def _deadline(self, deadline_s: float | None, stream: bool) -> float | None:
         """The ``time.monotonic()`` a call starting now must end by, or None."""

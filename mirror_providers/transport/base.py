@@ -116,6 +116,8 @@ class HttpRequest:
         limits: size limits on the answer; None uses the transport's.
         call: the call this request belongs to (``CallControl``), or None: a transport stops
             work for it once ``call.aborted`` (see ``Transport``).
+        secrets: credentials the request carries that no log may show (a provider names its key
+            here, whatever header sends it); a transport also finds those in the usual headers.
     """
 
     method: str
@@ -126,6 +128,7 @@ class HttpRequest:
     deadline: float | None = None
     limits: Limits | None = None
     call: CallControl | None = field(default=None, compare=False, repr=False)
+    secrets: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     def __repr__(self) -> str:
         return f"HttpRequest({self.method} {self.url}, headers={redact_headers(self.headers)})"

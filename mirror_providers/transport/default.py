@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import os
 import threading
 import time
@@ -35,6 +34,7 @@ from ..errors import (
     ResponseTooLargeError,
     TransportError,
 )
+from . import log
 from .base import (
     DEFAULT_LIMITS,
     DEFAULT_POOL_SIZE,
@@ -51,8 +51,6 @@ from .base import (
 from .pools import HTTPPool, HTTPSPool
 
 __all__ = ["RequestsTransport"]
-
-logger = logging.getLogger("mirror_providers.transport")
 
 def _map_exception(exc: Exception, request: HttpRequest) -> TransportError:
     """The one place where requests/urllib3 exceptions become ours."""
@@ -103,7 +101,8 @@ class RequestsTransport(Transport):
     them sharing one ``HTTPAdapter`` whose connection pool is sized for the thread pool, so
     connections are reused across threads without "connection pool is full" warnings.
     Redirects are not followed: a redirect is returned as a response, so credentials never travel
-    to a second host.
+    to a second host. Exchanges are logged to ``mirror_providers.http`` (see ``transport.log``;
+    the first one made applies ``MIRROR_PROVIDERS_LOG``).
 
     Args:
         timeout: default connect/read timeouts.
@@ -134,6 +133,7 @@ class RequestsTransport(Transport):
         self._users_lock = threading.Lock()
         self._fresh_pools()
         _live_transports.add(self)
+        log.from_environment()
 
     def _fresh_pools(self) -> None:
         """New, empty connection pools and per-thread sessions (at start, and in a forked child)."""
@@ -223,6 +223,28 @@ class RequestsTransport(Transport):
             current_call.reset(token)
 
     def send(self, request: HttpRequest) -> HttpResponse:
+        if not log.enabled():  # all that logging costs when it is off
+            return self._send(request)
+        exchange = log.Exchange(request)
+        try:
+            response = self._send(request)
+        except TransportError as exc:
+            exchange.failed(exc)
+            raise
+        exchange.answered(response.status, response.headers, response.content)
+        return response
+
+    def open_stream(self, request: HttpRequest) -> StreamResponse:
+        if not log.enabled():
+            return self._open_stream(request, None)
+        exchange = log.Exchange(request)
+        try:
+            return self._open_stream(request, exchange)
+        except TransportError as exc:
+            exchange.failed(exc)
+            raise
+
+    def _send(self, request: HttpRequest) -> HttpResponse:
         start = time.perf_counter()
         resp, expiry = self._open(request)
         limits = request.limits or self.limits
@@ -235,16 +257,10 @@ class RequestsTransport(Transport):
             if expiry is not None:
                 expiry.cancel()
             resp.close()
-        elapsed = time.perf_counter() - start
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("%s %s -> %s in %.3fs", request.method, _origin(request.url),
-                         resp.status_code, elapsed)
-        return HttpResponse(resp.status_code, resp.headers, content, elapsed)
+        return HttpResponse(resp.status_code, resp.headers, content, time.perf_counter() - start)
 
-    def open_stream(self, request: HttpRequest) -> StreamResponse:
+    def _open_stream(self, request: HttpRequest, exchange: log.Exchange | None) -> StreamResponse:
         resp, expiry = self._open(request)
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("%s %s -> %s (stream)", request.method, _origin(request.url), resp.status_code)
         limits = request.limits or self.limits
         guard = _ConnGuard(resp.raw)
 
@@ -253,7 +269,10 @@ class RequestsTransport(Transport):
                 expiry.cancel()
             resp.close()
 
-        chunks = _iter_decoded(resp, request, expiry, limits.max_stream_bytes, "stream", release=guard.release)
+        chunks: Iterator[bytes] = _iter_decoded(resp, request, expiry, limits.max_stream_bytes, "stream",
+                                                release=guard.release)
+        if exchange is not None:
+            chunks = exchange.stream(resp.status_code, resp.headers, chunks)
         return StreamResponse(resp.status_code, resp.headers, chunks, close, guard.shutdown)
 
     def retain(self, url: str) -> None:
