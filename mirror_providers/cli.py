@@ -91,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"mirror-providers {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--log", choices=("debug", "info"), help="log each HTTP exchange to stderr (debug: with "
+                        "headers and bodies), keys scrubbed; as MIRROR_PROVIDERS_LOG")
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="generate text (streamed to the terminal by default)")
@@ -455,6 +457,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     """Run the command line; returns the exit status."""
     out, err = out or sys.stdout, err or sys.stderr
     args = _parser().parse_args(argv)
+    if args.log:
+        from .transport.log import enable_debug_logging
+
+        enable_debug_logging(args.log)
     command = {"generate": cmd_generate, "batch": cmd_batch, "health": cmd_health, "models": cmd_models,
                "serve": cmd_serve}[args.command]
     try:

@@ -4,6 +4,7 @@ in place, concurrency, resuming without paying twice, fallback and pools."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -87,7 +88,7 @@ def test_input_records_are_read_or_reported_in_place() -> None:
     assert [i.line for i in items] == [1, 3, 4, 5, 6, 7, 8, 9]  # the blank line 2 is a separator
     assert items[0].prompt == "a" and items[0].id == 1 and dict(items[0].options) == {"system": "S", "max_tokens": 5}
     assert items[1].prompt == "b" and items[2].prompt == "plain text prompt"
-    assert items[3].prompt is not None and items[3].prompt[0].text == "c"
+    assert isinstance(items[3].prompt, tuple) and items[3].prompt[0].text == "c"
     assert "unknown field(s) ['colour']" in (items[4].error or "")
     assert (items[5].error or "").startswith("line 7: ")
     assert "needs \"prompt\" (text) or \"messages\"" in (items[6].error or "")
@@ -99,7 +100,12 @@ def test_input_records_are_read_or_reported_in_place() -> None:
 
 def test_results_in_input_order_with_errors_in_place(vendor: Vendor, monkeypatch: pytest.MonkeyPatch) -> None:
     vendor.release.clear()
-    threading.Timer(0, lambda: eventually(lambda: vendor.sent["p4"] == 1, within=10) and vendor.release.set()).start()
+
+    def release_when_the_rest_is_sent() -> None:
+        eventually(lambda: vendor.sent["p4"] == 1, within=10)
+        vendor.release.set()
+
+    threading.Thread(target=release_when_the_rest_is_sent, daemon=True).start()
     stdin = "hold-1\np2\nfail-3\np4\n{bad json\n"
     code, out, err = run("batch", "-", "--concurrency", "3", "--no-progress", stdin=stdin, monkeypatch=monkeypatch)
     got = records(out)
@@ -171,10 +177,8 @@ def terminal() -> Iterator[tuple[int, int]]:
     master, slave = pty.openpty()
     yield master, slave
     for fd in (master, slave):
-        try:
+        with contextlib.suppress(OSError):
             os.close(fd)
-        except OSError:
-            pass
 
 
 def read_until(fd: int, proc: subprocess.Popen[bytes], want: bytes, within: float = 30.0) -> bytes:

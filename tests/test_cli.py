@@ -198,3 +198,16 @@ def test_ctrl_c_twice_during_a_stream_is_quiet(server: FakeServer) -> None:
         proc.kill()
     # 130, or ended by the signal itself when the second one came during shutdown (a shell says 130 too)
     assert proc.returncode in (130, -signal.SIGINT) and b"Traceback" not in stderr, stderr
+
+
+def test_log_debug_shows_the_exchange_without_the_key(server: FakeServer) -> None:
+    import os
+
+    add_openai_routes(server)
+    key = "sk-test-CLI-SECRET-4242"
+    env = {**os.environ, "OPENAI_API_KEY": key, "OPENAI_BASE_URL": server.url + "/v1"}
+    proc = subprocess.run([sys.executable, "-m", "mirror_providers", "--log", "debug", "generate", "hello there",
+                           "--no-stream"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "hello there" in proc.stderr and "Paris is the capital" in proc.stderr  # both bodies
+    assert "CLI-SECRET" not in proc.stderr and "CLI-SECRET" not in proc.stdout

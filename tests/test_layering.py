@@ -43,7 +43,8 @@ ALLOWED: dict[str, set[str]] = {
     "catalog": {"providers.http", "providers.openai", "providers.anthropic", "providers.ollama", "provider", "types",
                 "errors"},
     "batch": {"_aio", "_call", "errors", "provider", "types"},
-    "embedded": {"providers.openai", "providers.anthropic", "transport", "errors", "types", "live_models"},
+    "embedded": {"providers.openai", "providers.anthropic", "transport", "errors", "types", "live_models",
+                 "providers.http"},
     # the public facades re-export; they may import anything
     "__init__": {"*"},
     "openai": {"*"},

@@ -21,7 +21,7 @@ from mirror_providers.embedded import LOCAL_MODEL, MODEL_ALIAS, LocalProvider, r
 from mirror_providers.errors import ConfigurationError, ValidationError
 from mirror_providers.types import ContentPart, Message, Tool
 
-from .server import FakeServer, Received, Reply, add_openai_routes
+from .server import FakeServer, Received, add_openai_routes
 
 ROOT = Path(__file__).resolve().parent.parent
 
