@@ -1,17 +1,30 @@
-"""ProgressBar with an injected clock, on a StringIO and on a fake terminal."""
+"""ProgressBar (injected clock, StringIO and a fake terminal) and map_sync(progress=...), in
+process and in a child process whose stderr is a real pseudo-terminal or a pipe."""
 
 from __future__ import annotations
 
 import io
+import os
 import re
+import select
+import subprocess
+import sys
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from mirror_providers import _aio
+from mirror_providers.errors import BadRequestError, CallbackError
+from mirror_providers.openai import OpenAIProvider
+from mirror_providers.pooling import FallbackChain
 from mirror_providers.progress import LOG_INTERVAL_S, REDRAW_INTERVAL_S, ProgressBar
 
 from .fakes import Clock
+from .server import FakeServer, Received, Reply, openai_completion
 
+ROOT = Path(__file__).resolve().parent.parent
 CONTROL = re.compile(r"[\r\x1b]")
 
 
@@ -214,3 +227,140 @@ def test_a_total_can_be_learnt_later() -> None:
     assert out.getvalue().splitlines()[-1].startswith("1/4 (25%)")
     with pytest.raises(ValueError):
         ProgressBar(-1)
+
+
+# -- map_sync(progress=...) ----------------------------------------------------------------------
+
+def _echo_but_fail(req: Received, reply: Reply) -> None:
+    prompt = req.json()["messages"][-1]["content"]
+    if prompt == "fail":
+        reply.json(400, {"error": {"message": "no", "type": "invalid_request_error"}})
+        return
+    reply.json(200, openai_completion(prompt))
+
+
+@pytest.fixture
+def echo() -> Iterator[FakeServer]:
+    with FakeServer() as server:
+        server.route("POST", "/v1/chat/completions", _echo_but_fail)
+        yield server
+
+
+def _llm(server: FakeServer) -> OpenAIProvider:
+    return OpenAIProvider(api_key="sk-test", base_url=server.url + "/v1", max_retries=0)
+
+
+PROMPTS = ["a", "b", "fail", "d", "e"]
+
+
+def test_progress_true_draws_on_stderr_counting_errors(echo: FakeServer, capsys: pytest.CaptureFixture[str]) -> None:
+    seen: list[tuple[int, int]] = []
+    results = _llm(echo).map_sync(PROMPTS, max_workers=2, progress=True, on_progress=lambda d, t: seen.append((d, t)))
+    assert isinstance(results[2], BadRequestError) and results[0].content == "a"  # type: ignore[union-attr]
+    assert seen == [(n, 5) for n in range(1, 6)]  # on_progress still gets every step
+    err = capsys.readouterr().err
+    assert not CONTROL.search(err)
+    assert err.splitlines()[-1].startswith("5/5 (100%)") and "1 error " in err.splitlines()[-1]
+
+
+def test_a_callers_bar_is_advanced_and_left_open(echo: FakeServer) -> None:
+    out = FakeTerminal()
+    bar = ProgressBar(stream=out, clock=Clock(), label="all")
+    llm = _llm(echo)
+    llm.map_sync(PROMPTS, progress=bar)
+    assert (bar.total, bar.done, bar.errors) == (5, 5, 1)
+    FallbackChain([llm]).map_sync(["fail", "x"], progress=bar)  # pools are providers: same keyword
+    assert (bar.total, bar.done, bar.errors) == (5, 7, 2)  # a known total is the caller's to set
+    assert "\n" not in out.getvalue()  # not closed by map_sync: the line is not ended yet
+    bar.close()
+    assert "all  [" in frames(out.getvalue())[-1] and "7/5 (100%)" in frames(out.getvalue())[-1]
+
+
+def test_a_batch_inside_a_worker_advances_the_bar_too(echo: FakeServer) -> None:
+    bar = ProgressBar(stream=io.StringIO(), clock=Clock())
+    _aio.submit(lambda: _llm(echo).map_sync(PROMPTS, progress=bar)).result(timeout=30)
+    assert (bar.done, bar.errors) == (5, 1)
+
+
+def test_a_raising_on_progress_still_ends_the_bar(echo: FakeServer, capsys: pytest.CaptureFixture[str]) -> None:
+    def boom(done: int, total: int) -> None:
+        raise ZeroDivisionError("x")
+
+    with pytest.raises(CallbackError) as caught:
+        _llm(echo).map_sync(PROMPTS, max_workers=1, progress=True, on_progress=boom)
+    assert "on_progress" in str(caught.value) and len(caught.value.results) == 5
+    assert capsys.readouterr().err.splitlines()[-1].startswith("1/5 (20%)")  # the bar stopped with the callback
+    assert _aio.active_workers() == 0
+
+
+# -- a child process: stderr on a real pseudo-terminal, then on a pipe ---------------------------
+
+CHILD = """
+import sys
+from mirror_providers.openai import OpenAIProvider
+llm = OpenAIProvider(api_key="sk-test", base_url=sys.argv[1] + "/v1", max_retries=0)
+results = llm.map_sync(["a", "b", "fail", "d", "e", "f", "g", "h"], max_workers=2, progress=True)
+print(sum(isinstance(r, Exception) for r in results))
+"""
+
+
+def _child_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "COLUMNS")}
+    return {**env, "PYTHONPATH": str(ROOT), "TERM": "xterm", "NO_COLOR": "1"}
+
+
+def _read_all(fd: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> bytes:
+    data = b""
+    while True:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        assert ready, f"no output from the child within {timeout} s; so far {data!r}"
+        try:
+            piece = os.read(fd, 4096)
+        except OSError:  # EIO: the child closed the terminal's other side (it exited)
+            break
+        if not piece:
+            break
+        data += piece
+    assert proc.wait(timeout) == 0
+    return data
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
+def test_a_real_terminal_sees_redraws_and_the_final_line(echo: FakeServer) -> None:
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 60, 0, 0))  # a 60-column terminal
+    attrs = termios.tcgetattr(slave)
+    attrs[1] &= ~termios.ONLCR  # bytes as written: no "\n" -> "\r\n" translation to confuse the count
+    termios.tcsetattr(slave, termios.TCSANOW, attrs)
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", CHILD, echo.url], stdout=subprocess.PIPE, stderr=slave,
+                                stdin=subprocess.DEVNULL, env=_child_env())
+        os.close(slave)
+        slave = -1
+        err = _read_all(master, proc).decode()
+        assert proc.stdout is not None and proc.stdout.read().strip() == b"1"
+        proc.stdout.close()
+    finally:
+        os.close(master)
+        if slave != -1:
+            os.close(slave)
+    assert err.startswith("\r0/8 (0%)") or err.startswith("\r[")  # drawn before the first answer
+    assert err.endswith("\n") and err.count("\n") == 1  # one line, ended by close()
+    shown = frames(err)
+    assert len(shown) >= 2 and all(len(f) <= 59 for f in shown)  # fitted to the 60 columns
+    assert "8/8 (100%)" in shown[-1] and "1 error" in shown[-1]
+    assert "\x1b" not in err  # NO_COLOR
+
+
+def test_a_pipe_gets_plain_lines(echo: FakeServer) -> None:
+    proc = subprocess.run([sys.executable, "-c", CHILD, echo.url], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL, env={**_child_env(), "NO_COLOR": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "1"
+    assert not CONTROL.search(proc.stderr)
+    last = proc.stderr.splitlines()[-1]
+    assert last.startswith("8/8 (100%)") and "1 error " in last
