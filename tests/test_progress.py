@@ -293,6 +293,23 @@ def test_a_raising_on_progress_still_ends_the_bar(echo: FakeServer, capsys: pyte
     assert _aio.active_workers() == 0
 
 
+def test_ctrl_c_ends_the_bars_line(echo: FakeServer) -> None:
+    """A KeyboardInterrupt in the middle of the batch: the line is ended, so what follows starts afresh."""
+    out = FakeTerminal()
+
+    def interrupt(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _llm(echo).map_sync(["a"], progress=ProgressBar(stream=out, clock=Clock()), on_progress=interrupt)
+    assert not out.getvalue().endswith("\n")  # a caller's bar: left to the caller
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(sys, "stderr", out)
+        with pytest.raises(KeyboardInterrupt):
+            _llm(echo).map_sync(["a", "b"], max_workers=1, progress=True, on_progress=interrupt)
+    assert out.getvalue().endswith("\n") and "1/2 (50%)" in frames(out.getvalue())[-1]
+
+
 # -- a child process: stderr on a real pseudo-terminal, then on a pipe ---------------------------
 
 CHILD = """
