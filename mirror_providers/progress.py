@@ -212,7 +212,8 @@ class ProgressBar:
         width = max(1, self._width() - 1)  # the last column is left free: some terminals wrap there
         text = self._text(now, final=self._closed, width=width)
         plain = text.replace(_RED, "").replace(_RESET, "")
-        pad = " " * max(0, self._drawn_width - len(plain))  # clears what a longer line left behind
+        # Spaces clear what a longer line left behind (no more than fit: the terminal may have shrunk).
+        pad = " " * max(0, min(self._drawn_width, width) - len(plain))
         self._last_draw = now
         self._drawn_width = len(plain)
         self._write("\r" + text + pad)
