@@ -57,6 +57,7 @@ _EXPORTS = {
     "OverloadedError": "errors",
     "PermissionDeniedError": "errors",
     "ProtocolError": "errors",
+    "ProgressBar": "progress",
     "Provider": "provider",
     "ProviderError": "errors",
     "ProviderStats": "types",
@@ -126,6 +127,7 @@ __all__ = [  # written out (not computed from _EXPORTS) so type checkers see the
     "OpenAIProvider",
     "OverloadedError",
     "PermissionDeniedError",
+    "ProgressBar",
     "ProtocolError",
     "Provider",
     "ProviderError",
@@ -212,6 +214,7 @@ if TYPE_CHECKING:
         ValidationError,
     )
     from .models import ModelDeprecatedWarning
+    from .progress import ProgressBar
     from .provider import Provider, set_max_workers
     from .providers.anthropic import AnthropicProvider
     from .providers.ollama import OllamaProvider

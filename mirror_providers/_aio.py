@@ -120,33 +120,39 @@ def submit(fn: Callable[..., T], /, *args: Any) -> Future[T]:
 
 def map_blocking(fn: Callable[[A], T], items: list[A], max_workers: int | None,
                  on_progress: Callable[[int, int], None] | None,
-                 on_callback_error: Callable[[list[T], Exception], BaseException] | None = None) -> list[T]:
+                 on_callback_error: Callable[[list[T], Exception], BaseException] | None = None, *,
+                 on_result: Callable[[int, T], None] | None = None) -> list[T]:
     """``[fn(x) for x in items]`` run on the shared pool, at most ``max_workers`` at once,
     results in order. ``fn`` must not raise (wrap errors into results).
 
     Called from one of the pool's own threads (a batch inside an awaited call), it runs the
     items in that thread instead: waiting there for other pool threads could deadlock.
 
-    If ``on_progress`` raises, it is not called again, every item still runs to its end (nothing
-    is lost, nothing left running), and then ``on_callback_error(results, exc)`` is raised from
-    the callback's exception (the callback's exception itself without ``on_callback_error``).
+    After each item finishes, in the calling thread, ``on_result(index, result)`` is called and
+    then ``on_progress(done, total)``. If either raises, neither is called again, every item
+    still runs to its end (nothing is lost, nothing left running), and then
+    ``on_callback_error(results, exc)`` is raised from the callback's exception (the callback's
+    exception itself without ``on_callback_error``).
     """
     total = len(items)
     results: list[T | None] = [None] * total
     failed: list[Exception] = []
 
-    def progress(done: int) -> None:
-        if on_progress is None or failed:
+    def progress(i: int, done: int) -> None:
+        if failed:
             return
         try:
-            on_progress(done, total)
+            if on_result is not None:
+                on_result(i, results[i])  # type: ignore[arg-type]
+            if on_progress is not None:
+                on_progress(done, total)
         except Exception as exc:  # reported once the batch is complete; never called again
             failed.append(exc)
 
     if _in_worker():
         for i, item in enumerate(items):
             results[i] = fn(item)
-            progress(i + 1)
+            progress(i, i + 1)
     else:
         _run_on_pool(fn, items, max_workers, results, progress)
     if failed:
@@ -157,7 +163,7 @@ def map_blocking(fn: Callable[[A], T], items: list[A], max_workers: int | None,
 
 
 def _run_on_pool(fn: Callable[[A], T], items: list[A], max_workers: int | None, results: list[T | None],
-                 progress: Callable[[int], None]) -> None:
+                 progress: Callable[[int, int], None]) -> None:
     limit = max(1, min(max_workers or _max_workers, _max_workers))
     from concurrent.futures import FIRST_COMPLETED, wait
 
@@ -183,7 +189,7 @@ def _run_on_pool(fn: Callable[[A], T], items: list[A], max_workers: int | None, 
                 broken = broken or exc
                 continue
             done += 1
-            progress(done)
+            progress(i, done)
 
 
 async def run_sync(fn: Callable[..., T], /, *args: Any, on_cancel: Callable[[], None] | None = None,

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from typing_extensions import Unpack
 
+    from .progress import ProgressBar
     from .request import Options
 
 __all__ = ["ChunkStream", "Provider", "call_aborted", "current_scope", "on_abort", "percentiles",
@@ -51,6 +52,19 @@ def current_scope() -> CallScope | None:
     """The scope of the call running in this context (``_call.current_call``), or None."""
     scope = current_call.get()
     return scope if isinstance(scope, CallScope) else None
+
+
+def _progress_bar(progress: bool | ProgressBar, size: int) -> ProgressBar | None:
+    """The bar ``map_sync(progress=...)`` advances: a new one for True, the caller's own, or None."""
+    if not progress:
+        return None
+    from .progress import ProgressBar  # loaded only by a batch that shows its progress
+
+    if not isinstance(progress, ProgressBar):
+        return ProgressBar(total=size)
+    if progress.total is None:
+        progress.update(total=progress.done + size)
+    return progress
 
 
 class ChunkStream(Iterator[StreamChunk]):
@@ -283,6 +297,7 @@ class Provider:
         *,
         max_workers: int | None = None,
         on_progress: Callable[[int, int], None] | None = None,
+        progress: bool | ProgressBar = False,
         **options: Unpack[Options],
     ) -> list[GenerationResult | ProviderError]:
         """Generate answers for many prompts concurrently; results come back in prompt order.
@@ -295,24 +310,42 @@ class Provider:
             on_progress: called as ``on_progress(done, total)`` after each prompt finishes, from
                 the calling thread (a progress bar can update directly). If it raises, it is not
                 called again and the batch runs to its end: see ``CallbackError``.
+            progress: True draws a ``ProgressBar`` on stderr for this batch (done, rate, ETA and
+                how many prompts failed), closed when the batch ends. A ``ProgressBar`` of the
+                caller's is advanced instead and left open (one bar over several batches); its
+                total, if unknown, becomes what it has done plus this batch. Works beside
+                ``on_progress``.
             **options: options for every call.
 
         Raises:
             ValidationError: a prompt or option is invalid (checked for all before any call).
-            CallbackError: ``on_progress`` raised (its exception is the ``__cause__``); raised once
-                every call has finished, with the complete results in ``.results``.
+            CallbackError: ``on_progress`` (or the bar, a subclass's own drawing, say) raised (its
+                exception is the ``__cause__``; neither is called again); raised once every call
+                has finished, with the complete results in ``.results``.
         """
         requests = [build_request(p, options) for p in prompts]
         for request in requests:
             self._check(request)
-        return _aio.map_blocking(self._generate_or_error, requests, max_workers, on_progress,
-                                 self._callback_failed)
+        bar = _progress_bar(progress, len(requests))
+        if bar is None:
+            return _aio.map_blocking(self._generate_or_error, requests, max_workers, on_progress,
+                                     self._callback_failed)
+
+        def advance(i: int, result: GenerationResult | ProviderError) -> None:
+            bar.advance(ok=not isinstance(result, ProviderError))
+
+        try:
+            return _aio.map_blocking(self._generate_or_error, requests, max_workers, on_progress,
+                                     self._callback_failed, on_result=advance)
+        finally:
+            if bar is not progress:  # ours: closed even on Ctrl-C, so what follows starts on a new line
+                bar.close()
 
     def _callback_failed(self, results: list[GenerationResult | ProviderError], exc: Exception) -> CallbackError:
         return CallbackError(
-            f"on_progress raised {type(exc).__name__}: {exc}; it was not called again, and every call of the "
-            f"batch finished: .results holds all {len(results)} results", results=results,
-            provider=self.provider_id, model=self.model_name)
+            f"a progress callback (on_progress or the progress bar) raised {type(exc).__name__}: {exc}; it was "
+            f"not called again, and every call of the batch finished: .results holds all {len(results)} results",
+            results=results, provider=self.provider_id, model=self.model_name)
 
     def _generate_or_error(self, request: GenerateRequest) -> GenerationResult | ProviderError:
         try:

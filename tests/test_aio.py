@@ -161,3 +161,32 @@ def test_set_max_workers() -> None:
             _aio.set_max_workers(0)
     finally:
         _aio.set_max_workers(old)
+
+
+def test_map_blocking_reports_each_result_then_the_count_in_the_calling_thread() -> None:
+    seen: list[tuple[str, int, object]] = []
+    caller = threading.current_thread()
+
+    def on_result(i: int, result: int) -> None:
+        assert threading.current_thread() is caller
+        seen.append(("result", i, result))
+
+    def on_progress(done: int, total: int) -> None:
+        seen.append(("progress", done, total))
+
+    assert _aio.map_blocking(lambda x: x * 10, [0, 1, 2], 1, on_progress, on_result=on_result) == [0, 10, 20]
+    assert seen == [("result", 0, 0), ("progress", 1, 3), ("result", 1, 10), ("progress", 2, 3),
+                    ("result", 2, 20), ("progress", 3, 3)]  # one worker: in order
+
+
+def test_map_blocking_stops_both_callbacks_when_one_raises() -> None:
+    calls: list[int] = []
+
+    def on_result(i: int, result: int) -> None:
+        calls.append(i)
+        if i == 1:
+            raise KeyError("bar broke")
+
+    with pytest.raises(KeyError):
+        _aio.map_blocking(lambda x: x, [0, 1, 2, 3], 1, None, on_result=on_result)
+    assert calls == [0, 1]

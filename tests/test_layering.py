@@ -9,7 +9,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "mirror_providers"
 
-LEAVES = {"types", "errors", "_aio", "_timers", "_redact", "_forksafe", "_call"}
+LEAVES = {"types", "errors", "_aio", "_timers", "_redact", "_forksafe", "_call", "progress"}
 ALLOWED: dict[str, set[str]] = {
     "types": set(),
     "errors": set(),
@@ -17,6 +17,7 @@ ALLOWED: dict[str, set[str]] = {
     "_redact": set(),
     "_forksafe": set(),
     "_call": set(),
+    "progress": set(),
     "_stats": {"types", "_forksafe"},
     "transport": {"transport.*", "_call"},
     "transport.base": {"errors", "_timers", "_call"},
@@ -32,7 +33,7 @@ ALLOWED: dict[str, set[str]] = {
     "models": {"types"},
     "live_models": {"types", "models"},
     "model_rules": {"types", "request"},
-    "provider": {"types", "errors", "_aio", "request", "_call", "_stats"},
+    "provider": {"types", "errors", "_aio", "request", "_call", "_stats", "progress"},
     "rate_limits": {"types"},
     "providers.http": {"provider", "transport", "retry", "framing", "types", "errors", "request", "_timers", "_redact",
                        "rate_limits",
