@@ -174,7 +174,7 @@ class Conversation:
         Raises:
             ValidationError: a bad prompt at once; a history that cannot be continued (see
                 ``send``) at the first chunk.
-            StreamError: the stream broke; the history is unchanged.
+            StreamError, TransportError: the stream broke; the history is unchanged.
         """
         turn = _turn(prompt)
         merged = self._merged(options)
