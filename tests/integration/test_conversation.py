@@ -18,11 +18,12 @@ GREEDY: Options = {"temperature": 0.0, "max_tokens": 6, "extra": {"cache_prompt"
 @pytest.mark.parametrize("which", ["openai", "anthropic"])
 def test_a_conversation_with_the_local_model(local_model: LocalModelServer, which: str) -> None:
     provider = local_model.openai() if which == "openai" else local_model.anthropic()
-    conv = provider.conversation(system="Answer in one short sentence.", **GREEDY)
+    options: Options = {**GREEDY, "system": "Answer in one short sentence."}
+    conv = provider.conversation(**options)
     first = conv.send("Name a colour.")
     streamed = "".join(c.content for c in conv.stream("Name another one."))
     assert first.content.strip() and streamed.strip() and len(conv) == 4
     assert conv.messages[3].text == streamed
     # the streamed turn answered the whole history: the same messages, streamed by hand, give the same text
-    by_hand = provider.stream_sync(list(conv.messages[:3]), system="Answer in one short sentence.", **GREEDY)
+    by_hand = provider.stream_sync(list(conv.messages[:3]), **options)
     assert "".join(c.content for c in by_hand) == streamed
