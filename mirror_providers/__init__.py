@@ -33,6 +33,7 @@ _EXPORTS = {
     "Citation": "types",
     "ContentPart": "types",
     "ContextLengthExceededError": "errors",
+    "Conversation": "conversation",
     "DeadlineExceededError": "errors",
     "GenerateRequest": "request",
     "GenerationResult": "types",
@@ -105,6 +106,7 @@ __all__ = [  # written out (not computed from _EXPORTS) so type checkers see the
     "ConnectError",
     "ContentPart",
     "ContextLengthExceededError",
+    "Conversation",
     "DeadlineExceededError",
     "EndpointNotFoundError",
     "GenerateRequest",
@@ -179,6 +181,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from .catalog import create_provider, list_models
+    from .conversation import Conversation
     from .errors import (
         AllProvidersFailedError,
         APIError,

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, ClassVar
 from . import _aio
 from ._call import CallScope, call_aborted, current_call, on_abort
 from ._stats import Stats, percentiles
+from .conversation import Conversation
 from .errors import SHAPE_ERRORS, CallbackError, InvalidResponseError, ProviderError, ValidationError
 from .request import GenerateRequest, Prompt, build_request
 from .types import Capabilities, GenerationResult, HealthStatus, ProviderStats, StreamChunk
@@ -352,6 +353,21 @@ class Provider:
             return self.generate_sync(request)
         except ProviderError as exc:
             return exc
+
+    def conversation(self, **options: Unpack[Options]) -> Conversation:
+        """Start a ``Conversation`` with this provider: each ``send()`` keeps the exchange.
+
+        Args:
+            **options: default options for every send (a send's own override them), such as
+                ``system``, the system prompt sent with every request.
+
+        Example::
+
+            conv = llm.conversation(system="You are terse.")
+            conv.send("Name a prime number.")
+            print(conv.send("And the next one?").content)
+        """
+        return Conversation(self, **options)
 
     async def health_check(self) -> HealthStatus:
         """Awaitable ``health_check_sync``."""
