@@ -66,6 +66,22 @@ exit status: 0 every prompt answered; 1 some failed (each error is in its place)
 130 interrupted (run again to continue).
 """
 
+CHAT_HELP = """Talk with a model; the conversation is kept, answers stream as they arrive.
+
+commands:
+  /system TEXT   set the system prompt (/system alone shows it; /system - removes it)
+  /model NAME    continue with another model of the same provider (provider:model: another provider)
+  /save FILE     save the conversation as JSON (--load FILE continues it later)
+  /undo          forget the last exchange
+  /reset         forget everything but the system prompt
+  /history       show the conversation so far
+  /help          this list
+  /quit          leave (so do Ctrl-D and Ctrl-C at the prompt)
+
+Ctrl-C during an answer stops it (the turn is not kept). An error is printed and the
+conversation goes on as it was.
+"""
+
 NEXT_STEPS = ("[{model} is a tiny base model on this machine: its text is not meant to make sense. Next: "
               "--provider openai|anthropic|ollama with a key or host, mirror-providers serve to keep this one "
               "running, or the Python API (README)]")
@@ -136,6 +152,19 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument("--max-retries", type=int, default=2, help="retries of connection errors, 429 and 5xx")
     batch.add_argument("--no-progress", action="store_true", help="no progress on stderr")
     batch.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+
+    chat = sub.add_parser("chat", help="an interactive conversation that keeps its history (/help inside)",
+                          description=CHAT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    chat.add_argument("--provider", choices=choices(), help="default: the first configured")
+    chat.add_argument("--model", help="model id or alias")
+    chat.add_argument("--base-url", help="the API's base URL")
+    chat.add_argument("--fallback", help="a chain: provider:model,provider:model,...")
+    chat.add_argument("--system", help="system prompt")
+    chat.add_argument("--load", help="continue a conversation saved with /save")
+    chat.add_argument("--max-tokens", type=int)
+    chat.add_argument("--temperature", type=float)
+    chat.add_argument("--max-retries", type=int, default=2, help="retries of connection errors, 429 and 5xx")
+    chat.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
     health = sub.add_parser("health", help="check the configured providers")
     health.add_argument("--provider", action="append", choices=choices(), help="check this one (repeatable)")
@@ -357,6 +386,135 @@ def _progress(total: int, initial: int, err: TextIO, off: bool) -> Iterator[Any]
         yield bar
 
 
+class _Chat:
+    """The state of a ``chat`` session: the provider (replaceable by /model) and the conversation."""
+
+    def __init__(self, args: argparse.Namespace, out: TextIO, err: TextIO, stack: contextlib.ExitStack) -> None:
+        from .conversation import Conversation
+
+        self.args, self.out, self.err, self.stack = args, out, err, stack
+        self.name: str | None = None if args.fallback else args.provider or next(iter(configured()), None)
+        provider = stack.enter_context(_target(args, err))
+        options = {k: v for k, v in {"max_tokens": args.max_tokens, "temperature": args.temperature}.items()
+                   if v is not None}
+        self.options = options
+        if args.load:
+            try:
+                self.conv = Conversation.load(args.load, provider, **options)
+            except OSError as exc:
+                raise ConfigurationError(f"cannot read {args.load}: {exc.strerror or exc}") from None
+        else:
+            self.conv = Conversation(provider, system=args.system, **options)
+        if args.load and args.system is not None:
+            self.conv = Conversation(provider, messages=self.conv.messages, system=args.system, **options)
+
+    def command(self, line: str) -> bool:
+        """Run a /command; False to leave."""
+        from .conversation import Conversation
+
+        word, _, rest = line[1:].partition(" ")
+        rest = rest.strip()
+        conv = self.conv
+        if word in ("quit", "exit", "q"):
+            return False
+        if word == "help":
+            print(CHAT_HELP.split("commands:\n", 1)[1].split("\n\n")[0], file=self.err)
+        elif word == "system":
+            if not rest:
+                print(f"system: {conv.system!r}", file=self.err)
+            else:
+                self.conv = Conversation(conv.provider, messages=conv.messages,
+                                         system=None if rest == "-" else rest, **self.options)
+                print("system prompt removed" if rest == "-" else "system prompt set", file=self.err)
+        elif word == "model":
+            self._switch(rest)
+        elif word == "save":
+            if not rest:
+                raise ValidationError("/save needs a file name")
+            try:
+                conv.save(rest)
+            except OSError as exc:
+                raise ConfigurationError(f"cannot write {rest}: {exc.strerror or exc}") from None
+            print(f"saved {len(conv)} messages to {rest}", file=self.err)
+        elif word == "undo":
+            print(f"forgot {len(conv.undo())} messages", file=self.err)
+        elif word == "reset":
+            conv.reset()
+            print("conversation cleared", file=self.err)
+        elif word == "history":
+            for m in conv.messages:
+                print(f"{m.role}: {m.text}", file=self.out)
+        else:
+            print(f"unknown command /{word}; /help lists them", file=self.err)
+        return True
+
+    def _switch(self, spec: str) -> None:
+        from .conversation import Conversation
+
+        if not spec:
+            print(f"model: {self.conv.provider.model_name}", file=self.err)
+            return
+        if self.args.fallback:
+            raise ConfigurationError("/model is not available with --fallback")
+        name, _, model = spec.partition(":") if ":" in spec and spec.split(":")[0] in choices() else ("", "", spec)
+        name = name or self.name or ""
+        provider = self.stack.enter_context(_provider(name, model, self.args.base_url if name == self.name else None,
+                                                      self.args.max_retries, self.err))
+        self.name = name
+        self.conv = Conversation(provider, messages=self.conv.messages, system=self.conv.system, **self.options)
+        print(f"now talking to {provider.provider_id}:{provider.model_name}", file=self.err)
+
+    def turn(self, text: str) -> None:
+        usage, model = None, self.conv.provider.model_name
+        chunks = self.conv.stream(text)
+        try:
+            for chunk in chunks:
+                print(chunk.content, end="", file=self.out, flush=True)
+                usage, model = chunk.usage or usage, chunk.model or model
+        except KeyboardInterrupt:
+            chunks.close()  # type: ignore[attr-defined]
+            print("\n[stopped; this turn is not kept]", file=self.err)
+            return
+        print(file=self.out)
+        _print_usage(usage, model, self.err)
+
+
+def cmd_chat(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    interactive = sys.stdin.isatty()
+    with contextlib.ExitStack() as stack:
+        session = _Chat(args, out, err, stack)
+        if interactive:
+            with contextlib.suppress(ImportError):
+                import readline  # noqa: F401  (line editing and history for input())
+            provider = session.conv.provider
+            print(f"chatting with {provider.provider_id}:{provider.model_name}; /help for commands, Ctrl-D to "
+                  "leave", file=err)
+        while True:
+            try:
+                line = input("> ") if interactive else sys.stdin.readline()
+            except EOFError:
+                line = ""
+            except KeyboardInterrupt:
+                print(file=err)
+                return 0
+            if not line:  # end of input (Ctrl-D)
+                if interactive:
+                    print(file=err)
+                return 0
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                if line.startswith("/"):
+                    if not session.command(line):
+                        return 0
+                else:
+                    session.turn(line)
+            except ProviderError as exc:
+                print(f"error: {exc}", file=err)
+    return 0
+
+
 def cmd_health(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     names = args.provider or configured() or ["ollama"]
     rows = []
@@ -461,8 +619,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         from .transport.log import enable_debug_logging
 
         enable_debug_logging(args.log)
-    command = {"generate": cmd_generate, "batch": cmd_batch, "health": cmd_health, "models": cmd_models,
-               "serve": cmd_serve}[args.command]
+    command = {"generate": cmd_generate, "batch": cmd_batch, "chat": cmd_chat, "health": cmd_health,
+               "models": cmd_models, "serve": cmd_serve}[args.command]
     try:
         return command(args, out, err)
     except ProviderError as exc:

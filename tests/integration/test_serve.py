@@ -64,3 +64,23 @@ def test_the_default_answer_is_short(served: tuple[subprocess.Popen[str], dict[s
     _, env = served
     done = cli(env, "generate", "Why is the sky blue?", "--provider", "local", "--no-stream", "--json")
     assert done.returncode == 0 and json.loads(done.stdout)["usage"]["output_tokens"] <= 32
+
+
+def test_chat_and_batch_with_the_embedded_model(served: tuple[subprocess.Popen[str], dict[str, str]],
+                                                tmp_path: Path) -> None:
+    _, env = served
+    saved = tmp_path / "talk.json"
+    talk = subprocess.run([sys.executable, "-m", "mirror_providers", "chat", "--provider", "local", "--max-tokens", "5"],
+                          input=f"The sky is\n/system Be brief.\nAnd the sea is\n/save {saved}\n", capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=120)
+    assert talk.returncode == 0, talk.stderr
+    messages = json.loads(saved.read_text())["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
+    assert messages[2]["content"] == "And the sea is" and talk.stdout.count("\n") >= 2
+    source = tmp_path / "in.txt"
+    source.write_text("The sky is\nThe sea is\nGrass is\n")
+    out = tmp_path / "out.jsonl"
+    done = cli(env, "batch", str(source), "-o", str(out), "--provider", "local", "--max-tokens", "4")
+    assert done.returncode == 0, done.stderr
+    results = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["line"] for r in results] == [1, 2, 3] and {r["provider"] for r in results} == {"local"}
