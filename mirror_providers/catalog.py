@@ -59,14 +59,17 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     if not isinstance(spec, str):
         raise ConfigurationError(f"a provider spec is text such as 'openai:gpt-4o-mini', got {type(spec).__name__}")
     provider, _, model = spec.strip().partition(":")
-    if provider not in PROVIDERS:
+    if provider not in PROVIDERS and provider != "local":
         raise ConfigurationError(
-            f"unknown provider {provider!r} in {spec!r}; known: {', '.join(sorted(PROVIDERS))}")
+            f"unknown provider {provider!r} in {spec!r}; known: {', '.join(sorted(PROVIDERS))}, local")
     return provider, model or None
 
 
 def create_provider(spec: str, **kwargs: Any) -> HttpProvider:
     """Build a provider from ``"provider"`` or ``"provider:model"``; kwargs go to its constructor.
+
+    ``"local"`` is the embedded model (``embedded.LocalProvider``): the server ``mirror-providers
+    serve`` runs, or one started for this process (the ``local-model`` extra).
 
     Raises:
         ConfigurationError: an unknown provider, an argument that provider does not take (named,
@@ -77,7 +80,12 @@ def create_provider(spec: str, **kwargs: Any) -> HttpProvider:
         if kwargs.get("model") not in (None, model):
             raise ConfigurationError(f"model given twice: {model!r} in the spec and {kwargs['model']!r}")
         kwargs["model"] = model
-    cls = PROVIDERS[provider]
+    if provider == "local":
+        from .embedded import LocalProvider
+
+        cls: type[HttpProvider] = LocalProvider
+    else:
+        cls = PROVIDERS[provider]
     accepted = _constructor_arguments(cls)
     unknown = sorted(set(kwargs) - accepted)
     if unknown:

