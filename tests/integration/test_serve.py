@@ -95,7 +95,8 @@ def test_a_local_provider_starts_its_own_server_when_none_runs(tmp_path: Path) -
     llm = create_provider("local")
     assert isinstance(llm, LocalProvider) and llm.started_server
     try:
-        assert llm.generate_sync("The sky is", max_tokens=3).usage.output_tokens <= 3
+        usage = llm.generate_sync("The sky is", max_tokens=3).usage
+        assert usage is not None and usage.output_tokens <= 3
     finally:
         llm.close()
     with pytest.raises(ConnectError):  # its server is gone with it
