@@ -43,7 +43,7 @@ ALLOWED: dict[str, set[str]] = {
                          "_redact", "models", "structured", "providers.openai_responses"},
     "providers.openai_responses": {"providers.http", "framing", "types", "request"},
     "catalog": {"providers.http", "providers.openai", "providers.anthropic", "providers.ollama", "provider", "types",
-                "errors"},
+                "errors", "embedded"},
     "batch": {"_aio", "_call", "errors", "provider", "types"},
     "embedded": {"providers.openai", "providers.anthropic", "transport", "errors", "types", "live_models",
                  "providers.http"},
