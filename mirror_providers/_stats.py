@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Iterable
 
 from ._forksafe import lock_for
-from .types import ProviderStats
+from .types import Cost, ProviderStats
 
 __all__ = ["LATENCY_WINDOW", "UNHEALTHY_AFTER", "Stats", "health_status", "percentiles"]
 
@@ -54,6 +54,8 @@ class Stats:
         self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.last_error: str | None = None
         self.last_error_at: float | None = None
+        self.cost_usd = 0.0
+        self.unpriced = 0
 
     def start(self) -> None:
         with self._lock:
@@ -66,6 +68,14 @@ class Stats:
             self.successes += 1
             self.consecutive = 0
             self.latencies.append(latency_s)
+
+    def cost(self, cost: Cost | None) -> None:
+        """Count what a successful call cost (unknown: counted as unpriced, never as 0)."""
+        with self._lock:
+            if cost is None or cost.total_usd is None:
+                self.unpriced += 1
+            else:
+                self.cost_usd += cost.total_usd
 
     def failure(self, error: BaseException) -> None:
         with self._lock:
@@ -89,4 +99,5 @@ class Stats:
                 consecutive_errors=self.consecutive,
                 latency_p50_s=p50, latency_p95_s=p95, latency_p99_s=p99,
                 last_error=self.last_error, last_error_at=self.last_error_at,
+                cost_usd=self.cost_usd, unpriced=self.unpriced,
             )

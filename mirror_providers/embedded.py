@@ -53,9 +53,9 @@ DEFAULT_MAX_TOKENS = 32  # the longest answer when a request sets no max_tokens:
 CONTEXT_WINDOW = 2048  # tokens per request slot
 
 # What the embedded model is: text in and out (Gemma 3 270M reads no images and its chat template
-# knows no tools), with the context each request slot of the server has.
+# knows no tools), with the context each request slot of the server has; it runs here, for nothing.
 LOCAL_MODEL = ModelInfo(id=MODEL_ALIAS, context_window=CONTEXT_WINDOW, max_output=CONTEXT_WINDOW, vision=False,
-                        tools=False, tier=Tier.LOCAL, provider="local")
+                        tools=False, tier=Tier.LOCAL, provider="local", price_input=0.0, price_output=0.0)
 
 
 def check_local_model(model: str | None) -> None:

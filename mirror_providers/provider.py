@@ -202,6 +202,7 @@ class Provider:
                 self._stats.abandoned()
             raise
         self._stats.success(time.perf_counter() - start)
+        self._stats.cost(result.cost)
         return result
 
     def stream_sync(self, prompt: Prompt, **options: Unpack[Options]) -> ChunkStream:

@@ -24,6 +24,7 @@ __all__ = [
     "Capabilities",
     "Citation",
     "ContentPart",
+    "Cost",
     "FinishReason",
     "GenerationResult",
     "HealthStatus",
@@ -420,6 +421,32 @@ class RateLimits(_JsonMixin):
 
 
 @dataclass(frozen=True)
+class Cost(_JsonMixin):
+    """What one call cost, in US dollars, from the catalog's prices for the model that answered.
+
+    A part whose tokens have no known price is None, and then so is ``total_usd``: an unknown
+    price is never counted as 0. A call whose model has no prices at all has no ``Cost``
+    (``result.cost`` is None).
+
+    Attributes:
+        input_usd: input tokens read at the full price (neither cached nor written to the cache).
+        cached_input_usd: input tokens read from the prompt cache.
+        cache_write_usd: input tokens written to the prompt cache (Anthropic).
+        output_usd: output tokens, reasoning included.
+        reasoning_usd: the part of ``output_usd`` spent on reasoning tokens (None when the vendor
+            did not say how many there were).
+        total_usd: the sum, or None when a part is unknown.
+    """
+
+    input_usd: float | None = 0.0
+    cached_input_usd: float | None = 0.0
+    cache_write_usd: float | None = 0.0
+    output_usd: float | None = 0.0
+    reasoning_usd: float | None = None
+    total_usd: float | None = 0.0
+
+
+@dataclass(frozen=True)
 class Usage(_JsonMixin):
     """Token counts of one call.
 
@@ -608,6 +635,8 @@ class GenerationResult(_JsonMixin):
         rate_limits: the account's rate limits as the vendor stated them with this answer
             (None when it stated none, as Ollama never does). Pools steer away from a member
             whose limits have no room for another call like this one until they have.
+        cost: what the call cost from the catalog's prices (see ``Cost``); None when the
+            model's prices are unknown or the vendor reported no usage.
     """
 
     content: str
@@ -627,6 +656,7 @@ class GenerationResult(_JsonMixin):
     citations: tuple[Citation, ...] = ()
     response_id: str | None = None
     rate_limits: RateLimits | None = field(default=None, compare=False)
+    cost: Cost | None = None
 
     @property
     def text(self) -> str:
@@ -668,6 +698,7 @@ class StreamChunk(_JsonMixin):
             ``GenerationResult.attempts``).
         rate_limits: on the last chunk, the rate limits the vendor stated when the stream
             opened (see ``GenerationResult.rate_limits``).
+        cost: on the last chunk, what the call cost (see ``GenerationResult.cost``).
     """
 
     content: str = ""
@@ -686,6 +717,7 @@ class StreamChunk(_JsonMixin):
     response_id: str | None = None
     attempts: Attempts = field(default=DIRECT, compare=False)
     rate_limits: RateLimits | None = field(default=None, compare=False)
+    cost: Cost | None = None
 
     def __str__(self) -> str:
         return self.content
@@ -706,7 +738,7 @@ def fast_stream_chunk(content: str, index: int, tool_calls: tuple[ToolCallDelta,
                                        "tool_calls": tool_calls, "model": model, "provider": provider,
                                        "request_id": None, "reasoning": "", "reasoning_blocks": (),
                                        "refusal": "", "parsed": None, "citations": (), "response_id": None,
-                                       "attempts": DIRECT, "rate_limits": None})
+                                       "attempts": DIRECT, "rate_limits": None, "cost": None})
     return chunk
 
 
@@ -910,6 +942,9 @@ class ProviderStats(_JsonMixin):
         members: for pools, the stats of each member.
         hedges, hedges_won: for pools with ``hedge_after_s``, hedged requests started, and how
             many of them answered first.
+        cost_usd: what the successful calls cost, summed over those whose cost is known.
+        unpriced: successful calls whose cost is not known (a model without prices, a part
+            without a price, no usage reported): ``cost_usd`` leaves them out.
     """
 
     provider: str
@@ -929,6 +964,8 @@ class ProviderStats(_JsonMixin):
     members: tuple[ProviderStats, ...] = ()
     hedges: int = 0
     hedges_won: int = 0
+    cost_usd: float = 0.0
+    unpriced: int = 0
 
 
 def parse_tool_arguments(text: str) -> dict[str, Any] | None:
@@ -953,6 +990,7 @@ def join_chunks(chunks: Iterable[StreamChunk], *, provider: str = "", model: str
     request_id: str | None = None
     response_id: str | None = None
     limits: RateLimits | None = None
+    cost: Cost | None = None
     trace: Attempts = DIRECT
     thought: list[str] = []
     refused: list[str] = []
@@ -982,6 +1020,7 @@ def join_chunks(chunks: Iterable[StreamChunk], *, provider: str = "", model: str
         request_id = chunk.request_id or request_id
         response_id = chunk.response_id or response_id
         limits = chunk.rate_limits or limits
+        cost = chunk.cost or cost
         trace = chunk.attempts or trace
     # A call of a function without parameters may stream no argument text at all (Anthropic sends
     # one empty fragment): its arguments are "{}", as the same answer unstreamed says.
@@ -994,4 +1033,4 @@ def join_chunks(chunks: Iterable[StreamChunk], *, provider: str = "", model: str
     return GenerationResult("".join(text), model, provider, finish, usage, tool_calls, request_id=request_id,
                             reasoning=reasoning, reasoning_blocks=blocks, parsed=parsed,
                             refusal="".join(refused) or None, citations=tuple(cited), response_id=response_id,
-                            attempts=trace, rate_limits=limits)
+                            attempts=trace, rate_limits=limits, cost=cost)

@@ -36,7 +36,7 @@ ALLOWED: dict[str, set[str]] = {
     "provider": {"types", "errors", "_aio", "request", "_call", "_stats", "progress", "conversation"},
     "conversation": {"types", "errors", "_aio", "request", "_call"},
     "rate_limits": {"types"},
-    "providers.http": {"provider", "transport", "retry", "framing", "types", "errors", "request", "_timers", "_redact",
+    "providers.http": {"provider", "transport", "retry", "framing", "types", "errors", "request", "_timers", "_redact", "pricing",
                        "rate_limits",
                        "_call", "models", "model_rules", "live_models"},
     "providers.openai": {"providers.http", "transport", "retry", "framing", "types", "errors", "request", "provider",
@@ -45,6 +45,7 @@ ALLOWED: dict[str, set[str]] = {
     "catalog": {"providers.http", "providers.openai", "providers.anthropic", "providers.ollama", "provider", "types",
                 "errors", "embedded"},
     "batch": {"_aio", "_call", "errors", "provider", "types"},
+    "pricing": {"types"},
     "embedded": {"providers.openai", "providers.anthropic", "transport", "errors", "types", "live_models",
                  "providers.http"},
     # the public facades re-export; they may import anything

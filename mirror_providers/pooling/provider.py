@@ -649,6 +649,7 @@ class PoolProvider(Provider):
                 self.state.success(member.key, self._clock() - t0, self._clock())
                 if last is not None:
                     self._settle(member, last, call)
+                    self._stats.cost(last.cost)
                 if request.session_key is not None:
                     self._pin(request.session_key, member)
             elif outcome == "released":  # the consumer stopped early

@@ -46,6 +46,7 @@ from ..errors import (
     stream_error_class,
 )
 from ..framing import iter_json_lines, iter_sse, too_deep
+from ..pricing import cost_of
 from ..provider import ChunkStream, Provider, thread_pool_size
 from ..rate_limits import parse_rate_limits
 from ..request import GenerateRequest, check_timeout
@@ -65,6 +66,7 @@ from ..transport import (
 from ..types import (
     Capabilities,
     Citation,
+    Cost,
     FinishReason,
     GenerationResult,
     HealthStatus,
@@ -1011,6 +1013,7 @@ class HttpProvider(Provider):
         fields["provider"], fields["latency_s"], fields["request_id"] = (
             self.provider_id, time.perf_counter() - start, request_id or result.request_id)
         fields["rate_limits"] = parse_rate_limits(resp.headers)
+        fields["cost"] = self._cost(result.model, result.usage)
         if request.schema is not None and result.refusal is None:
             fields["parsed"] = self._parsed(request, result.content, result.finish_reason, request_id)
         return result
@@ -1142,10 +1145,22 @@ class HttpProvider(Provider):
                                              f"{str(exc)[:200]})"), index) from exc
         blocks = tuple(getattr(parser, "reasoning_blocks", ()))
         refusal = getattr(parser, "refusal", None)
+        cost = self._cost(parser.model, usage)
+        self._stats.cost(cost)
         yield StreamChunk(content="", index=index, finish_reason=finish or "stop", usage=usage, model=parser.model,
                           provider=provider, request_id=request_id, reasoning_blocks=blocks,
                           refusal=refusal if refusal and not getattr(parser, "refusal_streamed", False) else "",
-                          response_id=getattr(parser, "response_id", None), rate_limits=limits)
+                          response_id=getattr(parser, "response_id", None), rate_limits=limits, cost=cost)
+
+    def _cost(self, answered_by: str | None, usage: Usage | None) -> Cost | None:
+        """The call's cost at the prices of the model that answered (a snapshot's row; this
+        provider's model when the vendor named none the catalog knows)."""
+        if usage is None:
+            return None
+        info = self._model_info
+        if answered_by and answered_by != self._model and (info is None or answered_by not in info.names()):
+            info = self._find(answered_by) or info  # a dated snapshot the vendor answered with
+        return cost_of(info, usage)
 
     def _reasoning_chunk(self, out: Any, index: int, model: str) -> StreamChunk:
         """The chunk of a ``Reasoning``, ``Refusal`` or ``Cited`` delta; anything else a parser
