@@ -32,6 +32,9 @@ _EXPORTS = {
     "ConnectError": "errors",
     "Citation": "types",
     "Cost": "types",
+    "HookEvent": "hooks",
+    "add_hook": "hooks",
+    "remove_hook": "hooks",
     "ContentPart": "types",
     "ContextLengthExceededError": "errors",
     "Conversation": "conversation",
@@ -114,6 +117,7 @@ __all__ = [  # written out (not computed from _EXPORTS) so type checkers see the
     "GenerateRequest",
     "GenerationResult",
     "HealthStatus",
+    "HookEvent",
     "HttpRequest",
     "HttpResponse",
     "InvalidResponseError",
@@ -160,10 +164,12 @@ __all__ = [  # written out (not computed from _EXPORTS) so type checkers see the
     "Usage",
     "ValidationError",
     "__version__",
+    "add_hook",
     "create_provider",
     "enable_debug_logging",
     "join_chunks",
     "list_models",
+    "remove_hook",
     "set_max_workers",
 ]
 
@@ -218,6 +224,7 @@ if TYPE_CHECKING:
         TruncatedStreamError,
         ValidationError,
     )
+    from .hooks import HookEvent, add_hook, remove_hook
     from .models import ModelDeprecatedWarning
     from .progress import ProgressBar
     from .provider import Provider, set_max_workers

@@ -20,9 +20,9 @@ from __future__ import annotations
 import contextvars
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from . import _aio
+from . import _aio, hooks
 from ._call import CallScope, call_aborted, current_call, on_abort
 from ._stats import Stats, percentiles
 from .conversation import Conversation
@@ -129,6 +129,38 @@ class Provider:
 
     def __init__(self) -> None:
         self._stats = Stats()
+        self._hooks: tuple[Any, ...] = ()
+
+    # -- hooks ------------------------------------------------------------------------------
+
+    def add_hook(self, hook: Any) -> None:
+        """Call ``hook`` with this provider's events (a pool's: its own); see ``hooks``."""
+        hooks._check(hook)
+        self._hooks = (*self._hooks, hook)
+
+    def remove_hook(self, hook: Any) -> None:
+        """Stop calling a hook ``add_hook`` registered here."""
+        self._hooks = tuple(h for h in self._hooks if h is not hook)
+
+    def _event(self, kind: str, **fields: Any) -> hooks.HookEvent:
+        """A hook event about this provider (a pool says it is one, with its name)."""
+        fields.setdefault("provider", self.provider_id)
+        fields.setdefault("model", self.model_name)
+        return hooks.HookEvent(kind, **fields)
+
+    def _told_error(self, exc: ProviderError, start: float, stream: bool, chunks: int | None = None) -> None:
+        hooks.emit(self._hooks, "on_error", lambda: self._event(
+            "error", elapsed_s=time.perf_counter() - start, stream=stream, status=getattr(exc, "status", None),
+            request_id=getattr(exc, "request_id", None), error=type(exc).__name__,
+            message=getattr(exc, "message", str(exc)), chunks=chunks))
+
+    def _told_stream_end(self, last: StreamChunk | None, count: int, elapsed: float) -> None:
+        hooks.emit(self._hooks, "on_stream_end", lambda: self._event(
+            "stream_end", provider=(last.provider if last else None) or self.provider_id,
+            model=(last.model if last else None) or self.model_name, elapsed_s=elapsed, stream=True,
+            request_id=last.request_id if last else None, usage=last.usage if last else None,
+            cost=last.cost if last else None, finish_reason=last.finish_reason if last else None, chunks=count,
+            attempt=max(1, int(last.attempts)) if last else 1))
 
     # -- what subclasses implement -------------------------------------------------------
 
@@ -198,11 +230,17 @@ class Provider:
                 self._on_error(exc)
             if isinstance(exc, ProviderError) and not call_aborted():
                 self._stats.failure(exc)
+                self._told_error(exc, start, False)
             else:  # not the provider's failure: a bug, or the caller broke the call off
                 self._stats.abandoned()
             raise
-        self._stats.success(time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        self._stats.success(elapsed)
         self._stats.cost(result.cost)
+        hooks.emit(self._hooks, "on_response", lambda: self._event(
+            "response", provider=result.provider or self.provider_id, model=result.model or self.model_name,
+            elapsed_s=elapsed, request_id=result.request_id, usage=result.usage, cost=result.cost,
+            finish_reason=result.finish_reason, attempt=max(1, int(result.attempts))))
         return result
 
     def stream_sync(self, prompt: Prompt, **options: Unpack[Options]) -> ChunkStream:
@@ -225,8 +263,16 @@ class Provider:
         self._stats.start()
         start = time.perf_counter()
         outcome = "abandoned"  # unless it finishes or fails: the consumer stopped early
+        told = bool(self._hooks or hooks.global_hooks())
+        count, last = 0, None  # with hooks: for on_stream_end
         try:
-            yield from chunks
+            if told:
+                for chunk in chunks:
+                    count += 1
+                    last = chunk
+                    yield chunk
+            else:
+                yield from chunks
             outcome = "done"
         except ProviderError as exc:
             self._on_error(exc)
@@ -234,12 +280,21 @@ class Provider:
                 raise  # the caller broke the stream off: "abandoned" below
             outcome = "failed"
             self._stats.failure(exc)
+            if told:
+                self._told_error(exc, start, True, getattr(exc, "chunks_delivered", None))
             raise
         finally:
             if outcome == "done":
-                self._stats.success(time.perf_counter() - start)
+                elapsed = time.perf_counter() - start
+                self._stats.success(elapsed)
+                if told:
+                    self._told_stream_end(last, count, elapsed)
             elif outcome == "abandoned":
                 self._stats.abandoned()
+                if told:
+                    close = getattr(chunks, "close", None)  # ``yield from`` would have closed it
+                    if close is not None:
+                        close()
 
     def _check(self, request: GenerateRequest) -> None:
         """Provider-specific validation before sending (model limits...)."""

@@ -33,11 +33,12 @@ ALLOWED: dict[str, set[str]] = {
     "models": {"types"},
     "live_models": {"types", "models"},
     "model_rules": {"types", "request"},
-    "provider": {"types", "errors", "_aio", "request", "_call", "_stats", "progress", "conversation"},
+    "provider": {"types", "errors", "_aio", "request", "_call", "_stats", "progress", "conversation", "hooks"},
+    "hooks": {"types", "errors"},
     "conversation": {"types", "errors", "_aio", "request", "_call"},
     "rate_limits": {"types"},
-    "providers.http": {"provider", "transport", "retry", "framing", "types", "errors", "request", "_timers", "_redact", "pricing",
-                       "rate_limits",
+    "providers.http": {"provider", "transport", "retry", "framing", "types", "errors", "request", "_timers", "_redact",
+                       "pricing", "rate_limits", "hooks",
                        "_call", "models", "model_rules", "live_models"},
     "providers.openai": {"providers.http", "transport", "retry", "framing", "types", "errors", "request", "provider",
                          "_redact", "models", "structured", "providers.openai_responses"},
@@ -58,7 +59,7 @@ ALLOWED: dict[str, set[str]] = {
     "cli": {"*"},
     "providers": set(),
     "pooling": {"provider", "types", "errors", "request", "_aio", "pooling.*", "_forksafe", "_stats", "_timers",
-                "_call", "_redact"},
+                "_call", "_redact", "hooks"},
 }
 
 

@@ -68,11 +68,13 @@ class CallRecord:
         tokens: the request's token estimate, made once when a member's budget needs it.
         request: the call's request.
         hedging: a hedge is asking for its try (which never waits for a rate budget).
+        stream: the call is a stream.
     """
 
     started: float
     budget: float | None
     session_key: str | None = None
+    stream: bool = False
     trace: list[Attempt] = field(default_factory=list)
     passed: set[str] = field(default_factory=set)
     tried: set[str] = field(default_factory=set)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar, cast
 
+from .. import hooks
 from .._call import wait_in_call
 from .._forksafe import lock_for
 from .._stats import health_status, percentiles
@@ -307,6 +308,12 @@ class PoolProvider(Provider):
         if isinstance(exc, ContextLengthExceededError):
             call.note_too_long(member)
         call.add(member, exc, now - t0, outcome=outcome)
+        if exc.failover_ok and not call_aborted():
+            hooks.emit(self._hooks, "on_failover", lambda: self._event(
+                "failover", provider=member.provider.provider_id, model=member.provider.model_name,
+                attempt=len(call.tried), elapsed_s=now - t0, status=getattr(exc, "status", None),
+                request_id=getattr(exc, "request_id", None), error=type(exc).__name__,
+                message=getattr(exc, "message", str(exc)), stream=call.stream))
 
     def _skip_reason(self, member: Member, request: GenerateRequest, call: CallRecord) -> ProviderError | None:
         """Why this member is not worth trying for this call, or None: it would refuse the
@@ -408,6 +415,11 @@ class PoolProvider(Provider):
                 raise CallAbortedError("the call was aborted by its caller while it waited for a member's rate budget")
             yield self._begun(member, request, call)
 
+    def _event(self, kind: str, **fields: Any) -> hooks.HookEvent:
+        fields.setdefault("level", "pool")
+        fields.setdefault("pool", self.name)
+        return super()._event(kind, **fields)
+
     def _begun(self, member: Member, request: GenerateRequest,
                call: CallRecord) -> tuple[Member, dict[str, Any], float]:
         """A try of ``member`` starts: its call options and start time, counted as begun in the
@@ -421,6 +433,9 @@ class PoolProvider(Provider):
         if self._others_left(request, call):
             options["max_retries"] = 0
         self.state.begin(member.key)
+        hooks.emit(self._hooks, "on_request", lambda: self._event(
+            "request", provider=member.provider.provider_id, model=member.provider.model_name,
+            attempt=len(call.tried), stream=call.stream))
         return member, options, self._clock()
 
     def _tokens(self, call: CallRecord) -> int:
@@ -574,6 +589,7 @@ class PoolProvider(Provider):
 
     def _stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
         call = self._call(request)
+        call.stream = True
         opened = self._first(request, call, self._open, hedged_open)
         if opened is None:
             raise self._exhausted(call)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Literal, Protocol, TypedDict
 from urllib.parse import urlsplit
 
-from .. import live_models, model_rules
+from .. import hooks, live_models, model_rules
 from .. import models as model_data
 from .._call import current_call, on_abort
 from .._redact import redact, redact_url, snippet, split_userinfo
@@ -347,6 +347,11 @@ def default_transport() -> RequestsTransport:
             # Sized for the thread pool, so awaited and batched calls never overflow it.
             _shared_transport = RequestsTransport(pool_size=max(DEFAULT_POOL_SIZE, thread_pool_size()))
         return _shared_transport
+
+
+def _hook_url(url: str) -> str:
+    """A URL for hooks: no user info, no query (a key may ride in one under any name)."""
+    return redact_url(url.split("?", 1)[0].split("#", 1)[0])
 
 
 def _find_in(table: Sequence[ModelInfo], name: str) -> ModelInfo | None:
@@ -947,6 +952,10 @@ class HttpProvider(Provider):
         retry = 0
         while True:
             retry += 1
+            began = time.perf_counter()
+            told = self._hooks or hooks.global_hooks()
+            if told:
+                self._told_request(retry, request.url, stream)
             try:
                 if stream:
                     opened = transport.open_stream(self._prepare(request))
@@ -968,10 +977,22 @@ class HttpProvider(Provider):
             if wait is None:
                 raise error
             logger.info("%s: retrying in %.2fs after %s", self.provider_id, wait, type(error).__name__)
+            if told:
+                self._told_retry(retry, time.perf_counter() - began, stream, error, wait)
             try:
                 policy.pause(wait)
             except ProviderError as exc:
                 raise self._annotate(exc) from error
+
+    def _told_request(self, attempt: int, url: str, stream: bool) -> None:
+        hooks.emit(self._hooks, "on_request", lambda: self._event(
+            "request", attempt=attempt, url=_hook_url(url), stream=stream))
+
+    def _told_retry(self, attempt: int, elapsed: float, stream: bool, error: ProviderError, wait: float) -> None:
+        hooks.emit(self._hooks, "on_retry", lambda: self._event(
+            "retry", attempt=attempt, elapsed_s=elapsed, stream=stream, status=getattr(error, "status", None),
+            request_id=getattr(error, "request_id", None), error=type(error).__name__, message=error.message,
+            retry_in_s=wait))
 
     def _send(self, method: str, path: str, payload: Mapping[str, Any] | None = None,
               timeout: float | None = None, max_retries: int | None = None,
