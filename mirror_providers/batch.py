@@ -31,7 +31,7 @@ from .errors import ProviderError, ValidationError
 from .provider import Provider
 from .types import GenerationResult, Message
 
-__all__ = ["BatchItem", "BatchSummary", "done_records", "read_items", "run_batch"]
+__all__ = ["BatchItem", "BatchSummary", "Earlier", "done_records", "read_items", "run_batch"]
 
 Format = Literal["auto", "jsonl", "text"]
 OPTION_FIELDS = ("system", "max_tokens", "temperature", "top_p", "stop")
@@ -73,9 +73,10 @@ class BatchSummary:
     records: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
-def _fingerprint(prompt: Any, options: Mapping[str, Any]) -> str:
-    canonical = json.dumps({"prompt": prompt, "options": dict(options)}, sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+def _fingerprint(prompt: Any, options: Mapping[str, Any], target: str = "") -> str:
+    canonical = json.dumps({"prompt": prompt, "options": dict(options), "target": target}, sort_keys=True,
+                           ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def _messages(value: Any, line: int) -> tuple[Message, ...]:
@@ -90,12 +91,12 @@ def _messages(value: Any, line: int) -> tuple[Message, ...]:
     return tuple(out)
 
 
-def _item(line: int, text: str, fmt: Format, defaults: Mapping[str, Any]) -> BatchItem | None:
+def _item(line: int, text: str, fmt: Format, defaults: Mapping[str, Any], target: str) -> BatchItem | None:
     raw = text.rstrip("\r\n")
     if not raw.strip():
         return None  # a blank line is a separator, not a prompt
     if fmt == "text" or (fmt == "auto" and raw.lstrip()[:1] not in ("{", '"')):
-        return BatchItem(line, prompt=raw, options=dict(defaults), key=_fingerprint(raw, defaults))
+        return BatchItem(line, prompt=raw, options=dict(defaults), key=_fingerprint(raw, defaults, target))
     try:
         record = json.loads(raw)
         if isinstance(record, str):
@@ -112,38 +113,64 @@ def _item(line: int, text: str, fmt: Format, defaults: Mapping[str, Any]) -> Bat
         prompt: str | tuple[Message, ...] = (record["prompt"] if "prompt" in record
                                              else _messages(record["messages"], line))
     except ValueError as exc:  # json.JSONDecodeError is one
-        return BatchItem(line, id=None, error=f"line {line}: {exc}", key=_fingerprint(raw, {}))
+        return BatchItem(line, id=None, error=f"line {line}: {exc}", key=_fingerprint(raw, {}, target))
     options = {**defaults, **{k: record[k] for k in OPTION_FIELDS if k in record}}
     source = record.get("prompt", record.get("messages"))
-    return BatchItem(line, id=record.get("id"), prompt=prompt, options=options, key=_fingerprint(source, options))
+    return BatchItem(line, id=record.get("id"), prompt=prompt, options=options,
+                     key=_fingerprint([source, record.get("id")], options, target))
 
 
-def read_items(lines: Iterable[str], fmt: Format = "auto",
-               defaults: Mapping[str, Any] | None = None) -> list[BatchItem]:
+def read_items(lines: Iterable[str], fmt: Format = "auto", defaults: Mapping[str, Any] | None = None,
+               target: str = "") -> list[BatchItem]:
     """The input's records (blank lines skipped); a line that cannot be read is an item with
-    ``error`` set, answered in its place, never dropped."""
+    ``error`` set, answered in its place, never dropped. ``target`` (the provider, chain or pool
+    that answers) is part of every fingerprint: another model's answers are not reused."""
     if fmt not in ("auto", "jsonl", "text"):
         raise ValidationError(f"format must be auto, jsonl or text, got {fmt!r}")
     clean = {k: v for k, v in (defaults or {}).items() if v is not None}
-    items = (_item(n, text, fmt, clean) for n, text in enumerate(lines, 1))
+    items = (_item(n, text, fmt, clean, target) for n, text in enumerate(lines, 1))
     return [item for item in items if item is not None]
 
 
-def done_records(path: Path, items: Iterable[BatchItem]) -> dict[int, dict[str, Any]]:
-    """The answers an earlier run wrote to ``path`` that still answer these items (same line,
-    same fingerprint, no error). A line cut short by a crash is ignored."""
-    wanted = {item.line: item.key for item in items}
-    found: dict[int, dict[str, Any]] = {}
-    with contextlib.suppress(FileNotFoundError), path.open(encoding="utf-8") as f:
+@dataclass
+class Earlier:
+    """What an earlier run left in the output file: the answers that still answer items of this
+    input (by fingerprint, wherever the line moved), and how many records answer something else."""
+
+    reuse: dict[int, dict[str, Any]] = field(default_factory=dict)
+    foreign: int = 0
+    records: int = 0
+
+
+def done_records(path: Path, items: Iterable[BatchItem]) -> Earlier:
+    """Read what an earlier run wrote to ``path`` (nothing when it does not exist). An answer is
+    reused for every item with its fingerprint (the same prompt, options and target), renumbered
+    to the item's line; errors are not reused. A line cut short by a crash is ignored.
+
+    Raises:
+        OSError: ``path`` exists but cannot be read (a directory, say).
+    """
+    items = list(items)
+    keys = {item.key for item in items}
+    answers: dict[str, dict[str, Any]] = {}
+    earlier = Earlier()
+    with contextlib.suppress(FileNotFoundError), path.open(encoding="utf-8", errors="replace") as f:
         for text in f:
             try:
                 record = json.loads(text)
             except ValueError:
                 continue
-            if (isinstance(record, dict) and "error" not in record and isinstance(record.get("line"), int)
-                    and wanted.get(record["line"]) == record.get("input")):
-                found[record["line"]] = record
-    return found
+            if not isinstance(record, dict) or not isinstance(record.get("input"), str):
+                continue
+            earlier.records += 1
+            if record["input"] not in keys:
+                earlier.foreign += 1
+            elif "error" not in record:
+                answers[record["input"]] = record
+    for item in items:
+        if item.key in answers:
+            earlier.reuse[item.line] = {**answers[item.key], "line": item.line}
+    return earlier
 
 
 def answer_record(item: BatchItem, result: GenerationResult) -> dict[str, Any]:
@@ -163,6 +190,8 @@ def error_record(item: BatchItem, exc: ProviderError | None = None) -> dict[str,
         error = {"type": type(exc).__name__, "message": getattr(exc, "message", str(exc)),
                  "status": getattr(exc, "status", None), "provider": exc.provider, "model": exc.model,
                  "request_id": getattr(exc, "request_id", None)}
+        if getattr(exc, "retry_after", None) is not None:
+            error["retry_after_s"] = exc.retry_after  # type: ignore[attr-defined]
     return {"line": item.line, **({"id": item.id} if item.id is not None else {}), "error": error, "input": item.key}
 
 
@@ -264,7 +293,13 @@ class JsonlFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        cut = False
+        with contextlib.suppress(FileNotFoundError), path.open("rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            cut = size > 0 and f.seek(size - 1) >= 0 and f.read(1) != b"\n"
         self._file = path.open("a", encoding="utf-8")
+        if cut:  # a record cut short by a crash must not swallow the next one
+            self._file.write("\n")
 
     def __call__(self, record: dict[str, Any]) -> None:
         self._file.write(json.dumps(record, ensure_ascii=False) + "\n")

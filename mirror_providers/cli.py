@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
+import os
 import sys
 import traceback
 from collections.abc import Iterator, Sequence
@@ -217,9 +219,13 @@ def _local(model: str | None, base_url: str | None, max_retries: int, err: TextI
     from .embedded import LocalProvider, check_local_model, running_server
 
     check_local_model(model)  # before a server starts
-    if base_url is None and err is not None and running_server() is None:
-        print("starting the local model (a few seconds; mirror-providers serve keeps one running for later "
-              "calls)", file=err, flush=True)
+    if base_url is None:
+        running = running_server()
+        if running is not None:
+            base_url = running + "/v1"
+        elif err is not None:
+            print("starting the local model (a few seconds; mirror-providers serve keeps one running for later "
+                  "calls)", file=err, flush=True)
     provider = LocalProvider(model, base_url=base_url, max_retries=max_retries)
     try:
         yield provider
@@ -236,6 +242,9 @@ def _chain(spec: str, max_retries: int, err: TextIO, option: str = "--fallback")
         items = [s.strip() for s in spec.split(",") if s.strip()]
         for item in items:
             name, _, model = item.partition(":")
+            if name not in choices():  # a typo is a mistake to say, not a member to leave out
+                raise ConfigurationError(f"{option}: unknown provider {name!r} in {item!r}; known: "
+                                         + ", ".join(choices()))
             try:
                 members.append(stack.enter_context(_provider(name, model or None, None, max_retries, err)))
             except ConfigurationError as exc:
@@ -311,43 +320,90 @@ def _target(args: argparse.Namespace, err: TextIO) -> Iterator[Provider]:
             yield provider
 
 
+def _read_input(path: str) -> list[str]:
+    """The input's lines: a file or standard input, UTF-8 (a byte-order mark is dropped)."""
+    if path == "-":
+        if sys.stdin is None or getattr(sys.stdin, "closed", False):
+            raise ConfigurationError("no standard input to read prompts from (closed): give a file")
+        raw: bytes | str = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read()
+        where = "standard input"
+    else:
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read {path}: {exc.strerror or exc}") from None
+        where = path
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ConfigurationError(f"{where} is not UTF-8 text: {exc}") from None
+    return raw.removeprefix("\ufeff").splitlines(keepends=True)
+
+
+def _target_name(args: argparse.Namespace) -> str:
+    """What answers a batch, for its fingerprints: another model's answers are not reused."""
+    if getattr(args, "pool", None):
+        return f"pool:{args.pool}:{args.strategy}"
+    if args.fallback:
+        return f"fallback:{args.fallback}"
+    name = args.provider or next(iter(configured()), None) or ""
+    return f"{name}:{args.model or ''}:{args.base_url or ''}"
+
+
+def _say(err: TextIO, text: str) -> None:
+    """A line for the person at stderr; a stderr that cannot be written to fails nothing."""
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=err, flush=True)
+
+
 def cmd_batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from pathlib import Path
 
     from . import batch as batches
 
-    defaults = {"system": args.system, "max_tokens": args.max_tokens, "temperature": args.temperature}
-    if args.input == "-":
-        items = batches.read_items(sys.stdin, args.format, defaults)
-    else:
-        try:
-            with open(args.input, encoding="utf-8") as f:
-                items = batches.read_items(f, args.format, defaults)
-        except OSError as exc:
-            raise ConfigurationError(f"cannot read {args.input}: {exc.strerror or exc}") from None
-        except UnicodeDecodeError as exc:
-            raise ConfigurationError(f"{args.input} is not UTF-8 text: {exc}") from None
     if args.concurrency < 1:
         raise ConfigurationError(f"--concurrency must be at least 1, got {args.concurrency}")
+    if (args.pool or args.fallback) and (args.model or args.base_url):
+        raise ConfigurationError("--model and --base-url go with --provider; in --fallback or --pool give "
+                                 "provider:model for each member")
     output = Path(args.output) if args.output else None
-    reuse = batches.done_records(output, items) if output is not None else {}
-    if reuse:
-        print(f"resuming: {len(reuse)} of {len(items)} already answered in {output}", file=err)
-    file = None
+    if output is not None and args.input != "-" and output.exists() and os.path.samefile(output, args.input):
+        raise ConfigurationError(f"-o {args.output} is the input file: the results would overwrite the prompts")
+    defaults = {"system": args.system, "max_tokens": args.max_tokens, "temperature": args.temperature}
+    items = batches.read_items(_read_input(args.input), args.format, defaults, _target_name(args))
+    earlier = batches.Earlier()
     if output is not None:
         try:
-            file = batches.JsonlFile(output)
+            earlier = batches.done_records(output, items)
         except OSError as exc:
-            raise ConfigurationError(f"cannot write {output}: {exc.strerror or exc}") from None
-        emit: Any = file
-    else:
-        emit = batches.InOrder(out.write, [item.line for item in items], out.flush)
-    with _target(args, err) as provider, _progress(len(items), len(reuse), err, args.no_progress) as bar:
-        summary = batches.run_batch(
-            provider, items, emit, concurrency=args.concurrency, reuse=reuse,
-            on_record=lambda record: bar.advance(ok="error" not in record) if bar else None,
-            on_interrupt=lambda n: print(f"\ninterrupted: waiting for the {n} calls in flight (Ctrl-C again to "
-                                         "abandon them)", file=err, flush=True))
+            raise ConfigurationError(f"cannot read {output}: {exc.strerror or exc}") from None
+        if earlier.foreign and not earlier.reuse and earlier.records == earlier.foreign:
+            raise ConfigurationError(f"{output} holds {earlier.foreign} results of other prompts (another input, "
+                                     "options or provider): give another -o FILE, or remove that one")
+        if earlier.foreign:
+            _say(err, f"warning: {earlier.foreign} results in {output} are for other prompts, options or provider "
+                      "and are replaced")
+    reuse = earlier.reuse
+    if reuse:
+        _say(err, f"resuming: {len(reuse)} of {len(items)} already answered in {output}")
+    with _target(args, err) as provider:
+        file = None
+        if output is not None:
+            try:
+                file = batches.JsonlFile(output)
+            except OSError as exc:
+                raise ConfigurationError(f"cannot write {output}: {exc.strerror or exc}") from None
+            emit: Any = file
+        else:
+            emit = batches.InOrder(out.write, [item.line for item in items], out.flush)
+        with _progress(len(items), len(reuse), err, args.no_progress) as bar:
+            summary = batches.run_batch(
+                provider, items, emit, concurrency=args.concurrency, reuse=reuse,
+                on_record=lambda record: bar.advance(ok="error" not in record) if bar else None,
+                on_interrupt=lambda n: _say(err, f"\ninterrupted: waiting for the {n} calls in flight (Ctrl-C "
+                                                 "again to abandon them)"))
     if file is not None:
         if summary.interrupted:
             file.close()
@@ -356,12 +412,12 @@ def cmd_batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     elif summary.interrupted:
         emit.drain()
     answered = summary.reused + summary.done
-    print(f"{answered} of {summary.total} answered ({summary.reused} earlier), {summary.failed} failed; "
-          f"{summary.input_tokens} tokens in, {summary.output_tokens} out" + (f"; results in {output}" if output
-                                                                               else ""), file=err)
+    _say(err, f"{answered} of {summary.total} answered ({summary.reused} earlier), {summary.failed} failed; "
+              f"{summary.input_tokens} tokens in, {summary.output_tokens} out"
+              + (f"; results in {output}" if output else ""))
     if summary.interrupted:
-        print("interrupted: run the same command again to continue" if output else
-              "interrupted (with -o FILE a run continues where it stopped)", file=err)
+        _say(err, "interrupted: run the same command again to continue" if output else
+                  "interrupted (with -o FILE a run continues where it stopped)")
         return 130
     return 0 if summary.failed == 0 else EXIT_API
 
@@ -384,6 +440,7 @@ class _Chat:
         from .conversation import Conversation
 
         self.args, self.out, self.err, self.stack = args, out, err, stack
+        self._switched = contextlib.ExitStack()
         self.name: str | None = None if args.fallback else args.provider or next(iter(configured()), None)
         provider = stack.enter_context(_target(args, err))
         options = {k: v for k, v in {"max_tokens": args.max_tokens, "temperature": args.temperature}.items()
@@ -424,8 +481,8 @@ class _Chat:
                 raise ValidationError("/save needs a file name")
             try:
                 conv.save(rest)
-            except OSError as exc:
-                raise ConfigurationError(f"cannot write {rest}: {exc.strerror or exc}") from None
+            except (OSError, ValueError) as exc:
+                raise ConfigurationError(f"cannot write {rest}: {getattr(exc, 'strerror', None) or exc}") from None
             print(f"saved {len(conv)} messages to {rest}", file=self.err)
         elif word == "undo":
             print(f"forgot {len(conv.undo())} messages", file=self.err)
@@ -448,9 +505,15 @@ class _Chat:
         if self.args.fallback:
             raise ConfigurationError("/model is not available with --fallback")
         name, _, model = spec.partition(":") if ":" in spec and spec.split(":")[0] in choices() else ("", "", spec)
+        if not model or model.startswith(":"):
+            raise ValidationError(f"/model {spec}: give a model name, or provider:model")
         name = name or self.name or ""
-        provider = self.stack.enter_context(_provider(name, model, self.args.base_url if name == self.name else None,
-                                                      self.args.max_retries, self.err))
+        switched = contextlib.ExitStack()
+        provider = switched.enter_context(_provider(name, model, self.args.base_url if name == self.name else None,
+                                                    self.args.max_retries, self.err))
+        self._switched.close()  # the provider /model replaced, if /model made it
+        self._switched = switched
+        self.stack.callback(switched.close)
         self.name = name
         self.conv = Conversation(provider, messages=self.conv.messages, system=self.conv.system, **self.options)
         print(f"now talking to {provider.provider_id}:{provider.model_name}", file=self.err)
@@ -458,19 +521,27 @@ class _Chat:
     def turn(self, text: str) -> None:
         usage, model = None, self.conv.provider.model_name
         chunks = self.conv.stream(text)
+        shown = False
         try:
             for chunk in chunks:
                 print(chunk.content, end="", file=self.out, flush=True)
+                shown = shown or bool(chunk.content)
                 usage, model = chunk.usage or usage, chunk.model or model
         except KeyboardInterrupt:
             chunks.close()  # type: ignore[attr-defined]
             print("\n[stopped; this turn is not kept]", file=self.err)
             return
+        except ProviderError:
+            if shown:  # the partial answer's line ends before the error is told
+                print(file=self.out, flush=True)
+            raise
         print(file=self.out)
         _print_usage(usage, model, self.err)
 
 
 def cmd_chat(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if sys.stdin is None or getattr(sys.stdin, "closed", False):
+        raise ConfigurationError("chat reads what you say from standard input, and it is closed")
     interactive = sys.stdin.isatty()
     with contextlib.ExitStack() as stack:
         session = _Chat(args, out, err, stack)
@@ -632,6 +703,16 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     except KeyboardInterrupt:
         print(file=err)
         return 130
+    except BrokenPipeError:  # the reader went away (| head): nothing more to say to it
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's last flush is quiet too
+        return EXIT_API
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EIO, errno.EDQUOT):
+            raise
+        _say(err, f"error: cannot write the output: {exc.strerror or exc}")
+        return EXIT_API
 
 
 def main_exit() -> None:

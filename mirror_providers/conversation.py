@@ -186,16 +186,24 @@ class Conversation:
             messages = self._outgoing(turn)
             chunks = self._provider.stream_sync(messages, **options)
             seen: list[StreamChunk] = []
+            kept = False
             try:
                 for chunk in chunks:
                     seen.append(chunk)
+                    if chunk.finish_reason is not None:  # the last chunk: kept even if the loop stops at it
+                        self._keep(messages, seen)
+                        kept = True
                     yield chunk
             finally:  # stopped early or broken: the response is released, nothing is kept
                 close = getattr(chunks, "close", None)
                 if close is not None:
                     close()
-            answer = join_chunks(seen, provider=self._provider.provider_id, model=self._provider.model_name)
-            self._history = (*messages, answer.to_message())
+            if not kept:
+                self._keep(messages, seen)
+
+    def _keep(self, messages: tuple[Message, ...], seen: list[StreamChunk]) -> None:
+        answer = join_chunks(seen, provider=self._provider.provider_id, model=self._provider.model_name)
+        self._history = (*messages, answer.to_message())
 
     def _exchange(self, turn: Message | None, options: Mapping[str, Any]) -> GenerationResult:
         """One send, with the lock held: the answer is appended only once it is complete."""

@@ -91,6 +91,7 @@ class LocalProvider(OpenAIProvider):
     def __init__(self, model: str | None = None, **kwargs: Unpack[ClientSettings]) -> None:
         check_local_model(model)
         self._server: LocalModelServer | None = None
+        self._owner = os.getpid()  # a forked child uses the server; only its parent stops it
         if kwargs.get("base_url") is None:
             url = running_server()
             if url is None:
@@ -115,6 +116,8 @@ class LocalProvider(OpenAIProvider):
         self._stop_server()
 
     def _stop_server(self) -> None:
+        if os.getpid() != self._owner:
+            return  # the server's threads live in the parent: stopping it here would break the parent's
         server, self._server = self._server, None
         if server is not None:
             server.stop()
@@ -258,13 +261,22 @@ class LocalModelServer:
         return AnthropicProvider(base_url=self.base_url, **kwargs)
 
 
-_OWNED: weakref.WeakSet[LocalModelServer] = weakref.WeakSet()  # servers LocalProviders started
+_OWNED: weakref.WeakSet[LocalModelServer] = weakref.WeakSet()  # servers LocalProviders started here
 
 
 @atexit.register
 def _stop_owned() -> None:
     for server in list(_OWNED):
         server.stop()
+
+
+def _forget_owned_in_child() -> None:
+    """A forked child has none of the servers' threads: it must not stop them at its exit."""
+    global _OWNED
+    _OWNED = weakref.WeakSet()
+
+
+os.register_at_fork(after_in_child=_forget_owned_in_child)
 
 
 def _check_port_free(port: int) -> None:
@@ -276,9 +288,10 @@ def _check_port_free(port: int) -> None:
                                      "another port") from None
 
 
-def _record_path() -> Path:
-    """Where ``serve`` says which server it runs, for ``--provider local`` in other processes."""
-    return Path(cache_dir()) / "local-server.json"
+def _records() -> Path:
+    """Where each ``serve`` says which server it runs (``<pid>.json``), for ``--provider local``
+    in other processes."""
+    return Path(cache_dir()) / "local-servers"
 
 
 def _alive(pid: int) -> bool:
@@ -293,28 +306,45 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def running_server(timeout_s: float = 2.0) -> str | None:
-    """The base URL (the root) of the embedded model's server that ``mirror-providers serve`` runs
-    on this machine, or None when none is running: its record names a live process, and the
-    server there answers ``/health`` and lists this model."""
-    try:
-        record = json.loads(_record_path().read_text())
-        pid, url = record["pid"], record["base_url"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if not isinstance(pid, int) or not isinstance(url, str) or not url.startswith("http://127.0.0.1:"):
-        return None
-    if not _alive(pid):
-        return None
+def _answers(url: str, timeout_s: float) -> bool:
+    """Whether the embedded model's server is at ``url``: ``/health`` ok and the model listed."""
     try:
         with RequestsTransport(timeout=Timeout(connect=timeout_s, read=timeout_s)) as transport:
             if transport.send(HttpRequest("GET", url + "/health")).status != 200:
-                return None
+                return False
             listed = transport.send(HttpRequest("GET", url + "/v1/models"))
             ids = [m.get("id") for m in json.loads(listed.text).get("data", []) if isinstance(m, dict)]
     except (ProviderError, ValueError, AttributeError):
+        return False
+    return MODEL_ALIAS in ids
+
+
+def running_server(timeout_s: float = 1.0) -> str | None:
+    """The base URL (the root) of an embedded model's server that ``mirror-providers serve`` runs
+    on this machine, or None when none is running: its record names a live process, and the
+    server there answers ``/health`` and lists this model. The newest such server wins.
+
+    The records are the user's own files (in the cache directory): anyone who can write there
+    can point this at a server of theirs, as they could replace the model file itself."""
+    try:
+        paths = sorted(_records().glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    except OSError:
         return None
-    return url if MODEL_ALIAS in ids else None
+    for path in paths:
+        try:
+            record = json.loads(path.read_text())
+            pid, url = record["pid"], record["base_url"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if not isinstance(pid, int) or not isinstance(url, str) or not url.startswith("http://127.0.0.1:"):
+            continue
+        if not _alive(pid):
+            with contextlib.suppress(OSError):
+                path.unlink()  # its server is gone
+            continue
+        if _answers(url, timeout_s):
+            return url
+    return None
 
 
 def serve(port: int | None = DEFAULT_PORT, *, parallel: int = 2, verbose: bool = False,
@@ -327,10 +357,10 @@ def serve(port: int | None = DEFAULT_PORT, *, parallel: int = 2, verbose: bool =
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    record = _record_path()
+    record = _records() / f"{os.getpid()}.json"
     with LocalModelServer(port=port, parallel=parallel, verbose=verbose) as server:
         record.parent.mkdir(parents=True, exist_ok=True)
-        temp = record.with_name(f"{record.name}.{os.getpid()}")
+        temp = record.with_name(f".{record.name}.tmp")
         temp.write_text(json.dumps({"pid": os.getpid(), "base_url": server.base_url, "model": MODEL_ALIAS}))
         temp.replace(record)
         try:
@@ -339,9 +369,8 @@ def serve(port: int | None = DEFAULT_PORT, *, parallel: int = 2, verbose: bool =
             with contextlib.suppress(KeyboardInterrupt):
                 stop.wait()
         finally:
-            with contextlib.suppress(OSError, ValueError):
-                if json.loads(record.read_text()).get("pid") == os.getpid():  # not a later server's record
-                    record.unlink()
+            with contextlib.suppress(OSError):
+                record.unlink()
 
 
 def _serve(argv: list[str] | None = None) -> int:

@@ -44,6 +44,12 @@ def _rate(per_s: float | None) -> str:
     return f"{per_s:.1f}/s" if per_s >= 1 else f"{per_s * 60:.1f}/min"  # slow model calls read better per minute
 
 
+def _count(value: object, name: str) -> None:
+    """A count is a whole number >= 0 (not a bool, not a float)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
+
+
 def _is_terminal(stream: TextIO) -> bool:
     if os.environ.get("TERM") == "dumb":  # a dumb terminal cannot be redrawn: treated as a file
         return False
@@ -74,11 +80,14 @@ class ProgressBar:
 
     def __init__(self, total: int | None = None, *, stream: TextIO | None = None,
                  clock: Callable[[], float] = time.monotonic, label: str = "", initial: int = 0) -> None:
-        if initial < 0 or (total is not None and total < 0):
-            raise ValueError(f"total and initial must be >= 0, got total={total}, initial={initial}")
+        _count(initial, "initial")
+        if total is not None:
+            _count(total, "total")
+        if not isinstance(label, str):
+            raise ValueError(f"label must be text, got {type(label).__name__}")
         self._stream = sys.stderr if stream is None else stream
         self._clock = clock
-        self._label = label
+        self._label = " ".join(label.split())  # one line, whatever the label holds
         self._initial = initial
         self._total = total
         self._done = initial
@@ -162,6 +171,9 @@ class ProgressBar:
             errors: how many of them failed.
             total: the batch's size, once it is known.
         """
+        for value, name in ((done, "done"), (errors, "errors"), (total, "total")):
+            if value is not None:
+                _count(value, name)
         with self._lock:
             if done is not None:
                 self._done = done

@@ -265,3 +265,85 @@ def test_a_second_ctrl_c_abandons_the_calls_in_flight(vendor: Vendor, server: Fa
         proc.kill()
     assert proc.returncode == 130 and b"Traceback" not in stderr, stderr
     assert [r["line"] for r in records(output.read_text())] == [1]
+
+
+# -- what a careless caller or a crash does to the files ---------------------------------------
+
+def test_the_output_may_not_be_the_input(vendor: Vendor, tmp_path: Path) -> None:
+    same = tmp_path / "same.txt"
+    same.write_text("a\nb\n")
+    code, _, err = run("batch", str(same), "-o", str(same), "--no-progress")
+    assert code == 2 and "is the input file" in err and same.read_text() == "a\nb\n" and not vendor.sent
+
+
+def test_another_model_is_not_answered_from_the_file(vendor: Vendor, tmp_path: Path) -> None:
+    vendor.release.set()
+    source, output = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    source.write_text("p1\np2\n")
+    assert run("batch", str(source), "-o", str(output), "--model", "gpt-4o-mini", "--no-progress")[0] == 0
+    code, _, err = run("batch", str(source), "-o", str(output), "--model", "gpt-4o", "--no-progress")
+    assert code == 2 and "holds 2 results of other prompts" in err  # refused, not silently reused
+    other = tmp_path / "other.txt"
+    other.write_text("p3\n")
+    assert run("batch", str(other), "-o", str(output), "--no-progress")[0] == 2
+    assert vendor.sent == Counter({"p1": 1, "p2": 1}) and len(records(output.read_text())) == 2
+
+
+def test_a_moved_line_is_still_answered_from_the_file(vendor: Vendor, tmp_path: Path) -> None:
+    vendor.release.set()
+    source, output = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    source.write_text("p1\np2\n")
+    assert run("batch", str(source), "-o", str(output), "--no-progress")[0] == 0
+    source.write_text("p0\np1\np2\n")  # a line added at the top
+    assert run("batch", str(source), "-o", str(output), "--no-progress")[0] == 0
+    assert vendor.sent == Counter({"p0": 1, "p1": 1, "p2": 1})
+    assert [(r["line"], r["content"]) for r in records(output.read_text())] == [
+        (1, "answer: p0"), (2, "answer: p1"), (3, "answer: p2")]
+
+
+def test_a_record_cut_by_a_crash_does_not_swallow_the_next(vendor: Vendor, tmp_path: Path) -> None:
+    vendor.release.set()
+    source, output = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    source.write_text("p1\np2\np3\n")
+    assert run("batch", str(source), "-o", str(output), "--no-progress")[0] == 0
+    whole = output.read_text().splitlines()
+    output.write_text(whole[0] + "\n" + whole[1][:25])  # the crash: line 2 half written, line 3 never
+    assert run("batch", str(source), "-o", str(output), "--no-progress")[0] == 0
+    assert vendor.sent == Counter({"p1": 1, "p2": 2, "p3": 2})
+    assert [r["line"] for r in records(output.read_text())] == [1, 2, 3]
+
+
+def test_a_byte_order_mark_and_bad_bytes(vendor: Vendor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    vendor.release.set()
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b'\xef\xbb\xbf{"prompt": "p1"}\n')
+    code, out, _ = run("batch", str(bom), "--no-progress")
+    assert code == 0 and records(out)[0]["content"] == "answer: p1"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"ok\n\xff bad\n"), errors="surrogateescape"))
+    out_, err_ = io.StringIO(), io.StringIO()
+    assert main(["batch", "-", "--no-progress"], out_, err_) == 2 and "standard input is not UTF-8" in err_.getvalue()
+    monkeypatch.setattr(sys, "stdin", None)
+    assert main(["batch", "-"], out_, err_) == 2 and "no standard input" in err_.getvalue()
+
+
+def test_usage_mistakes_are_exit_2(vendor: Vendor, tmp_path: Path) -> None:
+    (tmp_path / "in.txt").write_text("p1\n")
+    (tmp_path / "adir").mkdir()
+    for argv, words in [(["-o", str(tmp_path / "adir")], "cannot read"),
+                        (["--fallback", "bogus:x,openai"], "unknown provider 'bogus'"),
+                        (["--pool", "openai,openai", "--model", "gpt-4o"], "--model and --base-url go with")]:
+        code, _, err = run("batch", str(tmp_path / "in.txt"), "--no-progress", *argv)
+        assert code == 2 and words in err, (argv, err)
+    assert not vendor.sent
+
+
+def test_a_reader_that_goes_away_ends_it_quietly(vendor: Vendor, server: FakeServer, tmp_path: Path) -> None:
+    vendor.release.set()
+    source = tmp_path / "in.txt"
+    source.write_text("".join(f"p{i}\n" for i in range(300)))
+    proc = subprocess.Popen([sys.executable, "-m", "mirror_providers", "batch", str(source), "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env_for(server), cwd=ROOT)
+    assert proc.stdout is not None and proc.stdout.readline().startswith(b'{"line": 1')
+    proc.stdout.close()  # as `| head -1` does
+    _, stderr = proc.communicate(timeout=60)
+    assert b"Traceback" not in stderr and proc.returncode != 0, stderr

@@ -142,3 +142,18 @@ def test_on_a_terminal_ctrl_c_stops_the_answer_and_the_session_goes_on(vendor: V
         proc.kill()
         os.close(master)
     assert roles(vendor.bodies[2]) == [("user", "hello"), ("assistant", "answer 1"), ("user", "after")]
+
+
+def test_a_broken_answer_ends_its_line_and_odd_commands_are_told(vendor: Vendor, server: FakeServer,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from .server import openai_sse as sse
+
+    def cut(req: Received, reply: Reply) -> None:
+        reply.head(200, {"Content-Type": "text/event-stream"}, chunked=True)
+        reply.chunk(sse("Hello there")[1])
+        reply.reset()
+
+    server.route("POST", "/v1/chat/completions", cut)
+    code, out, err = chat(monkeypatch, "first\n/model :foo\n/save a\x00b\n", "--max-retries", "0")
+    assert code == 0 and out == "Hello\n"  # the partial answer's line is ended before the error
+    assert "error:" in err and "give a model name" in err and "cannot write" in err

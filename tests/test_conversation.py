@@ -481,3 +481,18 @@ def test_a_cancelled_send_async_leaves_the_history_as_it_was(server: FakeServer,
     finally:
         release.set()
     assert conv.messages == before
+
+
+def test_a_loop_that_stops_at_the_finish_reason_keeps_the_turn(server: FakeServer) -> None:
+    from mirror_providers.openai import OpenAIProvider as _OpenAI
+
+    from .server import add_openai_routes as _routes
+
+    _routes(server, text="Two three")
+    conv = _OpenAI(api_key="sk-test", model="gpt-4o-mini", base_url=server.url + "/v1").conversation()
+    for chunk in conv.stream("Count"):
+        if chunk.finish_reason:
+            break  # the natural way to stop: the last chunk has come
+    assert [m.role for m in conv.messages] == ["user", "assistant"] and conv.messages[1].text == "Two three"
+    conv.send("Again")  # not held by the stream left at its last chunk
+    assert len(conv) == 4

@@ -42,8 +42,8 @@ def as_local_server(server: FakeServer, models: tuple[str, ...] = (MODEL_ALIAS,)
 
 def record(model_cache: Path, base_url: str, pid: int | None = None) -> None:
     """What ``serve`` writes for other processes."""
-    model_cache.mkdir(parents=True, exist_ok=True)
-    (model_cache / "local-server.json").write_text(json.dumps(
+    (model_cache / "local-servers").mkdir(parents=True, exist_ok=True)
+    (model_cache / "local-servers" / f"{os.getpid() if pid is None else pid}.json").write_text(json.dumps(
         {"pid": os.getpid() if pid is None else pid, "base_url": base_url, "model": MODEL_ALIAS}))
 
 
@@ -70,8 +70,8 @@ def test_a_record_that_does_not_lead_to_the_model_is_ignored(case: str, server: 
     if case == "dead process":
         record(model_cache, server.url, pid=dead_pid())
     elif case == "garbage":
-        model_cache.mkdir(parents=True, exist_ok=True)
-        (model_cache / "local-server.json").write_text('{"pid": "x", "base_url": 3')
+        (model_cache / "local-servers").mkdir(parents=True, exist_ok=True)
+        (model_cache / "local-servers" / "1.json").write_text('{"pid": "x", "base_url": 3')
     elif case == "not loopback":
         record(model_cache, server.url.replace("127.0.0.1", "localhost.example"))
     elif case == "no server":
@@ -81,6 +81,23 @@ def test_a_record_that_does_not_lead_to_the_model_is_ignored(case: str, server: 
     else:
         record(model_cache, server.url)
     assert running_server(timeout_s=1.0) is None
+
+
+def test_the_newest_of_two_live_servers_is_used_and_a_dead_record_goes(server: FakeServer,
+                                                                       model_cache: Path) -> None:
+    as_local_server(server)
+    with FakeServer() as older:
+        as_local_server(older)
+        record(model_cache, older.url, pid=1)  # pid 1 is alive: an older serve
+        os.utime(model_cache / "local-servers" / "1.json", (1, 1))
+        record(model_cache, server.url)
+        assert running_server() == server.url
+        (model_cache / "local-servers" / f"{os.getpid()}.json").unlink()  # the newer one stopped
+        assert running_server() == older.url  # the other is still found
+    gone = dead_pid()
+    record(model_cache, server.url, pid=gone)
+    assert running_server() is None  # the only record names a dead process
+    assert not (model_cache / "local-servers" / f"{gone}.json").exists()  # a dead server's record is removed
 
 
 def test_generate_uses_the_running_server_and_says_local(server: FakeServer, model_cache: Path,
@@ -167,3 +184,33 @@ def test_a_taken_port_is_refused_naming_it(server: FakeServer) -> None:
     pytest.importorskip("xllamacpp")
     with pytest.raises(ConfigurationError, match=f"port {port} on 127.0.0.1 is in use"):
         LocalModelServer(port=port).start()
+
+
+def test_a_forked_child_leaves_its_parents_server_alone(server: FakeServer) -> None:
+    import mirror_providers.embedded as embedded
+
+    as_local_server(server)
+    llm = LocalProvider(base_url=server.url + "/v1")
+    stopped: list[int] = []
+
+    class Started:  # stands for the server the provider started (its threads are in this process)
+        def stop(self) -> None:
+            stopped.append(os.getpid())
+
+    started = Started()
+    llm._server = started  # type: ignore[assignment]
+    embedded._OWNED.add(started)  # type: ignore[arg-type]
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a worker of a pre-fork server, ending normally
+        try:
+            llm.close()
+            embedded._stop_owned()  # what its exit runs
+            os.write(write, f"{len(stopped)} {len(embedded._OWNED)}".encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    assert os.read(read, 100) == b"0 0" and os.waitpid(pid, 0)[1] == 0
+    llm.close()
+    assert stopped == [os.getpid()]  # the parent does stop it
+    embedded._OWNED.discard(started)  # type: ignore[arg-type]

@@ -381,3 +381,19 @@ def test_a_pipe_gets_plain_lines(echo: FakeServer) -> None:
     assert not CONTROL.search(proc.stderr)
     last = proc.stderr.splitlines()[-1]
     assert last.startswith("8/8 (100%)") and "1 error " in last
+
+
+@pytest.mark.parametrize("bad", [{"total": True}, {"total": 2.5}, {"total": "5"}, {"total": -1}, {"initial": -2}])
+def test_counts_are_whole_numbers(bad: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="must be a whole number >= 0"):
+        ProgressBar(stream=io.StringIO(), **bad)  # type: ignore[arg-type]
+
+
+def test_update_refuses_negative_counts_and_a_label_stays_on_one_line() -> None:
+    out = io.StringIO()
+    bar = ProgressBar(10, stream=out, label="two\nlines")
+    with pytest.raises(ValueError, match="done must be"):
+        bar.update(done=-5)
+    bar.advance()
+    bar.close()
+    assert "two lines" in out.getvalue() and "two\nlines" not in out.getvalue()

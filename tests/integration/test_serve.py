@@ -42,7 +42,7 @@ def cli(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
 
 def test_serve_once_then_local_calls_use_it(served: tuple[subprocess.Popen[str], dict[str, str]]) -> None:
     proc, env = served
-    recorded = json.loads((Path(env["MIRROR_PROVIDERS_CACHE_DIR"]) / "local-server.json").read_text())
+    recorded = json.loads((Path(env["MIRROR_PROVIDERS_CACHE_DIR"]) / "local-servers" / f"{proc.pid}.json").read_text())
     assert recorded["pid"] == proc.pid
     for _ in range(2):
         done = cli(env, "generate", "The sky is", "--provider", "local", "--no-stream", "--json", "--max-tokens", "6")
@@ -55,7 +55,7 @@ def test_serve_once_then_local_calls_use_it(served: tuple[subprocess.Popen[str],
     proc.send_signal(signal.SIGINT)  # Ctrl-C
     assert proc.wait(60) == 0
     assert proc.stderr is not None and "stopped" in proc.stderr.read()
-    assert not (Path(env["MIRROR_PROVIDERS_CACHE_DIR"]) / "local-server.json").exists()
+    assert not list((Path(env["MIRROR_PROVIDERS_CACHE_DIR"]) / "local-servers").glob("*.json"))
     after = cli(env, "generate", "The sky is", "--provider", "local", "--no-stream", "--max-tokens", "4")
     assert after.returncode == 0 and "starting the local model" in after.stderr  # none running: its own
 
