@@ -87,6 +87,7 @@ class LocalProvider(OpenAIProvider):
     CONFIGURED_BY = ()
     BASE_URL_RULE = ("the embedded model's base URL is its server's root plus /v1, as "
                      f"http://127.0.0.1:{DEFAULT_PORT}/v1")
+    TOKENIZER = "llama.cpp"  # count_tokens_sync: the server's chat template and tokenizer (exact)
 
     def __init__(self, model: str | None = None, **kwargs: Unpack[ClientSettings]) -> None:
         check_local_model(model)

@@ -28,7 +28,7 @@ from ._stats import Stats, percentiles
 from .conversation import Conversation
 from .errors import SHAPE_ERRORS, CallbackError, InvalidResponseError, ProviderError, ValidationError
 from .request import GenerateRequest, Prompt, build_request
-from .types import Capabilities, GenerationResult, HealthStatus, ProviderStats, StreamChunk
+from .types import Capabilities, GenerationResult, HealthStatus, ProviderStats, StreamChunk, TokenCount
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -187,6 +187,12 @@ class Provider:
     def _stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
         raise NotImplementedError
 
+    def _count_tokens(self, request: GenerateRequest) -> TokenCount:
+        """The input tokens of a checked request; by default the library's estimate. A vendor
+        whose API or server counts overrides this."""
+        return TokenCount(request.estimated_input_tokens(), exact=False, source="estimate",
+                          provider=self.provider_id, model=self.model_name)
+
     def health_check_sync(self) -> HealthStatus:
         """Check cheaply that the provider answers and the model is usable. Never raises."""
         raise NotImplementedError
@@ -212,6 +218,51 @@ class Provider:
         request = build_request(prompt, options)
         self._check(request)
         return self._recorded(lambda: self._generate(request))
+
+    def count_tokens_sync(self, prompt: Prompt, **options: Unpack[Options]) -> TokenCount:
+        """Count the input tokens ``generate_sync(prompt, **options)`` would send, without generating.
+
+        The prompt and options are the same as ``generate_sync``'s and are checked the same way,
+        so the count covers the system prompt, tools, images and documents the call would send.
+        Who counts: Anthropic's ``/v1/messages/count_tokens`` (exact; free, rate-limited apart
+        from generations); OpenAI's ``/v1/responses/input_tokens`` for a model on the Responses
+        API (exact); the embedded llama.cpp server's own tokenizer over the chat template
+        (``LocalProvider``, exact); everywhere else, Chat Completions and Ollama included, which
+        have no count endpoint, the library's estimate (``exact=False``). A pool asks the first
+        member in rotation that would take the request. Counting is not a generation: it does
+        not show in ``get_stats()``.
+
+        Raises:
+            ValidationError: bad input, before any network call.
+            APIError: the vendor refused to count (a subclass says why; retried as calls are).
+            TransportError: the HTTP exchange failed.
+        """
+        request = build_request(prompt, options)
+        self._check(request)
+        try:
+            return self._count_tokens(request)
+        except ProviderError as exc:
+            self._on_error(exc)
+            raise
+        except SHAPE_ERRORS as exc:  # a parser met an answer of the wrong shape
+            raise InvalidResponseError(f"token count not understood ({type(exc).__name__}: {str(exc)[:200]})",
+                                       provider=self.provider_id, model=self.model_name) from exc
+
+    async def count_tokens(self, prompt: Prompt, **options: Unpack[Options]) -> TokenCount:
+        """Awaitable ``count_tokens_sync``, run on the library's thread pool (cancelling the task
+        breaks the HTTP connection, as for ``generate``)."""
+        request = build_request(prompt, options)
+        self._check(request)  # refused here, before a worker is taken
+        scope = CallScope(current_call.get())
+
+        def call() -> TokenCount:
+            token = current_call.set(scope)
+            try:
+                return self.count_tokens_sync(request)
+            finally:
+                current_call.reset(token)
+
+        return await _aio.run_sync(call, on_cancel=scope.abort)
 
     def _recorded(self, call: Callable[[], GenerationResult]) -> GenerationResult:
         """Run one blocking generation, counting it in the stats."""

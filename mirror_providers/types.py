@@ -39,6 +39,7 @@ __all__ = [
     "Role",
     "StreamChunk",
     "Tier",
+    "TokenCount",
     "Tool",
     "ToolCall",
     "ToolCallDelta",
@@ -480,6 +481,27 @@ class Usage(_JsonMixin):
     def completion_tokens(self) -> int:
         """OpenAI's name for ``output_tokens``."""
         return self.output_tokens
+
+
+@dataclass(frozen=True)
+class TokenCount(_JsonMixin):
+    """How many input tokens a request would take (``Provider.count_tokens_sync``).
+
+    Attributes:
+        input_tokens: the tokens of everything the call would send: messages, system prompt,
+            tools, images and documents.
+        exact: True when the vendor or the server counted them with the model's own tokenizer;
+            False for the library's estimate (``GenerateRequest.estimated_input_tokens``).
+        source: who counted: ``"anthropic count_tokens"``, ``"openai responses/input_tokens"``,
+            ``"llama.cpp /apply-template + /tokenize"`` or ``"estimate"``.
+        provider, model: the provider and model the count is for (a pool's: the member asked).
+    """
+
+    input_tokens: int
+    exact: bool
+    source: str
+    provider: str = ""
+    model: str = ""
 
 
 @dataclass(frozen=True)

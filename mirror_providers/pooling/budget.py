@@ -8,8 +8,9 @@ that one second. (Vendors enforce their per-minute limits the same way, in short
 one burst per minute.) A request that needs more tokens than a bucket holds goes when the bucket
 is full and leaves it in debt, so the rate holds over time.
 
-Tokens are counted before the call from the request (``estimate_tokens``: its text at four
-characters a token, plus its ``max_tokens``) and corrected by the usage the answer reports.
+Tokens are counted before the call from the request (``estimate_tokens``: the library's one input
+estimate, ``GenerateRequest.estimated_input_tokens``, plus its ``max_tokens``) and corrected by the
+usage the answer reports.
 
 The arithmetic is here once, for ``InMemoryState``; ``RedisState`` runs the same steps in a Lua
 script (``ACQUIRE_LUA``, ``SETTLE_LUA``), and a test holds the two to the same answers.
@@ -17,7 +18,6 @@ script (``ACQUIRE_LUA``, ``SETTLE_LUA``), and a test holds the two to the same a
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,6 @@ from ..request import GenerateRequest
 
 __all__ = ["ACQUIRE_LUA", "SETTLE_LUA", "RateBudget", "acquire", "check_rate", "estimate_tokens", "settle"]
 
-CHARS_PER_TOKEN = 4  # the usual rough rate of English text; the usage that comes back corrects it
 MAX_RATE = 1e9  # per minute: more is no limit at all, and is refused as a likely mistake
 MIN_RATE = 1e-3  # per minute (one request in about 17 hours): less is refused as a likely mistake
 MAX_DEBT_S = 60.0  # the most a bucket may owe: one answer that reports absurd usage cannot lock a member out
@@ -60,8 +59,8 @@ def check_rate(value: Any, name: str) -> float | None:
 
 
 def estimate_tokens(request: GenerateRequest) -> int:
-    """The tokens a request is expected to use: its text, plus the most it may generate."""
-    return math.ceil(request.text_length() / CHARS_PER_TOKEN) + (request.max_tokens or 0)
+    """The tokens a request is expected to use: its input's estimate, plus the most it may generate."""
+    return request.estimated_input_tokens() + (request.max_tokens or 0)
 
 
 def _bucket(tat: float, now: float, per_minute: float, cost: float) -> tuple[float, float]:

@@ -43,6 +43,7 @@ from ..types import (
     HealthStatus,
     ProviderStats,
     StreamChunk,
+    TokenCount,
 )
 from .attempts import CallRecord, FirstChunkWatch, check_fallback_on, passed_over
 from .budget import RateBudget, check_rate, estimate_tokens
@@ -673,6 +674,15 @@ class PoolProvider(Provider):
                 self.state.release(member.key)
 
     # -- health and stats -----------------------------------------------------------------------
+
+    def _count_tokens(self, request: GenerateRequest) -> TokenCount:
+        """The count of one member: the first, in the order the members were given, that is in
+        rotation (else the one back soonest) and would take the request. It is not the plan's
+        pick (a rotating strategy's would move on for a call that sends nothing), and a failed
+        count is not retried elsewhere: a count is one member's answer, ``provider`` says whose."""
+        takers = [m for m in self._candidates(request) if m.provider.unsupported(request) is None]
+        member = self._available_first(takers)[0]  # some member takes it: _check refused otherwise
+        return member.provider.count_tokens_sync(request)
 
     def health_check_sync(self) -> HealthStatus:
         """Check every member; healthy when at least one is."""

@@ -35,6 +35,7 @@ from ..types import (
     Message,
     ModelInfo,
     ReasoningBlock,
+    TokenCount,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -86,6 +87,20 @@ OWNED_FIELDS: dict[str, str] = {
     "tools": "pass tools=... instead",
     "tool_choice": "pass tool_choice=... (and parallel_tool_calls=False) instead",
 }
+
+# Token counting: POST /v1/messages/count_tokens takes the Messages body minus what only shapes
+# the generation (protocols-2026.md §4.8; anthropic-sdk-python types/message_count_tokens_params.py
+# lists model, messages, system, tools, tool_choice, thinking, output_config, cache_control). Those
+# fields are dropped; any other ``extra`` field goes as given (the endpoint says if it refuses one).
+COUNT_PATH = "/v1/messages/count_tokens"
+GENERATION_ONLY = frozenset({"max_tokens", "stream", "temperature", "top_p", "top_k", "stop_sequences",
+                             "metadata", "service_tier", "container", "inference_geo"})
+
+
+def count_payload(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A Messages body -> the ``count_tokens`` body for the same input."""
+    return {k: v for k, v in body.items() if k not in GENERATION_ONLY}
+
 
 # An error event inside a 200 stream carries only its type: the status each comes with as an HTTP
 # error (docs/protocols.md §3.5).
@@ -739,6 +754,13 @@ class AnthropicProvider(HttpProvider):
 
     def _parse_result(self, data: Any) -> GenerationResult:
         return parse_result(data, self._model)
+
+    def _count_tokens(self, request: GenerateRequest) -> TokenCount:
+        """``POST /v1/messages/count_tokens`` with the body ``generate_sync`` would send (exact).
+        Servers that speak Messages may have it too (llama.cpp's does)."""
+        payload = count_payload(self._build_payload(self._fitted(request), False))
+        data, resp = self._post_for_count(COUNT_PATH, payload, request)
+        return self._counted(data.get("input_tokens"), "input_tokens", "anthropic count_tokens", resp.headers)
 
     def _stream_parser(self) -> StreamState:
         return StreamState(model=self._model)

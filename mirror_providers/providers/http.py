@@ -74,6 +74,7 @@ from ..types import (
     ModelInfo,
     StreamChunk,
     Tier,
+    TokenCount,
     ToolCallDelta,
     Usage,
     fast_stream_chunk,
@@ -920,12 +921,12 @@ class HttpProvider(Provider):
         return request
 
     def _request(self, method: str, path: str, payload: Mapping[str, Any] | None,
-                 timeout: float | None, deadline: float | None) -> HttpRequest:
+                 timeout: float | None, deadline: float | None, url: str | None = None) -> HttpRequest:
         if not self._retained:
             self._retain()  # used again after close()
         body = json.dumps(payload, separators=(",", ":")).encode() if payload is not None else None
         t = Timeout.coerce(timeout, self.timeout) if timeout is not None else self.timeout
-        return HttpRequest(method, self._url(path), self._headers(), body, t, deadline, self.limits,
+        return HttpRequest(method, url or self._url(path), self._headers(), body, t, deadline, self.limits,
                            current_call.get(), secrets=tuple(s for s in self._secrets() if s))
 
     def _deadline(self, deadline_s: float | None, stream: bool) -> float | None:
@@ -996,11 +997,32 @@ class HttpProvider(Provider):
 
     def _send(self, method: str, path: str, payload: Mapping[str, Any] | None = None,
               timeout: float | None = None, max_retries: int | None = None,
-              deadline_s: float | None = None) -> tuple[Any, HttpResponse]:
-        """Send, raise the mapped error for an error status, return (JSON body, response)."""
-        request = self._request(method, path, payload, timeout, self._deadline(deadline_s, stream=False))
+              deadline_s: float | None = None, url: str | None = None) -> tuple[Any, HttpResponse]:
+        """Send, raise the mapped error for an error status, return (JSON body, response).
+        ``url`` replaces base URL + ``path`` (an endpoint at the server's root, say)."""
+        request = self._request(method, path, payload, timeout, self._deadline(deadline_s, stream=False), url)
         resp: HttpResponse = self._exchange(request, max_retries, stream=False)
         return self._json(resp.content, resp.headers), resp
+
+    def _post_for_count(self, path: str, payload: Mapping[str, Any], request: GenerateRequest,
+                        url: str | None = None) -> tuple[Any, HttpResponse]:
+        """POST a token-counting request with the call's timeout, retries and deadline: what
+        came back (a JSON object; anything else raises InvalidResponseError) and the response."""
+        data, resp = self._send("POST", path, payload, request.timeout, request.max_retries, request.deadline_s,
+                                url)
+        if not isinstance(data, dict):
+            raise self._invalid(f"token count answer is {type(data).__name__}, not an object", resp.headers)
+        return data, resp
+
+    def _counted(self, count: Any, field: str, source: str, headers: Mapping[str, str]) -> TokenCount:
+        """An exact ``TokenCount`` from a server's answer (``field`` must be a whole number >= 0)."""
+        try:
+            tokens = token_count({field: count}, field) if count is not None else None
+        except ValueError as exc:
+            raise self._invalid(f"token count answer: {exc}", headers) from None
+        if tokens is None:
+            raise self._invalid(f"token count answer has no {field!r}", headers)
+        return TokenCount(tokens, exact=True, source=source, provider=self.provider_id, model=self._model)
 
     def _generate(self, request: GenerateRequest) -> GenerationResult:
         return self._answer(self.CHAT_PATH, self._build_payload(self._fitted(request), False), request)

@@ -37,6 +37,7 @@ from ..types import (
     Message,
     ModelInfo,
     StreamChunk,
+    TokenCount,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -388,6 +389,10 @@ class OpenAIProvider(HttpProvider):
     REASONING_FIELDS = ("reasoning_effort",)
     SCHEMA_FIELDS = ("response_format",)
 
+    # Who counts tokens when the wire has no count endpoint: None (the library's estimate) or
+    # "llama.cpp" (the server's /apply-template and /tokenize at its root: the embedded model's).
+    TOKENIZER: ClassVar[str | None] = None
+
     api: str = "chat"  # the wire this provider speaks: "chat" (Chat Completions) or "responses"
 
     def __init__(self, model: str | None = None, *, organization: str | None = None,
@@ -502,6 +507,37 @@ class OpenAIProvider(HttpProvider):
 
     def _stream_end(self) -> str:
         return "response.completed" if self.api == "responses" else self.STREAM_END
+
+    def _count_tokens(self, request: GenerateRequest) -> TokenCount:
+        """OpenAI's ``POST /responses/input_tokens`` for a model on the Responses API (exact);
+        llama.cpp's tokenizer for ``TOKENIZER = "llama.cpp"``; else the estimate: Chat
+        Completions has no count endpoint, and compatible servers' tokenizers differ."""
+        if self.api == "responses" and self.is_openai:
+            payload = responses_wire.count_payload(self._build_payload(self._fitted(request), False))
+            data, resp = self._post_for_count(responses_wire.INPUT_TOKENS_PATH, payload, request)
+            return self._counted(data.get("input_tokens"), "input_tokens", "openai responses/input_tokens",
+                                 resp.headers)
+        if self.TOKENIZER == "llama.cpp" and self.api == "chat":
+            return self._count_with_llama_cpp(request)
+        return super()._count_tokens(request)
+
+    def _count_with_llama_cpp(self, request: GenerateRequest) -> TokenCount:
+        """The prompt as llama.cpp's server would evaluate it: the chat body through the model's
+        chat template (``POST /apply-template`` -> ``{"prompt"}``), then tokenized with the
+        special tokens a generation adds (``POST /tokenize`` ``{"content", "add_special": true}``
+        -> ``{"tokens": [...]}``, BOS included). Both are at the server's root, not under /v1."""
+        root = self.base_url.removesuffix("/v1")
+        body = self._build_payload(self._fitted(request), False)
+        data, resp = self._post_for_count("/apply-template", body, request, url=root + "/apply-template")
+        prompt = data.get("prompt")
+        if not isinstance(prompt, str):
+            raise self._invalid(f"/apply-template answer's prompt is {type(prompt).__name__}, not text", resp.headers)
+        data, resp = self._post_for_count("/tokenize", {"content": prompt, "add_special": True}, request,
+                                          url=root + "/tokenize")
+        tokens = data.get("tokens")
+        if not isinstance(tokens, list):
+            raise self._invalid(f"/tokenize answer's tokens are {type(tokens).__name__}, not a list", resp.headers)
+        return self._counted(len(tokens), "tokens", "llama.cpp /apply-template + /tokenize", resp.headers)
 
     def _build_payload(self, request: GenerateRequest, stream: bool) -> dict[str, Any]:
         if self.api == "responses":

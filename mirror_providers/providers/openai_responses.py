@@ -40,9 +40,22 @@ from .http import (
     token_count,
 )
 
-__all__ = ["RESPONSES_PATH", "ResponsesStream", "build_payload", "parse_result", "parse_usage", "wire_view"]
+__all__ = ["COUNT_FIELDS", "INPUT_TOKENS_PATH", "RESPONSES_PATH", "ResponsesStream", "build_payload", "count_payload",
+           "parse_result", "parse_usage", "wire_view"]
 
 RESPONSES_PATH = "/responses"
+# POST /responses/input_tokens counts a would-be request's input: the create body's fields that
+# make the input (protocols-2026.md §2.1; openai-ruby resources/responses/input_tokens.rb lists
+# conversation, input, instructions, model, parallel_tool_calls, previous_response_id, reasoning,
+# text, tool_choice, tools, truncation) -> {"object": "response.input_tokens", "input_tokens": N}.
+INPUT_TOKENS_PATH = "/responses/input_tokens"
+COUNT_FIELDS = frozenset({"conversation", "input", "instructions", "model", "parallel_tool_calls",
+                          "previous_response_id", "reasoning", "text", "tool_choice", "tools", "truncation"})
+
+
+def count_payload(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A Responses create body -> the ``input_tokens`` body for the same input."""
+    return {k: v for k, v in body.items() if k in COUNT_FIELDS}
 ENCRYPTED = "reasoning.encrypted_content"
 MAX_OUTPUT_ITEMS = 4096  # output items one streamed answer may open; a larger output_index is not a real one
 

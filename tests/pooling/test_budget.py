@@ -111,7 +111,9 @@ def test_tokens_are_estimated_then_corrected_by_the_usage_reported() -> None:
 
 def test_max_tokens_counts_until_the_usage_says_otherwise() -> None:
     request = GenerateRequest(messages=(Message("user", "y" * 41),), max_tokens=500, system="sys.")
-    assert estimate_tokens(request) == 12 + 500
+    # 45 characters at four a token, two turns' role markers (the system prompt's, the user's) and
+    # the reply's priming (GenerateRequest.estimated_input_tokens), then max_tokens
+    assert estimate_tokens(request) == 12 + 2 * 5 + 3 + 500
     clock = Clock()
     sleep = Sleeper(clock)
     pool = ProviderPool([(Fake("a"), {"tpm": 60_000})], clock=clock, sleep=sleep)  # 1,000 tokens a second
@@ -126,7 +128,7 @@ def test_a_request_bigger_than_the_tpm_is_refused_by_that_member() -> None:
     assert pool.generate_sync("z" * 8000).model == "b"
     assert a.calls == []
     alone = FallbackChain([(Fake("a"), {"tpm": 1000})])
-    with pytest.raises(ValidationError, match=r"needs about 2000 tokens .*tpm=1000"):
+    with pytest.raises(ValidationError, match=r"needs about 2008 tokens .*tpm=1000"):  # 2000 + a turn + the reply
         alone.generate_sync("z" * 8000)
 
 
