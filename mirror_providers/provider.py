@@ -5,6 +5,10 @@ module derives everything else from them once: input validation, statistics, and
 ``generate()`` / async-iterator ``stream()`` (through ``_aio``: calls on its thread pool, each
 stream on a thread of its own).
 
+Embeddings follow the same pattern: a provider that has them implements ``_embed(request)`` and
+``_check_embed(request)``; ``embed_sync`` (validation, statistics) and the awaitable ``embed``
+are derived here.
+
 Example::
 
     from mirror_providers.openai import OpenAIProvider

@@ -55,7 +55,8 @@ def openai_embeddings(server: FakeServer, *, shuffle: bool = False) -> None:
 
 def openai(server: FakeServer, **kwargs: Any) -> OpenAIProvider:
     kwargs.setdefault("retry", RetryPolicy(max_retries=2, sleep=lambda s: None, random=lambda: 0.0))
-    return OpenAIProvider(model="gpt-4o-mini", api_key="sk-test", base_url=server.url + "/v1", **kwargs)
+    kwargs.setdefault("api_key", "sk-test")
+    return OpenAIProvider(model="gpt-4o-mini", base_url=server.url + "/v1", **kwargs)
 
 
 @pytest.fixture
@@ -360,3 +361,12 @@ def test_pool_and_router_route_embeddings(server: FakeServer) -> None:
     result = asyncio.run(router.embed(["Analyze this philosophical question in depth"]))
     assert result.provider == "openai" and result.attempts.tries == 1
     assert pool.get_stats().successes == 3
+
+
+def test_the_key_never_shows_in_an_embeddings_error(server: FakeServer) -> None:
+    server.route("POST", "/v1/embeddings", lambda req, reply: reply.json(
+        401, {"error": {"message": f"bad key {req.headers['authorization'][7:]}", "type": "auth"}}))
+    with pytest.raises(AuthenticationError) as info:
+        openai(server, api_key="sk-secret-123456").embed_sync(["a", "b"], batch_size=1)
+    assert "sk-secret-123456" not in str(info.value) and "sk-secret-123456" not in repr(info.value)
+    assert "sk-secret-123456" not in (info.value.body or "")
