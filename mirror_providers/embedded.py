@@ -88,6 +88,7 @@ class LocalProvider(OpenAIProvider):
     BASE_URL_RULE = ("the embedded model's base URL is its server's root plus /v1, as "
                      f"http://127.0.0.1:{DEFAULT_PORT}/v1")
     TOKENIZER = "llama.cpp"  # count_tokens_sync: the server's chat template and tokenizer (exact)
+    DEFAULT_EMBEDDING_MODEL = MODEL_ALIAS  # the server embeds with its one model
 
     def __init__(self, model: str | None = None, **kwargs: Unpack[ClientSettings]) -> None:
         check_local_model(model)
@@ -124,6 +125,13 @@ class LocalProvider(OpenAIProvider):
             server.stop()
 
 
+    def _not_implemented(self, error: ProviderError, url: str) -> ProviderError:
+        error = super()._not_implemented(error, url)
+        if url.endswith("/embeddings"):
+            error.message += " (the embedded model serves embeddings when started as LocalModelServer(embeddings=True))"
+        return error
+
+
 def model_path() -> Path:
     """The Gemma 3 270M GGUF file, assembled from its PyPI chunk packages on first use (checksummed)."""
     try:
@@ -158,12 +166,18 @@ class LocalModelServer:
             otherwise generate until the context is full): a short one by default.
         startup_timeout_s: how long to wait for the server to answer.
         verbose: let llama.cpp log to stderr.
+        embeddings: also serve ``/v1/embeddings`` (llama.cpp's ``--embeddings``, mean pooling over
+            the model's last hidden states), for ``embed_sync``; chat is served as before. Off
+            by default: llama.cpp answers 501 to an embeddings request then.
     """
 
     def __init__(self, model: str | os.PathLike[str] | None = None, *, port: int | None = None,
                  context_window: int = CONTEXT_WINDOW, parallel: int = 2, threads: int | None = None,
                  max_tokens: int = DEFAULT_MAX_TOKENS,
-                 startup_timeout_s: float = 120.0, verbose: bool = False) -> None:
+                 startup_timeout_s: float = 120.0, verbose: bool = False, embeddings: bool = False) -> None:
+        if not isinstance(embeddings, bool):
+            raise ConfigurationError(f"embeddings must be True or False, got {embeddings!r}")
+        self.embeddings = embeddings
         self.model = Path(model) if model is not None else None
         self.port = port or _free_port()
         self.context_window = context_window
@@ -214,6 +228,11 @@ class LocalModelServer:
             params.chat_template = chat_template()
             params.warmup = False
             params.verbosity = 3 if self.verbose else -1
+            if self.embeddings:
+                # Pooling "none" (the model's default) gives one vector per token, which llama.cpp
+                # refuses on its OpenAI-compatible endpoint ("not OAI compatible"): mean pooling.
+                params.embedding = True
+                params.pooling_type = xllamacpp.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
             self._server = xllamacpp.Server(params)
         self._wait_ready()
         return self

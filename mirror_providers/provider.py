@@ -5,6 +5,10 @@ module derives everything else from them once: input validation, statistics, and
 ``generate()`` / async-iterator ``stream()`` (through ``_aio``: calls on its thread pool, each
 stream on a thread of its own).
 
+Embeddings follow the same pattern: a provider that has them implements ``_embed(request)`` and
+``_check_embed(request)``; ``embed_sync`` (validation, statistics) and the awaitable ``embed``
+are derived here.
+
 Example::
 
     from mirror_providers.openai import OpenAIProvider
@@ -19,16 +23,25 @@ from __future__ import annotations
 
 import contextvars
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from . import _aio, hooks
 from ._call import CallScope, call_aborted, current_call, on_abort
 from ._stats import Stats, percentiles
 from .conversation import Conversation
+from .embeddings import EmbedRequest, build_embed_request
 from .errors import SHAPE_ERRORS, CallbackError, InvalidResponseError, ProviderError, ValidationError
 from .request import GenerateRequest, Prompt, build_request
-from .types import Capabilities, GenerationResult, HealthStatus, ProviderStats, StreamChunk, TokenCount
+from .types import (
+    Capabilities,
+    EmbeddingResult,
+    GenerationResult,
+    HealthStatus,
+    ProviderStats,
+    StreamChunk,
+    TokenCount,
+)
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -42,6 +55,8 @@ __all__ = ["ChunkStream", "Provider", "call_aborted", "current_scope", "on_abort
            "set_max_workers", "thread_pool_size"]
 
 set_max_workers = _aio.set_max_workers
+
+Answer = TypeVar("Answer", GenerationResult, EmbeddingResult)
 
 
 def thread_pool_size() -> int:
@@ -264,8 +279,8 @@ class Provider:
 
         return await _aio.run_sync(call, on_cancel=scope.abort)
 
-    def _recorded(self, call: Callable[[], GenerationResult]) -> GenerationResult:
-        """Run one blocking generation, counting it in the stats."""
+    def _recorded(self, call: Callable[[], Answer]) -> Answer:
+        """Run one blocking generation (or embeddings call), counting it in the stats."""
         self._stats.start()
         start = time.perf_counter()
         try:
@@ -291,7 +306,7 @@ class Provider:
         hooks.emit(self._hooks, "on_response", lambda: self._event(
             "response", provider=result.provider or self.provider_id, model=result.model or self.model_name,
             elapsed_s=elapsed, request_id=result.request_id, usage=result.usage, cost=result.cost,
-            finish_reason=result.finish_reason, attempt=max(1, int(result.attempts))))
+            finish_reason=getattr(result, "finish_reason", None), attempt=max(1, int(result.attempts))))
         return result
 
     def stream_sync(self, prompt: Prompt, **options: Unpack[Options]) -> ChunkStream:
@@ -352,10 +367,14 @@ class Provider:
 
     def unsupported(self, request: GenerateRequest) -> ValidationError | None:
         """The ``ValidationError`` this provider would refuse the request with before sending it
-        (a model without vision given an image, without structured output given ``schema=``...),
-        or None when it would send it. Pools skip members that would refuse. Sends nothing."""
+        (a model without vision given an image, without structured output given ``schema=``...;
+        for an ``EmbedRequest``, a provider without embeddings), or None when it would send it.
+        Pools skip members that would refuse. Sends nothing."""
         try:
-            self._check(request)
+            if isinstance(request, EmbedRequest):
+                self._check_embed(request)
+            else:
+                self._check(request)
         except ValidationError as exc:
             return exc
         except ProviderError:  # refused for another reason (a retired model): the call says so
@@ -373,12 +392,17 @@ class Provider:
         """
         request = build_request(prompt, options)
         self._check(request)  # refused here, before a worker is taken
+        return await self._in_worker(lambda: self.generate_sync(request))
+
+    async def _in_worker(self, blocking: Callable[[], Answer]) -> Answer:
+        """Await ``blocking`` run on the thread pool in a call scope of its own, which cancelling
+        the awaiting task aborts (its connection broken at once)."""
         scope = CallScope(current_call.get())
 
-        def call() -> GenerationResult:
+        def call() -> Answer:
             token = current_call.set(scope)
             try:
-                return self.generate_sync(request)
+                return blocking()
             finally:
                 current_call.reset(token)
 
@@ -460,6 +484,55 @@ class Provider:
             return self.generate_sync(request)
         except ProviderError as exc:
             return exc
+
+    def embed_sync(self, texts: str | Sequence[str], *, model: str | None = None, dimensions: int | None = None,
+                   batch_size: int | None = None, timeout: float | None = None, deadline_s: float | None = None,
+                   max_retries: int | None = None, extra: Mapping[str, Any] | None = None) -> EmbeddingResult:
+        """Embed texts: one vector per text, in order.
+
+        Long lists are sent in requests of at most ``batch_size`` texts, one after another, all
+        to the same model; the usage of all of them is summed. Retries, ``deadline_s`` (for the
+        whole call, every request included), errors and statistics are those of ``generate_sync``.
+
+        Args:
+            texts: one text, or a list of texts (none of them empty).
+            model: the embedding model (default: the provider's ``embedding_model``; a chat
+                model is not one). On a pool, each member uses its own unless this is given.
+            dimensions: shorter vectors, for models that support it (OpenAI's
+                ``text-embedding-3-*``; Ollama's models that support it).
+            batch_size: texts per request (default 256; the vendor's limit at most, 2048 for OpenAI).
+            timeout, deadline_s, max_retries, extra: as for ``generate_sync``; ``extra`` holds
+                vendor fields (Ollama ``truncate``, ``keep_alive``...).
+
+        Raises:
+            ValidationError: bad input, or a provider without embeddings (Anthropic), before
+                anything is sent.
+            APIError: the vendor answered with an error; its message says which request of the
+                call (``batch 2 of 3, texts 256-511``) failed.
+            TransportError: the HTTP exchange failed.
+        """
+        request = build_embed_request(texts, model=model, dimensions=dimensions, batch_size=batch_size,
+                                      timeout=timeout, deadline_s=deadline_s, max_retries=max_retries, extra=extra)
+        self._check_embed(request)
+        return self._recorded(lambda: self._embed(request))
+
+    async def embed(self, texts: str | Sequence[str], *, model: str | None = None, dimensions: int | None = None,
+                    batch_size: int | None = None, timeout: float | None = None, deadline_s: float | None = None,
+                    max_retries: int | None = None, extra: Mapping[str, Any] | None = None) -> EmbeddingResult:
+        """Awaitable ``embed_sync``, run on the library's thread pool; cancelling the awaiting
+        task breaks the HTTP connection at once."""
+        request = build_embed_request(texts, model=model, dimensions=dimensions, batch_size=batch_size,
+                                      timeout=timeout, deadline_s=deadline_s, max_retries=max_retries, extra=extra)
+        self._check_embed(request)  # refused here, before a worker is taken
+        return await self._in_worker(lambda: self._recorded(lambda: self._embed(request)))
+
+    def _embed(self, request: EmbedRequest) -> EmbeddingResult:
+        raise NotImplementedError
+
+    def _check_embed(self, request: EmbedRequest) -> None:
+        """Refuse an embeddings call this provider would not send (by default: it has none)."""
+        raise ValidationError(f"{type(self).__name__} does not offer embeddings", provider=self.provider_id,
+                              model=self.model_name)
 
     def conversation(self, **options: Unpack[Options]) -> Conversation:
         """Start a ``Conversation`` with this provider: each ``send()`` keeps the exchange.

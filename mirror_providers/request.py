@@ -38,7 +38,7 @@ from .types import (
 )
 
 __all__ = ["MAX_TIMEOUT_S", "REASONING_LEVELS", "GenerateRequest", "Options", "Prompt", "build_request", "check_json",
-           "check_timeout"]
+           "check_options", "check_timeout"]
 
 ToolChoice = str | Mapping[str, Any]
 TOOL_CHOICES = ("auto", "none", "required")
@@ -735,3 +735,13 @@ _CHECKS: dict[str, Any] = {
     "extra": _extra,
     "session_key": _session_key,
 }
+
+
+def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Some of the call options, each checked as ``build_request`` checks it (None left out):
+    what calls other than generations (``embed_sync``) take of them.
+
+    Raises:
+        ValidationError: naming the option.
+    """
+    return {name: _CHECKS[name](value) for name, value in options.items() if value is not None}

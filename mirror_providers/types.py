@@ -694,6 +694,43 @@ class GenerationResult(_JsonMixin):
 
 
 @dataclass(frozen=True)
+class EmbeddingResult(_JsonMixin):
+    """The vectors of one ``embed_sync`` call.
+
+    Attributes:
+        vectors: one vector per input text, in input order (however many requests the texts
+            were sent in).
+        model: the embedding model that made them, as the vendor reported it. Vectors of
+            different models are not comparable: keep one model per index.
+        provider: provider id.
+        usage: input tokens, summed over the call's requests (``input_tokens`` and
+            ``total_tokens``), when the vendor reported them.
+        latency_s: seconds from sending the first request to having the last answer.
+        request_id: the vendor's request id of the last request.
+        attempts: the pool's attempt trace, as ``GenerationResult.attempts``.
+        rate_limits: the account's rate limits as stated with the last answer.
+    """
+
+    vectors: tuple[tuple[float, ...], ...]
+    model: str
+    provider: str
+    usage: Usage | None = None
+    latency_s: float = 0.0
+    request_id: str | None = None
+    attempts: Attempts = field(default=DIRECT, compare=False)
+    rate_limits: RateLimits | None = field(default=None, compare=False)
+    cost: Cost | None = None
+
+    @property
+    def dimensions(self) -> int:
+        """The length of each vector (0 when there are none)."""
+        return len(self.vectors[0]) if self.vectors else 0
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+
+@dataclass(frozen=True)
 class StreamChunk(_JsonMixin):
     """One piece of a streamed answer.
 
@@ -778,6 +815,8 @@ class Capabilities(_JsonMixin):
         supports_structured_output: ``schema=`` (natively, or by the vendor's fallback).
         supports_reasoning: ``reasoning=`` levels other than the model's default.
         supports_documents: PDF document parts.
+        supports_embeddings: ``embed_sync``/``embed`` (the provider has an embeddings endpoint;
+            the embedding model is its own, see ``embed_sync``).
     """
 
     supports_streaming: bool = True
@@ -789,6 +828,7 @@ class Capabilities(_JsonMixin):
     supports_structured_output: bool = True
     supports_reasoning: bool = False
     supports_documents: bool = False
+    supports_embeddings: bool = False
 
 
 Lifecycle = Literal["active", "deprecated", "retired"]

@@ -22,6 +22,7 @@ from .. import hooks
 from .._call import wait_in_call
 from .._forksafe import lock_for
 from .._stats import health_status, percentiles
+from ..embeddings import EmbedRequest
 from ..errors import (
     AllProvidersFailedError,
     BadRequestError,
@@ -39,6 +40,7 @@ from ..types import (
     Attempt,
     Attempts,
     Capabilities,
+    EmbeddingResult,
     GenerationResult,
     HealthStatus,
     ProviderStats,
@@ -54,7 +56,7 @@ __all__ = ["Attempt", "Member", "PoolProvider"]  # Attempt: from types, where re
 
 MemberSpec = Provider | tuple[Provider, float] | tuple[Provider, Mapping[str, Any]] | Mapping[str, Any]
 SPEC_FIELDS = ("provider", "weight", "rpm", "tpm")
-Traced = TypeVar("Traced", GenerationResult, StreamChunk)
+Traced = TypeVar("Traced", GenerationResult, StreamChunk, EmbeddingResult)
 Got = TypeVar("Got")
 MAX_BUDGET_WAIT_S = 7 * 24 * 3600.0  # the longest a call without a deadline waits for a member's budget
 MAX_STEER_S = 300.0  # the longest a member is kept out of rotation on its rate-limit headers alone
@@ -260,6 +262,7 @@ class PoolProvider(Provider):
             supports_structured_output=any(c.supports_structured_output for c in caps),
             supports_reasoning=any(c.supports_reasoning for c in caps),
             supports_documents=any(c.supports_documents for c in caps),
+            supports_embeddings=any(c.supports_embeddings for c in caps),
         )
 
     def __repr__(self) -> str:
@@ -460,7 +463,8 @@ class PoolProvider(Provider):
         tokens = call.tokens if member.budget.tpm is not None and call.tokens is not None else 0
         cast(BudgetState, self.state).settle(member.key, member.budget, -tokens, self._clock(), requests=-1)
 
-    def _settle(self, member: Member, answer: GenerationResult | StreamChunk, call: CallRecord) -> None:
+    def _settle(self, member: Member, answer: GenerationResult | StreamChunk | EmbeddingResult,
+                call: CallRecord) -> None:
         """A member answered: with ``tpm=``, its budget corrected by the tokens the answer used;
         when the vendor's rate-limit headers say a call like this one would not fit now, out of
         rotation until it would (steered away from before a 429, without counting a failure)."""
@@ -510,6 +514,11 @@ class PoolProvider(Provider):
         refused = self.unsupported(request)
         if refused is not None:
             raise refused
+
+    def _check_embed(self, request: EmbedRequest) -> None:
+        """Refused at the call when no member could take it (one without embeddings, Anthropic,
+        is skipped with its reason in the trace)."""
+        self._check(request)
 
     def _call(self, request: GenerateRequest) -> CallRecord:
         return CallRecord(self._clock(), self._budget(request), session_key=request.session_key, request=request)
@@ -576,8 +585,14 @@ class PoolProvider(Provider):
                   call: CallRecord) -> GenerationResult | None:
         """One unhedged try: the answer (traced), or None when it failed with an error another
         member may not have, or was passed over (each recorded)."""
+        result = self._attempt(member, t0, call, lambda: member.provider.generate_sync(request, **options))
+        return None if result is None else self._answered(member, result, t0, call)
+
+    def _attempt(self, member: Member, t0: float, call: CallRecord, send: Callable[[], Got]) -> Got | None:
+        """Run one try's ``send``: its answer, or None when it failed with an error another
+        member may not have (recorded; any other error is raised)."""
         try:
-            result = member.provider.generate_sync(request, **options)
+            return send()
         except ProviderError as exc:
             self._failed(member, exc, t0, call)
             if not exc.failover_ok or call_aborted():
@@ -586,7 +601,31 @@ class PoolProvider(Provider):
         except BaseException:
             self.state.release(member.key)
             raise
-        return self._answered(member, result, t0, call)
+
+    def _embed(self, request: EmbedRequest) -> EmbeddingResult:
+        """The whole call goes to one member at a time (its vectors all from one model: a call
+        is never split over members), failing over as a generation does. Not hedged."""
+        call = self._call(request)
+        answer = self._first(request, call, self._embed_once,
+                             lambda pool, request, call, tries, got_try, delay: self._embed_once(
+                                 got_try[0], request, got_try[1], got_try[2], call))
+        if answer is None:
+            raise self._exhausted(call)
+        return answer
+
+    def _embed_once(self, member: Member, request: GenerateRequest, options: dict[str, Any], t0: float,
+                    call: CallRecord) -> EmbeddingResult | None:
+        assert isinstance(request, EmbedRequest)
+        settings = {"max_retries": request.max_retries, **options}  # the pool's options win, as in generate
+        result = self._attempt(member, t0, call, lambda: member.provider.embed_sync(
+            request.texts, model=request.model, dimensions=request.dimensions, batch_size=request.batch_size,
+            extra=request.extra or None, **settings))
+        if result is None:
+            return None
+        now = self._clock()
+        self.state.success(member.key, now - t0, now)
+        self._settle(member, result, call)
+        return self._traced(result, member, now - t0, call)
 
     def _stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
         call = self._call(request)

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from ..embeddings import EmbedRequest
 from ..errors import ConfigurationError
 from ..provider import Provider
 from ..request import GenerateRequest, Prompt, build_request
@@ -160,6 +161,8 @@ class TieredRouter(PoolProvider):
         return iter(self._candidates(request))
 
     def _candidates(self, request: GenerateRequest) -> Sequence[Member]:
-        order = self._order(self._decide(request).tier)
+        # Embeddings are not scored (no text of theirs asks for depth): the fast tier first.
+        tier = Tier.FAST if isinstance(request, EmbedRequest) else self._decide(request).tier
+        order = self._order(tier)
         members = [self._tier_member[t] for t in order]
         return members if self.fallback else members[:1]

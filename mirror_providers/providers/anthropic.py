@@ -647,6 +647,9 @@ class AnthropicProvider(HttpProvider):
     REASONING_FIELDS = ("thinking",)
     SCHEMA_FIELDS = ("output_format", "output_config.format")
     STRUCTURED_FALLBACK = True
+    NO_EMBEDDINGS = ("Anthropic has no embeddings API: it recommends Voyage AI (https://docs.voyageai.com) for "
+                     "embeddings; or embed with OpenAIProvider (text-embedding-3-small) or OllamaProvider "
+                     "(nomic-embed-text), and keep this provider for generation")
 
     def __init__(self, model: str | None = None, *, auth_token: str | None = None,
                  betas: tuple[str, ...] | list[str] = (), max_tokens: int | None = None,

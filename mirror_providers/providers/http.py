@@ -27,6 +27,7 @@ from .. import models as model_data
 from .._call import current_call, on_abort
 from .._redact import redact, redact_url, snippet, split_userinfo
 from .._timers import call_at
+from ..embeddings import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, EmbedRequest, embedding_model, sum_usage
 from ..errors import (
     SHAPE_ERRORS,
     APIError,
@@ -67,6 +68,7 @@ from ..types import (
     Capabilities,
     Citation,
     Cost,
+    EmbeddingResult,
     FinishReason,
     GenerationResult,
     HealthStatus,
@@ -377,6 +379,7 @@ class ClientSettings(TypedDict, total=False):
     deadline_s: float | None
     limits: Limits | None
     drop_params: bool
+    embedding_model: str | None
 
 
 def _spelled_out(init: Callable[..., None], base: Callable[..., None]) -> inspect.Signature:
@@ -413,6 +416,8 @@ class HttpProvider(Provider):
         drop_params: options the model refuses (per its catalog row: ``temperature`` on a model
             that rejects it...) are dropped with a ``ParameterDroppedWarning`` instead of
             refused with a ``ValidationError``.
+        embedding_model: the model ``embed_sync`` uses when a call names none (default: the
+            class's ``DEFAULT_EMBEDDING_MODEL``); ``model`` is the chat model, never used for it.
 
     Every argument is checked here: a wrong type or value (a timeout that is not a finite positive
     number of seconds, ``max_retries=-1``, a header with a line break...) raises
@@ -454,6 +459,15 @@ class HttpProvider(Provider):
     FRAMING: ClassVar[str] = "sse"
     STREAM_END: ClassVar[str] = "its end event"
     ERROR_STATUSES: ClassVar[Mapping[str, int]] = {}
+    # Embeddings: where they are asked for ("" for a vendor without them), the model used when
+    # neither the call nor the constructor names one, the most texts one request may carry, and
+    # the body fields the payload builder sets itself (``extra`` may not set them).
+    EMBED_PATH: ClassVar[str] = ""
+    DEFAULT_EMBEDDING_MODEL: ClassVar[str] = ""
+    MAX_EMBED_BATCH: ClassVar[int] = MAX_BATCH_SIZE
+    EMBED_BATCH_SIZE: ClassVar[int] = DEFAULT_BATCH_SIZE
+    EMBED_FIELDS: ClassVar[tuple[str, ...]] = ("model", "input", "dimensions")
+    NO_EMBEDDINGS: ClassVar[str] = ""  # why a vendor without embeddings has none, and what to use
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -477,9 +491,14 @@ class HttpProvider(Provider):
         deadline_s: float | None = None,
         limits: Limits | None = None,
         drop_params: bool = False,
+        embedding_model: str | None = None,
     ) -> None:
         super().__init__()
         _check_settings(self.provider_id, model, timeout, max_retries, retry, transport, headers)
+        if embedding_model is not None and (not isinstance(embedding_model, str) or not embedding_model.strip()):
+            raise ConfigurationError(f"embedding_model must be a non-empty string, got {embedding_model!r}",
+                                     provider=self.provider_id)
+        self.embedding_model = embedding_model or self.DEFAULT_EMBEDDING_MODEL or None
         if not isinstance(drop_params, bool):
             raise ConfigurationError(f"drop_params must be True or False, got {drop_params!r}",
                                      provider=self.provider_id)
@@ -699,6 +718,8 @@ class HttpProvider(Provider):
         caps = info.capabilities(streaming=self.SUPPORTS_STREAMING)
         if self.STRUCTURED_FALLBACK and not caps.supports_structured_output:
             caps = dataclasses.replace(caps, supports_structured_output=True)
+        if self.EMBED_PATH:
+            caps = dataclasses.replace(caps, supports_embeddings=True)
         return caps
 
     @property
@@ -752,6 +773,15 @@ class HttpProvider(Provider):
     def _parse_result(self, data: Any) -> GenerationResult:
         """A 2xx body -> the result (its ``provider``, ``latency_s`` and ``request_id`` are set by
         the base). May raise ``ErrorEvent``, or a ``SHAPE_ERRORS`` class for a body of the wrong shape."""
+        raise NotImplementedError
+
+    def _build_embed_payload(self, model: str, texts: Sequence[str], request: EmbedRequest) -> dict[str, Any]:
+        """One batch of texts -> the vendor's JSON body for ``EMBED_PATH``."""
+        raise NotImplementedError
+
+    def _parse_embeddings(self, data: Any) -> tuple[list[tuple[float, ...]], Usage | None, str | None]:
+        """A 2xx embeddings body -> (the vectors in input order, usage, the model it names). May
+        raise ``ErrorEvent``, or a ``SHAPE_ERRORS`` class for a body of the wrong shape."""
         raise NotImplementedError
 
     def _stream_parser(self) -> StreamParser:
@@ -972,6 +1002,8 @@ class HttpProvider(Provider):
                 error: ProviderError = self._error_from_response(status, headers, body)
                 if status == 404:
                     error = self._model_or_endpoint(error, request.url)
+                elif status == 501:
+                    error = self._not_implemented(error, request.url)
             except ProviderError as exc:
                 error = self._annotate(exc)
             wait = policy.wait_before(retry, error, request.deadline)
@@ -1000,7 +1032,14 @@ class HttpProvider(Provider):
               deadline_s: float | None = None, url: str | None = None) -> tuple[Any, HttpResponse]:
         """Send, raise the mapped error for an error status, return (JSON body, response).
         ``url`` replaces base URL + ``path`` (an endpoint at the server's root, say)."""
-        request = self._request(method, path, payload, timeout, self._deadline(deadline_s, stream=False), url)
+        return self._send_by(method, path, payload, timeout, max_retries, self._deadline(deadline_s, stream=False),
+                             url)
+
+    def _send_by(self, method: str, path: str, payload: Mapping[str, Any] | None, timeout: float | None,
+                 max_retries: int | None, deadline: float | None, url: str | None = None) -> tuple[Any, HttpResponse]:
+        """``_send`` with the ``time.monotonic()`` it must end by (several requests of one call
+        share one deadline)."""
+        request = self._request(method, path, payload, timeout, deadline, url)
         resp: HttpResponse = self._exchange(request, max_retries, stream=False)
         return self._json(resp.content, resp.headers), resp
 
@@ -1038,6 +1077,97 @@ class HttpProvider(Provider):
     def _stream_at(self, path: str, payload: Mapping[str, Any], request: GenerateRequest) -> ChunkStream:
         """``stream_sync`` for another endpoint of the vendor's."""
         return ChunkStream(self._recorded_stream(self._stream_from(path, payload, request)))
+
+    # -- embeddings ---------------------------------------------------------------------------
+
+    def _embedding_model_for(self, request: EmbedRequest) -> str:
+        model = request.model or self.embedding_model
+        if not model:
+            raise ValidationError(f"{type(self).__name__} has no default embedding model: give embed_sync(model=...) "
+                                  f"or the provider embedding_model=... ({self._model} is its chat model)",
+                                  provider=self.provider_id, model=self._model)
+        return model
+
+    def _check_embed(self, request: EmbedRequest) -> None:
+        if not self.EMBED_PATH:
+            raise ValidationError(self.NO_EMBEDDINGS or f"{self.provider_id} has no embeddings API",
+                                  provider=self.provider_id, model=self._model)
+        model = self._embedding_model_for(request)
+        where = {"provider": self.provider_id, "model": model}
+        if request.batch_size is not None and request.batch_size > self.MAX_EMBED_BATCH:
+            raise ValidationError(f"batch_size={request.batch_size} exceeds the {self.MAX_EMBED_BATCH} texts "
+                                  f"{self.provider_id} takes in one request", **where)
+        for key in request.extra:
+            if key in self.EMBED_FIELDS:
+                raise ValidationError(f"extra[{key!r}] would override the {key!r} field the library builds itself; "
+                                      f"use embed_sync's own arguments", **where)
+        info = embedding_model(self.provider_id, model)
+        if request.dimensions is not None and info is not None:
+            if not info.custom_dimensions:
+                raise ValidationError(f"{model} makes {info.dimensions}-dimensional vectors and takes no dimensions=",
+                                      **where)
+            if request.dimensions > info.dimensions:
+                raise ValidationError(f"dimensions={request.dimensions} exceeds {model}'s {info.dimensions}", **where)
+
+    def _embed(self, request: EmbedRequest) -> EmbeddingResult:
+        """Send the texts in batches, one after another, under one deadline; the vectors in input
+        order, the usage summed. A failed batch raises its error, saying which batch it was."""
+        model = self._embedding_model_for(request)
+        deadline = self._deadline(request.deadline_s, stream=False)
+        start = time.perf_counter()
+        batches = request.batches(self.EMBED_BATCH_SIZE)
+        vectors: list[tuple[float, ...]] = []
+        usages: list[Usage | None] = []
+        reported, request_id, limits = model, None, None
+        for n, (first, texts) in enumerate(batches):
+            try:
+                data, resp = self._send_by("POST", self.EMBED_PATH, self._build_embed_payload(model, texts, request),
+                                           request.timeout, request.max_retries, deadline)
+                got, usage, said = self._embeddings_of(data, len(texts), resp.headers)
+            except ProviderError as exc:
+                if exc.model in (None, self._model):
+                    exc.model = model
+                if len(batches) > 1:
+                    exc.message = (f"{exc.message} (embeddings batch {n + 1} of {len(batches)}: texts {first} to "
+                                   f"{first + len(texts) - 1}; the earlier batches' vectors are discarded)")
+                raise
+            if vectors and got and len(got[0]) != len(vectors[0]):
+                raise self._invalid(f"batch {n + 1}'s vectors have {len(got[0])} dimensions, the first batch's "
+                                    f"{len(vectors[0])}", resp.headers)
+            vectors.extend(got)
+            usages.append(usage)
+            reported, request_id, limits = said or reported, self._request_id(resp.headers), parse_rate_limits(
+                resp.headers)
+        usage = sum_usage(usages)
+        return EmbeddingResult(vectors=tuple(vectors), model=reported, provider=self.provider_id,
+                               usage=usage, latency_s=time.perf_counter() - start,
+                               request_id=request_id, rate_limits=limits, cost=self._embedding_cost(model, usage))
+
+    def _embedding_cost(self, model: str, usage: Usage | None) -> Cost | None:
+        """An embeddings call's cost: its input tokens at the embedding model's price."""
+        row = embedding_model(self.provider_id, model)
+        if row is None or row.price_input is None or usage is None:
+            return None
+        return Cost(input_usd=usage.input_tokens * row.price_input * 1e-6, output_usd=0.0,
+                    total_usd=usage.input_tokens * row.price_input * 1e-6)
+
+    def _embeddings_of(self, data: Any, count: int,
+                       headers: Mapping[str, str]) -> tuple[list[tuple[float, ...]], Usage | None, str | None]:
+        """A batch's answer read by the vendor's parser, checked: one vector per text, all of one
+        length. An answer of another shape is an ``InvalidResponseError``."""
+        try:
+            vectors, usage, model = self._parse_embeddings(data)
+        except ErrorEvent as event:
+            body = json.dumps(event.data).encode()
+            raise self._error_from_response(self._error_status(event.data), headers, body) from None
+        except SHAPE_ERRORS as exc:
+            raise self._invalid(f"embeddings answer lacks the expected fields ({type(exc).__name__}: "
+                                f"{str(exc)[:200]})", headers) from exc
+        if len(vectors) != count:
+            raise self._invalid(f"asked for {count} embeddings, got {len(vectors)}", headers)
+        if any(len(v) != len(vectors[0]) for v in vectors):
+            raise self._invalid("the embeddings of one answer differ in length", headers)
+        return vectors, usage, model
 
     def _answer(self, path: str, payload: Mapping[str, Any], request: GenerateRequest) -> GenerationResult:
         start = time.perf_counter()
@@ -1319,6 +1449,17 @@ class HttpProvider(Provider):
             provider=self.provider_id, model=self._model, status=404, request_id=error.request_id,
             error_type=error.error_type, error_code=error.error_code, body=error.body)
         return found
+
+    def _not_implemented(self, error: ProviderError, url: str) -> ProviderError:
+        """A 501: the server does not implement what was asked (llama.cpp's server started without
+        ``--embeddings``, say). Asking again cannot help, another server may: an
+        ``EndpointNotFoundError`` that says so."""
+        if not isinstance(error, APIError):
+            return error
+        return EndpointNotFoundError(
+            f"{redact_url(url)} answered 501, not implemented: {error.message}", provider=self.provider_id,
+            model=self._model, status=501, request_id=error.request_id, error_type=error.error_type,
+            error_code=error.error_code, body=error.body)
 
     def _listing(self, data: Any, field: str, what: str) -> list[Any]:
         """``data[field]`` of a listing answer (absent or null: empty); anything but an object

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 from .._redact import redact_url
+from ..embeddings import EmbedRequest, vector_of
 from ..errors import (
     SHAPE_ERRORS,
     APIError,
@@ -280,6 +281,45 @@ def check_extra(extra: Mapping[str, Any]) -> None:
         check_keep_alive(extra["keep_alive"], "extra['keep_alive']")
 
 
+def embeddings_payload(model: str, texts: Sequence[str], request: EmbedRequest,
+                       defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """A batch -> ``POST /api/embed``'s body: ``{model, input: [...], dimensions?, keep_alive?}``
+    and the call's ``extra`` (``truncate``, ``options``, ``keep_alive``)."""
+    body: dict[str, Any] = {"model": model, "input": list(texts)}
+    if request.dimensions is not None:
+        body["dimensions"] = request.dimensions
+    if "keep_alive" in defaults:
+        body["keep_alive"] = defaults["keep_alive"]
+    body.update(request.extra)
+    return body
+
+
+def parse_embeddings(data: Any) -> tuple[list[tuple[float, ...]], Usage | None, str | None]:
+    """``{model, embeddings: [[...], ...], prompt_eval_count}`` -> (vectors in input order, usage, model)."""
+    if not isinstance(data, dict):
+        raise TypeError(f"the answer is {type(data).__name__}, not an object")
+    if data.get("error"):
+        raise ErrorEvent(data)
+    rows = data["embeddings"]
+    if not isinstance(rows, list):
+        raise TypeError(f"'embeddings' is {type(rows).__name__}, not a list")
+    vectors = [vector_of(row, f"embeddings[{i}]") for i, row in enumerate(rows)]
+    usage = None
+    if data.get("prompt_eval_count") is not None:
+        count = token_count(data, "prompt_eval_count")
+        usage = Usage(input_tokens=count, total_tokens=count)
+    model = data.get("model")
+    return vectors, usage, model if isinstance(model, str) and model else None
+
+
+def check_embed_extra(extra: Mapping[str, Any]) -> None:
+    """``extra`` of an embeddings call: ``truncate`` a bool, ``keep_alive`` a duration,
+    ``options`` Modelfile options."""
+    if "truncate" in extra and not isinstance(extra["truncate"], bool):
+        raise ValidationError(f"extra['truncate'] must be True or False, got {extra['truncate']!r}")
+    check_extra({k: v for k, v in extra.items() if k in ("options", "keep_alive")})
+
+
 def _check_raw(raw: Any) -> None:
     if not isinstance(raw, bool):
         raise ValidationError(f"raw must be True or False, got {raw!r}")
@@ -474,6 +514,8 @@ class OllamaProvider(HttpProvider):
                                                    tier=Tier.LOCAL)
     OWNED_FIELDS: ClassVar[Mapping[str, str]] = OWNED_FIELDS
     SCHEMA_FIELDS = ("format",)
+    EMBED_PATH = "/api/embed"
+    DEFAULT_EMBEDDING_MODEL = "nomic-embed-text"
 
     def __init__(self, model: str | None = None, host: str | None = None, *, num_ctx: int | None = None,
                  keep_alive: str | float | None = None, **kwargs: Unpack[ClientSettings]) -> None:
@@ -563,6 +605,20 @@ class OllamaProvider(HttpProvider):
 
     def _build_payload(self, request: GenerateRequest, stream: bool) -> dict[str, Any]:
         return build_payload(request, self._model, stream, self._defaults, self._model_info)
+
+    def _check_embed(self, request: EmbedRequest) -> None:
+        super()._check_embed(request)
+        try:
+            check_embed_extra(request.extra)
+        except ValidationError as exc:
+            exc.provider, exc.model = self.provider_id, request.model or self.embedding_model
+            raise
+
+    def _build_embed_payload(self, model: str, texts: Sequence[str], request: EmbedRequest) -> dict[str, Any]:
+        return embeddings_payload(model, texts, request, self._defaults)
+
+    def _parse_embeddings(self, data: Any) -> tuple[list[tuple[float, ...]], Usage | None, str | None]:
+        return parse_embeddings(data)
 
     def _parse_result(self, data: Any) -> GenerationResult:
         return parse_result(data, self._model)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 from .. import models as model_data
 from .._redact import snippet
+from ..embeddings import EmbedRequest, vector_of
 from ..errors import (
     APIError,
     ConfigurationError,
@@ -351,6 +352,42 @@ def _tool_call_deltas(calls: Iterable[Any], state: StreamState) -> list[ToolCall
     return deltas
 
 
+def embeddings_payload(model: str, texts: Sequence[str], request: EmbedRequest) -> dict[str, Any]:
+    """A batch -> ``POST /v1/embeddings``'s body: ``{model, input: [...], encoding_format: "float",
+    dimensions?}`` and the call's ``extra`` (``user``...)."""
+    body: dict[str, Any] = {"model": model, "input": list(texts), "encoding_format": "float"}
+    if request.dimensions is not None:
+        body["dimensions"] = request.dimensions
+    body.update(request.extra)
+    return body
+
+
+def parse_embeddings(data: Any) -> tuple[list[tuple[float, ...]], Usage | None, str | None]:
+    """``{data: [{index, embedding}], model, usage: {prompt_tokens, total_tokens}}`` -> (vectors
+    in input order, usage, model). Items are placed by ``index`` (a compatible server that
+    leaves it out: by position); the indexes must be 0 to n-1, each once."""
+    if not isinstance(data, dict):
+        raise TypeError(f"the answer is {type(data).__name__}, not an object")
+    if data.get("error"):
+        raise ErrorEvent(data)
+    items = data["data"]
+    if not isinstance(items, list):
+        raise TypeError(f"'data' is {type(items).__name__}, not a list")
+    placed: dict[int, tuple[float, ...]] = {}
+    for i, item in enumerate(items):
+        index = item.get("index", i) if isinstance(item, dict) else None
+        if index.__class__ is not int or not 0 <= index < len(items) or index in placed:
+            raise ValueError(f"data[{i}]'s index is {str(index)[:40]!r}: not one of 0 to {len(items) - 1}, once each")
+        placed[index] = vector_of(item.get("embedding"), f"data[{i}].embedding")
+    fields = data.get("usage")
+    usage = None
+    if isinstance(fields, dict):
+        prompt = token_count(fields, "prompt_tokens")
+        usage = Usage(input_tokens=prompt, total_tokens=token_count(fields, "total_tokens") or prompt)
+    model = data.get("model")
+    return [placed[i] for i in range(len(items))], usage, model if isinstance(model, str) and model else None
+
+
 class OpenAIProvider(HttpProvider):
     """OpenAI Chat Completions, or any OpenAI-compatible server.
 
@@ -388,6 +425,9 @@ class OpenAIProvider(HttpProvider):
     OWNED_FIELDS: ClassVar[Mapping[str, str]] = OWNED_FIELDS
     REASONING_FIELDS = ("reasoning_effort",)
     SCHEMA_FIELDS = ("response_format",)
+    EMBED_PATH = "/embeddings"
+    DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
+    EMBED_FIELDS = ("model", "input", "dimensions", "encoding_format")  # float vectors are what we read
 
     # Who counts tokens when the wire has no count endpoint: None (the library's estimate) or
     # "llama.cpp" (the server's /apply-template and /tokenize at its root: the embedded model's).
@@ -544,6 +584,12 @@ class OpenAIProvider(HttpProvider):
             return responses_wire.build_payload(request, self._model, stream, self._model_info, self.store,
                                                 self.origin)
         return build_payload(request, self._model, stream, self._model_info, self.is_openai)
+
+    def _build_embed_payload(self, model: str, texts: Sequence[str], request: EmbedRequest) -> dict[str, Any]:
+        return embeddings_payload(model, texts, request)
+
+    def _parse_embeddings(self, data: Any) -> tuple[list[tuple[float, ...]], Usage | None, str | None]:
+        return parse_embeddings(data)
 
     def _parse_result(self, data: Any) -> GenerationResult:
         if self.api == "responses":
