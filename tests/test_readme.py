@@ -75,6 +75,15 @@ def cite_aware_routes(server: FakeServer) -> None:
     server.route("POST", "/v1/messages", messages)
 
 
+def embedding_routes(server: FakeServer) -> None:
+    def embed(req: Received, reply: Reply) -> None:
+        texts = req.json()["input"]
+        reply.json(200, {"model": req.json()["model"], "usage": {"prompt_tokens": 2 * len(texts), "total_tokens": 4},
+                         "data": [{"index": i, "embedding": [0.5, 0.25, 0.125]} for i in range(len(texts))]})
+
+    server.route("POST", "/v1/embeddings", embed)
+
+
 def responses_routes(server: FakeServer) -> None:
     """``/v1/responses``: a function call for a first turn with tools, then an answer."""
 
@@ -102,6 +111,7 @@ def test_readme_python_blocks_run(server: FakeServer, monkeypatch: pytest.Monkey
     add_anthropic_routes(server, "Qubits compute with superposition.")
     cite_aware_routes(server)
     responses_routes(server)
+    embedding_routes(server)
     monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
     monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
     monkeypatch.setenv("OLLAMA_HOST", server.url)
@@ -136,7 +146,9 @@ def test_readme_python_blocks_run(server: FakeServer, monkeypatch: pytest.Monkey
     assert namespace["flask_answer"]["answer"] == "Paris is the capital of France."
     assert namespace["django_answer"] == {"answer": "Paris is the capital of France."}
     assert "Paris is the capital of France." in text
-    assert "10 results, 0 failed" in text and (tmp_path / "chat.json").exists()
+    assert "10 results, 0 failed" in text
+    assert "answered by gpt-4o-mini-2024-07-18 in" in text and "True True" in text  # the hook, the cost
+    assert "TokenCount(input_tokens=" in text and "exact=False" in text and "2 3 4" in text and (tmp_path / "chat.json").exists()
     assert namespace["conv"].messages[-1].text == "Paris is the capital of France."
     assert "get_weather {'city': 'Paris'}" in text
     assert "max_tokens must be at least 1, got -1" in text
