@@ -165,6 +165,32 @@ def bench_sequential(port: int, n: int, reps: int) -> list[Row]:
     return rows
 
 
+def bench_hooks(port: int, n: int, reps: int) -> list[Row]:
+    """What hooks cost: the same calls with none registered (the baseline here) and with a hook
+    that takes every event. With none, the library builds nothing (the sequential rows show the
+    whole cost against bare requests)."""
+
+    class Quiet:
+        def on_request(self, event: Any) -> None: ...
+        def on_response(self, event: Any) -> None: ...
+
+    bare, hooked = make("openai", port), make("openai", port)
+    hooked.add_hook(Quiet())
+
+    def timed(provider: Provider) -> Callable[[], float]:
+        def run() -> float:
+            start = time.perf_counter()
+            for _ in range(n):
+                provider.generate_sync("hi")
+            return (time.perf_counter() - start) / n
+        return run
+
+    timed(bare)(), timed(hooked)()  # warm up
+    b, o = median_of(reps, timed(bare)), median_of(reps, timed(hooked))
+    return [Row(f"{n} generate_sync with a hook on every event: openai", b * 1e6, o * 1e6, "us/req", o / b,
+                "<= 1.05x", o / b <= 1.05, "baseline: the same provider with no hook")]
+
+
 # -- 3. stream throughput ------------------------------------------------------------------------
 
 def bench_stream(port: int, chunks: int, reps: int) -> list[Row]:
@@ -595,12 +621,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny counts, to check the harness runs")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--reps", type=int, default=None)
-    parser.add_argument("--only", help="comma-separated: import,sequential,stream,first,pool,hedge,redis,peers")
+    parser.add_argument("--only", help="comma-separated: import,sequential,hooks,stream,first,pool,hedge,redis,peers")
     args = parser.parse_args(argv)
     quick = args.quick
     reps = args.reps or (1 if quick else 5)
-    only = set(args.only.split(",")) if args.only else {"import", "sequential", "stream", "first", "pool", "hedge",
-                                                         "redis", "peers"}
+    only = set(args.only.split(",")) if args.only else {"import", "sequential", "hooks", "stream", "first", "pool",
+                                                         "hedge", "redis", "peers"}
     proc, port = start_server()
     rows: list[Row] = []
     try:
@@ -608,6 +634,8 @@ def main(argv: list[str] | None = None) -> int:
             rows += bench_import(3 if quick else 15)
         if "sequential" in only:
             rows += bench_sequential(port, 20 if quick else 2000, reps)
+        if "hooks" in only:
+            rows += bench_hooks(port, 20 if quick else 2000, reps)
         if "stream" in only:
             rows += bench_stream(port, 200 if quick else 10_000, reps)
         if "first" in only:
