@@ -228,12 +228,15 @@ def run_batch(provider: Provider, items: list[BatchItem], emit: Callable[[dict[s
             run.collect_some()
     except KeyboardInterrupt:
         run.summary.interrupted = True
-        if on_interrupt is not None:
-            on_interrupt(len(run.in_flight))
         try:
+            if on_interrupt is not None:
+                on_interrupt(len(run.in_flight))
             while run.in_flight:
                 run.collect_some()
         except KeyboardInterrupt:
+            pass
+    finally:  # a second Ctrl-C, wherever it lands: the calls still in flight are broken off
+        if run.in_flight:
             run.abandon()
     return run.summary
 

@@ -100,19 +100,26 @@ def test_a_bad_load_file_is_named(vendor: Vendor, tmp_path: Path, monkeypatch: p
     assert code == 2 and "is not a saved conversation" in err
 
 
-def read_until(fd: int, want: bytes, within: float = 30.0) -> bytes:
-    seen = b""
-    while want not in seen:
-        ready, _, _ = select.select([fd], [], [], within)
-        assert ready, f"no {want!r} on the terminal; saw {seen[-400:]!r}"
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
-    return seen
+class Terminal:
+    """The master side of a pseudo-terminal, read up to what is awaited; what came after it is
+    kept for the next wait (a prompt may arrive in the same read as the line before it)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.pending = fd, b""
+
+    def read_until(self, want: bytes, within: float = 30.0) -> bytes:
+        while want not in self.pending:
+            ready, _, _ = select.select([self.fd], [], [], within)
+            assert ready, f"no {want!r} on the terminal; saw {self.pending[-400:]!r}"
+            try:
+                chunk = os.read(self.fd, 4096)
+            except OSError:
+                chunk = b""
+            assert chunk, f"the terminal closed before {want!r}; saw {self.pending[-400:]!r}"
+            self.pending += chunk
+        cut = self.pending.index(want) + len(want)
+        seen, self.pending = self.pending[:cut], self.pending[cut:]
+        return seen
 
 
 def test_on_a_terminal_ctrl_c_stops_the_answer_and_the_session_goes_on(vendor: Vendor, server: FakeServer) -> None:
@@ -121,20 +128,22 @@ def test_on_a_terminal_ctrl_c_stops_the_answer_and_the_session_goes_on(vendor: V
     proc = subprocess.Popen([sys.executable, "-m", "mirror_providers", "chat"], stdin=slave, stdout=slave,
                             stderr=slave, env=env, cwd=ROOT, start_new_session=True)
     os.close(slave)
+    term = Terminal(master)
+    read_until = term.read_until
     try:
-        read_until(master, b"> ")
+        read_until(b"> ")
         os.write(master, b"hello\n")
-        read_until(master, b"answer 1")
-        read_until(master, b"\n> ")  # the next prompt: readline may drop what is typed before it
+        read_until(b"answer 1")
+        read_until(b"\n> ")  # the next prompt: readline may drop what is typed before it
         os.write(master, b"slow\n")
-        read_until(master, b"partial")
+        read_until(b"partial")
         proc.send_signal(signal.SIGINT)
-        read_until(master, b"this turn is not kept")
+        read_until(b"this turn is not kept")
         vendor.release.set()
-        read_until(master, b"> ")
+        read_until(b"> ")
         os.write(master, b"after\n")
-        read_until(master, b"answer 3")
-        read_until(master, b"\n> ")
+        read_until(b"answer 3")
+        read_until(b"\n> ")
         os.write(master, b"\x04")  # Ctrl-D
         assert proc.wait(30) == 0
     finally:
