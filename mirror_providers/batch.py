@@ -70,6 +70,7 @@ class BatchSummary:
     input_tokens: int = 0
     output_tokens: int = 0
     interrupted: bool = False
+    abandoned: int = 0
     records: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -237,6 +238,7 @@ def run_batch(provider: Provider, items: list[BatchItem], emit: Callable[[dict[s
             pass
     finally:  # a second Ctrl-C, wherever it lands: the calls still in flight are broken off
         if run.in_flight:
+            run.summary.abandoned = len(run.in_flight)
             run.abandon()
     return run.summary
 

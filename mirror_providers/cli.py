@@ -411,6 +411,11 @@ def cmd_batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             file.finish(summary.records)
     elif summary.interrupted:
         emit.drain()
+    return _batch_ended(summary, output, out, err)
+
+
+def _batch_ended(summary: Any, output: Any, out: TextIO, err: TextIO) -> int:
+    """The summary line, and the exit status of a batch."""
     answered = summary.reused + summary.done
     _say(err, f"{answered} of {summary.total} answered ({summary.reused} earlier), {summary.failed} failed; "
               f"{summary.input_tokens} tokens in, {summary.output_tokens} out"
@@ -418,6 +423,12 @@ def cmd_batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if summary.interrupted:
         _say(err, "interrupted: run the same command again to continue" if output else
                   "interrupted (with -o FILE a run continues where it stopped)")
+        if summary.abandoned and out is sys.stdout:
+            # A second Ctrl-C means now: the abandoned calls' threads are not waited for at exit.
+            with contextlib.suppress(OSError, ValueError):
+                out.flush()
+                err.flush()
+            os._exit(130)
         return 130
     return 0 if summary.failed == 0 else EXIT_API
 

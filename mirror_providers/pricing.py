@@ -7,6 +7,7 @@ from .types import Cost, ModelInfo, Usage
 __all__ = ["cost_of"]
 
 PER_TOKEN = 1e-6  # catalog prices are per million tokens
+MAX_TOKENS = 10**12  # more tokens than any call has: such a usage is not priced
 
 
 def _part(tokens: int, price: float | None) -> float | None:
@@ -25,12 +26,17 @@ def cost_of(info: ModelInfo | None, usage: Usage | None) -> Cost | None:
     """
     if info is None or usage is None or (info.price_input is None and info.price_output is None):
         return None
-    cached = usage.cached_input_tokens or 0
-    written = usage.cache_creation_input_tokens or 0
-    plain = max(0, usage.input_tokens - cached - written)
+    if max(usage.input_tokens, usage.output_tokens, usage.cached_input_tokens or 0,
+           usage.cache_creation_input_tokens or 0, usage.reasoning_tokens or 0) > MAX_TOKENS:
+        return None  # counts no call has: a hostile or broken server's, not a price to add up
+    # The parts never exceed their whole, whatever the vendor reported.
+    cached = min(usage.cached_input_tokens or 0, usage.input_tokens)
+    written = min(usage.cache_creation_input_tokens or 0, usage.input_tokens - cached)
+    plain = usage.input_tokens - cached - written
     parts = (_part(plain, info.price_input), _part(cached, info.price_cached_input),
              _part(written, info.price_cache_write), _part(usage.output_tokens, info.price_output))
-    reasoning = None if usage.reasoning_tokens is None else _part(usage.reasoning_tokens, info.price_output)
+    reasoning = (None if usage.reasoning_tokens is None
+                 else _part(min(usage.reasoning_tokens, usage.output_tokens), info.price_output))
     total = None if any(p is None for p in parts) else sum(p for p in parts if p is not None)
     return Cost(input_usd=parts[0], cached_input_usd=parts[1], cache_write_usd=parts[2], output_usd=parts[3],
                 reasoning_usd=reasoning, total_usd=total)

@@ -128,3 +128,11 @@ def test_a_pool_totals_what_its_members_cost(server: FakeServer) -> None:
     assert answered.cost.total_usd is not None
     assert stats.cost_usd == pytest.approx(answered.cost.total_usd + streamed.cost.total_usd)
     assert stats.unpriced == 0
+
+
+def test_a_hostile_usage_never_makes_a_cost_bigger_than_its_whole() -> None:
+    info = priced(price_input=1.0, price_output=2.0, price_cached_input=0.5)
+    odd = cost_of(info, Usage(input_tokens=5, output_tokens=3, cached_input_tokens=10**6, reasoning_tokens=10**9))
+    assert odd is not None and odd.total_usd is not None and odd.reasoning_usd is not None
+    assert odd.cached_input_usd == pytest.approx(5 * 0.5e-6) and odd.reasoning_usd <= odd.output_usd  # type: ignore[operator]
+    assert cost_of(info, Usage(input_tokens=10**400, output_tokens=1)) is None  # not an overflow, not priced

@@ -12,7 +12,7 @@ import pytest
 
 import mirror_providers
 from mirror_providers.anthropic import AnthropicProvider
-from mirror_providers.errors import ConfigurationError, RateLimitError
+from mirror_providers.errors import ConfigurationError, OverloadedError, ProviderError, RateLimitError
 from mirror_providers.hooks import HookEvent
 from mirror_providers.openai import OpenAIProvider
 from mirror_providers.pooling import FallbackChain
@@ -167,3 +167,45 @@ def test_hook_urls_carry_no_credentials() -> None:
 
     shown = _hook_url(f"https://user:{KEY}@example.com/v1/chat?key={KEY}#frag")
     assert "HOOK-SECRET" not in shown and shown.endswith("example.com/v1/chat")
+
+
+def test_a_key_echoed_as_an_id_is_scrubbed_everywhere(server: FakeServer, recorder: Recorder) -> None:
+    from .server import anthropic_message
+
+    state = {"fail": True}
+
+    def messages(req: Received, reply: Reply) -> None:
+        key = req.headers.get("x-api-key") or req.headers.get("X-Api-Key")
+        if state["fail"]:
+            reply.json(529, {"type": "error", "error": {"type": "overloaded_error", "message": "busy"},
+                             "request_id": key})
+        else:
+            reply.json(200, {**anthropic_message("hello"), "id": key})
+
+    server.route("POST", "/v1/messages", messages)
+    claude = AnthropicProvider(api_key=KEY, base_url=server.url, model="sonnet",
+                               retry=RetryPolicy(max_retries=1, sleep=lambda s: None))
+    claude.add_hook(recorder)
+    with pytest.raises(OverloadedError) as caught:
+        claude.generate_sync("hi")
+    assert "HOOK-SECRET" not in repr(caught.value) and "HOOK-SECRET" not in str(caught.value.request_id)
+    state["fail"] = False
+    result = claude.generate_sync("hi")
+    assert "HOOK-SECRET" not in (result.response_id or "") and result.response_id
+    assert recorder.events and all("HOOK-SECRET" not in repr(e) for e in recorder.events)
+
+
+def test_a_stream_that_broke_after_its_first_chunk_is_no_failover(server: FakeServer, recorder: Recorder) -> None:
+    from .server import openai_sse
+
+    def cut(req: Received, reply: Reply) -> None:
+        reply.head(200, {"Content-Type": "text/event-stream"}, chunked=True)
+        reply.chunk(openai_sse("Hello there")[1])
+        reply.reset()
+
+    server.route("POST", "/v1/chat/completions", cut)
+    chain = FallbackChain([provider(server, max_retries=0), provider(server, max_retries=0)])
+    chain.add_hook(recorder)
+    with pytest.raises(ProviderError):
+        list(chain.stream_sync("hi"))
+    assert recorder.kinds() == ["request", "error"]  # no failover: the answer had begun

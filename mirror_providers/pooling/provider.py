@@ -312,7 +312,7 @@ class PoolProvider(Provider):
         if isinstance(exc, ContextLengthExceededError):
             call.note_too_long(member)
         call.add(member, exc, now - t0, outcome=outcome)
-        if exc.failover_ok and not call_aborted():
+        if exc.failover_ok and not call_aborted() and not exc.chunks_delivered:
             hooks.emit(self._hooks, "on_failover", lambda: self._event(
                 "failover", provider=member.provider.provider_id, model=member.provider.model_name,
                 attempt=len(call.tried), elapsed_s=now - t0, status=getattr(exc, "status", None),
@@ -697,8 +697,8 @@ class PoolProvider(Provider):
             outcome = "ok"
         except ProviderError as exc:
             outcome = "failed"
+            exc.chunks_delivered = delivered  # before _failed: a stream that began does not fail over
             self._failed(member, exc, t0, call)
-            exc.chunks_delivered = delivered
             raise
         finally:
             if outcome == "ok":

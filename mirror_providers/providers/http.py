@@ -1184,7 +1184,8 @@ class HttpProvider(Provider):
         # The result is new and ours alone: its provider, timing and request id are the base's to say.
         fields = result.__dict__
         fields["provider"], fields["latency_s"], fields["request_id"] = (
-            self.provider_id, time.perf_counter() - start, request_id or result.request_id)
+            self.provider_id, time.perf_counter() - start, request_id or self._scrub_id(result.request_id))
+        fields["response_id"] = self._scrub_id(result.response_id)
         fields["rate_limits"] = parse_rate_limits(resp.headers)
         fields["cost"] = self._cost(result.model, result.usage)
         if request.schema is not None and result.refusal is None:
@@ -1323,7 +1324,12 @@ class HttpProvider(Provider):
         yield StreamChunk(content="", index=index, finish_reason=finish or "stop", usage=usage, model=parser.model,
                           provider=provider, request_id=request_id, reasoning_blocks=blocks,
                           refusal=refusal if refusal and not getattr(parser, "refusal_streamed", False) else "",
-                          response_id=getattr(parser, "response_id", None), rate_limits=limits, cost=cost)
+                          response_id=self._scrub_id(getattr(parser, "response_id", None)), rate_limits=limits,
+                          cost=cost)
+
+    def _scrub_id(self, value: str | None) -> str | None:
+        """An id the vendor's body gave (a hostile server could echo the key as one)."""
+        return self._scrub(value) if isinstance(value, str) and value else value
 
     def _cost(self, answered_by: str | None, usage: Usage | None) -> Cost | None:
         """The call's cost at the prices of the model that answered (a snapshot's row; this
@@ -1386,6 +1392,9 @@ class HttpProvider(Provider):
         while current is not None and seen < 8:
             if isinstance(current, ProviderError):
                 current.message = redact(current.message, secrets)
+                rid = getattr(current, "request_id", None)
+                if isinstance(rid, str):  # a hostile server may echo the key as its id
+                    current.request_id = redact(rid, secrets)  # type: ignore[attr-defined]
                 body = getattr(current, "body", None)
                 if isinstance(body, str):
                     current.body = redact(body, secrets)  # type: ignore[attr-defined]
@@ -1425,7 +1434,8 @@ class HttpProvider(Provider):
         body_id = body.get("request_id") if isinstance(body, dict) else None
         return cls(
             message, provider=self.provider_id, model=self._model, status=status,
-            request_id=self._request_id(headers) or (body_id if isinstance(body_id, str) and body_id else None),
+            request_id=self._request_id(headers) or (self._scrub(body_id) if isinstance(body_id, str) and body_id
+                                                     else None),
             retry_after=parse_retry_after(headers),
             error_type=error_type, error_code=error_code, body=text,
             should_retry=should_retry_header(headers),
@@ -1495,7 +1505,8 @@ class HttpProvider(Provider):
         body_id = data.get("request_id")
         return stream_error_class(cls)(
             f"error inside the stream: {self._scrub(message or 'unknown error')}", provider=self.provider_id,
-            model=self._model, status=200, request_id=body_id if isinstance(body_id, str) and body_id else request_id,
+            model=self._model, status=200,
+            request_id=self._scrub(body_id) if isinstance(body_id, str) and body_id else request_id,
             error_type=error_type, error_code=code, body=self._scrub(json.dumps(data)))
 
     def _health(self, probe: Callable[[dict[str, Any]], str | None]) -> HealthStatus:
