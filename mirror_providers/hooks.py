@@ -120,6 +120,8 @@ def emit(local: tuple[Any, ...], method: HookMethod, event: Callable[[], HookEve
             continue
         try:
             fn(built)
-        except Exception as exc:  # a hook never breaks the call
+        except (KeyboardInterrupt, SystemExit):
+            raise  # the person or the program asked to stop: not the hook's bug to hide
+        except BaseException as exc:  # a hook never breaks the call
             log.warning("hook %s.%s raised %s: %s", type(hook).__name__, method, type(exc).__name__, exc,
                         exc_info=log.isEnabledFor(logging.DEBUG))

@@ -32,7 +32,7 @@ from ._stats import Stats, percentiles
 from .conversation import Conversation
 from .embeddings import EmbedRequest, build_embed_request
 from .errors import SHAPE_ERRORS, CallbackError, InvalidResponseError, ProviderError, ValidationError
-from .request import GenerateRequest, Prompt, build_request
+from .request import GenerateRequest, Prompt, build_request, counting_tokens
 from .types import (
     Capabilities,
     EmbeddingResult,
@@ -253,7 +253,11 @@ class Provider:
             TransportError: the HTTP exchange failed.
         """
         request = build_request(prompt, options)
-        self._check(request)
+        token = counting_tokens.set(True)
+        try:
+            self._check(request)
+        finally:
+            counting_tokens.reset(token)
         try:
             return self._count_tokens(request)
         except ProviderError as exc:

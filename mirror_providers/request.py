@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextvars
 import dataclasses
 import itertools
 import json
@@ -58,6 +59,10 @@ IMAGE_TOKENS = 1600
 LOW_DETAIL_IMAGE_TOKENS = 85
 PDF_PAGE_TOKENS = 3000
 _PDF_PAGE = re.compile(rb"/Type\s*/Page(?![a-zA-Z])")
+
+# Set while a request is checked for counting its tokens: a prompt too long for the model's
+# window is what a caller counts to learn how much to cut, so that check does not apply then.
+counting_tokens: contextvars.ContextVar[bool] = contextvars.ContextVar("counting_tokens", default=False)
 
 
 @dataclass(frozen=True)

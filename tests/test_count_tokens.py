@@ -289,3 +289,14 @@ def test_a_pool_asks_a_member_in_rotation_first() -> None:
     assert chain.count_tokens_sync("hi").model == "b"
     clock.t += 31
     assert chain.count_tokens_sync("hi").model == "a"
+
+
+def test_a_prompt_too_long_for_the_model_is_still_counted() -> None:
+    from mirror_providers.openai import OpenAIProvider as _OpenAI
+
+    llm = _OpenAI(api_key="sk-test-count", model="gpt-4o-mini", base_url="http://127.0.0.1:9/v1")
+    huge = "word " * 2_000_000  # far past gpt-4o-mini's 128k window
+    counted = llm.count_tokens_sync(huge)
+    assert counted.input_tokens > 128_000 and not counted.exact
+    with pytest.raises(ValidationError, match="cannot fit"):
+        llm.generate_sync(huge)  # generating it is still refused before sending

@@ -209,3 +209,25 @@ def test_a_stream_that_broke_after_its_first_chunk_is_no_failover(server: FakeSe
     with pytest.raises(ProviderError):
         list(chain.stream_sync("hi"))
     assert recorder.kinds() == ["request", "error"]  # no failover: the answer had begun
+
+
+def test_a_hook_raising_generator_exit_is_logged_but_ctrl_c_goes_through(server: FakeServer,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    flaky(server, failures=0)
+
+    class Odd:
+        def on_response(self, event: HookEvent) -> None:
+            raise GeneratorExit
+
+    class Stop:
+        def on_response(self, event: HookEvent) -> None:
+            raise KeyboardInterrupt
+
+    llm = provider(server)
+    llm.add_hook(Odd())
+    with caplog.at_level(logging.WARNING, logger="mirror_providers.hooks"):
+        assert llm.generate_sync("hi").content == "fine"
+    assert "Odd.on_response raised GeneratorExit" in caplog.text
+    llm.add_hook(Stop())
+    with pytest.raises(KeyboardInterrupt):
+        llm.generate_sync("hi")

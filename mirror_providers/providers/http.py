@@ -50,7 +50,7 @@ from ..framing import iter_json_lines, iter_sse, too_deep
 from ..pricing import cost_of
 from ..provider import ChunkStream, Provider, thread_pool_size
 from ..rate_limits import parse_rate_limits
-from ..request import GenerateRequest, check_timeout
+from ..request import GenerateRequest, check_timeout, counting_tokens
 from ..retry import RetryPolicy, parse_retry_after, should_retry_header
 from ..transport import (
     DEFAULT_LIMITS,
@@ -890,7 +890,7 @@ class HttpProvider(Provider):
                                   provider=self.provider_id, model=self._model)
         # A token is at least one character for these tokenizers' worst case of about 4 bytes of
         # text per token on average: only a prompt that cannot fit is rejected here.
-        if request.text_length() > info.context_window * 8:
+        if request.text_length() > info.context_window * 8 and not counting_tokens.get():
             raise ValidationError(
                 f"prompt of {request.text_length()} characters cannot fit {info.id}'s context window "
                 f"of {info.context_window} tokens", provider=self.provider_id, model=self._model)
