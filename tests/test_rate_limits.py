@@ -129,7 +129,7 @@ def test_a_pool_steers_away_from_a_member_whose_headers_say_it_is_spent() -> Non
         assert served == ["spent", "fresh", "fresh", "fresh"]  # no 429 was needed to learn it
         stats = chain.get_stats().members[0]
         assert stats.errors == 0 and stats.cooldown_remaining_s is not None
-        assert 0.3 - 0.1 < stats.cooldown_remaining_s <= 0.3  # 30 s for 100 requests: one is back in 0.3 s
+        assert 0 < stats.cooldown_remaining_s <= 0.3  # 30 s for 100 requests: one is back in 0.3 s (less, as time passes)
 
 
 def test_a_pool_ignores_headers_with_room_left() -> None:
