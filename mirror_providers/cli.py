@@ -103,6 +103,14 @@ def no_provider() -> str:
             "needs pip install 'mirror-providers[local-model]')")
 
 
+def _call_options(parser: argparse.ArgumentParser, system_help: str) -> None:
+    """The options of every command that calls a model."""
+    parser.add_argument("--system", help=system_help)
+    parser.add_argument("--max-tokens", type=int)
+    parser.add_argument("--temperature", type=float)
+    parser.add_argument("--max-retries", type=int, default=2, help="retries of connection errors, 429 and 5xx")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mirror-providers", description="One interface to OpenAI, Anthropic "
                                      "and Ollama, and a small local model.", epilog=EPILOG,
@@ -123,10 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--fallback", help="a chain: provider:model,provider:model,... (local allowed)")
     gen.add_argument("--no-stream", action="store_true", help="wait for the whole answer")
     gen.add_argument("--json", action="store_true", help="machine output: the result, or one JSON chunk per line")
-    gen.add_argument("--system", help="system prompt")
-    gen.add_argument("--max-tokens", type=int)
-    gen.add_argument("--temperature", type=float)
-    gen.add_argument("--max-retries", type=int, default=2, help="retries of connection errors, 429 and 5xx")
+    _call_options(gen, "system prompt")
     gen.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
 
     batch = sub.add_parser("batch", help="answer many prompts: JSONL (or one prompt per line) in, JSONL out, in "
@@ -148,10 +153,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="how --pool picks a member (default least_loaded)")
     batch.add_argument("--model", help="model id or alias (with --provider)")
     batch.add_argument("--base-url", help="the API's base URL (with --provider)")
-    batch.add_argument("--system", help="system prompt for records that give none")
-    batch.add_argument("--max-tokens", type=int)
-    batch.add_argument("--temperature", type=float)
-    batch.add_argument("--max-retries", type=int, default=2, help="retries of connection errors, 429 and 5xx")
+    _call_options(batch, "system prompt for records that give none")
     batch.add_argument("--no-progress", action="store_true", help="no progress on stderr")
     batch.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
@@ -161,11 +163,8 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--model", help="model id or alias")
     chat.add_argument("--base-url", help="the API's base URL")
     chat.add_argument("--fallback", help="a chain: provider:model,provider:model,...")
-    chat.add_argument("--system", help="system prompt")
+    _call_options(chat, "system prompt")
     chat.add_argument("--load", help="continue a conversation saved with /save")
-    chat.add_argument("--max-tokens", type=int)
-    chat.add_argument("--temperature", type=float)
-    chat.add_argument("--max-retries", type=int, default=2, help="retries of connection errors, 429 and 5xx")
     chat.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
     health = sub.add_parser("health", help="check the configured providers")
