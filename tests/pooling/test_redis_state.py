@@ -328,7 +328,8 @@ def test_junk_in_a_budget_is_no_budget_not_a_lockout_or_an_open_door(redis_serve
     where = f"junk-{junk.decode() or 'empty'}:{pool.members[0].key}:budget"
     redis.Redis(port=redis_server.port).hset(where, mapping={"requests": junk, "tokens": junk})
     assert pool.generate_sync("one").content == "a: one"  # read as a full bucket
-    with pytest.raises(AllProvidersFailedError, match=r"over its budget \(rpm=60\) for 1\.00s more"):
+    with pytest.raises(AllProvidersFailedError, match=r"over its budget \(rpm=60\) for (0\.9[5-9]|1\.00)s more"):
+        # Redis refills by its own clock, so a few ms of real time may have passed
         pool.generate_sync("two", deadline_s=1)  # ... and the limit holds again
     assert redis.Redis(port=redis_server.port).ttl(where) > 0
 
