@@ -20,6 +20,9 @@ from urllib.parse import urlsplit
 
 import requests
 import requests.adapters
+import requests.cookies
+import requests.structures
+import requests.utils
 import urllib3.exceptions
 import urllib3.response
 
@@ -48,6 +51,7 @@ from .base import (
     Transport,
     _origin,
 )
+from .environ import Settings
 from .pools import HTTPPool, HTTPSPool
 
 __all__ = ["RequestsTransport"]
@@ -93,13 +97,19 @@ def _reason(exc: BaseException) -> str:
 
 _CAUGHT = (requests.exceptions.RequestException, urllib3.exceptions.HTTPError)
 
+# What a requests.Session sends unless told otherwise; Accept-Encoding is only what
+# ``_inflate`` undoes with bounded memory (requests would also offer br and zstd when installed).
+_DEFAULT_HEADERS = {**requests.utils.default_headers(), "Accept-Encoding": "gzip, deflate"}
+
 
 class RequestsTransport(Transport):
     """The real transport, on requests and urllib3.
 
-    One ``requests.Session`` per thread (so cookies and per-request state never race), all of
-    them sharing one ``HTTPAdapter`` whose connection pool is sized for the thread pool, so
-    connections are reused across threads without "connection pool is full" warnings.
+    One ``HTTPAdapter`` whose connection pool is sized for the thread pool, so connections are
+    reused across threads without "connection pool is full" warnings. Requests are prepared as
+    a ``requests.Session`` prepares them, but the environment (proxies, ``NO_PROXY``, the CA
+    bundle variables) is read once per URL and again only when it changes (``environ``), not
+    scanned on every call; cookies servers set are kept per thread.
     Redirects are not followed: a redirect is returned as a response, so credentials never travel
     to a second host. Exchanges are logged to ``mirror_providers.http`` (see ``transport.log``;
     the first one made applies ``MIRROR_PROVIDERS_LOG``).
@@ -109,8 +119,8 @@ class RequestsTransport(Transport):
         pool_size: connections kept per host (match the number of threads making calls).
         verify: TLS verification: True, or a CA bundle path for private CAs. Turning it off
             needs an explicit ``False``.
-        proxies: proxies per scheme; by default requests reads ``HTTPS_PROXY`` and friends.
-            Loopback addresses are always reached directly.
+        proxies: proxies per scheme, over the environment's (``HTTPS_PROXY`` and friends, read
+            as requests reads them). Loopback addresses are always reached directly.
         limits: size limits on answers (a request may carry its own).
     """
 
@@ -126,8 +136,7 @@ class RequestsTransport(Transport):
         self.timeout = timeout
         self.limits = limits
         self.pool_size = pool_size
-        self._verify = verify
-        self._proxies = dict(proxies) if proxies else None
+        self._settings = Settings(verify, proxies)
         self._closed = False
         self._users: dict[tuple[str, str, int], int] = {}  # origin -> providers using it (retain)
         self._users_lock = threading.Lock()
@@ -142,7 +151,7 @@ class RequestsTransport(Transport):
         )
         # Pools that let a caller abort a request from another thread (see current_call).
         self._adapter.poolmanager.pool_classes_by_scheme = {"http": HTTPPool, "https": HTTPSPool}
-        self._local = threading.local()
+        self._local = threading.local()  # per thread: the cookies servers set
 
     def _after_fork_in_child(self) -> None:
         """A forked child shares the parent's pooled sockets: a request on one of them could read
@@ -157,24 +166,11 @@ class RequestsTransport(Transport):
     def __repr__(self) -> str:
         return f"RequestsTransport(pool_size={self.pool_size}, timeout={self.timeout})"
 
-    def _session(self, url: str) -> requests.Session:
-        # Loopback addresses never go through a proxy (HTTP_PROXY would send a local model's
-        # prompts to it): their session ignores the environment's proxy settings.
-        direct = _is_loopback(url)
-        name = "direct" if direct else "session"
-        session: requests.Session | None = getattr(self._local, name, None)
-        if session is None:
-            session = requests.Session()
-            session.mount("http://", self._adapter)
-            session.mount("https://", self._adapter)
-            if direct:
-                session.trust_env = False
-            elif self._proxies is not None:
-                session.proxies.update(self._proxies)
-            setattr(self._local, name, session)
-        return session
-
     def _request(self, request: HttpRequest, stream: bool) -> requests.Response:
+        """What ``requests.Session.request`` does for us, without its per-call environment scan,
+        cookie merging and hooks: the request prepared from cached per-URL settings
+        (``environ.Settings``) and handed to the adapter. Cookies a server sets are kept per
+        thread and sent back, as a session would."""
         if self._closed:
             raise ConnectError("transport is closed")
         timeout = request.timeout or self.timeout
@@ -184,23 +180,24 @@ class RequestsTransport(Transport):
             if left <= 0:
                 raise DeadlineExceededError(f"deadline passed before {request.method} {_origin(request.url)}")
             connect, read = min(connect, left), min(read, left)
-        headers = dict(request.headers)
-        if not any(k.lower() == "accept-encoding" for k in headers):
-            headers["Accept-Encoding"] = "gzip, deflate"  # what _inflate undoes with bounded memory
-        return self._session(request.url).request(
-            request.method,
-            request.url,
-            headers=headers,
-            data=request.body,
-            timeout=(connect, read),
-            allow_redirects=False,
-            stream=stream,
-            # Per request: requests lets REQUESTS_CA_BUNDLE override a session-level setting.
-            verify=self._verify,
-            # An explicit no-op auth stops requests from reading ~/.netrc, which would
-            # overwrite our Authorization header.
-            auth=_no_auth,
-        )
+        settings = self._settings.for_url(request.url)
+        prepared = requests.PreparedRequest()
+        prepared.method = request.method.upper()
+        prepared.url = settings.url
+        headers = requests.structures.CaseInsensitiveDict(_DEFAULT_HEADERS)
+        headers.update(request.headers)
+        prepared.headers = headers
+        prepared.prepare_body(request.body, None)
+        jar: requests.cookies.RequestsCookieJar | None = getattr(self._local, "cookies", None)
+        if jar:
+            prepared.prepare_cookies(jar)
+        response = self._adapter.send(prepared, stream=stream, timeout=(connect, read), verify=settings.verify,
+                                      proxies=settings.proxies)
+        if response.cookies:
+            if jar is None:
+                jar = self._local.cookies = requests.cookies.RequestsCookieJar()
+            jar.update(response.cookies)
+        return response
 
     def _open(self, request: HttpRequest) -> tuple[requests.Response, _Expiry | None]:
         """Send and read the status and headers, under the request's deadline if it has one:
@@ -326,18 +323,6 @@ def _pool_origin(url: str) -> tuple[str, str, int]:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
-
-
-def _no_auth(r: Any) -> Any:
-    return r
-
-
-_LOOPBACK_HOSTS = frozenset({"localhost", "::1", "[::1]"})
-
-
-def _is_loopback(url: str) -> bool:
-    host = (urlsplit(url).hostname or "").lower()
-    return host in _LOOPBACK_HOSTS or host.startswith("127.") or host.endswith(".localhost")
 
 
 class _Expiry:
