@@ -120,10 +120,17 @@ class GenerateRequest:
         parts += [m.text for m in self.messages if m.role == "system"]
         return "\n\n".join(parts) if parts else None
 
+    def with_parts(self) -> list[Message]:
+        """The messages whose content is parts (images, documents, cache breakpoints), not text:
+        in a long conversation few or none, so checks of parts look only at these."""
+        return [m for m in self.messages if type(m.content) is not str]
+
     def text_length(self) -> int:
         """Characters of text in the whole request (a cheap size estimate)."""
-        documents = sum(len(p.text or "") for m in self.messages for p in m.documents)
-        return sum(len(m.text) for m in self.messages) + len(self.system or "") + documents
+        chars = sum(len(m.content) for m in self.messages if type(m.content) is str)
+        for m in self.with_parts():
+            chars += len(m.text) + sum(len(p.text or "") for p in m.documents)
+        return chars + len(self.system or "")
 
     def estimated_input_tokens(self) -> int:
         """The library's one estimate of the tokens this request's input takes, made without a
@@ -138,7 +145,7 @@ class GenerateRequest:
         code, other scripts and large images can take more.
         """
         chars = self.text_length()
-        chars += sum(len(c.name) + len(c.arguments_json) for m in self.messages for c in m.tool_calls)
+        chars += sum(len(c.name) + len(c.arguments_json) for m in self.messages if m.tool_calls for c in m.tool_calls)
         if self.tools:
             chars += len(json.dumps([[t.name, t.description, t.parameters] for t in self.tools]))
         if self.schema is not None:
@@ -146,7 +153,7 @@ class GenerateRequest:
         tokens = math.ceil(chars / CHARS_PER_TOKEN)
         turns = len(self.messages) + (1 if self.system else 0)
         tokens += turns * MESSAGE_TOKENS + REPLY_TOKENS
-        for m in self.messages:
+        for m in self.with_parts():
             tokens += sum(LOW_DETAIL_IMAGE_TOKENS if p.detail == "low" else IMAGE_TOKENS for p in m.images)
             tokens += sum(_pdf_pages(p) * PDF_PAGE_TOKENS for p in m.documents if p.media_type == "application/pdf")
         return tokens
@@ -241,7 +248,7 @@ def _messages(prompt: Any) -> tuple[Message, ...]:
         prompt = [prompt]
     if not isinstance(prompt, Sequence) or isinstance(prompt, (bytes, bytearray)):
         raise ValidationError(f"prompt must be text, a Message or a list of messages, not {type(prompt).__name__}")
-    messages = tuple(_message(m, i) for i, m in enumerate(prompt))
+    messages = tuple([_message(m, i) for i, m in enumerate(prompt)])
     if not messages:
         raise ValidationError("messages list is empty")
     if all(m.role == "system" for m in messages):
@@ -259,6 +266,8 @@ def _check_breakpoints(request: GenerateRequest) -> None:
     """At most four cache breakpoints, and none kept longer than one before it (the vendor
     caches tools, then system, then messages; a 1h breakpoint after a 5m one is refused)."""
     where: list[tuple[str, str]] = [(f"tools[{i}]", t.cache) for i, t in enumerate(request.tools) if t.cache]
+    if not where and not request.with_parts():
+        return  # plain text turns carry no breakpoints
     ordered = sorted(enumerate(request.messages), key=lambda im: im[1].role != "system")  # system goes first
     for i, m in ordered:
         if isinstance(m.content, tuple):
@@ -278,7 +287,35 @@ def _check_breakpoints(request: GenerateRequest) -> None:
                                   f"breakpoint must come first (tools, then system, then messages)")
 
 
+# Plain text turns already made, by (role, text): a conversation sends its history again on every
+# call, and a Message is immutable, so the same one serves each time. Bounded in entries and in
+# the length of text kept (a long text costs far more to encode than its Message to make).
+_PLAIN_CACHE_ENTRIES = 2048
+_PLAIN_CACHE_CHARS = 2048
+_plain: dict[tuple[str, str], Message] = {}
+
+
+def _plain_message(role: str, text: str) -> Message:
+    if len(text) > _PLAIN_CACHE_CHARS:
+        return Message(role, text)  # type: ignore[arg-type]  # role checked by the caller
+    key = (role, text)
+    message = _plain.get(key)
+    if message is None:
+        if len(_plain) >= _PLAIN_CACHE_ENTRIES:
+            _plain.clear()
+        message = _plain[key] = Message(role, text)  # type: ignore[arg-type]
+    return message
+
+
 def _message(value: Any, i: int) -> Message:
+    # Most turns of a long conversation are plain text: those need no more checks than these.
+    kind = type(value)
+    if kind is dict and len(value) == 2 and type(value.get("content")) is str and value.get("role") in ROLES:
+        return _plain_message(value["role"], value["content"])
+    if (kind is Message and type(value.content) is str and value.role in ROLES and not value.tool_calls
+            and type(value.tool_calls) is tuple and value.tool_call_id is None and value.name is None):
+        message: Message = value
+        return message
     if isinstance(value, Mapping):
         value = _message_from_dict(value, i)
     if not isinstance(value, Message):
@@ -304,8 +341,8 @@ def _message(value: Any, i: int) -> Message:
         _check_tool_call(call, f"messages[{i}].tool_calls[{j}]")
     if isinstance(value.tool_calls, list):
         value = dataclasses.replace(value, tool_calls=tuple(value.tool_calls))
-    message: Message = value
-    return message
+    checked: Message = value
+    return checked
 
 
 def _check_tool_call(call: Any, where: str) -> None:

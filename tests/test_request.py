@@ -117,3 +117,24 @@ def test_tool_result_without_id_refused_where_the_vendor_pairs_by_id(make: Any) 
     with pytest.raises(ValidationError, match=r"messages\[2\] has role 'tool' but no tool_call_id"):
         provider.generate_sync(history)
     assert sent == []
+
+
+def test_plain_turns_are_made_once_and_the_cache_of_them_stays_bounded() -> None:
+    from mirror_providers import request as request_module
+
+    history = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    first = build_request([*history, {"role": "user", "content": "more"}], {}).messages
+    again = build_request([*history, {"role": "user", "content": "more"}], {}).messages
+    assert first == (Message("user", "hi"), Message("assistant", "hello"), Message("user", "more"))
+    assert all(a is b for a, b in zip(first, again, strict=True))  # immutable, so shared
+    for i in range(request_module._PLAIN_CACHE_ENTRIES + 10):
+        build_request([{"role": "user", "content": f"turn {i}"}], {})
+    assert len(request_module._plain) <= request_module._PLAIN_CACHE_ENTRIES
+    long_text = "x" * (request_module._PLAIN_CACHE_CHARS + 1)
+    assert build_request([{"role": "user", "content": long_text}], {}).messages[0].content == long_text
+    assert ("user", long_text) not in request_module._plain
+    # a dict with more than role and content still goes through every check
+    with pytest.raises(ValidationError, match="tool_calls"):
+        build_request([{"role": "assistant", "content": "x", "tool_calls": "nope"}], {})
+    with pytest.raises(ValidationError, match="role"):
+        build_request([{"role": "robot", "content": "x"}], {})

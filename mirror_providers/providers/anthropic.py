@@ -233,8 +233,8 @@ def _blocks(m: Message) -> tuple[str, list[dict[str, Any]]]:
         blocks.append({"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments or {}})
     # Thinking goes back unchanged, where it was among the answer's blocks (the API refuses a tool
     # loop whose thinking was dropped or moved); another vendor's reasoning is not ours to send.
-    for r in sorted((r for r in m.reasoning if r.provider == "anthropic" and r.kind != "message"),
-                    key=lambda r: r.index):
+    mine = [r for r in m.reasoning if r.provider == "anthropic" and r.kind != "message"] if m.reasoning else []
+    for r in sorted(mine, key=lambda r: r.index):
         if r.kind == "redacted_thinking":
             block: dict[str, Any] = {"type": "redacted_thinking", "data": r.data or ""}
         else:
@@ -259,21 +259,39 @@ def build_messages(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
     tool results folded into user turns, consecutive same-role turns merged, and within a user
     turn ``tool_result`` blocks placed first (docs/protocols.md §3.2, §3.6)."""
     turns: list[dict[str, Any]] = []
+    last: dict[str, Any] | None = None
     for m in messages:
-        if m.role == "system":
+        role: str = m.role
+        if role == "system":
             continue
-        role, blocks = _blocks(m)
-        if not blocks:
-            continue
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)
+        if type(m.content) is str and role != "tool" and not m.tool_calls and not m.reasoning:
+            if not m.content:  # a plain text turn, the common case, made directly
+                continue
+            if last is None or last["role"] != role:
+                last = {"role": role, "content": m.content}  # a lone text turn is sent as a string
+                turns.append(last)
+                continue
+            blocks = [{"type": "text", "text": m.content}]
         else:
-            turns.append({"role": role, "content": blocks})
+            role, blocks = _blocks(m)
+            if not blocks:
+                continue
+        if last is not None and last["role"] == role:
+            if type(last["content"]) is str:
+                last["content"] = [{"type": "text", "text": last["content"]}]
+            last["content"].extend(blocks)
+        else:
+            last = {"role": role, "content": blocks}
+            turns.append(last)
     for t in turns:
-        if t["role"] == "user":
-            t["content"].sort(key=lambda b: b["type"] != "tool_result")  # stable: results first
-        if len(t["content"]) == 1 and t["content"][0]["type"] == "text" and len(t["content"][0]) == 2:
-            t["content"] = t["content"][0]["text"]  # a lone plain text block (no cache_control, no citations)
+        content = t["content"]
+        if type(content) is str:
+            continue
+        if len(content) == 1:
+            if content[0]["type"] == "text" and len(content[0]) == 2:
+                t["content"] = content[0]["text"]  # a lone plain text block (no cache_control, no citations)
+        elif t["role"] == "user":
+            content.sort(key=lambda b: b["type"] != "tool_result")  # stable: results first
     return turns
 
 

@@ -875,11 +875,11 @@ class HttpProvider(Provider):
         if request.max_tokens is not None and request.max_tokens > info.max_output:
             raise ValidationError(f"max_tokens={request.max_tokens} exceeds {info.id}'s output limit "
                                   f"of {info.max_output}", provider=self.provider_id, model=self._model)
-        if not info.vision and any(m.images for m in request.messages):
+        parted = request.with_parts()
+        if not info.vision and any(m.images for m in parted):
             raise ValidationError(f"{info.id} does not accept images", provider=self.provider_id,
                                   model=self._model)
-        if not info.documents and any(p.media_type == "application/pdf" for m in request.messages
-                                      for p in m.documents):
+        if not info.documents and any(p.media_type == "application/pdf" for m in parted for p in m.documents):
             raise ValidationError(f"{info.id} does not read PDF documents", provider=self.provider_id,
                                   model=self._model)
         if not info.tools and request.tools:

@@ -486,7 +486,7 @@ class OpenAIProvider(HttpProvider):
         if n != 1:
             raise ValidationError(f"n={n!r} is not supported: one call returns one answer",
                                   provider=self.provider_id, model=self._model)
-        if self.api == "chat" and any(p.url for m in request.messages for p in m.documents):
+        if self.api == "chat" and any(p.url for m in request.with_parts() for p in m.documents):
             raise ValidationError("Chat Completions takes PDFs as bytes, not URLs: use ContentPart.document_bytes "
                                   "or document_file (or api='responses')", provider=self.provider_id,
                                   model=self._model)
