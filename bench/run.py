@@ -283,13 +283,48 @@ def bench_stream(port: int, chunks: int, reps: int) -> list[Row]:
             assert got >= chunks, (vendor, got)
             return chunks / (time.perf_counter() - start)
 
-        baseline(), ours(), parsing()
+        def floor() -> float:  # a raw socket: the request written, the chunked answer read, events counted
+            got = raw_socket_events(port, PATHS[vendor], body.encode(), headers, marker)
+            assert got >= chunks, (vendor, got)
+            return chunks / (time.perf_counter() - floor_start[0])
+
+        floor_start = [0.0]
+
+        def timed_floor() -> float:
+            floor_start[0] = time.perf_counter()
+            return floor()
+
+        baseline(), ours(), parsing(), timed_floor()
         b, o, j = median_of(reps, baseline), median_of(reps, ours), median_of(reps, parsing)
-        rows.append(Row(f"stream {chunks} chunks: {vendor}", b, o, "chunks/s", o / b, ">= 0.8x", o / b >= 0.8,
-                        f"baseline: bare requests + iter_lines; vs iter_lines + json.loads ({j:.0f}/s): {o / j:.2f}x",
-                        {"lines_and_json_per_s": j}))
-        rows.append(stream_cost(vendor, url, body, headers, chunks, reps, 1e6 / b, 1e6 / o))
+        r = median_of(reps, timed_floor)
+        rows.append(Row(f"stream {chunks} chunks: {vendor}", j, o, "chunks/s", o / j, ">= 1.0x", o / j >= 1.0,
+                        f"baseline: requests + iter_lines + json.loads; bare iter_lines (parses nothing) {b:.0f}/s: "
+                        f"{o / b:.2f}x", {"bare_iter_lines_per_s": b}))
+        rows.append(Row(f"stream {chunks} chunks: {vendor} vs a raw socket", r, o, "chunks/s", o / r, "-", None,
+                        "baseline: the floor, a socket client that reads the chunked answer and counts events"))
+        rows.append(stream_cost(vendor, url, body, headers, chunks, reps, 1e6 / j, 1e6 / o))
     return rows
+
+
+def raw_socket_events(port: int, path: str, body: bytes, headers: dict[str, str], marker: bytes) -> int:
+    """The cheapest client of a stream: one socket, the request written by hand, the chunked
+    answer read to its last chunk, events counted by their marker."""
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{head}Content-Length: {len(body)}\r\n"
+               f"Connection: close\r\n\r\n").encode() + body
+    pieces = []
+    tail = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request)
+        while True:
+            piece = sock.recv(1 << 16)
+            if not piece:
+                break
+            pieces.append(piece)
+            tail = (tail + piece)[-7:]
+            if tail == b"\r\n0\r\n\r\n":
+                break
+    return b"".join(pieces).count(marker)
 
 
 def stream_cost(vendor: str, url: str, body: str, headers: dict[str, str], chunks: int, reps: int,
@@ -314,9 +349,9 @@ def stream_cost(vendor: str, url: str, body: str, headers: dict[str, str], chunk
     w, f, p = (median_of(reps, fn) for fn in (read, framed, parsed))
     transport.close()
     return Row(f"stream cost per event: {vendor}", baseline_us, ours_us, "us/event", ours_us / baseline_us, "-", None,
-               f"iter_lines {baseline_us:.2f} us; ours: read {w:.2f} + "
+               f"iter_lines + json.loads {baseline_us:.2f} us; ours: read {w:.2f} + "
                + (f"lines and JSON {p - w:.2f}" if vendor == "ollama" else f"framing {f - w:.2f} + JSON {p - f:.2f}")
-               + f" + translation {ours_us - p:.2f}; 0.8x needs <= {baseline_us / 0.8:.2f} us",
+               + f" + translation {ours_us - p:.2f}",
                {"read_us": w, "framed_us": f, "parsed_us": p})
 
 
@@ -595,6 +630,8 @@ def bench_peers(port: int, n: int, chunks: int, reps: int) -> list[Row]:  # noqa
     except ImportError:
         pass
     try:
+        # Loopback only: litellm fetches its price map from GitHub at import unless told to use its copy.
+        os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
         import litellm
 
         def litellm_call() -> float:

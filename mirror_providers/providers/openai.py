@@ -314,17 +314,21 @@ class StreamState:
         if reason is not None:
             self.finish = finish_reason(reason) or self.finish
         delta = choice.get("delta") or {}
+        content = delta.get("content")
+        if content and len(delta) == 1:  # the common event: a piece of text and nothing else
+            return content  # type: ignore[no-any-return]
         refused = delta.get("refusal")
         if refused:
             self.refused.append(text_of(refused, "a refusal delta"))
             return Refusal(refused)
-        thought = reasoning_text(delta)
-        if thought and not delta.get("content") and not delta.get("tool_calls"):
-            return Reasoning(thought)
         calls = delta.get("tool_calls")
         if calls:
-            return delta.get("content") or "", _tool_call_deltas(calls, self)
-        return delta.get("content")
+            return content or "", _tool_call_deltas(calls, self)
+        if not content:
+            thought = reasoning_text(delta)
+            if thought:
+                return Reasoning(thought)
+        return content
 
     def final(self) -> tuple[FinishReason | None, Usage | None]:
         return finish_with_tools(self.finish, self.had_tool_calls), self.usage
