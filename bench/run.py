@@ -711,7 +711,8 @@ def table(rows: list[Row]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny counts, to check the harness runs")
-    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--json", type=Path, help="write the results here (default: bench/results/<time>-<commit>.json)")
+    parser.add_argument("--no-save", action="store_true", help="do not keep this run's results under bench/results/")
     parser.add_argument("--reps", type=int, default=None)
     parser.add_argument("--only", help="comma-separated: import,sequential,conversation,hooks,stream,first,pool,hedge,redis,peers")
     args = parser.parse_args(argv)
@@ -745,12 +746,33 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         proc.terminate()
         proc.wait(10)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"{platform.system()} {platform.release()}; reps {reps}{' (quick)' if quick else ''}")
+    print(f"machine: {machine()}; reps {reps}{' (quick)' if quick else ''}")
     print(table(rows))
-    if args.json:
-        args.json.write_text(json.dumps({"quick": quick, "reps": reps, "rows": [asdict(r) for r in rows]}, indent=2))
+    out = args.json or (None if quick or args.no_save else results_path())
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"quick": quick, "reps": reps, "only": sorted(only), "commit": commit(),
+                                   "machine": machine(), "rows": [asdict(r) for r in rows]}, indent=2) + "\n")
+        print(f"results: {out}")
     return 0
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def machine() -> str:
+    return (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"{platform.system()} {platform.release()}")
+
+
+def results_path() -> Path:
+    """Where a run keeps its numbers: ``bench/results/<UTC time>-<commit>.json``."""
+    return ROOT / "bench" / "results" / f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{commit()}.json"
 
 
 if __name__ == "__main__":
