@@ -15,8 +15,10 @@ import mimetypes
 import os
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Literal, TypeVar
+
+from ._lazy import dataclass
 
 __all__ = [
     "Attempt",
