@@ -9,12 +9,18 @@ attempt trace, the stats...) that building a provider never touches.
 This decorator leaves the class as written, with a stand-in for each attribute ``dataclass`` may
 add. The first access to any of them -- making an instance, ``dataclasses.fields()`` or
 ``is_dataclass()``, a subclass, ``repr`` or ``==`` on an instance made without ``__init__`` (an
-unpickled one) -- applies ``dataclasses.dataclass`` to the class in place, and from then on the
-class is exactly what ``@dataclasses.dataclass`` makes, stand-ins gone. Before that, a field's
-class attribute is what it will be after (its default, or absent for a ``default_factory``).
+unpickled one) -- gives the class what ``@dataclasses.dataclass`` gives it, and from then on it is
+exactly what that makes, stand-ins gone. Before that, a field's class attribute is what it will be
+after (its default, or absent for a ``default_factory``).
 
-Type checkers see ``dataclasses.dataclass`` itself. ``slots=True`` is not supported (it makes a
-new class, which cannot wait).
+Threads may use a class while another gives it its methods: ``dataclasses.dataclass`` runs on a
+copy of the class, and each attribute then replaces its stand-in in one step, so a lookup always
+finds one or the other (a stand-in waits for the lock). Functions that refer to the class they were
+made for (a frozen class's ``__setattr__``) are pointed at the real one.
+
+Type checkers see ``dataclasses.dataclass`` itself. Not deferred, made at once: a class with
+``slots=True`` or ``__slots__`` (slots make a new class), or whose bases define
+``__init_subclass__`` (it would run for the copy too).
 """
 
 from __future__ import annotations
@@ -24,14 +30,15 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["dataclass"]
+__all__ = ["dataclass", "pending"]
 
-# Everything dataclass() may set on a class (what is already in its body it leaves alone).
+# What dataclass() may set on a class that its body did not (dataclass leaves those alone).
 _ADDED = ("__init__", "__repr__", "__eq__", "__hash__", "__setattr__", "__delattr__", "__lt__", "__le__",
-          "__gt__", "__ge__", "__match_args__", "__dataclass_fields__", "__dataclass_params__")
+          "__gt__", "__ge__", "__match_args__", "__replace__", "__dataclass_fields__", "__dataclass_params__")
+_NOT_COPIED = ("__dict__", "__weakref__")
 
 _lock = threading.RLock()  # re-entrant: processing a class processes its dataclass bases
-_pending: dict[type, tuple[dict[str, Any], dict[str, dataclasses.Field[Any]]]] = {}  # class -> (params, fields)
+_pending: dict[type, tuple[dict[str, Any], dict[str, Any]]] = {}  # class -> (dataclass params, its field() objects)
 
 
 class _StandIn:
@@ -50,24 +57,60 @@ class _StandIn:
 
 def _process(cls: type) -> None:
     with _lock:
-        entry = _pending.get(cls)
+        entry = _pending.pop(cls, None)
         if entry is None:
             return  # done already (by another thread, or up the stack)
         params, fields = entry
-        for name in _ADDED:
-            if isinstance(cls.__dict__.get(name), _StandIn):
-                delattr(cls, name)
-        for name, f in fields.items():
-            setattr(cls, name, f)
         try:
-            dataclasses.dataclass(**params)(cls)
-        finally:  # a class dataclass() refused raises once, then is left as it is (no stand-in loops)
-            del _pending[cls]
+            made = _made(cls, params, fields)
+        except BaseException:
+            _drop_stand_ins(cls)  # dataclass() refused it: it raises once, and is left as written
+            raise
+        for name, value in made.__dict__.items():
+            if name not in _NOT_COPIED and cls.__dict__.get(name, _MISSING) is not value:
+                _retarget(value, made, cls)
+                setattr(cls, name, value)  # one step: a lookup sees the stand-in or this
+        _drop_stand_ins(cls)  # what dataclass did not add: the inherited one is the final answer
+
+
+_MISSING = object()
+
+
+def _made(cls: type, params: dict[str, Any], fields: dict[str, Any]) -> type:
+    """A copy of ``cls`` (same name, bases, body), given its methods by ``dataclasses.dataclass``."""
+    body = {k: v for k, v in cls.__dict__.items() if k not in _NOT_COPIED and not isinstance(v, _StandIn)}
+    body.update(fields)  # the field() objects, as the class body had them
+    body["__qualname__"] = cls.__qualname__  # what the generated functions' names start with
+    copy = type(cls)(cls.__name__, cls.__bases__, body)
+    return dataclasses.dataclass(**params)(copy)
+
+
+def _retarget(value: Any, old: type, new: type) -> None:
+    """Point a generated function's closure at ``new`` where it holds ``old`` (a frozen class's
+    ``__setattr__`` checks ``type(self) is cls`` and calls ``super(cls, self)``)."""
+    seen = 0
+    while callable(value) and seen < 4:  # __repr__ is wrapped by reprlib.recursive_repr
+        for cell in getattr(value, "__closure__", None) or ():
+            try:
+                if cell.cell_contents is old:
+                    cell.cell_contents = new
+            except ValueError:  # an empty cell
+                pass
+        value = getattr(value, "__wrapped__", None)
+        seen += 1
+
+
+def _drop_stand_ins(cls: type) -> None:
+    for name in _ADDED:
+        if isinstance(cls.__dict__.get(name), _StandIn):
+            delattr(cls, name)
 
 
 def _defer(cls: type, params: dict[str, Any]) -> type:
-    if params.get("slots"):
-        raise TypeError("mirror_providers._lazy.dataclass does not support slots=True")
+    if params.get("slots") or "__slots__" in cls.__dict__ or any("__init_subclass__" in b.__dict__
+                                                                   for b in cls.__mro__[1:-1]):
+        # slots make a new class, which cannot wait; a base's __init_subclass__ would see the copy
+        return dataclasses.dataclass(**params)(cls)
     fields = {name: v for name, v in cls.__dict__.items() if isinstance(v, dataclasses.Field)}
     for name, f in fields.items():
         if f.default is dataclasses.MISSING:
