@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from ._lazy import dataclass
 from .errors import ValidationError
 from .request import GenerateRequest, check_options
 from .types import Usage

@@ -21,9 +21,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Literal
 
+from ._lazy import dataclass
 from .types import Cost, Usage
 
 __all__ = ["HOOK_METHODS", "HookEvent", "add_hook", "emit", "global_hooks", "remove_hook"]

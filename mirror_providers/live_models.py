@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 import math
 import os
 import stat
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -57,6 +55,8 @@ def cache_dir() -> str:
 
 def cache_path(provider: str, base_url: str) -> str:
     """The cache file of one vendor at one server (the URL is hashed: it may carry userinfo)."""
+    import hashlib  # here, not at the top: it loads OpenSSL's libcrypto (see bench/ import row)
+
     digest = hashlib.sha256(base_url.rstrip("/").encode("utf-8")).hexdigest()[:16]
     return os.path.join(cache_dir(), f"models-{provider}-{digest}.json")
 
@@ -179,6 +179,8 @@ def read_cache(provider: str, base_url: str) -> tuple[float, tuple[dict[str, Any
     a regular file, not ours, unreadable, or older than the shipped catalog's date: then the
     shipped data is the newer word). Never raises: a bad cache file must not break a constructor.
     Read once per file version in a process."""
+    if not os.path.isdir(cache_dir()):  # nothing was ever cached here (the usual case): no hash to compute
+        return None
     path = cache_path(provider, base_url)
     try:
         st = os.stat(path)
@@ -218,6 +220,8 @@ def write_cache(provider: str, base_url: str, rows: Iterable[Mapping[str, Any]],
     Raises:
         OSError: the directory cannot be made or written.
     """
+    import tempfile  # here, not at the top: it imports shutil, random, bz2, lzma...
+
     path = cache_path(provider, base_url)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     clean = [r for r in (_checked_row(r) for r in rows) if r is not None]  # merge_live says what was left out

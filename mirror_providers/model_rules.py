@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from dataclasses import dataclass
 
+from ._lazy import dataclass
 from .request import GenerateRequest
 from .types import ModelInfo
 

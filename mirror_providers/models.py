@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
 import math
 import os
+import pkgutil
 import threading
 import types
 import typing
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from importlib.resources import files
 from typing import Any
 
 from .types import ModelInfo, Tier
@@ -44,41 +45,86 @@ def today() -> str:
     return datetime.date.today().isoformat()
 
 
-_HINTS = typing.get_type_hints(ModelInfo)
 _FIELDS = {f.name: f for f in dataclasses.fields(ModelInfo)}
 _REQUIRED = {name for name, f in _FIELDS.items()
              if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
 
 
-def _convert(value: Any, hint: Any, where: str) -> Any:
-    """A JSON value checked against (and shaped to) one ``ModelInfo`` field's type."""
+class _Invalid(ValueError):
+    """A value that does not fit its field; ``path`` says where inside the value (``"[2][0]"``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = ""
+
+
+def _converter(hint: Any) -> Callable[[Any], Any]:
+    """The check of a JSON value against one ``ModelInfo`` field's type, which also shapes it
+    (lists to tuples, a tier's name to ``Tier``) and raises ``_Invalid``; made once per field, so
+    reading the catalog (at import) does not take a field's type apart for every value."""
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
-        options = [t for t in typing.get_args(hint) if t is not type(None)]
-        if value is None and len(options) < len(typing.get_args(hint)):
-            return None
-        return _convert(value, options[0], where)  # the fields' unions are "X | None" only
+        args = typing.get_args(hint)
+        options = [t for t in args if t is not type(None)]
+        inner = _converter(options[0])  # the fields' unions are "X | None" only
+        return inner if len(options) == len(args) else (lambda v: None if v is None else inner(v))
     if origin is typing.Literal:
-        if value not in typing.get_args(hint):
-            raise ValueError(f"{where}: {value!r} is not one of {list(typing.get_args(hint))}")
-        return value
+        return functools.partial(_literal, typing.get_args(hint))
     if origin is tuple:
-        if not isinstance(value, list):
-            raise ValueError(f"{where}: expected a list, got {type(value).__name__}")
         item_types = typing.get_args(hint)
         if item_types[-1] is Ellipsis:
-            item_types = (item_types[0],) * len(value)
-        elif len(value) != len(item_types):
-            raise ValueError(f"{where}: expected {len(item_types)} items, got {len(value)}")
-        return tuple(_convert(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(value, item_types, strict=True)))
+            return functools.partial(_items, _converter(item_types[0]))
+        return functools.partial(_fixed, tuple(_converter(t) for t in item_types))
     if hint is Tier:
-        if value not in {t.value for t in Tier}:
-            raise ValueError(f"{where}: {value!r} is not a tier ({[t.value for t in Tier]})")
-        return Tier(value)
+        return _tier
     accepts, wanted = _SCALARS[hint]
+    return functools.partial(_scalar, accepts, wanted, float if hint is float else None)
+
+
+def _literal(allowed: tuple[Any, ...], value: Any) -> Any:
+    if value not in allowed:
+        raise _Invalid(f"{value!r} is not one of {list(allowed)}")
+    return value
+
+
+def _listed(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise _Invalid(f"expected a list, got {type(value).__name__}")
+    return value
+
+
+def _items(each: Callable[[Any], Any], value: Any) -> tuple[Any, ...]:
+    return tuple(_at(i, each, v) for i, v in enumerate(_listed(value)))
+
+
+def _fixed(convs: tuple[Callable[[Any], Any], ...], value: Any) -> tuple[Any, ...]:
+    if len(_listed(value)) != len(convs):
+        raise _Invalid(f"expected {len(convs)} items, got {len(value)}")
+    return tuple(_at(i, conv, v) for i, (conv, v) in enumerate(zip(convs, value, strict=True)))
+
+
+def _at(index: int, conv: Callable[[Any], Any], value: Any) -> Any:
+    try:
+        return conv(value)
+    except _Invalid as exc:
+        exc.path = f"[{index}]{exc.path}"
+        raise
+
+
+_TIERS = {t.value: t for t in Tier}
+
+
+def _tier(value: Any) -> Tier:
+    if not isinstance(value, str) or value not in _TIERS:
+        raise _Invalid(f"{value!r} is not a tier ({list(_TIERS)})")
+    return _TIERS[value]
+
+
+def _scalar(accepts: Callable[[Any], bool], wanted: str, shape: Callable[[Any], Any] | None, value: Any) -> Any:
     if not accepts(value):
-        raise ValueError(f"{where}: expected {wanted}, got {value!r}")
-    return float(value) if hint is float else value
+        raise _Invalid(f"expected {wanted}, got {value!r}")
+    return value if shape is None else shape(value)
 
 
 def _is_number(value: Any) -> bool:
@@ -91,6 +137,7 @@ _SCALARS: dict[Any, tuple[Callable[[Any], bool], str]] = {
     bool: (lambda v: isinstance(v, bool), "true or false"),
     str: (lambda v: isinstance(v, str) and bool(v), "non-empty text"),
 }
+_CONVERTERS = {name: _converter(hint) for name, hint in typing.get_type_hints(ModelInfo).items()}
 
 
 def _row(data: Any, where: str) -> ModelInfo:
@@ -103,7 +150,12 @@ def _row(data: Any, where: str) -> ModelInfo:
     missing = sorted(_REQUIRED - set(data))
     if missing:
         raise ValueError(f"{label}: missing {missing}")
-    values = {name: _convert(value, _HINTS[name], f"{label}.{name}") for name, value in data.items()}
+    values = {}
+    for name, value in data.items():
+        try:
+            values[name] = _CONVERTERS[name](value)
+        except _Invalid as exc:
+            raise ValueError(f"{label}.{name}{exc.path}: {exc.message}") from None
     for date_field in ("retires_on", "deprecated_on"):
         day = values.get(date_field)
         if day is not None and not is_iso_date(day):
@@ -179,7 +231,12 @@ def _load_shipped() -> dict[str, tuple[ModelInfo, ...]]:
     if _shipped is None:
         with _lock:
             if _shipped is None:
-                text = files("mirror_providers").joinpath("data").joinpath(DATA_FILE).read_text(encoding="utf-8")
+                # pkgutil, not importlib.resources: the same loader.get_data (a zip install works), without
+                # importing tempfile, shutil, zipfile... (see bench/ import row)
+                data = pkgutil.get_data("mirror_providers", f"data/{DATA_FILE}")
+                if data is None:
+                    raise FileNotFoundError(f"mirror_providers/data/{DATA_FILE} is not in the package")
+                text = data.decode("utf-8")
                 table = load_models(text)
                 _as_of = str(json.loads(text).get("as_of") or "")
                 _shipped = table

@@ -21,9 +21,10 @@ import math
 import re
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, TypedDict
 
+from ._lazy import dataclass
 from .errors import ValidationError
 from .structured import OutputSchema, output_schema
 from .types import (

@@ -18,7 +18,6 @@ Retries happen before any body is handed out; a stream is never retried once it 
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import math
 import random as _random
@@ -56,6 +55,8 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
     seconds = _finite(value)
     if seconds is not None:
         return seconds
+    import email.utils  # here, not at the top: it imports socket, calendar, locale... (see bench/ import row)
+
     try:
         parsed = email.utils.parsedate_tz(value)
         if parsed is None:

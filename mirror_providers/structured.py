@@ -20,9 +20,9 @@ import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from ._lazy import dataclass
 from .errors import StructuredOutputError, ValidationError
 
 __all__ = ["OutputSchema", "check_instance", "dataclass_schema", "output_schema", "strict_problems"]

@@ -2,7 +2,8 @@
 
 All classes are frozen dataclasses that round-trip through JSON with dataclasses-json
 (``to_dict``/``from_dict``/``to_json``/``from_json``). dataclasses-json is imported the first
-time one of those methods is called, never at import time, so importing the library stays cheap.
+time one of those methods is called, never at import time, so importing the library stays cheap;
+for the same reason each class gets its dataclass methods when first used (``_lazy.dataclass``).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import mimetypes
 import os
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Literal, TypeVar
+
+from ._lazy import dataclass
 
 __all__ = [
     "Attempt",

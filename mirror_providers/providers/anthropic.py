@@ -11,10 +11,11 @@ import json
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
+from .._lazy import dataclass
 from ..errors import (
     APIError,
     ConfigurationError,

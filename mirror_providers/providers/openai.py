@@ -11,11 +11,12 @@ import json
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 from .. import models as model_data
+from .._lazy import dataclass
 from .._redact import snippet
 from ..embeddings import EmbedRequest, vector_of
 from ..errors import (

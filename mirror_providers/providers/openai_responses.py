@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from .._lazy import dataclass
 from ..framing import ServerSentEvent
 from ..request import GenerateRequest
 from ..types import (

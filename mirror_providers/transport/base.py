@@ -13,9 +13,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from .._call import CallControl
+from .._lazy import dataclass
 from .._timers import call_at
 from ..errors import ConfigurationError
 

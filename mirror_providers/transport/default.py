@@ -3,6 +3,10 @@
 Exceptions of requests/urllib3 become ours in exactly one function, ``_map_exception``. Bodies are
 read under the request's deadline and size limits; a stream's socket can be broken off from
 another thread (``pools``). Connection pools are reset in a forked child.
+
+requests and urllib3 are imported when the first request is made, not when this module is (or a
+transport is built): they cost more to import than the rest of the library, and a process that
+builds providers without calling them (a CLI's ``--help``, tests on ``MockTransport``) never pays.
 """
 
 from __future__ import annotations
@@ -15,16 +19,8 @@ import time
 import weakref
 import zlib
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
-
-import requests
-import requests.adapters
-import requests.cookies
-import requests.structures
-import requests.utils
-import urllib3.exceptions
-import urllib3.response
 
 from .._call import current_call
 from .._timers import call_at
@@ -52,12 +48,20 @@ from .base import (
     _origin,
 )
 from .environ import Settings
-from .pools import HTTPPool, HTTPSPool
+
+if TYPE_CHECKING:
+    import requests
+    import requests.adapters
+    import requests.cookies
+    import requests.structures
 
 __all__ = ["RequestsTransport"]
 
 def _map_exception(exc: Exception, request: HttpRequest) -> TransportError:
     """The one place where requests/urllib3 exceptions become ours."""
+    import requests.exceptions
+    import urllib3.exceptions
+
     where = f"{request.method} {_origin(request.url)}"
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return RequestTimeout(f"connect timeout to {where}")
@@ -95,11 +99,47 @@ def _reason(exc: BaseException) -> str:
     return text.split(">: ", 1)[-1] if ">: " in text else text
 
 
-_CAUGHT = (requests.exceptions.RequestException, urllib3.exceptions.HTTPError)
+@functools.cache
+def _caught() -> tuple[type[Exception], ...]:
+    """What requests and urllib3 raise (imported by then: a request was made)."""
+    import requests.exceptions
+    import urllib3.exceptions
 
-# What a requests.Session sends unless told otherwise; Accept-Encoding is only what
-# ``_inflate`` undoes with bounded memory (requests would also offer br and zstd when installed).
-_DEFAULT_HEADERS = {**requests.utils.default_headers(), "Accept-Encoding": "gzip, deflate"}
+    return requests.exceptions.RequestException, urllib3.exceptions.HTTPError, CallAbortedError
+
+
+def _new_adapter(pool_size: int) -> requests.adapters.HTTPAdapter:
+    import requests.adapters
+
+    from .pools import HTTPPool, HTTPSPool
+
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+    # Pools that let a caller abort a request from another thread (see current_call).
+    adapter.poolmanager.pool_classes_by_scheme = {"http": HTTPPool, "https": HTTPSPool}
+    return adapter
+
+
+class _Requests(NamedTuple):
+    """What each request needs from requests, looked up once (requests is imported by then)."""
+
+    prepared: type[requests.PreparedRequest]
+    headers: type[requests.structures.CaseInsensitiveDict[str]]
+    jar: type[requests.cookies.RequestsCookieJar]
+    # What a requests.Session sends unless told otherwise; Accept-Encoding is only what
+    # ``_inflate`` undoes with bounded memory (requests would also offer br and zstd when installed).
+    default_headers: dict[str, str]
+
+
+@functools.cache
+def _requests() -> _Requests:
+    import requests.cookies
+    import requests.models
+    import requests.structures
+    import requests.utils
+
+    return _Requests(requests.models.PreparedRequest, requests.structures.CaseInsensitiveDict,
+                     requests.cookies.RequestsCookieJar,
+                     {**requests.utils.default_headers(), "Accept-Encoding": "gzip, deflate"})
 
 
 class RequestsTransport(Transport):
@@ -145,13 +185,22 @@ class RequestsTransport(Transport):
         log.from_environment()
 
     def _fresh_pools(self) -> None:
-        """New, empty connection pools and per-thread sessions (at start, and in a forked child)."""
-        self._adapter = requests.adapters.HTTPAdapter(
-            pool_connections=4, pool_maxsize=self.pool_size, max_retries=0
-        )
-        # Pools that let a caller abort a request from another thread (see current_call).
-        self._adapter.poolmanager.pool_classes_by_scheme = {"http": HTTPPool, "https": HTTPSPool}
+        """No connection pools yet (at start, and in a forked child): the first request makes
+        them (``_adapter``)."""
+        self._made_adapter: requests.adapters.HTTPAdapter | None = None
+        self._adapter_lock = threading.Lock()
         self._local = threading.local()  # per thread: the cookies servers set
+
+    @property
+    def _adapter(self) -> requests.adapters.HTTPAdapter:
+        """The ``HTTPAdapter`` every thread's session shares, made (and requests imported) on first use."""
+        adapter = self._made_adapter
+        if adapter is None:
+            with self._adapter_lock:
+                adapter = self._made_adapter
+                if adapter is None:
+                    adapter = self._made_adapter = _new_adapter(self.pool_size)
+        return adapter
 
     def _after_fork_in_child(self) -> None:
         """A forked child shares the parent's pooled sockets: a request on one of them could read
@@ -159,9 +208,10 @@ class RequestsTransport(Transport):
         (which sends nothing and leaves the parent's connections open: no shutdown, no TLS
         close_notify) and opens connections of its own."""
         self._users_lock = threading.Lock()  # another thread may have held it at the fork
-        old = self._adapter
+        old = self._made_adapter
         self._fresh_pools()
-        _close_pools(old)
+        if old is not None:
+            _close_pools(old)
 
     def __repr__(self) -> str:
         return f"RequestsTransport(pool_size={self.pool_size}, timeout={self.timeout})"
@@ -180,11 +230,12 @@ class RequestsTransport(Transport):
             if left <= 0:
                 raise DeadlineExceededError(f"deadline passed before {request.method} {_origin(request.url)}")
             connect, read = min(connect, left), min(read, left)
+        lib = _requests()
         settings = self._settings.for_url(request.url)
-        prepared = requests.PreparedRequest()
+        prepared = lib.prepared()
         prepared.method = request.method.upper()
         prepared.url = settings.url
-        headers = requests.structures.CaseInsensitiveDict(_DEFAULT_HEADERS)
+        headers = lib.headers(lib.default_headers)
         headers.update(request.headers)
         prepared.headers = headers
         prepared.prepare_body(request.body, None)
@@ -195,7 +246,7 @@ class RequestsTransport(Transport):
                                       proxies=settings.proxies)
         if response.cookies:
             if jar is None:
-                jar = self._local.cookies = requests.cookies.RequestsCookieJar()
+                jar = self._local.cookies = lib.jar()
             jar.update(response.cookies)
         return response
 
@@ -208,7 +259,7 @@ class RequestsTransport(Transport):
         token = current_call.set(expiry or call)
         try:
             return self._request(request, stream=True), expiry
-        except (*_CAUGHT, CallAbortedError) as exc:
+        except _caught() as exc:
             if expiry is not None:
                 expiry.cancel()
             raise _mapped(exc, request, expiry) from exc
@@ -289,7 +340,10 @@ class RequestsTransport(Transport):
                 self._users[key] = left
                 return
             self._users.pop(key, None)
-        manager = self._adapter.poolmanager
+        adapter = self._made_adapter
+        if adapter is None:  # no request was made: no connection to close
+            return
+        manager = adapter.poolmanager
         for pool_key in list(manager.pools.keys()):
             if (pool_key.key_scheme, pool_key.key_host, pool_key.key_port) == key:
                 pool = manager.pools.get(pool_key)
@@ -306,7 +360,9 @@ class RequestsTransport(Transport):
         still referring to a pool (a caught exception's traceback, say) would keep them open.
         """
         self._closed = True
-        _close_pools(self._adapter)
+        adapter = self._made_adapter
+        if adapter is not None:
+            _close_pools(adapter)
 
 
 def _close_pools(adapter: requests.adapters.HTTPAdapter) -> None:
@@ -418,6 +474,8 @@ def _iter_decoded(resp: requests.Response, request: HttpRequest, expiry: _Expiry
     output at a time, so a small bomb never inflates in one piece; ``limit`` caps the decoded
     bytes and ``wire_limit`` the received ones.
     """
+    import urllib3.response
+
     raw = resp.raw
     pieces: Iterable[bytes]
     inflate: Callable[[bytes], Iterator[bytes]] | None = None
@@ -451,7 +509,7 @@ def _iter_decoded(resp: requests.Response, request: HttpRequest, expiry: _Expiry
             yield from inflate(b"")  # anything the decompressor still holds
     except ResponseTooLargeError:
         raise
-    except (*_CAUGHT, CallAbortedError) as exc:
+    except _caught() as exc:
         raise _mapped(exc, request, expiry) from exc
     except OSError as exc:  # a socket error the libraries did not wrap
         if expiry is not None and expiry.passed():

@@ -27,9 +27,6 @@ from collections.abc import Mapping
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-import requests.models
-import requests.utils
-
 __all__ = ["Settings", "UrlSettings", "is_loopback"]
 
 # Every variable requests' decisions for an http(s) URL depend on, in the cases people write.
@@ -86,6 +83,9 @@ class Settings:
         return made
 
     def _make(self, url: str, seen: tuple[str | None, ...]) -> UrlSettings:
+        import requests.models  # imported by the first request, not with the package
+        import requests.utils
+
         prepared = requests.models.PreparedRequest()
         prepared.prepare_url(url, None)  # raises requests' InvalidURL / MissingSchema
         assert prepared.url is not None
