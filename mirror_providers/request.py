@@ -311,9 +311,11 @@ def _plain_message(role: str, text: str) -> Message:
 def _message(value: Any, i: int) -> Message:
     # Most turns of a long conversation are plain text: those need no more checks than these.
     kind = type(value)
-    if kind is dict and len(value) == 2 and type(value.get("content")) is str and value.get("role") in ROLES:
+    if kind is dict and len(value) == 2 and type(value.get("content")) is str and type(value.get("role")) is str \
+            and value["role"] in ROLES:
         return _plain_message(value["role"], value["content"])
-    if (kind is Message and type(value.content) is str and value.role in ROLES and not value.tool_calls
+    if (kind is Message and type(value.content) is str and type(value.role) is str and value.role in ROLES
+            and not value.tool_calls
             and type(value.tool_calls) is tuple and value.tool_call_id is None and value.name is None):
         message: Message = value
         return message

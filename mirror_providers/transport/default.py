@@ -58,7 +58,17 @@ if TYPE_CHECKING:
 __all__ = ["RequestsTransport"]
 
 def _map_exception(exc: Exception, request: HttpRequest) -> TransportError:
-    """The one place where requests/urllib3 exceptions become ours."""
+    """The one place where requests/urllib3 exceptions become ours. Their texts may quote the
+    whole URL: its query string (which can hold a key) never reaches our message."""
+    mapped = _classify(exc, request)
+    query = urlsplit(request.url).query
+    text = mapped.message
+    if query and query in text:
+        return type(mapped)(text.replace(query, "..."))
+    return mapped
+
+
+def _classify(exc: Exception, request: HttpRequest) -> TransportError:
     import requests.exceptions
     import urllib3.exceptions
 
@@ -125,6 +135,9 @@ class _Requests(NamedTuple):
     prepared: type[requests.PreparedRequest]
     headers: type[requests.structures.CaseInsensitiveDict[str]]
     jar: type[requests.cookies.RequestsCookieJar]
+    extract_cookies: Callable[..., None]
+    check_header: Callable[[tuple[str, str]], None]
+    invalid_header: type[Exception]
     # What a requests.Session sends unless told otherwise; Accept-Encoding is only what
     # ``_inflate`` undoes with bounded memory (requests would also offer br and zstd when installed).
     default_headers: dict[str, str]
@@ -133,13 +146,36 @@ class _Requests(NamedTuple):
 @functools.cache
 def _requests() -> _Requests:
     import requests.cookies
+    import requests.exceptions
     import requests.models
     import requests.structures
     import requests.utils
 
     return _Requests(requests.models.PreparedRequest, requests.structures.CaseInsensitiveDict,
-                     requests.cookies.RequestsCookieJar,
+                     requests.cookies.RequestsCookieJar, requests.cookies.extract_cookies_to_jar,
+                     requests.utils.check_header_validity, requests.exceptions.InvalidHeader,
                      {**requests.utils.default_headers(), "Accept-Encoding": "gzip, deflate"})
+
+
+def _headers(lib: _Requests, request: HttpRequest) -> requests.structures.CaseInsensitiveDict[str]:
+    """requests' default headers under the request's, checked as a session checks them; None
+    removes a header. A bad one is a ``ProtocolError`` that names it and never shows its value
+    (it may be a key)."""
+    headers = lib.headers(lib.default_headers)
+    for name, value in request.headers.items():
+        if value is None:
+            headers.pop(name, None)
+            continue
+        try:
+            lib.check_header((name, value))
+            if isinstance(value, str):
+                value.encode("latin-1")  # what http.client sends; anything else fails there, unnamed
+        except (lib.invalid_header, UnicodeEncodeError):
+            raise ProtocolError(f"header {str(name)[:60]!r} of {request.method} {_origin(request.url)} cannot be "
+                                f"sent: its name or value holds a line break, leading space or a character "
+                                f"outside Latin-1, or is not text") from None
+        headers[name] = value
+    return headers
 
 
 class RequestsTransport(Transport):
@@ -208,6 +244,7 @@ class RequestsTransport(Transport):
         (which sends nothing and leaves the parent's connections open: no shutdown, no TLS
         close_notify) and opens connections of its own."""
         self._users_lock = threading.Lock()  # another thread may have held it at the fork
+        self._settings.after_fork()
         old = self._made_adapter
         self._fresh_pools()
         if old is not None:
@@ -235,19 +272,17 @@ class RequestsTransport(Transport):
         prepared = lib.prepared()
         prepared.method = request.method.upper()
         prepared.url = settings.url
-        headers = lib.headers(lib.default_headers)
-        headers.update(request.headers)
-        prepared.headers = headers
+        prepared.headers = _headers(lib, request)
         prepared.prepare_body(request.body, None)
         jar: requests.cookies.RequestsCookieJar | None = getattr(self._local, "cookies", None)
         if jar:
             prepared.prepare_cookies(jar)
         response = self._adapter.send(prepared, stream=stream, timeout=(connect, read), verify=settings.verify,
                                       proxies=settings.proxies)
-        if response.cookies:
+        if "set-cookie" in response.headers:  # kept, replaced or deleted in this thread's jar, as a session does
             if jar is None:
                 jar = self._local.cookies = lib.jar()
-            jar.update(response.cookies)
+            lib.extract_cookies(jar, prepared, response.raw)
         return response
 
     def _open(self, request: HttpRequest) -> tuple[requests.Response, _Expiry | None]:
@@ -263,6 +298,10 @@ class RequestsTransport(Transport):
             if expiry is not None:
                 expiry.cancel()
             raise _mapped(exc, request, expiry) from exc
+        except OSError as exc:  # requests' own: a CA bundle path that is not there
+            if expiry is not None:
+                expiry.cancel()
+            raise ConnectError(f"cannot set up {request.method} {_origin(request.url)}: {exc}") from exc
         except BaseException:
             if expiry is not None:
                 expiry.cancel()
@@ -592,11 +631,22 @@ class _Inflater:
 _live_transports: weakref.WeakSet[RequestsTransport] = weakref.WeakSet()
 
 
+def _import_before_fork() -> None:
+    """requests is imported by a transport's first request, often on a worker thread. A fork
+    while that import runs would leave its module lock held in the child forever, and the
+    child's first request would hang: so a process with a transport finishes the import first."""
+    if _live_transports:
+        _requests()
+        import requests.adapters  # noqa: F401  (what _new_adapter and the pools need)
+
+        from . import pools  # noqa: F401
+
+
 def _reset_in_child() -> None:
     for transport in list(_live_transports):
         transport._after_fork_in_child()
 
 
 if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(after_in_child=_reset_in_child)
+    os.register_at_fork(before=_import_before_fork, after_in_child=_reset_in_child)
 

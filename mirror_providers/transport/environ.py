@@ -21,6 +21,7 @@ What differs from a ``requests.Session``, on purpose:
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import threading
 from collections.abc import Mapping
@@ -38,12 +39,28 @@ _WATCHED = tuple(
 
 _MAX_URLS = 512  # distinct URLs remembered before the cache starts over
 
-_LOOPBACK_HOSTS = frozenset({"localhost", "::1", "[::1]"})
+_ENVIRON_WRITES = threading.Lock()  # held only around requests' own brief os.environ write
+
+
+def _free_lock_in_child() -> None:
+    global _ENVIRON_WRITES
+    _ENVIRON_WRITES = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_free_lock_in_child)
 
 
 def is_loopback(url: str) -> bool:
+    """``localhost``, a name under ``.localhost``, or a loopback address (127.0.0.0/8, ::1);
+    not a name that merely starts with ``127.``."""
     host = (urlsplit(url).hostname or "").lower()
-    return host in _LOOPBACK_HOSTS or host.startswith("127.") or host.endswith(".localhost")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class UrlSettings(NamedTuple):
@@ -67,6 +84,10 @@ class Settings:
         self._verify = verify
         self._proxies = dict(proxies) if proxies else {}
         self._by_url: dict[str, UrlSettings] = {}
+        self._lock = threading.Lock()
+
+    def after_fork(self) -> None:
+        """In a forked child: a free lock (another thread may have held this one at the fork)."""
         self._lock = threading.Lock()
 
     def for_url(self, url: str) -> UrlSettings:
@@ -93,7 +114,14 @@ class Settings:
             return UrlSettings(prepared.url, {}, self._verify, seen)
         proxies = dict(self._proxies)
         no_proxy = proxies.get("no_proxy")
-        for scheme, proxy in requests.utils.get_environ_proxies(url, no_proxy=no_proxy).items():
+        if no_proxy is None:
+            found = requests.utils.get_environ_proxies(url)
+        else:
+            # requests applies an explicit no_proxy by writing it into os.environ for a moment and
+            # restoring it (``set_environ``): never two of ours at once, or a restore could be lost.
+            with _ENVIRON_WRITES:
+                found = requests.utils.get_environ_proxies(url, no_proxy=no_proxy)
+        for scheme, proxy in found.items():
             proxies.setdefault(scheme, proxy)
         verify = self._verify
         if verify is True:
