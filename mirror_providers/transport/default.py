@@ -99,7 +99,9 @@ class RequestsTransport(Transport):
 
     One ``requests.Session`` per thread (so cookies and per-request state never race), all of
     them sharing one ``HTTPAdapter`` whose connection pool is sized for the thread pool, so
-    connections are reused across threads without "connection pool is full" warnings.
+    connections are reused across threads. It never blocks: more calls or open streams than it
+    keeps get connections of their own, closed (without urllib3's "connection pool is full"
+    warning) when they come back to a full pool.
     Redirects are not followed: a redirect is returned as a response, so credentials never travel
     to a second host. Exchanges are logged to ``mirror_providers.http`` (see ``transport.log``;
     the first one made applies ``MIRROR_PROVIDERS_LOG``).
