@@ -37,6 +37,8 @@ import urllib3
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from many_streams import bench_many_streams  # noqa: E402  (bench/ is the script's own directory)
+
 from mirror_providers import set_max_workers  # noqa: E402
 from mirror_providers.anthropic import AnthropicProvider  # noqa: E402
 from mirror_providers.framing import ServerSentEvent, iter_json_lines, iter_sse  # noqa: E402
@@ -752,18 +754,24 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+BENCHMARKS = ("import", "sequential", "conversation", "hooks", "stream", "first", "pool", "hedge", "redis", "peers",
+              "streams1k")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny counts, to check the harness runs")
     parser.add_argument("--json", type=Path, help="write the results here (default: bench/results/<time>-<commit>.json)")
     parser.add_argument("--no-save", action="store_true", help="do not keep this run's results under bench/results/")
     parser.add_argument("--reps", type=int, default=None)
-    parser.add_argument("--only", help="comma-separated: import,sequential,conversation,hooks,stream,first,pool,hedge,redis,peers")
+    parser.add_argument("--only", help=f"comma-separated: {','.join(BENCHMARKS)}")
     args = parser.parse_args(argv)
     quick = args.quick
     reps = args.reps or (1 if quick else 5)
-    only = set(args.only.split(",")) if args.only else {"import", "sequential", "conversation", "hooks", "stream", "first", "pool",
-                                                         "hedge", "redis", "peers"}
+    only = set(args.only.split(",")) if args.only else set(BENCHMARKS)
+    unknown = only - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(sorted(unknown))}: choose from {','.join(BENCHMARKS)}")
     proc, port = start_server()
     rows: list[Row] = []
     try:
@@ -787,6 +795,8 @@ def main(argv: list[str] | None = None) -> int:
             rows += bench_hedging(port, 40 if quick else 400, 20, 100 if quick else 300, 30)
         if "peers" in only:
             rows += bench_peers(port, 20 if quick else 2000, 200 if quick else 10_000, reps)
+        if "streams1k" in only:
+            rows += bench_many_streams(port, Row, streams=20 if quick else 1000, calls=5 if quick else 100, rounds=reps)
     finally:
         proc.terminate()
         proc.wait(10)

@@ -9,6 +9,9 @@ an open stream lives as long as its consumer, and if streams held the pool's wor
 awaited inside a stream's loop could wait for a worker that only the stream's end frees: with as
 many open streams as workers, that is a deadlock) through a bounded hand-off (backpressure: the
 thread stops reading when the consumer falls ``max_buffer`` items behind).
+The items of all the streams a loop consumes reach it through one inbox per loop, in batches: a
+reader wakes the loop only when no delivery is pending already (``_Inbox``), so a thousand slow
+streams do not cost a thousand self-pipe writes and loop wake-ups, each fought for with the GIL.
 When the consumer stops early (break, cancellation, ``aclose``), the worker is told and closes
 the blocking iterator in its own thread, which releases the HTTP response; an iterator with an
 ``abort()`` method (``ChunkStream``) is also aborted, so a worker blocked on a silent server
@@ -22,6 +25,8 @@ import contextvars
 import functools
 import os
 import threading
+import weakref
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -40,6 +45,7 @@ _executor: ThreadPoolExecutor | None = None
 _max_workers = int(os.environ.get("MIRROR_PROVIDERS_THREADS", "0")) or 32
 
 _ITEM, _END, _ERROR = 0, 1, 2
+_inboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Inbox] = weakref.WeakKeyDictionary()
 _active = 0  # calls running on library threads now (observable: tests check nothing is left running)
 
 
@@ -60,8 +66,9 @@ def set_max_workers(n: int) -> None:
 
 def _reset_in_child() -> None:
     """A forked child has none of the parent's worker threads: it starts a pool of its own."""
-    global _executor, _lock, _active
+    global _executor, _lock, _active, _inboxes
     _lock = threading.Lock()  # another thread may have held it at the fork
+    _inboxes = weakref.WeakKeyDictionary()  # and an inbox's lock
     _executor = None  # its threads do not exist here; left unused, never shut down
     _active = 0
 
@@ -212,6 +219,117 @@ async def run_sync(fn: Callable[..., T], /, *args: Any, on_cancel: Callable[[], 
         raise
 
 
+class _Handoff:
+    """One stream's items on the loop's side, and the consumer's future while it waits for one."""
+
+    __slots__ = ("items", "waiter")
+
+    def __init__(self) -> None:
+        self.items: deque[tuple[int, Any]] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+
+    def put(self, kind: int, value: Any) -> None:
+        self.items.append((kind, value))
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class _Window:
+    """Backpressure: the reader runs at most ``size`` items ahead of its consumer.
+
+    A ``threading.Semaphore`` would do, but its every release goes through a Python-level
+    ``Condition`` on the loop's thread; here a plain lock guards the count, and the condition is
+    only used when the reader actually has to wait.
+    """
+
+    __slots__ = ("_lock", "_room", "_ahead", "_size", "_waiting", "closed")
+
+    def __init__(self, size: int) -> None:
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        self._ahead = 0
+        self._size = size
+        self._waiting = False
+        self.closed = False
+
+    def take(self) -> bool:
+        """Reader: room for one more item (waits for it); False once the consumer has stopped."""
+        with self._lock:
+            while self._ahead >= self._size and not self.closed:
+                self._waiting = True
+                self._room.wait()
+            self._ahead += 1
+            return not self.closed
+
+    def give(self) -> None:
+        """Consumer: one item taken."""
+        with self._lock:
+            self._ahead -= 1
+            if self._waiting:
+                self._waiting = False
+                self._room.notify()
+
+    def close(self) -> None:
+        """Consumer: stopped early; a reader waiting for room wakes and sees it."""
+        with self._lock:
+            self.closed = True
+            self._room.notify()
+
+
+class _Inbox:
+    """What the reader threads of one event loop's streams hand it, delivered in batches.
+
+    A thread wakes the loop (``call_soon_threadsafe``: a lock, a callback and a write to the
+    loop's self-pipe, made while other threads wait for the GIL) only when no delivery is pending
+    already; the loop then takes everything posted meanwhile in one callback. With a thousand
+    slow streams open, their events cost the loop one wake-up per batch instead of one each.
+    """
+
+    __slots__ = ("_loop", "_lock", "_posted", "_pending")
+
+    def __init__(self, loop: Callable[[], asyncio.AbstractEventLoop | None]) -> None:
+        self._loop = loop  # a weak reference: the inbox must not keep its loop alive
+        self._lock = threading.Lock()
+        self._posted: list[tuple[_Handoff, int, Any]] = []
+        self._pending = False
+
+    def post(self, to: _Handoff, kind: int, value: Any) -> bool:
+        """Hand ``(kind, value)`` to ``to`` on the loop; False once the loop is gone or closed."""
+        loop = self._loop()
+        if loop is None or loop.is_closed():
+            return False  # nobody is listening any more
+        with self._lock:
+            self._posted.append((to, kind, value))
+            if self._pending:
+                return True
+            self._pending = True
+        try:
+            loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:  # closed meanwhile
+            return False
+        return True
+
+    def _deliver(self) -> None:
+        with self._lock:
+            posted, self._posted = self._posted, []
+            self._pending = False
+        for to, kind, value in posted:
+            to.put(kind, value)
+
+
+def _inbox(loop: asyncio.AbstractEventLoop) -> _Inbox:
+    """The running loop's inbox, made on its first stream."""
+    with _lock:
+        try:
+            inbox = _inboxes.get(loop)
+        except TypeError:  # a loop that cannot be weakly referenced gets an inbox per stream
+            return _Inbox(lambda: loop)
+        if inbox is None:
+            inbox = _inboxes[loop] = _Inbox(weakref.ref(loop))
+        return inbox
+
+
 async def iterate_in_thread(
     factory: Callable[[], Iterator[T]], *, max_buffer: int = 64
 ) -> AsyncIterator[T]:
@@ -222,17 +340,8 @@ async def iterate_in_thread(
     import asyncio
 
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
-    space = threading.Semaphore(max_buffer)
-    stop = threading.Event()
-
-    def hand_over(kind: int, value: Any) -> bool:
-        try:
-            loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
-            return True
-        except RuntimeError:  # the loop is closed: nobody is listening any more
-            return False
-
+    inbox, handoff = _inbox(loop), _Handoff()
+    window = _Window(max_buffer)
     started: list[Iterator[T]] = []
 
     def work() -> None:
@@ -241,13 +350,12 @@ async def iterate_in_thread(
             it = factory()
             started.append(it)
             for item in it:
-                space.acquire()
-                if stop.is_set() or not hand_over(_ITEM, item):
+                if not window.take() or not inbox.post(handoff, _ITEM, item):
                     return
-            hand_over(_END, None)
+            inbox.post(handoff, _END, None)
         except BaseException as exc:  # re-raised on the consumer side, unchanged
-            if not stop.is_set():
-                hand_over(_ERROR, exc)
+            if not window.closed:
+                inbox.post(handoff, _ERROR, exc)
         finally:
             close = getattr(it, "close", None)
             if close is not None:
@@ -257,11 +365,16 @@ async def iterate_in_thread(
     # A daemon: a stream its consumer forgot must not keep the interpreter from exiting.
     threading.Thread(target=ctx.run, args=(_counted(work),), name="mirror-stream", daemon=True).start()
     ended = False
+    items = handoff.items
     try:
         while True:
-            kind, value = await queue.get()
+            if not items:
+                handoff.waiter = loop.create_future()
+                await handoff.waiter
+                continue
+            kind, value = items.popleft()
             if kind == _ITEM:
-                space.release()
+                window.give()
                 yield value
             else:
                 ended = True
@@ -270,8 +383,7 @@ async def iterate_in_thread(
                 return
     finally:
         if not ended:  # the consumer stopped early
-            stop.set()
-            space.release()  # wake a worker blocked on a full buffer so it sees ``stop``
+            window.close()  # a worker blocked on a full buffer wakes and stops
             abort = getattr(started[0], "abort", None) if started else None
             if abort is not None:
                 abort()  # wake a worker blocked on the network; it then closes the iterator

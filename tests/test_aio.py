@@ -143,6 +143,62 @@ def test_cancellation_stops_worker() -> None:
     asyncio.run(main())
 
 
+def test_many_streams_on_one_loop_each_get_their_own_items_in_order() -> None:
+    # Their readers share the loop's inbox: items of every stream arrive in batches, interleaved.
+    def gen(n: int) -> Iterator[tuple[int, int]]:
+        for i in range(300):
+            yield n, i
+
+    async def consume(n: int) -> list[tuple[int, int]]:
+        return [item async for item in _aio.iterate_in_thread(lambda: gen(n), max_buffer=3)]
+
+    async def main() -> list[list[tuple[int, int]]]:
+        return await asyncio.gather(*(consume(n) for n in range(100)))
+
+    assert asyncio.run(main()) == [[(n, i) for i in range(300)] for n in range(100)]
+
+
+def test_a_reader_whose_loop_is_closed_stops_and_closes_its_iterator() -> None:
+    stopped, second_posted, released = threading.Event(), threading.Event(), threading.Event()
+
+    def gen() -> Iterator[int]:
+        try:
+            yield 0
+            stopped.wait(WAIT)
+            yield 1  # handed to a stopped loop: its delivery is still pending when the loop closes
+            second_posted.set()
+            i = 2
+            while True:
+                yield i
+                i += 1
+        finally:
+            released.set()
+
+    loop = asyncio.new_event_loop()  # closed below without closing the stream: nobody listens any more
+    agen = _aio.iterate_in_thread(gen, max_buffer=10**9)  # never blocked by backpressure
+    try:
+        assert loop.run_until_complete(agen.__anext__()) == 0
+        stopped.set()
+        assert second_posted.wait(WAIT)
+    finally:
+        loop.close()
+    assert released.wait(WAIT)
+    asyncio.run(agen.aclose())  # type: ignore[attr-defined]
+
+
+def test_a_loop_that_cannot_be_weakly_referenced_still_streams(monkeypatch: pytest.MonkeyPatch) -> None:
+    class NoWeakKeys(dict):  # type: ignore[type-arg]
+        def get(self, key: object, default: object = None) -> object:
+            raise TypeError("cannot create weak reference")
+
+    monkeypatch.setattr(_aio, "_inboxes", NoWeakKeys())
+
+    async def main() -> list[int]:
+        return [i async for i in _aio.iterate_in_thread(lambda: iter(range(50)), max_buffer=2)]
+
+    assert asyncio.run(main()) == list(range(50))
+
+
 def test_library_never_creates_or_runs_an_event_loop() -> None:
     root = Path(__file__).resolve().parent.parent / "mirror_providers"
     forbidden = re.compile(r"new_event_loop|asyncio\.run\(|run_until_complete|get_event_loop\(|set_event_loop")

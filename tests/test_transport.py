@@ -192,6 +192,44 @@ def test_no_pool_full_warning_at_pool_concurrency(server: FakeServer, caplog: py
     assert server.connections <= 32
 
 
+@pytest.mark.parametrize("ending", ["read to the end", "closed early", "aborted"])
+def test_more_open_streams_than_the_pool_keeps_block_nothing_and_warn_nothing(
+        server: FakeServer, caplog: pytest.LogCaptureFixture, ending: str) -> None:
+    streams, kept = 12, 4
+    release = threading.Event()
+
+    def route(r: Received, w: Reply) -> None:
+        w.head(200, chunked=True)
+        w.chunk(b"first")
+        release.wait(10)  # every stream is open at once
+        w.chunk(b"last")
+        w.end_chunks()
+
+    server.route("POST", "/s", route)
+    caplog.set_level(logging.DEBUG, logger="urllib3")
+    with RequestsTransport(pool_size=kept) as t, warnings.catch_warnings():
+        warnings.simplefilter("error")
+        opened = [t.open_stream(HttpRequest("POST", server.url + "/s", body=b"{}")) for _ in range(streams)]
+        pieces = [s.iter_bytes() for s in opened]
+        assert [next(p) for p in pieces] == [b"first"] * streams  # none waited for a pooled connection
+        assert server.connections == streams
+        if ending == "aborted":
+            for s in opened:
+                s.abort()
+        release.set()
+        for s, p in zip(opened, pieces, strict=True):
+            if ending == "read to the end":
+                assert b"".join(p) == b"last"
+            s.close()
+        if ending == "read to the end":  # the pool keeps what it may and closes the rest
+            assert server.wait_open_connections(kept)
+            assert t.send(HttpRequest("POST", server.url + "/s", body=b"{}")).status == 200  # reused
+            assert server.connections == streams
+        else:
+            assert server.wait_open_connections(0)
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
+
+
 def test_closed_transport_refuses() -> None:
     t = RequestsTransport()
     t.close()

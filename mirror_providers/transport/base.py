@@ -28,9 +28,9 @@ logger = logging.getLogger("mirror_providers.transport")
 SECRET_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "cookie", "set-cookie",
                             "proxy-authorization"})
 STREAM_READ_SIZE = 65536
-# Connections kept per host. urllib3 opens more when more threads call at once and discards the
-# extras with a "connection pool is full" warning: the size caps idle connections, it allocates
-# nothing, so it is generous.
+# Connections kept per host. More are opened when more threads call or streams are open at once;
+# the extras are closed as they come back (quietly: see ``pools``). The size caps idle
+# connections and allocates nothing, so it is generous.
 DEFAULT_POOL_SIZE = 128
 
 

@@ -182,10 +182,12 @@ class RequestsTransport(Transport):
     """The real transport, on requests and urllib3.
 
     One ``HTTPAdapter`` whose connection pool is sized for the thread pool, so connections are
-    reused across threads without "connection pool is full" warnings. Requests are prepared as
-    a ``requests.Session`` prepares them, but the environment (proxies, ``NO_PROXY``, the CA
-    bundle variables) is read once per URL and again only when it changes (``environ``), not
-    scanned on every call; cookies servers set are kept per thread.
+    reused across threads. It never blocks: more calls or open streams than it keeps get
+    connections of their own, closed (without urllib3's "connection pool is full" warning) when
+    they come back to a full pool. Requests are prepared as a ``requests.Session`` prepares
+    them, but the environment (proxies, ``NO_PROXY``, the CA bundle variables) is read once per
+    URL and again only when it changes (``environ``), not scanned on every call; cookies servers
+    set are kept per thread.
     Redirects are not followed: a redirect is returned as a response, so credentials never travel
     to a second host. Exchanges are logged to ``mirror_providers.http`` (see ``transport.log``;
     the first one made applies ``MIRROR_PROVIDERS_LOG``).

@@ -6,12 +6,18 @@ thread blocked on it) only while its lease lasts, which ends when the connection
 pool, so a connection reused by another request is never touched. Once the call is aborted, no
 new connection is checked out for it (``CallAbortedError``).
 
+More connections may be out at once than a pool keeps (its size caps idle connections and
+blocks nobody): each open stream holds one for as long as it lasts. One given back to a full pool
+is closed without urllib3's "connection pool is full" warning, which a thousand streams ending
+together would log a thousand times though nothing is wrong.
+
 Overrides urllib3's ``_get_conn``/``_put_conn``, the pool's checkout and return points.
 """
 
 from __future__ import annotations
 
 import contextlib
+import queue
 import socket
 import threading
 from typing import Any
@@ -49,6 +55,10 @@ class _Lease:
 class _AbortablePool:
     """Mixin for urllib3 pools: registers each checkout with the context's ``current_call``."""
 
+    pool: queue.LifoQueue[Any] | None  # urllib3's, declared for the type checker
+    block: bool
+    host: str
+
     def _get_conn(self, timeout: float | None = None) -> Any:
         call = current_call.get()
         if call is not None and call.aborted:
@@ -65,7 +75,18 @@ class _AbortablePool:
         if lease is not None:
             lease.release()
             conn._mirror_lease = None
-        super()._put_conn(conn)  # type: ignore[misc]
+        pool = self.pool
+        if conn is None or pool is None or self.block:
+            super()._put_conn(conn)  # type: ignore[misc]
+            return
+        try:
+            pool.put(conn, block=False)
+        except queue.Full:  # more were out than the pool keeps: this one is not kept
+            urllib3.connectionpool.log.debug("Pool of %s full: closing a connection", self.host)
+            conn.close()
+            return
+        if self.pool is not pool:
+            conn.close()  # the pool was closed meanwhile: nobody will take it from there
 
 
 class HTTPPool(_AbortablePool, urllib3.connectionpool.HTTPConnectionPool):

@@ -1,0 +1,248 @@
+"""Many slow async streams open at once, and awaited calls beside them (issue 21).
+
+    python bench/run.py --only streams1k
+
+In one ``asyncio.run``: ``calls`` ``generate()`` calls, awaited one after another, are timed alone
+(the baseline: ``reps`` rounds before the streams open and ``reps`` after they are closed, against
+drift), then ``reps`` rounds while ``streams`` ``provider.stream()`` iterators are open on the same
+loopback server, each sent an event every ``gap_ms`` for as long as the measurement lasts and
+consumed concurrently. The calls go through the streaming provider itself and through another
+vendor's provider on the same (shared) transport: what users do. Then every stream's consumer
+awaits a call inside its ``async for`` (more of them than the thread pool has workers: a deadlock
+if streams held workers), and the streams end, half through ``aclosing``, half by ``break``.
+
+Reported: median and p99 latency; peak RSS per open stream ((VmRSS with the streams open - before)
+/ streams); threads before, open and after (no stream's reader may be left); urllib3's
+"connection pool is full" warnings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import statistics
+import threading
+import time
+import warnings
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import requests
+
+from mirror_providers.anthropic import AnthropicProvider
+from mirror_providers.openai import OpenAIProvider
+from mirror_providers.provider import Provider
+
+__all__ = ["bench_many_streams"]
+
+R = TypeVar("R")
+KEY = "sk-bench-key"
+HANG_S = 120.0  # far beyond what a run needs: reaching it is a deadlock, reported as such
+
+
+class _PoolFull(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "pool is full" in record.getMessage():
+            self.count += 1
+
+
+@dataclass
+class _Run:
+    baseline: dict[str, list[float]] = field(default_factory=dict)
+    loaded: dict[str, list[float]] = field(default_factory=dict)
+    rss_kb: list[int] = field(default_factory=lambda: [0, 0, 0])  # before; open (peak); a call inside each too
+    threads: list[int] = field(default_factory=list)  # before, open, after
+    readers_left: int = 0  # stream reader threads still alive once every stream was closed
+    events_per_s: float = 0.0  # what the streams received while the calls ran
+    inner_s: float = 0.0  # how long one call inside every stream's loop took, all of them
+    ended: int = 0  # streams that ended on their own (the server must outlast the run)
+    phase: str = "opening the streams"  # what is being waited for now
+    deadlock: str = ""  # what timed out
+
+
+def rss_kb() -> int:
+    """This process's resident set now (VmRSS), in KB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _readers() -> int:
+    return sum(t.name == "mirror-stream" for t in threading.enumerate())
+
+
+Call = Callable[[], Awaitable[Any]]
+
+
+async def _timed(targets: dict[str, Call], calls: int, rounds: int, into: dict[str, list[float]]) -> None:
+    """``rounds`` rounds of ``calls`` calls one after another, each round through every target."""
+    for _ in range(rounds):
+        for name, call in targets.items():
+            out = into.setdefault(name, [])
+            for _ in range(calls):
+                start = time.perf_counter()
+                result = await asyncio.wait_for(call(), HANG_S)
+                out.append(time.perf_counter() - start)
+                assert result
+
+
+def _bare(url: str) -> Call:
+    """The same call through a bare ``requests.Session`` on asyncio's own executor: what the
+    machine and the server add beside the streams, without this library in the call."""
+    local = threading.local()
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+
+    def post() -> Any:
+        session = getattr(local, "session", None) or requests.Session()
+        local.session = session
+        return session.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=HANG_S).json()
+
+    return lambda: asyncio.get_running_loop().run_in_executor(None, post)
+
+
+class _Streams:
+    """``n`` consumers of slow streams; each can be told to await a call inside its loop, or to stop."""
+
+    def __init__(self, llm: Provider, n: int) -> None:
+        self.llm, self.n = llm, n
+        self.opened, self.inner_done, self.stop = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        self.call_inside = False
+        self.first = self.inner = self.events = self.ended = 0
+        self.tasks = [asyncio.ensure_future(self._consume(i)) for i in range(n)]
+
+    async def _consume(self, i: int) -> None:
+        stream: Any = self.llm.stream("hi")
+        # Odd consumers close their stream through aclosing; even ones just leave the loop, as most
+        # code does, and the event loop's async-generator finalizer closes it.
+        async with contextlib.aclosing(stream) if i % 2 else contextlib.nullcontext(stream):
+            seen, called = 0, False
+            async for _chunk in stream:
+                seen += 1
+                self.events += 1
+                if seen == 1:
+                    self.first += 1
+                    if self.first == self.n:
+                        self.opened.set()
+                if self.call_inside and not called:  # one call inside the stream's own loop
+                    called = True
+                    assert (await self.llm.generate("inside")).content
+                    self.inner += 1
+                    if self.inner == self.n:
+                        self.inner_done.set()
+                if self.stop.is_set():
+                    return
+            self.ended += 1
+
+
+async def _measure(port: int, streams: int, calls: int, rounds: int, gap_ms: int) -> _Run:
+    url = f"http://127.0.0.1:{port}"
+    pacing = {"x-bench-chunks": "1000000", "x-bench-chunk-delay-ms": str(gap_ms)}
+    llm = OpenAIProvider(model="gpt-4o-mini", base_url=url + "/v1", api_key=KEY, headers=pacing)
+    other = AnthropicProvider(model="claude-sonnet-4-5", base_url=url, api_key=KEY)  # the same shared transport
+    targets: dict[str, Call] = {"same provider": lambda: llm.generate("hi"),
+                                "another provider": lambda: other.generate("hi"),
+                                "bare requests": _bare(url + "/v1/chat/completions")}
+    run = _Run()
+    await _timed(targets, max(5, calls // 5), 1, {})  # warm up: workers started, connections open
+    await _timed(targets, calls, rounds, run.baseline)
+    run.threads.append(threading.active_count())
+    run.rss_kb[0] = rss_kb()
+    load = _Streams(llm, streams)
+    try:
+        await _loaded(load, targets, calls, rounds, gap_ms, run)
+    except asyncio.TimeoutError:
+        run.deadlock = run.phase
+    load.stop.set()
+    try:
+        await asyncio.wait_for(asyncio.gather(*load.tasks), HANG_S)
+    except asyncio.TimeoutError:
+        run.deadlock = run.deadlock or "closing the streams"
+    run.ended = load.ended
+    deadline = time.monotonic() + 30  # each reader ends just after its stream is closed
+    while _readers() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    run.readers_left = _readers()
+    run.threads.append(threading.active_count())
+    await _timed(targets, calls, rounds, run.baseline)  # the baseline again, against drift
+    return run
+
+
+async def _loaded(load: _Streams, targets: dict[str, Call], calls: int, rounds: int, gap_ms: int,
+                  run: _Run) -> None:
+    await asyncio.wait_for(load.opened.wait(), HANG_S)
+    await asyncio.sleep(2 * gap_ms / 1000)  # settled: what piled up while the others opened is read
+    run.rss_kb[1] = rss_kb()
+    run.threads.append(threading.active_count())
+    events, start = load.events, time.perf_counter()
+    run.phase = "calls beside the streams"
+    await _timed(targets, calls, rounds, run.loaded)
+    run.events_per_s = (load.events - events) / (time.perf_counter() - start)
+    run.rss_kb[1] = max(run.rss_kb[1], rss_kb())
+    start = time.perf_counter()
+    load.call_inside = True
+    run.phase = "a call inside each stream's loop"
+    await asyncio.wait_for(load.inner_done.wait(), HANG_S)
+    run.inner_s = time.perf_counter() - start
+    run.rss_kb[2] = rss_kb()
+
+
+def bench_many_streams(port: int, row: Callable[..., R], *, streams: int = 1000, calls: int = 100,
+                       rounds: int = 5, gap_ms: int = 200) -> list[R]:
+    """Rows for ``streams`` open slow streams and ``calls`` awaited calls beside them; ``row`` is
+    bench/run.py's ``Row``."""
+    handler = _PoolFull()
+    logging.getLogger("urllib3").addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run = asyncio.run(_measure(port, streams, calls, rounds, gap_ms))
+    finally:
+        logging.getLogger("urllib3").removeHandler(handler)
+    full = handler.count + sum("pool is full" in str(w.message) for w in caught)
+    clean = not run.deadlock and not run.readers_left and not full and not run.ended
+    health = (f"threads {' -> '.join(map(str, run.threads))} (before, open, after), readers left "
+              f"{run.readers_left}; pool-full warnings {full}; {run.events_per_s:.0f} events/s received; "
+              f"a call inside each stream's loop: all {streams} in {run.inner_s:.2f} s"
+              + (f"; DEADLOCK: {run.deadlock}" if run.deadlock else "")
+              + (f"; {run.ended} streams ended early" if run.ended else ""))
+    bare_ratio = statistics.median(run.loaded.get("bare requests") or [float("nan")]) / statistics.median(
+        run.baseline["bare requests"])
+    rows = []
+    for name, base in run.baseline.items():
+        loaded = run.loaded.get(name) or [float("nan")]
+        b, o = statistics.median(base), statistics.median(loaded)
+        p99 = f"p99 {pct(base, 0.99) * 1000:.2f} -> {pct(loaded, 0.99) * 1000:.2f} ms"
+        extra = {"p99_ms": [pct(base, 0.99) * 1000, pct(loaded, 0.99) * 1000]}
+        if name == "bare requests":  # the floor: what the library's calls are up against
+            rows.append(row(f"bare requests beside {streams} open streams (info)", b * 1000, o * 1000, "ms", o / b,
+                            "-", None, f"{p99}; the same calls through a bare requests.Session: what the machine, "
+                                       "the server and the streams add without this library in the call", extra))
+            continue
+        rows.append(row(f"generate() beside {streams} open streams: {name}", b * 1000, o * 1000, "ms", o / b,
+                        "<= 1.1x", clean and o / b <= 1.1,
+                        f"{calls} calls x {rounds} rounds, baseline: the same calls alone; {p99}; bare requests "
+                        f"{bare_ratio:.3f}x beside the same streams; an event every {gap_ms} ms per stream; {health}",
+                        {**extra, "pool_full": full, "threads": run.threads, "readers_left": run.readers_left,
+                         "deadlock": run.deadlock}))
+    before, open_kb, inner_kb = run.rss_kb
+    per_stream = (open_kb - before) / streams
+    rows.append(row(f"peak RSS per open stream ({streams} open)", before / 1024, open_kb / 1024, "MB", per_stream,
+                    "<= 64 KB", per_stream <= 64,
+                    f"ratio column: KB per open stream ((peak VmRSS while open - before) / streams); with a call "
+                    f"awaited inside each stream's loop too: {(inner_kb - before) / streams:.1f} KB",
+                    {"kb_per_stream": per_stream, "kb_per_stream_with_inner_calls": (inner_kb - before) / streams}))
+    return rows
