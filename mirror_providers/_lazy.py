@@ -52,7 +52,16 @@ class _StandIn:
 
     def __get__(self, obj: Any, owner: type | None = None) -> Any:
         _process(self.cls)
-        return getattr(owner if obj is None else obj, self.name)  # the real attribute now (None: unhashable)
+        # The real attribute now, bound as this lookup asked: from the class that held the stand-in
+        # (inspect.signature on 3.13 asks with obj=the class itself, to bind __init__ to it).
+        for klass in self.cls.__mro__:
+            if self.name in klass.__dict__:
+                real = klass.__dict__[self.name]
+                break
+        else:
+            raise AttributeError(self.name)
+        get = getattr(type(real), "__get__", None)
+        return real if get is None else get(real, obj, owner)  # None (unhashable) has no __get__
 
 
 def _process(cls: type) -> None:
