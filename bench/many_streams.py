@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import statistics
 import threading
 import time
@@ -61,6 +62,7 @@ class _Run:
     threads: list[int] = field(default_factory=list)  # before, open, after
     readers_left: int = 0  # stream reader threads still alive once every stream was closed
     events_per_s: float = 0.0  # what the streams received while the calls ran
+    cores_used: float = 0.0  # this process's CPU time / wall time while the calls ran beside the streams
     inner_s: float = 0.0  # how long one call inside every stream's loop took, all of them
     ended: int = 0  # streams that ended on their own (the server must outlast the run)
     phase: str = "opening the streams"  # what is being waited for now
@@ -187,10 +189,12 @@ async def _loaded(load: _Streams, targets: dict[str, Call], calls: int, rounds: 
     await asyncio.sleep(2 * gap_ms / 1000)  # settled: what piled up while the others opened is read
     run.rss_kb[1] = rss_kb()
     run.threads.append(threading.active_count())
-    events, start = load.events, time.perf_counter()
+    events, start, cpu = load.events, time.perf_counter(), time.process_time()
     run.phase = "calls beside the streams"
     await _timed(targets, calls, rounds, run.loaded)
-    run.events_per_s = (load.events - events) / (time.perf_counter() - start)
+    wall = time.perf_counter() - start
+    run.events_per_s = (load.events - events) / wall
+    run.cores_used = (time.process_time() - cpu) / wall
     run.rss_kb[1] = max(run.rss_kb[1], rss_kb())
     start = time.perf_counter()
     load.call_inside = True
@@ -215,7 +219,8 @@ def bench_many_streams(port: int, row: Callable[..., R], *, streams: int = 1000,
     full = handler.count + sum("pool is full" in str(w.message) for w in caught)
     clean = not run.deadlock and not run.readers_left and not full and not run.ended
     health = (f"threads {' -> '.join(map(str, run.threads))} (before, open, after), readers left "
-              f"{run.readers_left}; pool-full warnings {full}; {run.events_per_s:.0f} events/s received; "
+              f"{run.readers_left}; pool-full warnings {full}; {run.events_per_s:.0f} events/s received, this "
+              f"process busy {run.cores_used:.2f} cores meanwhile (of {os.cpu_count()}, the server beside it); "
               f"a call inside each stream's loop: all {streams} in {run.inner_s:.2f} s"
               + (f"; DEADLOCK: {run.deadlock}" if run.deadlock else "")
               + (f"; {run.ended} streams ended early" if run.ended else ""))
