@@ -111,6 +111,16 @@ def median_of(reps: int, fn: Callable[[], float]) -> float:
     return statistics.median(fn() for _ in range(reps))
 
 
+def medians(reps: int, *fns: Callable[[], float]) -> list[float]:
+    """Each function's median over ``reps`` rounds, the functions taking turns within a round: a
+    machine that gets busier or quieter during the run moves the baseline and ours alike."""
+    runs: list[list[float]] = [[] for _ in fns]
+    for _ in range(reps):
+        for out, fn in zip(runs, fns, strict=True):
+            out.append(fn())
+    return [statistics.median(r) for r in runs]
+
+
 # -- 1. import cost ------------------------------------------------------------------------------
 
 BUILD = ("import mirror_providers.openai; "
@@ -215,7 +225,7 @@ def bench_sequential(port: int, n: int, reps: int) -> list[Row]:
             return (time.perf_counter() - start) / n
 
         baseline(), raw(), ours()  # warm up connections and caches
-        b, r, o = median_of(reps, baseline), median_of(reps, raw), median_of(reps, ours)
+        b, r, o = medians(reps, baseline, raw, ours)
         rows.append(Row(f"{n} sequential generate_sync: {vendor}", b * 1e6, o * 1e6, "us/req", o / b, "<= 0.85x",
                         o / b <= 0.85, "baseline: bare requests.Session + json"))
         rows.append(Row(f"{n} sequential generate_sync: {vendor} vs urllib3", r * 1e6, o * 1e6, "us/req", o / r, "-",
@@ -258,7 +268,7 @@ def bench_conversation(port: int, n: int, turns: int, reps: int) -> list[Row]:
             return (time.perf_counter() - start) / n
 
         baseline(), ours()
-        b, o = median_of(reps, baseline), median_of(reps, ours)
+        b, o = medians(reps, baseline, ours)
         rows.append(Row(f"a {turns}-message conversation per call: {vendor}", b * 1e6, o * 1e6, "us/req", o / b,
                         "<= 1.1x", o / b <= 1.1,
                         f"baseline: requests posting json.dumps of the same body; "
@@ -287,7 +297,7 @@ def bench_hooks(port: int, n: int, reps: int) -> list[Row]:
         return run
 
     timed(bare)(), timed(hooked)()  # warm up
-    b, o = median_of(reps, timed(bare)), median_of(reps, timed(hooked))
+    b, o = medians(reps, timed(bare), timed(hooked))
     return [Row(f"{n} generate_sync with a hook on every event: openai", b * 1e6, o * 1e6, "us/req", o / b,
                 "<= 1.05x", o / b <= 1.05, "baseline: the same provider with no hook")]
 
@@ -341,8 +351,7 @@ def bench_stream(port: int, chunks: int, reps: int) -> list[Row]:
             return floor()
 
         baseline(), ours(), parsing(), timed_floor()
-        b, o, j = median_of(reps, baseline), median_of(reps, ours), median_of(reps, parsing)
-        r = median_of(reps, timed_floor)
+        b, o, j, r = medians(reps, baseline, ours, parsing, timed_floor)
         rows.append(Row(f"stream {chunks} chunks: {vendor}", j, o, "chunks/s", o / j, ">= 1.0x", o / j >= 1.0,
                         f"baseline: requests + iter_lines + json.loads; bare iter_lines (parses nothing) {b:.0f}/s: "
                         f"{o / b:.2f}x", {"bare_iter_lines_per_s": b}))
@@ -392,7 +401,7 @@ def stream_cost(vendor: str, url: str, body: str, headers: dict[str, str], chunk
     read = stage(lambda it: sum(1 for _ in it))  # HTTP chunks: the server sends one per event, plus head and tail
     framed = stage(lambda it: sum(1 for _ in decode(it)))
     parsed = stage(framed_and_parsed(decode))
-    w, f, p = (median_of(reps, fn) for fn in (read, framed, parsed))
+    w, f, p = medians(reps, read, framed, parsed)
     transport.close()
     return Row(f"stream cost per event: {vendor}", baseline_us, ours_us, "us/event", ours_us / baseline_us, "-", None,
                f"iter_lines + json.loads {baseline_us:.2f} us; ours: read {w:.2f} + "
@@ -444,7 +453,7 @@ def bench_first_chunk(port: int, reps: int) -> list[Row]:
                     break
             return delivered - sent
 
-        b, o = median_of(reps, baseline), median_of(reps, ours)
+        b, o = medians(reps, baseline, ours)
         rows.append(Row(f"first chunk after its bytes arrive: {vendor}", b * 1000, o * 1000, "ms", (o - b) * 1000,
                         "< 5 ms", (o - b) * 1000 < 5, "ratio column: ms added over bare arrival; server pauses 200 ms"))
     return rows
@@ -644,7 +653,7 @@ def bench_peers(port: int, n: int, chunks: int, reps: int) -> list[Row]:  # noqa
         return (time.perf_counter() - start) / n
 
     bare(), ours()
-    base, mine = median_of(reps, bare), median_of(reps, ours)
+    base, mine = medians(reps, bare, ours)
     peers: dict[str, Callable[[], float]] = {}
     try:
         import openai
