@@ -7,6 +7,7 @@ subclassing ``Strategy``; pass an instance, or a built-in's name, to ``ProviderP
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,15 +49,32 @@ class Strategy:
 
 
 class RoundRobin(Strategy):
-    """Members in turn, in pool order, skipping those out of rotation."""
+    """Members in turn, in pool order, skipping those out of rotation.
+
+    While every member is in rotation, a call's turn is a ticket from an ``itertools.count``
+    (taking one is atomic under the GIL): no lock, and threads get the members exactly in turn.
+    With members out, the turn goes to the first in rotation after the last one chosen, found
+    under a lock.
+    """
 
     name = "round_robin"
 
     def __init__(self) -> None:
-        self._next = 0
+        self._tickets = itertools.count()
+        self._size = 0  # the pool's members, told by check()
+        self._next = 0  # the position after the last one chosen
         self._lock = lock_for(self)
 
+    def check(self, weights: Sequence[float]) -> None:
+        self._size = len(weights)
+
     def select(self, candidates: Sequence[Candidate], rng: random.Random) -> Candidate:
+        if len(candidates) == self._size:
+            turn = next(self._tickets) % self._size
+            chosen = candidates[turn]
+            if chosen.position == turn:  # candidates in pool order, as a pool gives them
+                self._next = turn + 1  # one store: where the turn goes on once members drop out
+                return chosen
         with self._lock:
             # The first candidate at or after the cursor, cyclically by pool position.
             after = [c for c in candidates if c.position >= self._next]
@@ -97,8 +115,9 @@ class LeastLoaded(Strategy):
     name = "least_loaded"
 
     def select(self, candidates: Sequence[Candidate], rng: random.Random) -> Candidate:
-        low = min(c.state.in_flight for c in candidates)
-        return rng.choice([c for c in candidates if c.state.in_flight == low])
+        loads = [c.state.in_flight for c in candidates]
+        low = min(loads)
+        return rng.choice([c for c, load in zip(candidates, loads, strict=True) if load == low])
 
 
 class LowestLatency(Strategy):

@@ -275,3 +275,44 @@ def test_configuration_errors() -> None:
         ProviderPool([Fake("a")], max_attempts=0)
     with pytest.raises(ConfigurationError, match="weight"):
         ProviderPool([(Fake("a"), -1)])
+
+
+@pytest.mark.parametrize("strategy", ["round_robin", "random", "weighted", "least_loaded", "latency"])
+def test_selection_under_threads_never_picks_a_member_in_cooldown(strategy: str) -> None:
+    steady, flipping, down = [Fake("a"), Fake("b")], [Fake("c"), Fake("d")], Fake("e")
+    pool = ProviderPool([*steady, *flipping, down], strategy=strategy, seed=3)
+    state, keys = pool.state, [m.key for m in pool.members]
+    state.cool_down(keys[4], 1e12)  # out of rotation for the whole test
+    running = threading.Event()
+    running.set()
+
+    def flip() -> None:  # c and d in and out of cooldown as fast as the store takes it
+        while running.is_set():
+            for key in keys[2:4]:
+                state.cool_down(key, 1e12)
+            for key in keys[2:4]:
+                state.begin(key)
+                state.success(key, 0.001, 0.0)  # a success ends a cooldown
+
+    flipper = threading.Thread(target=flip)
+    flipper.start()
+    try:
+        with ThreadPoolExecutor(32) as ex:
+            answers = list(ex.map(lambda i: pool.generate_sync(f"q{i}").model, range(32 * 40)))
+    finally:
+        running.clear()
+        flipper.join()
+    assert down.calls == [] and "e" not in answers
+    assert len(answers) == 32 * 40 and set(answers) <= {"a", "b", "c", "d"}
+    stats = pool.get_stats()
+    assert [m.in_flight for m in stats.members] == [0] * 5
+    assert sum(len(m.calls) for m in (*steady, *flipping)) == 32 * 40
+
+
+def test_round_robin_is_exact_under_threads() -> None:
+    members = [Fake(n) for n in "abcd"]
+    pool = ProviderPool(members, strategy="round_robin")
+    with ThreadPoolExecutor(32) as ex:
+        list(ex.map(lambda i: pool.generate_sync(f"q{i}"), range(32 * 40)))
+    assert [len(m.calls) for m in members] == [32 * 10] * 4
+
