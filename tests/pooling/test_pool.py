@@ -316,3 +316,18 @@ def test_round_robin_is_exact_under_threads() -> None:
         list(ex.map(lambda i: pool.generate_sync(f"q{i}"), range(32 * 40)))
     assert [len(m.calls) for m in members] == [32 * 10] * 4
 
+
+def test_a_members_candidate_is_kept_while_its_state_is_unchanged() -> None:
+    seen: list[list[Candidate]] = []
+
+    class First(Strategy):
+        def select(self, candidates: list[Candidate], rng: random.Random) -> Candidate:  # type: ignore[override]
+            seen.append(list(candidates))
+            return candidates[0]
+
+    pool = ProviderPool([Fake("a"), Fake("b"), Fake("c")], strategy=First())
+    pool.generate_sync("x")
+    pool.generate_sync("y")
+    first, second = seen
+    assert first[0] is not second[0] and first[0].state.successes + 1 == second[0].state.successes  # a was used
+    assert first[1] is second[1] and first[2] is second[2]  # b and c untouched: the same views
