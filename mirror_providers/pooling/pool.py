@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -59,13 +60,16 @@ class ProviderPool(PoolProvider):
         self._max_tries = self.max_attempts
         self._keys = [m.key for m in self.members]
         self._cache = [Candidate(m.position, m.weight, MemberSnapshot()) for m in self.members]
+        self._kept: tuple[Any, float, tuple[Candidate, ...]] | None = None  # see _rotation
 
     def _plan(self, request: GenerateRequest) -> Iterator[Member]:
         left = self.members
         for _ in range(len(self.members)):  # all of them: one over its budget is not a try
             now = self._clock()
-            snaps = self.state.snapshot(self._keys if left is self.members else [m.key for m in left])
-            views = self._views(left, snaps, now)
+            views = self._rotation(now) if left is self.members and not self.strategy.uses_state else None
+            if not views:
+                snaps = self.state.snapshot(self._keys if left is self.members else [m.key for m in left])
+                views = self._views(left, snaps, now)
             if views:
                 member = self.members[self.strategy.select(views, self._rng).position]
             else:
@@ -74,6 +78,22 @@ class ProviderPool(PoolProvider):
             left = tuple(m for m in left if m is not member)
             if not left:
                 return
+
+    def _rotation(self, now: float) -> Sequence[Candidate] | None:
+        """The members in rotation, for a strategy that does not read their state, without
+        reading it on every call: kept while the store's ``health_version`` (``InMemoryState``
+        has one) is unchanged and no cooldown seen has ended. None when the store has none."""
+        version = getattr(self.state, "health_version", None)
+        if version is None:
+            return None
+        kept = self._kept
+        if kept is not None and kept[0] == version and now < kept[1]:
+            return kept[2]
+        snaps = self.state.snapshot(self._keys)  # read after the version: a change after it changes it
+        views = tuple(self._views(self.members, snaps, now))
+        back = min((s.cooldown_until for s in snaps.values() if s.cooldown_until > now), default=math.inf)
+        self._kept = (version, back, views)
+        return views
 
     def _views(self, members: Sequence[Member], snaps: Mapping[str, MemberSnapshot], now: float) -> list[Candidate]:
         """The candidates: ``members`` in rotation, in pool order. A member's view is kept while

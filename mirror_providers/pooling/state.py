@@ -141,6 +141,10 @@ class InMemoryState:
     on every call, from many threads, never waits for one, and never copies more than a
     reference per member. Each member read is as of one write; a read of many members is not
     one instant across them (it need not be: the state moves on before a strategy's pick lands).
+
+    ``health_version`` grows each time a member's cooldown changes (after the change is
+    published), so a reader may keep what it worked out from the cooldowns it read, having read
+    the version first, while the version is the same and no cooldown it saw has ended.
     """
 
     def __init__(self) -> None:
@@ -148,6 +152,7 @@ class InMemoryState:
         self._snaps: dict[str, MemberSnapshot] = {}  # replaced per member, never mutated
         self._latencies: dict[str, deque[float]] = {}  # the window each snapshot's tuple is made from
         self._budgets: dict[str, tuple[float, float]] = {}  # when its request and token buckets are full
+        self.health_version = 0
 
     def _publish(self, key: str, in_flight: int, successes: int, failures: int, consecutive: int,
                  cooldown_until: float, ewma: float | None, latencies: tuple[float, ...],
@@ -175,6 +180,8 @@ class InMemoryState:
             ewma = latency_s if old is None else EWMA_ALPHA * latency_s + (1 - EWMA_ALPHA) * old
             self._publish(key, s.in_flight - 1, s.successes + 1, s.failures, 0, 0.0, ewma, tuple(window),
                           s.last_failure_at)
+            if s.cooldown_until:
+                self.health_version += 1
 
     def failure(self, key: str, now: float) -> int:
         with self._lock:
@@ -189,6 +196,7 @@ class InMemoryState:
             if until > s.cooldown_until:  # a later cooldown already set stays
                 self._publish(key, s.in_flight, s.successes, s.failures, s.consecutive_failures, until,
                               s.latency_ewma_s, s.latencies_s, s.last_failure_at)
+                self.health_version += 1
 
     def release(self, key: str) -> None:
         with self._lock:

@@ -36,9 +36,15 @@ class Candidate:
 
 
 class Strategy:
-    """Picks one of the candidates (never an empty list)."""
+    """Picks one of the candidates (never an empty list).
+
+    A strategy that picks by position and weight alone sets ``uses_state = False``: a pool may
+    then hand it candidates whose ``state`` is not current (the members in rotation are), and
+    skip reading every member's state on each call.
+    """
 
     name = "custom"
+    uses_state = True
 
     def check(self, weights: Sequence[float]) -> None:
         """Refuse (``ConfigurationError``) a pool whose member weights this strategy cannot use;
@@ -58,6 +64,7 @@ class RoundRobin(Strategy):
     """
 
     name = "round_robin"
+    uses_state = False
 
     def __init__(self) -> None:
         self._tickets = itertools.count()
@@ -87,6 +94,7 @@ class Random(Strategy):
     """Uniformly at random."""
 
     name = "random"
+    uses_state = False
 
     def select(self, candidates: Sequence[Candidate], rng: random.Random) -> Candidate:
         return rng.choice(list(candidates))
@@ -97,6 +105,7 @@ class Weighted(Strategy):
     rotation weighs 0 (a zero weight means "only when the others are out")."""
 
     name = "weighted"
+    uses_state = False
 
     def check(self, weights: Sequence[float]) -> None:
         if not any(weights):

@@ -331,3 +331,14 @@ def test_a_members_candidate_is_kept_while_its_state_is_unchanged() -> None:
     first, second = seen
     assert first[0] is not second[0] and first[0].state.successes + 1 == second[0].state.successes  # a was used
     assert first[1] is second[1] and first[2] is second[2]  # b and c untouched: the same views
+
+
+@pytest.mark.parametrize("strategy", ["round_robin", "random", "weighted"])
+def test_a_strategy_reading_no_state_sees_cooldowns_begin_and_end(strategy: str) -> None:
+    clock = Clock()
+    pool = ProviderPool([Fake("a"), Fake("b")], strategy=strategy, clock=clock, seed=1)
+    served(pool, 4)
+    pool.state.cool_down(pool.members[1].key, clock() + 10)  # as another pool sharing the store would
+    assert served(pool, 20) == Counter({"a": 20})
+    clock.advance(10)  # the cooldown ends with no write to the store
+    assert served(pool, 40)["b"] >= 10
