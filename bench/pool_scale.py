@@ -4,11 +4,12 @@
 
 Real ``OpenAIProvider`` members on a stub transport (a canned chat completion, returned at once:
 no sockets, no server), in a real ``ProviderPool``. ``calls`` ``generate_sync`` calls are spread
-over N threads that start together; reported is the time per call (the median of ``reps``
-rounds), against the same pool of 2 members at 8 threads measured in the same run. Every
-configuration takes its turn within each round (a load spike on the machine hits them alike),
-and each pool is warmed first, so every member has a full latency window (the steady state of a
-pool that has run a while: it is what the state store copies).
+over N threads that start together; reported is the time per call against the same pool of 2
+members at 8 threads, measured right beside it (each side first in every other round): the
+ratio is the median of ``reps`` such pairs, so the load of other work on the machine, which
+drifts, hits both sides of a pair alike. Each pool is warmed first, so every member has a full
+latency window (the steady state of a pool that has run a while; what every selection used to
+copy).
 
 What stays constant is the work per call, so any growth is the pool's: selection, health state,
 stats. Each strategy is measured against its own baseline.
@@ -99,19 +100,26 @@ def bench_pool_scale(row: Callable[..., Any], calls: int, reps: int, quick: bool
         else:
             warm(pool, calls)
     configs = [(s, size, n) for s in STRATEGIES for size in SIZES for n in THREADS]
-    samples: dict[tuple[str, int, int], list[float]] = {c: [] for c in configs}
-    for _ in range(reps):
+    pairs: dict[tuple[str, int, int], list[tuple[float, float]]] = {c: [] for c in configs}
+    for rep in range(reps):
         for strategy, size, n in configs:
-            samples[strategy, size, n].append(run_threads(pools[strategy, size], calls, n))
+            base_pool, pool = pools[strategy, SIZES[0]], pools[strategy, size]
+            if rep % 2:  # each side first in every other round
+                ours = run_threads(pool, calls, n)
+                base = run_threads(base_pool, calls, THREADS[0])
+            else:
+                base = run_threads(base_pool, calls, THREADS[0])
+                ours = run_threads(pool, calls, n)
+            pairs[strategy, size, n].append((base, ours))
     rows = []
     for strategy, size, n in configs:
-        base = statistics.median(samples[strategy, SIZES[0], THREADS[0]])
-        ours = statistics.median(samples[strategy, size, n])
-        ratio = ours / base
+        got = pairs[strategy, size, n]
+        base, ours = statistics.median(b for b, _ in got), statistics.median(o for _, o in got)
+        ratio = statistics.median(o / b for b, o in got)
         rows.append(row(f"ProviderPool of {size}, {n} threads, {strategy}", base * 1e6, ours * 1e6,
                         "us/call", ratio, f"<= {TARGET}x", ratio <= TARGET,
                         f"{strategy}{' (the default)' if strategy == 'least_loaded' else ''}: {1 / ours:,.0f} calls/s "
-                        f"vs {1 / base:,.0f} for a pool of 2 at 8 threads; {calls} calls, median of {reps}"))
+                        f"vs {1 / base:,.0f} for a pool of 2 at 8 threads; {calls} calls, median of {reps} pairs"))
     for pool in pools.values():
         pool.close()
     return rows

@@ -799,7 +799,7 @@ def main(argv: list[str] | None = None) -> int:
         if "streams1k" in only:
             rows += bench_many_streams(port, Row, streams=20 if quick else 1000, calls=5 if quick else 100, rounds=reps)
         if "poolscale" in only:
-            rows += bench_pool_scale(Row, calls=256 if quick else 2048, reps=reps, quick=quick)
+            rows += bench_pool_scale(Row, calls=256 if quick else 1024, reps=reps, quick=quick)
     finally:
         proc.terminate()
         proc.wait(10)
