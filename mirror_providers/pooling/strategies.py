@@ -40,7 +40,8 @@ class Strategy:
 
     A strategy that picks by position and weight alone sets ``uses_state = False``: a pool may
     then hand it candidates whose ``state`` is not current (the members in rotation are), and
-    skip reading every member's state on each call.
+    skip reading every member's state on each call. A subclass of one of those that reads
+    ``state`` sets ``uses_state = True`` again.
     """
 
     name = "custom"

@@ -23,6 +23,7 @@ from mirror_providers.pooling import (
     InMemoryState,
     LowestLatency,
     ProviderPool,
+    RoundRobin,
     Strategy,
 )
 from mirror_providers.types import GenerationResult, join_chunks
@@ -342,3 +343,14 @@ def test_a_strategy_reading_no_state_sees_cooldowns_begin_and_end(strategy: str)
     assert served(pool, 20) == Counter({"a": 20})
     clock.advance(10)  # the cooldown ends with no write to the store
     assert served(pool, 40)["b"] >= 10
+
+
+def test_a_strategy_that_reads_state_gets_it_current() -> None:
+    class Idlest(RoundRobin):  # a built-in's subclass that reads state says so
+        uses_state = True
+
+        def select(self, candidates: list[Candidate], rng: random.Random) -> Candidate:  # type: ignore[override]
+            return min(candidates, key=lambda c: (c.state.successes, c.position))
+
+    pool = ProviderPool([Fake("a"), Fake("b"), Fake("c")], strategy=Idlest())
+    assert [pool.generate_sync("x").model for _ in range(6)] == ["a", "b", "c", "a", "b", "c"]
