@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from many_streams import bench_many_streams  # noqa: E402  (bench/ is the script's own directory)
+from pool_scale import bench_pool_scale  # noqa: E402
 
 from mirror_providers import set_max_workers  # noqa: E402
 from mirror_providers.anthropic import AnthropicProvider  # noqa: E402
@@ -769,7 +770,7 @@ def table(rows: list[Row]) -> str:
 
 
 BENCHMARKS = ("import", "sequential", "conversation", "hooks", "stream", "first", "pool", "hedge", "redis", "peers",
-              "streams1k")
+              "streams1k", "poolscale")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -811,6 +812,8 @@ def main(argv: list[str] | None = None) -> int:
             rows += bench_peers(port, 20 if quick else 2000, 200 if quick else 10_000, reps)
         if "streams1k" in only:
             rows += bench_many_streams(port, Row, streams=20 if quick else 1000, calls=5 if quick else 100, rounds=reps)
+        if "poolscale" in only:
+            rows += bench_pool_scale(Row, calls=256 if quick else 1024, reps=reps, quick=quick)
     finally:
         proc.terminate()
         proc.wait(10)

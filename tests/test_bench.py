@@ -20,7 +20,7 @@ def test_bench_quick_runs_and_writes_json(tmp_path: Path) -> None:
     for expected in ("import time", "sequential generate_sync: openai", "stream 200 chunks: ollama",
                      "first chunk", "pool of 2", "200-message conversation", "vs urllib3", "vs a raw socket",
                      "FallbackChain", "p99 with hedging", "RedisState", "sequential calls: mirror-providers",
-                     "beside 20 open streams", "RSS per open stream"):
+                     "beside 20 open streams", "RSS per open stream", "ProviderPool of 50, 128 threads"):
         assert expected in names
     assert all(r["ours"] >= 0 and r["baseline"] >= 0 for r in rows)
     assert "benchmark" in proc.stdout and "ratio" in proc.stdout

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from ..errors import ConfigurationError
 from ..request import GenerateRequest
 from .provider import Member, MemberSpec, PoolProvider
+from .state import MemberSnapshot
 from .strategies import Candidate, Strategy, strategy_from_name
 
 __all__ = ["ProviderPool"]
@@ -56,24 +58,58 @@ class ProviderPool(PoolProvider):
             raise ConfigurationError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
         self.max_attempts = max_attempts or min(3, len(self.members))
         self._max_tries = self.max_attempts
+        self._keys = [m.key for m in self.members]
+        self._cache = [Candidate(m.position, m.weight, MemberSnapshot()) for m in self.members]
+        self._kept: tuple[Any, float, tuple[Candidate, ...]] | None = None  # see _rotation
 
     def _plan(self, request: GenerateRequest) -> Iterator[Member]:
-        tried: set[str] = set()
+        left = self.members
         for _ in range(len(self.members)):  # all of them: one over its budget is not a try
-            left = [m for m in self.members if m.key not in tried]
-            if not left:
-                return
             now = self._clock()
-            snaps = self.state.snapshot([m.key for m in left])
-            ready = [m for m in left if snaps[m.key].available(now)]
-            if ready:
-                views = [Candidate(m.position, m.weight, snaps[m.key]) for m in ready]
-                chosen = self.strategy.select(views, self._rng)
-                member = self.members[chosen.position]
+            views = self._rotation(now) if left is self.members and not self.strategy.uses_state else None
+            if not views:
+                snaps = self.state.snapshot(self._keys if left is self.members else [m.key for m in left])
+                views = self._views(left, snaps, now)
+            if views:
+                member = self.members[self.strategy.select(views, self._rng).position]
             else:
                 member = min(left, key=lambda m: snaps[m.key].cooldown_until)
-            tried.add(member.key)
             yield member
+            left = tuple(m for m in left if m is not member)
+            if not left:
+                return
+
+    def _rotation(self, now: float) -> Sequence[Candidate] | None:
+        """The members in rotation, for a strategy that does not read their state, without
+        reading it on every call: kept while the store's ``health_version`` (``InMemoryState``
+        has one) is unchanged and no cooldown seen has ended. None when the store has none."""
+        version = getattr(self.state, "health_version", None)
+        if version is None:
+            return None
+        kept = self._kept
+        if kept is not None and kept[0] == version and now < kept[1]:
+            return kept[2]
+        snaps = self.state.snapshot(self._keys)  # read after the version: a change after it changes it
+        views = tuple(self._views(self.members, snaps, now))
+        back = min((s.cooldown_until for s in snaps.values() if s.cooldown_until > now), default=math.inf)
+        self._kept = (version, back, views)
+        return views
+
+    def _views(self, members: Sequence[Member], snaps: Mapping[str, MemberSnapshot], now: float) -> list[Candidate]:
+        """The candidates: ``members`` in rotation, in pool order. A member's view is kept while
+        its snapshot is the same object (a store publishing immutable snapshots, as
+        ``InMemoryState`` does, changes only the members a call touched), so a selection makes
+        new views for those alone, not for every member."""
+        cache = self._cache
+        views = []
+        for m in members:
+            snap = snaps[m.key]
+            if now >= snap.cooldown_until:
+                view = cache[m.position]
+                if view.state is not snap:
+                    view = cache[m.position] = Candidate(m.position, m.weight, snap)  # a race builds it twice
+                views.append(view)
+        return views
 
 
 def _weighted(spec: MemberSpec, weight: float) -> MemberSpec:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from .._forksafe import lock_for
@@ -29,6 +29,7 @@ from .budget import EPSILON_S, RateBudget, acquire, settle
 __all__ = ["BudgetState", "CooldownPolicy", "InMemoryState", "MemberSnapshot", "MemberState"]
 
 EWMA_ALPHA = 0.3
+EMPTY_BUDGET = (-math.inf, -math.inf)  # both buckets full since ever
 
 
 @dataclass(frozen=True)
@@ -129,80 +130,88 @@ class BudgetState(MemberState, Protocol):
         and ``requests`` (-1: a reserved turn not used); negative gives back."""
 
 
-@dataclass
-class _Record:
-    in_flight: int = 0
-    successes: int = 0
-    failures: int = 0
-    consecutive: int = 0
-    cooldown_until: float = 0.0
-    ewma: float | None = None
-    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
-    last_failure_at: float | None = None
-    budget: tuple[float, float] = (-math.inf, -math.inf)  # when its request and token buckets are full
-
-    def snapshot(self) -> MemberSnapshot:
-        return MemberSnapshot(self.in_flight, self.successes, self.failures, self.consecutive, self.cooldown_until,
-                              self.ewma, tuple(self.latencies), self.last_failure_at)
+FRESH = MemberSnapshot()
 
 
 class InMemoryState:
-    """The default ``MemberState``: a dict and a lock, for the pools of one process."""
+    """The default ``MemberState``, for the pools of one process.
+
+    Each member's state is one immutable ``MemberSnapshot``, replaced whole by a writer (copy on
+    write, under the lock writers share) and read with no lock at all: a pool choosing a member
+    on every call, from many threads, never waits for one, and never copies more than a
+    reference per member. Each member read is as of one write; a read of many members is not
+    one instant across them (it need not be: the state moves on before a strategy's pick lands).
+
+    ``health_version`` grows each time a member's cooldown changes (after the change is
+    published), so a reader may keep what it worked out from the cooldowns it read, having read
+    the version first, while the version is the same and no cooldown it saw has ended.
+    """
 
     def __init__(self) -> None:
         self._lock = lock_for(self)
-        self._records: dict[str, _Record] = {}
+        self._snaps: dict[str, MemberSnapshot] = {}  # replaced per member, never mutated
+        self._latencies: dict[str, deque[float]] = {}  # the window each snapshot's tuple is made from
+        self._budgets: dict[str, tuple[float, float]] = {}  # when its request and token buckets are full
+        self.health_version = 0
 
-    def _get(self, key: str) -> _Record:
-        rec = self._records.get(key)
-        if rec is None:
-            rec = self._records[key] = _Record()
-        return rec
+    def _publish(self, key: str, in_flight: int, successes: int, failures: int, consecutive: int,
+                 cooldown_until: float, ewma: float | None, latencies: tuple[float, ...],
+                 last_failure_at: float | None) -> None:
+        self._snaps[key] = MemberSnapshot(in_flight, successes, failures, consecutive, cooldown_until, ewma,
+                                          latencies, last_failure_at)
+
+    def _in_flight(self, key: str, delta: int) -> None:
+        s = self._snaps.get(key, FRESH)
+        self._publish(key, s.in_flight + delta, s.successes, s.failures, s.consecutive_failures,
+                      s.cooldown_until, s.latency_ewma_s, s.latencies_s, s.last_failure_at)
 
     def begin(self, key: str) -> None:
         with self._lock:
-            self._get(key).in_flight += 1
+            self._in_flight(key, 1)
 
     def success(self, key: str, latency_s: float, now: float) -> None:
         with self._lock:
-            rec = self._get(key)
-            rec.in_flight -= 1
-            rec.successes += 1
-            rec.consecutive = 0
-            rec.cooldown_until = 0.0
-            rec.latencies.append(latency_s)
-            rec.ewma = latency_s if rec.ewma is None else EWMA_ALPHA * latency_s + (1 - EWMA_ALPHA) * rec.ewma
+            s = self._snaps.get(key, FRESH)
+            window = self._latencies.get(key)
+            if window is None:
+                window = self._latencies[key] = deque(maxlen=LATENCY_WINDOW)
+            window.append(latency_s)
+            old = s.latency_ewma_s
+            ewma = latency_s if old is None else EWMA_ALPHA * latency_s + (1 - EWMA_ALPHA) * old
+            self._publish(key, s.in_flight - 1, s.successes + 1, s.failures, 0, 0.0, ewma, tuple(window),
+                          s.last_failure_at)
+            if s.cooldown_until:
+                self.health_version += 1
 
     def failure(self, key: str, now: float) -> int:
         with self._lock:
-            rec = self._get(key)
-            rec.in_flight -= 1
-            rec.failures += 1
-            rec.consecutive += 1
-            rec.last_failure_at = now
-            return rec.consecutive
+            s = self._snaps.get(key, FRESH)
+            self._publish(key, s.in_flight - 1, s.successes, s.failures + 1, s.consecutive_failures + 1,
+                          s.cooldown_until, s.latency_ewma_s, s.latencies_s, now)
+            return s.consecutive_failures + 1
 
     def cool_down(self, key: str, until: float) -> None:
         with self._lock:
-            rec = self._get(key)
-            rec.cooldown_until = max(rec.cooldown_until, until)
+            s = self._snaps.get(key, FRESH)
+            if until > s.cooldown_until:  # a later cooldown already set stays
+                self._publish(key, s.in_flight, s.successes, s.failures, s.consecutive_failures, until,
+                              s.latency_ewma_s, s.latencies_s, s.last_failure_at)
+                self.health_version += 1
 
     def release(self, key: str) -> None:
         with self._lock:
-            self._get(key).in_flight -= 1
+            self._in_flight(key, -1)
 
     def acquire(self, key: str, budget: RateBudget, tokens: int, now: float,
                 max_wait: float = 0.0) -> tuple[bool, float]:
         with self._lock:
-            rec = self._get(key)
-            rec.budget, wait = acquire(rec.budget, now, budget, tokens, max_wait)
+            self._budgets[key], wait = acquire(self._budgets.get(key, EMPTY_BUDGET), now, budget, tokens, max_wait)
             return wait <= max_wait + EPSILON_S, wait
 
     def settle(self, key: str, budget: RateBudget, tokens: int, now: float, requests: int = 0) -> None:
         with self._lock:
-            rec = self._get(key)
-            rec.budget = settle(rec.budget, now, budget, tokens, requests)
+            self._budgets[key] = settle(self._budgets.get(key, EMPTY_BUDGET), now, budget, tokens, requests)
 
     def snapshot(self, keys: Sequence[str]) -> dict[str, MemberSnapshot]:
-        with self._lock:
-            return {key: rec.snapshot() if (rec := self._records.get(key)) else MemberSnapshot() for key in keys}
+        snaps = self._snaps  # no lock: each value is immutable, and a dict read is atomic
+        return {key: snaps.get(key, FRESH) for key in keys}

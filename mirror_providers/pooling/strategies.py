@@ -7,6 +7,7 @@ subclassing ``Strategy``; pass an instance, or a built-in's name, to ``ProviderP
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,9 +36,16 @@ class Candidate:
 
 
 class Strategy:
-    """Picks one of the candidates (never an empty list)."""
+    """Picks one of the candidates (never an empty list).
+
+    A strategy that picks by position and weight alone sets ``uses_state = False``: a pool may
+    then hand it candidates whose ``state`` is not current (the members in rotation are), and
+    skip reading every member's state on each call. A subclass of one of those that reads
+    ``state`` sets ``uses_state = True`` again.
+    """
 
     name = "custom"
+    uses_state = True
 
     def check(self, weights: Sequence[float]) -> None:
         """Refuse (``ConfigurationError``) a pool whose member weights this strategy cannot use;
@@ -48,15 +56,33 @@ class Strategy:
 
 
 class RoundRobin(Strategy):
-    """Members in turn, in pool order, skipping those out of rotation."""
+    """Members in turn, in pool order, skipping those out of rotation.
+
+    While every member is in rotation, a call's turn is a ticket from an ``itertools.count``
+    (taking one is atomic under the GIL): no lock, and threads get the members exactly in turn.
+    With members out, the turn goes to the first in rotation after the last one chosen, found
+    under a lock.
+    """
 
     name = "round_robin"
+    uses_state = False
 
     def __init__(self) -> None:
-        self._next = 0
+        self._tickets = itertools.count()
+        self._size = 0  # the pool's members, told by check()
+        self._next = 0  # the position after the last one chosen
         self._lock = lock_for(self)
 
+    def check(self, weights: Sequence[float]) -> None:
+        self._size = len(weights)
+
     def select(self, candidates: Sequence[Candidate], rng: random.Random) -> Candidate:
+        if len(candidates) == self._size:
+            turn = next(self._tickets) % self._size
+            chosen = candidates[turn]
+            if chosen.position == turn:  # candidates in pool order, as a pool gives them
+                self._next = turn + 1  # one store: where the turn goes on once members drop out
+                return chosen
         with self._lock:
             # The first candidate at or after the cursor, cyclically by pool position.
             after = [c for c in candidates if c.position >= self._next]
@@ -69,6 +95,7 @@ class Random(Strategy):
     """Uniformly at random."""
 
     name = "random"
+    uses_state = False
 
     def select(self, candidates: Sequence[Candidate], rng: random.Random) -> Candidate:
         return rng.choice(list(candidates))
@@ -79,6 +106,7 @@ class Weighted(Strategy):
     rotation weighs 0 (a zero weight means "only when the others are out")."""
 
     name = "weighted"
+    uses_state = False
 
     def check(self, weights: Sequence[float]) -> None:
         if not any(weights):
@@ -97,8 +125,9 @@ class LeastLoaded(Strategy):
     name = "least_loaded"
 
     def select(self, candidates: Sequence[Candidate], rng: random.Random) -> Candidate:
-        low = min(c.state.in_flight for c in candidates)
-        return rng.choice([c for c in candidates if c.state.in_flight == low])
+        loads = [c.state.in_flight for c in candidates]
+        low = min(loads)
+        return rng.choice([c for c, load in zip(candidates, loads, strict=True) if load == low])
 
 
 class LowestLatency(Strategy):

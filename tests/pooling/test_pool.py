@@ -23,6 +23,7 @@ from mirror_providers.pooling import (
     InMemoryState,
     LowestLatency,
     ProviderPool,
+    RoundRobin,
     Strategy,
 )
 from mirror_providers.types import GenerationResult, join_chunks
@@ -275,3 +276,81 @@ def test_configuration_errors() -> None:
         ProviderPool([Fake("a")], max_attempts=0)
     with pytest.raises(ConfigurationError, match="weight"):
         ProviderPool([(Fake("a"), -1)])
+
+
+@pytest.mark.parametrize("strategy", ["round_robin", "random", "weighted", "least_loaded", "latency"])
+def test_selection_under_threads_never_picks_a_member_in_cooldown(strategy: str) -> None:
+    steady, flipping, down = [Fake("a"), Fake("b")], [Fake("c"), Fake("d")], Fake("e")
+    pool = ProviderPool([*steady, *flipping, down], strategy=strategy, seed=3)
+    state, keys = pool.state, [m.key for m in pool.members]
+    state.cool_down(keys[4], 1e12)  # out of rotation for the whole test
+    running = threading.Event()
+    running.set()
+
+    def flip() -> None:  # c and d in and out of cooldown as fast as the store takes it
+        while running.is_set():
+            for key in keys[2:4]:
+                state.cool_down(key, 1e12)
+            for key in keys[2:4]:
+                state.begin(key)
+                state.success(key, 0.001, 0.0)  # a success ends a cooldown
+
+    flipper = threading.Thread(target=flip)
+    flipper.start()
+    try:
+        with ThreadPoolExecutor(32) as ex:
+            answers = list(ex.map(lambda i: pool.generate_sync(f"q{i}").model, range(32 * 40)))
+    finally:
+        running.clear()
+        flipper.join()
+    assert down.calls == [] and "e" not in answers
+    assert len(answers) == 32 * 40 and set(answers) <= {"a", "b", "c", "d"}
+    stats = pool.get_stats()
+    assert [m.in_flight for m in stats.members] == [0] * 5
+    assert sum(len(m.calls) for m in (*steady, *flipping)) == 32 * 40
+
+
+def test_round_robin_is_exact_under_threads() -> None:
+    members = [Fake(n) for n in "abcd"]
+    pool = ProviderPool(members, strategy="round_robin")
+    with ThreadPoolExecutor(32) as ex:
+        list(ex.map(lambda i: pool.generate_sync(f"q{i}"), range(32 * 40)))
+    assert [len(m.calls) for m in members] == [32 * 10] * 4
+
+
+def test_a_members_candidate_is_kept_while_its_state_is_unchanged() -> None:
+    seen: list[list[Candidate]] = []
+
+    class First(Strategy):
+        def select(self, candidates: list[Candidate], rng: random.Random) -> Candidate:  # type: ignore[override]
+            seen.append(list(candidates))
+            return candidates[0]
+
+    pool = ProviderPool([Fake("a"), Fake("b"), Fake("c")], strategy=First())
+    pool.generate_sync("x")
+    pool.generate_sync("y")
+    first, second = seen
+    assert first[0] is not second[0] and first[0].state.successes + 1 == second[0].state.successes  # a was used
+    assert first[1] is second[1] and first[2] is second[2]  # b and c untouched: the same views
+
+
+@pytest.mark.parametrize("strategy", ["round_robin", "random", "weighted"])
+def test_a_strategy_reading_no_state_sees_cooldowns_begin_and_end(strategy: str) -> None:
+    clock = Clock()
+    pool = ProviderPool([Fake("a"), Fake("b")], strategy=strategy, clock=clock, seed=1)
+    served(pool, 4)
+    pool.state.cool_down(pool.members[1].key, clock() + 10)  # as another pool sharing the store would
+    assert served(pool, 20) == Counter({"a": 20})
+    clock.advance(10)  # the cooldown ends with no write to the store
+    assert served(pool, 40)["b"] >= 10
+
+
+def test_a_strategy_that_reads_state_gets_it_current() -> None:
+    class Idlest(RoundRobin):  # a built-in's subclass that reads state says so
+        uses_state = True
+
+        def select(self, candidates: list[Candidate], rng: random.Random) -> Candidate:  # type: ignore[override]
+            return min(candidates, key=lambda c: (c.state.successes, c.position))
+
+    pool = ProviderPool([Fake("a"), Fake("b"), Fake("c")], strategy=Idlest())
+    assert [pool.generate_sync("x").model for _ in range(6)] == ["a", "b", "c", "a", "b", "c"]

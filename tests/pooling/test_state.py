@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
+from mirror_providers._stats import LATENCY_WINDOW
 from mirror_providers.errors import AllProvidersFailedError, ConfigurationError, RateLimitError, ServerError
 from mirror_providers.openai import OpenAIProvider
 from mirror_providers.pooling import (
@@ -207,3 +208,56 @@ def test_zero_weights_left_in_rotation_are_chosen_uniformly() -> None:
         pool.generate_sync("x")  # heavy is picked (the only weight), fails, cools down
     served = {pool.generate_sync("x").model for _ in range(40)}
     assert served == {"z1", "z2"}
+
+
+def test_in_memory_snapshots_are_published_whole_and_kept_until_a_write() -> None:
+    store = InMemoryState()
+    first = store.snapshot(["a", "b"])
+    assert first == {"a": MemberSnapshot(), "b": MemberSnapshot()}
+    store.begin("a")
+    store.success("a", 0.5, 10.0)
+    mid = store.snapshot(["a", "b"])
+    assert mid["a"] == MemberSnapshot(successes=1, latency_ewma_s=0.5, latencies_s=(0.5,))
+    assert first["a"] == MemberSnapshot()  # a snapshot taken before is not changed by the write
+    again = store.snapshot(["a"])
+    assert again["a"] is mid["a"]  # no write, no copy: the same object
+    store.begin("b")
+    assert store.snapshot(["a"])["a"] is mid["a"]  # a write to another member leaves it alone
+    store.cool_down("a", 50.0)
+    store.cool_down("a", 20.0)  # an earlier end does not shorten it
+    assert store.snapshot(["a"])["a"].cooldown_until == 50.0
+
+
+def test_in_memory_latency_window_is_bounded() -> None:
+    store = InMemoryState()
+    for i in range(LATENCY_WINDOW + 5):
+        store.begin("a")
+        store.success("a", float(i), 1.0)
+    latencies = store.snapshot(["a"])["a"].latencies_s
+    assert len(latencies) == LATENCY_WINDOW and latencies[-1] == LATENCY_WINDOW + 4 and latencies[0] == 5
+
+
+def test_in_memory_counts_stay_exact_under_threads() -> None:
+    store = InMemoryState()
+    start = threading.Barrier(32)
+
+    def work(i: int) -> None:
+        start.wait()
+        key = "ab"[i % 2]
+        for _ in range(200):
+            store.begin(key)
+            store.snapshot(["a", "b"])
+            if i % 4 == 3:
+                store.failure(key, 1.0)
+            else:
+                store.success(key, 0.01, 1.0)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    snaps = store.snapshot(["a", "b"])
+    assert [s.in_flight for s in snaps.values()] == [0, 0]
+    assert snaps["a"].successes == 16 * 200 and snaps["a"].failures == 0
+    assert snaps["b"].successes == 8 * 200 and snaps["b"].failures == 8 * 200
