@@ -501,20 +501,17 @@ def _read_capped(resp: requests.Response, request: HttpRequest, expiry: _Expiry 
     return b"".join(parts)[:cap]
 
 
-def _iter_decoded(resp: requests.Response, request: HttpRequest, expiry: _Expiry | None,
-                  limit: int | None, what: str, wire_limit: int | None = None,
-                  release: Callable[[], None] | None = None) -> Generator[bytes, None, None]:
-    """Yield the body's bytes, decompressed, as soon as any arrive, at most ``STREAM_READ_SIZE``
-    at a time.
+def _past_wire_limit(what: str, request: HttpRequest, wire_limit: int) -> ResponseTooLargeError:
+    return ResponseTooLargeError(f"{what} from {_origin(request.url)} passed Limits.max_body_bytes={wire_limit}")
 
-    The deliberate choice of reads: a chunked body (what streaming servers send) is read one
-    HTTP chunk at a time with urllib3's ``read_chunked``, which yields each chunk as soon as it is
-    complete (and splits a huge one); any other body goes through ``read1``, which returns
-    whatever is available, where ``iter_content(chunk_size=None)`` would read a body without
-    chunked encoding to EOF first. gzip and deflate are undone here, ``STREAM_READ_SIZE`` of
-    output at a time, so a small bomb never inflates in one piece; ``limit`` caps the decoded
-    bytes and ``wire_limit`` the received ones.
-    """
+
+def _past_limit(what: str, request: HttpRequest, limit: int) -> ResponseTooLargeError:
+    return ResponseTooLargeError(f"{what} from {_origin(request.url)} decodes to more than {limit} bytes (Limits)")
+
+
+def _pieces(resp: requests.Response) -> tuple[Iterable[bytes], Callable[[bytes], Iterator[bytes]] | None]:
+    """How ``_iter_decoded`` reads ``resp``: its pieces as they arrive, and the decompressor to
+    run them through (None: urllib3 decodes them, or nothing needs to)."""
     import urllib3.response
 
     raw = resp.raw
@@ -533,18 +530,44 @@ def _iter_decoded(resp: requests.Response, request: HttpRequest, expiry: _Expiry
             pieces = iter(functools.partial(raw.read1, STREAM_READ_SIZE, decode_content=decode), b"")
     else:  # a stand-in such as vcrpy's replay stub, whose body is already decoded
         pieces = iter(functools.partial(raw.read1, STREAM_READ_SIZE), b"")
+    return pieces, inflate
+
+
+def _iter_decoded(resp: requests.Response, request: HttpRequest, expiry: _Expiry | None,
+                  limit: int | None, what: str, wire_limit: int | None = None,
+                  release: Callable[[], None] | None = None) -> Generator[bytes, None, None]:
+    """Yield the body's bytes, decompressed, as soon as any arrive, at most ``STREAM_READ_SIZE``
+    at a time.
+
+    The deliberate choice of reads: a chunked body (what streaming servers send) is read one
+    HTTP chunk at a time with urllib3's ``read_chunked``, which yields each chunk as soon as it is
+    complete (and splits a huge one); any other body goes through ``read1``, which returns
+    whatever is available, where ``iter_content(chunk_size=None)`` would read a body without
+    chunked encoding to EOF first. gzip and deflate are undone here, ``STREAM_READ_SIZE`` of
+    output at a time, so a small bomb never inflates in one piece; ``limit`` caps the decoded
+    bytes and ``wire_limit`` the received ones.
+    """
+    raw = resp.raw
+    pieces, inflate = _pieces(resp)
     received = decoded = 0
     try:
+        if inflate is None:  # the usual case, each piece as it came (decoded is received): one loop
+            for piece in pieces:
+                received += len(piece)
+                if wire_limit is not None and received > wire_limit:
+                    raise _past_wire_limit(what, request, wire_limit)
+                if limit is not None and received > limit:
+                    raise _past_limit(what, request, limit)
+                yield piece
+            pieces = ()
         for piece in pieces:
             received += len(piece)
             if wire_limit is not None and received > wire_limit:
-                raise ResponseTooLargeError(f"{what} from {_origin(request.url)} passed "
-                                            f"Limits.max_body_bytes={wire_limit}")
+                raise _past_wire_limit(what, request, wire_limit)
             for out in (inflate(piece) if inflate is not None else (piece,)):
                 decoded += len(out)
                 if limit is not None and decoded > limit:
-                    raise ResponseTooLargeError(f"{what} from {_origin(request.url)} decodes to more than "
-                                                f"{limit} bytes (Limits)")
+                    raise _past_limit(what, request, limit)
                 yield out
         if inflate is not None:
             yield from inflate(b"")  # anything the decompressor still holds
