@@ -60,7 +60,7 @@ class ProviderPool(PoolProvider):
         self._max_tries = self.max_attempts
         self._keys = [m.key for m in self.members]
         self._cache = [Candidate(m.position, m.weight, MemberSnapshot()) for m in self.members]
-        self._kept: tuple[Any, float, tuple[Candidate, ...]] | None = None  # see _rotation
+        self._kept: tuple[Any, float, float, tuple[Candidate, ...]] | None = None  # see _rotation
 
     def _plan(self, request: GenerateRequest) -> Iterator[Member]:
         left = self.members
@@ -82,17 +82,21 @@ class ProviderPool(PoolProvider):
     def _rotation(self, now: float) -> Sequence[Candidate] | None:
         """The members in rotation, for a strategy that does not read their state, without
         reading it on every call: kept while the store's ``health_version`` (``InMemoryState``
-        has one) is unchanged and no cooldown seen has ended. None when the store has none."""
+        has one) is unchanged and the clock is where the same cooldowns are over and the same
+        still running (none seen has ended, and none seen over has begun again: a clock read
+        before another thread's, or an injected clock set back). None when the store has none."""
         version = getattr(self.state, "health_version", None)
         if version is None:
             return None
         kept = self._kept
-        if kept is not None and kept[0] == version and now < kept[1]:
-            return kept[2]
+        if kept is not None and kept[0] == version and kept[1] <= now < kept[2]:
+            return kept[3]
         snaps = self.state.snapshot(self._keys)  # read after the version: a change after it changes it
         views = tuple(self._views(self.members, snaps, now))
-        back = min((s.cooldown_until for s in snaps.values() if s.cooldown_until > now), default=math.inf)
-        self._kept = (version, back, views)
+        ends = [s.cooldown_until for s in snaps.values()]
+        over = max((t for t in ends if t <= now), default=-math.inf)
+        back = min((t for t in ends if t > now), default=math.inf)
+        self._kept = (version, over, back, views)
         return views
 
     def _views(self, members: Sequence[Member], snaps: Mapping[str, MemberSnapshot], now: float) -> list[Candidate]:

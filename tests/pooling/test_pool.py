@@ -345,6 +345,22 @@ def test_a_strategy_reading_no_state_sees_cooldowns_begin_and_end(strategy: str)
     assert served(pool, 40)["b"] >= 10
 
 
+
+@pytest.mark.parametrize("strategy", ["round_robin", "random", "weighted"])
+def test_a_strategy_reading_no_state_sees_a_cooldown_again_when_the_clock_goes_back(strategy: str) -> None:
+    # The members in rotation were kept from a read at a later clock (an injected clock set back,
+    # or a thread whose clock read came before another's): b's cooldown, over then, is not at now.
+    clock = Clock()
+    b = Fake("b", fail=err(ServerError))  # fails with no new cooldown: its old one stays recorded
+    pool = ProviderPool([Fake("a"), b], strategy=strategy, clock=clock, seed=1, failure_threshold=1000)
+    pool.state.cool_down(pool.members[1].key, clock() + 10)
+    clock.advance(20)
+    assert served(pool, 20) == Counter({"a": 20}) and b.calls  # b back in rotation: tried, failed over
+    tried = len(b.calls)
+    clock.advance(-15)  # before the end of b's cooldown
+    assert served(pool, 20) == Counter({"a": 20}) and len(b.calls) == tried
+
+
 def test_a_strategy_that_reads_state_gets_it_current() -> None:
     class Idlest(RoundRobin):  # a built-in's subclass that reads state says so
         uses_state = True
