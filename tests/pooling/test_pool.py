@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import threading
 from collections import Counter
@@ -370,3 +371,37 @@ def test_a_strategy_that_reads_state_gets_it_current() -> None:
 
     pool = ProviderPool([Fake("a"), Fake("b"), Fake("c")], strategy=Idlest())
     assert [pool.generate_sync("x").model for _ in range(6)] == ["a", "b", "c", "a", "b", "c"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_does_not_keep_members_in_rotation_from_before_a_cooldown_it_inherited() -> None:
+    # A fork while another thread cools a member down: the child has the new cooldown but not
+    # the health_version grown after it, and must not go on with the rotation kept before.
+    published, resume = threading.Event(), threading.Event()
+
+    class Paused(InMemoryState):  # the writer stopped between its publish and the version's growth
+        def _publish(self, key: str, *args: float | tuple[float, ...] | None) -> None:
+            super()._publish(key, *args)  # type: ignore[arg-type]
+            if key == pool.members[1].key and self._snaps[key].cooldown_until and not published.is_set():
+                published.set()
+                resume.wait(10)
+
+    b = Fake("b")
+    pool = ProviderPool([Fake("a"), b], strategy="round_robin", state=Paused())
+    served(pool, 2)  # the rotation kept: a and b
+    writer = threading.Thread(target=pool.state.cool_down, args=(pool.members[1].key, 1e12))
+    writer.start()
+    assert published.wait(10)
+    pid = os.fork()
+    if pid == 0:  # the child: b is in cooldown here
+        code = 1
+        try:
+            before = len(b.calls)
+            code = 0 if served(pool, 6) == Counter({"a": 6}) and len(b.calls) == before else 2
+        finally:
+            os._exit(code)
+    resume.set()
+    writer.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
