@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import signal
 import threading
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -405,3 +406,38 @@ def test_a_forked_child_does_not_keep_members_in_rotation_from_before_a_cooldown
     writer.join()
     _, status = os.waitpid(pid, 0)
     assert os.WEXITSTATUS(status) == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_counts_its_hedges_though_a_thread_counted_one_at_the_fork() -> None:
+    released = threading.Event()
+
+    def after_b() -> None:  # a answers once the hedge has asked b
+        released.wait(10)
+
+    a, b = Fake("a", on_call=after_b), Fake("b", on_call=released.set)
+    pool = ProviderPool([a, b], strategy="round_robin", hedge_after_s=0.001)
+    counting, done = threading.Event(), threading.Event()
+
+    def count() -> None:  # a hedge being counted in another thread when the process forks
+        with pool._hedges._lock:
+            counting.set()
+            done.wait(10)
+
+    counter = threading.Thread(target=count)
+    counter.start()
+    assert counting.wait(10)
+    pid = os.fork()
+    if pid == 0:  # the child: its hedged call must not wait forever for the count's lock
+        code = 1
+        try:
+            signal.alarm(10)
+            pool.generate_sync("x")
+            code = 0 if pool.get_stats().hedges == 1 else 2
+        finally:
+            os._exit(code)
+    done.set()
+    counter.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
