@@ -441,3 +441,25 @@ def test_a_forked_child_counts_its_hedges_though_a_thread_counted_one_at_the_for
     counter.join()
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+@pytest.mark.parametrize("seed", [None, 7])
+def test_a_forked_childs_random_choices_are_its_own_unless_the_pool_is_seeded(seed: int | None) -> None:
+    # Workers forked from one process (a pre-fork server) must not all pick the same members in turn.
+    pool = ProviderPool([Fake(n) for n in "abcdefgh"], strategy="random", seed=seed)
+    read, write = os.pipe()
+    pid = os.fork()
+    picks = "".join(pool.generate_sync("x").model for _ in range(16))
+    if pid == 0:
+        try:
+            os.write(write, picks.encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    with os.fdopen(read) as got:
+        childs = got.read()
+    assert os.WIFEXITED(status) and len(childs) == 16
+    assert (childs == picks) is (seed is not None)  # 16 picks of 8 alike by chance: 8**-16
