@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from ..errors import ConfigurationError
 from ..request import GenerateRequest
 from .provider import Member, MemberSpec, PoolProvider
-from .state import MemberSnapshot
+from .state import InMemoryState, MemberSnapshot
 from .strategies import Candidate, Strategy, strategy_from_name
 
 __all__ = ["ProviderPool"]
@@ -84,14 +84,17 @@ class ProviderPool(PoolProvider):
         reading it on every call: kept while the store's ``health_version`` (``InMemoryState``
         has one) is unchanged and the clock is where the same cooldowns are over and the same
         still running (none seen has ended, and none seen over has begun again: a clock read
-        before another thread's, or an injected clock set back). None when the store has none."""
-        version = getattr(self.state, "health_version", None)
-        if version is None:
+        before another thread's, or an injected clock set back). None when the store has none,
+        or is made from ``InMemoryState`` with a ``snapshot`` of its own (what that adds, the
+        version does not see)."""
+        state = self.state
+        version = getattr(state, "health_version", None)
+        if version is None or (isinstance(state, InMemoryState) and type(state).snapshot is not InMemoryState.snapshot):
             return None
         kept = self._kept
         if kept is not None and kept[0] == version and kept[1] <= now < kept[2]:
             return kept[3]
-        snaps = self.state.snapshot(self._keys)  # read after the version: a change after it changes it
+        snaps = state.snapshot(self._keys)  # read after the version: a change after it changes it
         views = tuple(self._views(self.members, snaps, now))
         ends = [s.cooldown_until for s in snaps.values()]
         over = max((t for t in ends if t <= now), default=-math.inf)

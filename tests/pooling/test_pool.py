@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import random
 import signal
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
@@ -28,6 +30,7 @@ from mirror_providers.pooling import (
     RoundRobin,
     Strategy,
 )
+from mirror_providers.pooling.state import MemberSnapshot
 from mirror_providers.types import GenerationResult, join_chunks
 
 from ..fakes import Clock, Fake, err
@@ -362,6 +365,25 @@ def test_a_strategy_reading_no_state_sees_a_cooldown_again_when_the_clock_goes_b
     clock.advance(-15)  # before the end of b's cooldown
     assert served(pool, 20) == Counter({"a": 20}) and len(b.calls) == tried
 
+
+
+@pytest.mark.parametrize("strategy", ["round_robin", "random", "weighted"])
+def test_a_strategy_reading_no_state_sees_what_a_subclassed_stores_snapshot_adds(strategy: str) -> None:
+    # A store made from InMemoryState whose snapshot() adds what it learns elsewhere (another
+    # process's cooldowns, say) has InMemoryState's health_version, which never sees those.
+    elsewhere: dict[str, float] = {}
+
+    class Overlaid(InMemoryState):
+        def snapshot(self, keys: Sequence[str]) -> dict[str, MemberSnapshot]:
+            snaps = super().snapshot(keys)
+            return {k: dataclasses.replace(s, cooldown_until=max(s.cooldown_until, elsewhere.get(k, 0.0)))
+                    for k, s in snaps.items()}
+
+    clock = Clock()
+    pool = ProviderPool([Fake("a"), Fake("b")], strategy=strategy, clock=clock, seed=1, state=Overlaid())
+    assert served(pool, 20)["b"] >= 5
+    elsewhere[pool.members[1].key] = clock() + 10
+    assert served(pool, 20) == Counter({"a": 20})
 
 def test_a_strategy_that_reads_state_gets_it_current() -> None:
     class Idlest(RoundRobin):  # a built-in's subclass that reads state says so
