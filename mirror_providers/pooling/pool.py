@@ -61,6 +61,7 @@ class ProviderPool(PoolProvider):
         self._keys = [m.key for m in self.members]
         self._cache = [Candidate(m.position, m.weight, MemberSnapshot()) for m in self.members]
         self._kept: tuple[Any, float, float, tuple[Candidate, ...]] | None = None  # see _rotation
+        self._trusted: tuple[object, bool] = (None, False)  # the store _rotation last saw; its version trusted?
 
     def _plan(self, request: GenerateRequest) -> Iterator[Member]:
         left = self.members
@@ -87,10 +88,13 @@ class ProviderPool(PoolProvider):
         before another thread's, or an injected clock set back). None when the store has none,
         or is made from ``InMemoryState`` with a ``snapshot`` of its own (what that adds, the
         version does not see)."""
-        state = self.state
-        version = getattr(state, "health_version", None)
-        if version is None or (isinstance(state, InMemoryState) and type(state).snapshot is not InMemoryState.snapshot):
+        state, trusted = self.state, self._trusted
+        if trusted[0] is not state:  # worked out once per store (and again for one put in its place)
+            trusted = self._trusted = (state, _versioned(state))
+            self._kept = None
+        if not trusted[1]:
             return None
+        version = state.health_version  # type: ignore[attr-defined]
         kept = self._kept
         if kept is not None and kept[0] == version and kept[1] <= now < kept[2]:
             return kept[3]
@@ -117,6 +121,15 @@ class ProviderPool(PoolProvider):
                     view = cache[m.position] = Candidate(m.position, m.weight, snap)  # a race builds it twice
                 views.append(view)
         return views
+
+
+def _versioned(state: object) -> bool:
+    """Does ``state``'s ``health_version`` grow with every change of what its ``snapshot`` says
+    of cooldowns? A store's own, yes; one made from ``InMemoryState`` with a ``snapshot`` of its
+    own inherits a version that does not see what that adds."""
+    if getattr(state, "health_version", None) is None:
+        return False
+    return not isinstance(state, InMemoryState) or type(state).snapshot is InMemoryState.snapshot
 
 
 def _weighted(spec: MemberSpec, weight: float) -> MemberSpec:
