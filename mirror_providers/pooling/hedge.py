@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._call import CallScope, current_call
+from .._forksafe import lock_for
 from .._stats import percentiles
 from .._timers import call_at
 from ..errors import AllProvidersFailedError, ConfigurationError, ProviderError
@@ -68,7 +69,7 @@ class HedgeCounts:
     """How many hedges a pool started, and how many of them answered first (thread-safe)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = lock_for(self)  # a pool's, for its life: free again in a forked child
         self.fired = 0
         self.wins = 0
 

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from ..errors import ConfigurationError
 from ..request import GenerateRequest
 from .provider import Member, MemberSpec, PoolProvider
-from .state import MemberSnapshot
+from .state import InMemoryState, MemberSnapshot
 from .strategies import Candidate, Strategy, strategy_from_name
 
 __all__ = ["ProviderPool"]
@@ -60,7 +60,8 @@ class ProviderPool(PoolProvider):
         self._max_tries = self.max_attempts
         self._keys = [m.key for m in self.members]
         self._cache = [Candidate(m.position, m.weight, MemberSnapshot()) for m in self.members]
-        self._kept: tuple[Any, float, tuple[Candidate, ...]] | None = None  # see _rotation
+        self._kept: tuple[Any, float, float, tuple[Candidate, ...]] | None = None  # see _rotation
+        self._trusted: tuple[object, bool] = (None, False)  # the store _rotation last saw; its version trusted?
 
     def _plan(self, request: GenerateRequest) -> Iterator[Member]:
         left = self.members
@@ -82,17 +83,27 @@ class ProviderPool(PoolProvider):
     def _rotation(self, now: float) -> Sequence[Candidate] | None:
         """The members in rotation, for a strategy that does not read their state, without
         reading it on every call: kept while the store's ``health_version`` (``InMemoryState``
-        has one) is unchanged and no cooldown seen has ended. None when the store has none."""
-        version = getattr(self.state, "health_version", None)
-        if version is None:
+        has one) is unchanged and the clock is where the same cooldowns are over and the same
+        still running (none seen has ended, and none seen over has begun again: a clock read
+        before another thread's, or an injected clock set back). None when the store has none,
+        or is made from ``InMemoryState`` with a ``snapshot`` of its own (what that adds, the
+        version does not see)."""
+        state, trusted = self.state, self._trusted
+        if trusted[0] is not state:  # worked out once per store (and again for one put in its place)
+            trusted = self._trusted = (state, _versioned(state))
+            self._kept = None
+        if not trusted[1]:
             return None
+        version = state.health_version  # type: ignore[attr-defined]
         kept = self._kept
-        if kept is not None and kept[0] == version and now < kept[1]:
-            return kept[2]
-        snaps = self.state.snapshot(self._keys)  # read after the version: a change after it changes it
+        if kept is not None and kept[0] == version and kept[1] <= now < kept[2]:
+            return kept[3]
+        snaps = state.snapshot(self._keys)  # read after the version: a change after it changes it
         views = tuple(self._views(self.members, snaps, now))
-        back = min((s.cooldown_until for s in snaps.values() if s.cooldown_until > now), default=math.inf)
-        self._kept = (version, back, views)
+        ends = [s.cooldown_until for s in snaps.values()]
+        over = max((t for t in ends if t <= now), default=-math.inf)
+        back = min((t for t in ends if t > now), default=math.inf)
+        self._kept = (version, over, back, views)
         return views
 
     def _views(self, members: Sequence[Member], snaps: Mapping[str, MemberSnapshot], now: float) -> list[Candidate]:
@@ -110,6 +121,15 @@ class ProviderPool(PoolProvider):
                     view = cache[m.position] = Candidate(m.position, m.weight, snap)  # a race builds it twice
                 views.append(view)
         return views
+
+
+def _versioned(state: object) -> bool:
+    """Does ``state``'s ``health_version`` grow with every change of what its ``snapshot`` says
+    of cooldowns? A store's own, yes; one made from ``InMemoryState`` with a ``snapshot`` of its
+    own inherits a version that does not see what that adds."""
+    if getattr(state, "health_version", None) is None:
+        return False
+    return not isinstance(state, InMemoryState) or type(state).snapshot is InMemoryState.snapshot
 
 
 def _weighted(spec: MemberSpec, weight: float) -> MemberSpec:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import os
 import random
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -61,6 +63,7 @@ Got = TypeVar("Got")
 MAX_BUDGET_WAIT_S = 7 * 24 * 3600.0  # the longest a call without a deadline waits for a member's budget
 MAX_STEER_S = 300.0  # the longest a member is kept out of rotation on its rate-limit headers alone
 MAX_SESSIONS = 10_000  # sessions a pool remembers the member of, the least recently used dropped
+_unseeded: weakref.WeakSet[PoolProvider] = weakref.WeakSet()  # pools whose choices a forked child reseeds
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,8 @@ class PoolProvider(Provider):
                                      f"(see BudgetState)")
         self._clock = clock
         self._rng = random.Random(seed)
+        if seed is None:  # a forked child's choices are its own, not its parent's over again
+            _unseeded.add(self)
         self.fallback_on = check_fallback_on(fallback_on)
         self.first_chunk_timeout_s = _checked_bound(first_chunk_timeout_s, "first_chunk_timeout_s")
         self.hedge_after_s = check_hedge_after(hedge_after_s)
@@ -757,3 +762,12 @@ class PoolProvider(Provider):
         members = tuple(self._member_stats(m, snaps[m.key], now) for m in self.members)
         return dataclasses.replace(super().get_stats(), members=members, hedges=self._hedges.fired,
                                    hedges_won=self._hedges.wins)
+
+
+def _reseed_in_child() -> None:
+    for pool in list(_unseeded):
+        pool._rng.seed()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_reseed_in_child)

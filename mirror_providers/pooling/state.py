@@ -15,6 +15,8 @@ circuit, one more failure opens it again.
 from __future__ import annotations
 
 import math
+import os
+import weakref
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -131,6 +133,12 @@ class BudgetState(MemberState, Protocol):
 
 
 FRESH = MemberSnapshot()
+_states: weakref.WeakSet[InMemoryState] = weakref.WeakSet()
+
+
+def _new_versions_in_child() -> None:
+    for state in list(_states):
+        state.health_version += 1
 
 
 class InMemoryState:
@@ -144,10 +152,13 @@ class InMemoryState:
 
     ``health_version`` grows each time a member's cooldown changes (after the change is
     published), so a reader may keep what it worked out from the cooldowns it read, having read
-    the version first, while the version is the same and no cooldown it saw has ended.
+    the version first, while the version is the same and no cooldown it saw has ended. A forked
+    child's version grows at the fork: one between another thread's publish and its growth of the
+    version would leave the child with the cooldown, and the version its reader kept.
     """
 
     def __init__(self) -> None:
+        _states.add(self)
         self._lock = lock_for(self)
         self._snaps: dict[str, MemberSnapshot] = {}  # replaced per member, never mutated
         self._latencies: dict[str, deque[float]] = {}  # the window each snapshot's tuple is made from
@@ -215,3 +226,7 @@ class InMemoryState:
     def snapshot(self, keys: Sequence[str]) -> dict[str, MemberSnapshot]:
         snaps = self._snaps  # no lock: each value is immutable, and a dict read is atomic
         return {key: snaps.get(key, FRESH) for key in keys}
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_new_versions_in_child)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
 import random
+import signal
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
@@ -26,6 +30,7 @@ from mirror_providers.pooling import (
     RoundRobin,
     Strategy,
 )
+from mirror_providers.pooling.state import MemberSnapshot
 from mirror_providers.types import GenerationResult, join_chunks
 
 from ..fakes import Clock, Fake, err
@@ -345,6 +350,41 @@ def test_a_strategy_reading_no_state_sees_cooldowns_begin_and_end(strategy: str)
     assert served(pool, 40)["b"] >= 10
 
 
+
+@pytest.mark.parametrize("strategy", ["round_robin", "random", "weighted"])
+def test_a_strategy_reading_no_state_sees_a_cooldown_again_when_the_clock_goes_back(strategy: str) -> None:
+    # The members in rotation were kept from a read at a later clock (an injected clock set back,
+    # or a thread whose clock read came before another's): b's cooldown, over then, is not at now.
+    clock = Clock()
+    b = Fake("b", fail=err(ServerError))  # fails with no new cooldown: its old one stays recorded
+    pool = ProviderPool([Fake("a"), b], strategy=strategy, clock=clock, seed=1, failure_threshold=1000)
+    pool.state.cool_down(pool.members[1].key, clock() + 10)
+    clock.advance(20)
+    assert served(pool, 20) == Counter({"a": 20}) and b.calls  # b back in rotation: tried, failed over
+    tried = len(b.calls)
+    clock.advance(-15)  # before the end of b's cooldown
+    assert served(pool, 20) == Counter({"a": 20}) and len(b.calls) == tried
+
+
+
+@pytest.mark.parametrize("strategy", ["round_robin", "random", "weighted"])
+def test_a_strategy_reading_no_state_sees_what_a_subclassed_stores_snapshot_adds(strategy: str) -> None:
+    # A store made from InMemoryState whose snapshot() adds what it learns elsewhere (another
+    # process's cooldowns, say) has InMemoryState's health_version, which never sees those.
+    elsewhere: dict[str, float] = {}
+
+    class Overlaid(InMemoryState):
+        def snapshot(self, keys: Sequence[str]) -> dict[str, MemberSnapshot]:
+            snaps = super().snapshot(keys)
+            return {k: dataclasses.replace(s, cooldown_until=max(s.cooldown_until, elsewhere.get(k, 0.0)))
+                    for k, s in snaps.items()}
+
+    clock = Clock()
+    pool = ProviderPool([Fake("a"), Fake("b")], strategy=strategy, clock=clock, seed=1, state=Overlaid())
+    assert served(pool, 20)["b"] >= 5
+    elsewhere[pool.members[1].key] = clock() + 10
+    assert served(pool, 20) == Counter({"a": 20})
+
 def test_a_strategy_that_reads_state_gets_it_current() -> None:
     class Idlest(RoundRobin):  # a built-in's subclass that reads state says so
         uses_state = True
@@ -354,3 +394,94 @@ def test_a_strategy_that_reads_state_gets_it_current() -> None:
 
     pool = ProviderPool([Fake("a"), Fake("b"), Fake("c")], strategy=Idlest())
     assert [pool.generate_sync("x").model for _ in range(6)] == ["a", "b", "c", "a", "b", "c"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_does_not_keep_members_in_rotation_from_before_a_cooldown_it_inherited() -> None:
+    # A fork while another thread cools a member down: the child has the new cooldown but not
+    # the health_version grown after it, and must not go on with the rotation kept before.
+    published, resume = threading.Event(), threading.Event()
+
+    class Paused(InMemoryState):  # the writer stopped between its publish and the version's growth
+        def _publish(self, key: str, *args: float | tuple[float, ...] | None) -> None:
+            super()._publish(key, *args)  # type: ignore[arg-type]
+            if key == pool.members[1].key and self._snaps[key].cooldown_until and not published.is_set():
+                published.set()
+                resume.wait(10)
+
+    b = Fake("b")
+    pool = ProviderPool([Fake("a"), b], strategy="round_robin", state=Paused())
+    served(pool, 2)  # the rotation kept: a and b
+    writer = threading.Thread(target=pool.state.cool_down, args=(pool.members[1].key, 1e12))
+    writer.start()
+    assert published.wait(10)
+    pid = os.fork()
+    if pid == 0:  # the child: b is in cooldown here
+        code = 1
+        try:
+            before = len(b.calls)
+            code = 0 if served(pool, 6) == Counter({"a": 6}) and len(b.calls) == before else 2
+        finally:
+            os._exit(code)
+    resume.set()
+    writer.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_counts_its_hedges_though_a_thread_counted_one_at_the_fork() -> None:
+    released = threading.Event()
+
+    def after_b() -> None:  # a answers once the hedge has asked b
+        released.wait(10)
+
+    a, b = Fake("a", on_call=after_b), Fake("b", on_call=released.set)
+    pool = ProviderPool([a, b], strategy="round_robin", hedge_after_s=0.001)
+    counting, done = threading.Event(), threading.Event()
+
+    def count() -> None:  # a hedge being counted in another thread when the process forks
+        with pool._hedges._lock:
+            counting.set()
+            done.wait(10)
+
+    counter = threading.Thread(target=count)
+    counter.start()
+    assert counting.wait(10)
+    pid = os.fork()
+    if pid == 0:  # the child: its hedged call must not wait forever for the count's lock
+        code = 1
+        try:
+            signal.alarm(10)
+            pool.generate_sync("x")
+            code = 0 if pool.get_stats().hedges == 1 else 2
+        finally:
+            os._exit(code)
+    done.set()
+    counter.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+@pytest.mark.parametrize("seed", [None, 7])
+def test_a_forked_childs_random_choices_are_its_own_unless_the_pool_is_seeded(seed: int | None) -> None:
+    # Workers forked from one process (a pre-fork server) must not all pick the same members in turn.
+    pool = ProviderPool([Fake(n) for n in "abcdefgh"], strategy="random", seed=seed)
+    read, write = os.pipe()
+    pid = os.fork()
+    picks = "".join(pool.generate_sync("x").model for _ in range(16))
+    if pid == 0:
+        try:
+            os.write(write, picks.encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    with os.fdopen(read) as got:
+        childs = got.read()
+    assert os.WIFEXITED(status) and len(childs) == 16
+    assert (childs == picks) is (seed is not None)  # 16 picks of 8 alike by chance: 8**-16
