@@ -85,17 +85,8 @@ class ServerSentEvent(NamedTuple):
 
     def json(self) -> Any:
         """Parse ``data`` as JSON; a malformed frame raises ``StreamError``."""
-        data = self.data
-        if len(data) < 2 * MAX_JSON_DEPTH:  # every usual frame: too short to nest too deep, and one value
-            try:
-                value, end = _scan(data, 0)
-            except (StopIteration, ValueError):
-                pass  # json.loads below says what is wrong
-            else:
-                if end == len(data):
-                    return value
         try:
-            if too_deep(self.data):
+            if len(self.data) >= 2 * MAX_JSON_DEPTH and too_deep(self.data):  # (a usual frame is shorter)
                 raise RecursionError
             return loads(self.data)
         except RecursionError:
@@ -250,16 +241,6 @@ def iter_json_lines(chunks: Iterable[bytes], max_line_bytes: int | None = None) 
         if max_line_bytes is not None and held > max_line_bytes:
             raise _too_large("line", max_line_bytes)
         for line in lines:
-            if len(line) < 2 * MAX_JSON_DEPTH:  # every usual line: too short to nest too deep
-                try:
-                    text = line.decode("utf-8")
-                    value, end = _scan(text, 0)
-                except (StopIteration, ValueError):
-                    pass  # blank, spaced, not UTF-8 or not JSON: _parse_line says which
-                else:
-                    if end == len(text):
-                        yield value
-                        continue
             obj = _parse_line(line)
             if obj is not None:
                 yield obj
@@ -314,7 +295,7 @@ def _parse_line(line: bytes) -> Any:
         return None
     cause: BaseException | None = None
     try:
-        if too_deep(line):
+        if len(line) >= 2 * MAX_JSON_DEPTH and too_deep(line):  # (a usual line is shorter)
             raise RecursionError
         return loads(line)
     except UnicodeDecodeError as exc:
