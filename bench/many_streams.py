@@ -37,14 +37,16 @@ from mirror_providers.anthropic import AnthropicProvider
 from mirror_providers.openai import OpenAIProvider
 from mirror_providers.provider import Provider
 
-__all__ = ["bench_many_streams"]
+__all__ = ["PoolFull", "bench_many_streams"]
 
 R = TypeVar("R")
 KEY = "sk-bench-key"
 HANG_S = 120.0  # far beyond what a run needs: reaching it is a deadlock, reported as such
 
 
-class _PoolFull(logging.Handler):
+class PoolFull(logging.Handler):
+    """Counts urllib3's "connection pool is full" warnings (bench/run.py's pool rows use it too)."""
+
     def __init__(self) -> None:
         super().__init__()
         self.count = 0
@@ -208,7 +210,7 @@ def bench_many_streams(port: int, row: Callable[..., R], *, streams: int = 1000,
                        rounds: int = 5, gap_ms: int = 200) -> list[R]:
     """Rows for ``streams`` open slow streams and ``calls`` awaited calls beside them; ``row`` is
     bench/run.py's ``Row``."""
-    handler = _PoolFull()
+    handler = PoolFull()
     logging.getLogger("urllib3").addHandler(handler)
     try:
         with warnings.catch_warnings(record=True) as caught:

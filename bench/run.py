@@ -37,7 +37,7 @@ import urllib3
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from many_streams import bench_many_streams  # noqa: E402  (bench/ is the script's own directory)
+from many_streams import PoolFull, bench_many_streams  # noqa: E402  (bench/ is the script's own directory)
 from pool_scale import bench_pool_scale  # noqa: E402
 
 from mirror_providers import set_max_workers  # noqa: E402
@@ -467,19 +467,9 @@ def bench_first_chunk(port: int, reps: int) -> list[Row]:
 
 # -- 5. concurrency through a pool ---------------------------------------------------------------
 
-class _PoolFull(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "pool is full" in record.getMessage():
-            self.count += 1
-
-
 def bench_pool(port: int, n: int, threads: int, delay_ms: int) -> list[Row]:
     ideal = n / threads * delay_ms / 1000
-    handler = _PoolFull()
+    handler = PoolFull()
     logging.getLogger("urllib3").addHandler(handler)
     headers = {"x-bench-delay-ms": str(delay_ms)}
     set_max_workers(threads)
