@@ -404,7 +404,7 @@ def stream_cost(vendor: str, url: str, body: str, headers: dict[str, str], chunk
         return run
 
     decode: Callable[[Iterator[bytes]], Iterator[Any]] = iter_json_lines if vendor == "ollama" else iter_sse
-    read = stage(lambda it: sum(1 for _ in it))  # HTTP chunks: the server sends one per event, plus head and tail
+    read = stage(lambda it: sum(piece.count(b"\n") for piece in it))  # every event ends in at least one LF
     framed = stage(lambda it: sum(1 for _ in decode(it)))
     parsed = stage(framed_and_parsed(decode))
     w, f, p = medians(reps, read, framed, parsed)

@@ -3,7 +3,8 @@
 * ``base``: ``HttpRequest``, ``HttpResponse``, ``StreamResponse``, ``Timeout``, ``Limits`` and the
   ``Transport`` interface (its contract is in ``Transport``'s docstring);
 * ``default``: ``RequestsTransport``, the real one, on requests and urllib3, with ``pools``
-  (urllib3 connection pools whose sockets a call can break off from another thread);
+  (urllib3 connection pools whose sockets a call can break off from another thread) and
+  ``chunked`` (chunked bodies decoded straight from the connection's reader, a read at a time);
 * ``mock``: ``MockTransport``, a function as a transport, for tests.
 
 Everything public is importable from ``mirror_providers.transport``.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import os
 import threading
 import time
@@ -47,6 +48,7 @@ from .base import (
     Transport,
     _origin,
 )
+from .chunked import decode_chunked
 from .environ import Settings
 
 if TYPE_CHECKING:
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
     import requests.adapters
     import requests.cookies
     import requests.structures
+    import urllib3.response
 
 __all__ = ["RequestsTransport"]
 
@@ -525,12 +528,28 @@ def _pieces(resp: requests.Response) -> tuple[Iterable[bytes], Callable[[bytes],
         # Anything else urllib3 decodes itself (it too bounds each read's output by its size).
         decode = not ours and encoding not in ("", "identity")
         if isinstance(raw, urllib3.response.HTTPResponse) and raw.chunked and raw.supports_chunked_reads():
-            pieces = raw.read_chunked(STREAM_READ_SIZE, decode_content=decode)
+            fp = raw._fp.fp  # type: ignore[union-attr]
+            if not decode and raw.chunk_left is None and isinstance(fp, io.BufferedReader):
+                pieces = _chunked(raw, fp)  # nothing of the body read yet, no decoder of urllib3's needed
+            else:
+                pieces = raw.read_chunked(STREAM_READ_SIZE, decode_content=decode)
         else:
             pieces = iter(functools.partial(raw.read1, STREAM_READ_SIZE, decode_content=decode), b"")
     else:  # a stand-in such as vcrpy's replay stub, whose body is already decoded
         pieces = iter(functools.partial(raw.read1, STREAM_READ_SIZE), b"")
     return pieces, inflate
+
+
+def _chunked(raw: urllib3.response.HTTPResponse, fp: io.BufferedReader) -> Generator[bytes, None, None]:
+    """A chunked body decoded straight from the connection's reader (``chunked``), then finished
+    as urllib3 finishes one: http.client's response closed, so the connection can be reused,
+    unless bytes followed the body (then it is closed: they answer nothing)."""
+    garbage = yield from decode_chunked(fp.read1, STREAM_READ_SIZE)
+    if garbage and raw.connection is not None:
+        raw.connection.close()
+    original = raw._original_response
+    if original is not None:
+        original.close()
 
 
 def _iter_decoded(resp: requests.Response, request: HttpRequest, expiry: _Expiry | None,
