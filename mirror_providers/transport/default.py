@@ -544,7 +544,11 @@ def _chunked(raw: urllib3.response.HTTPResponse, fp: io.BufferedReader) -> Gener
     """A chunked body decoded straight from the connection's reader (``chunked``), then finished
     as urllib3 finishes one: http.client's response closed, so the connection can be reused,
     unless bytes followed the body (then it is closed: they answer nothing)."""
-    garbage = yield from decode_chunked(fp.read1, STREAM_READ_SIZE)
+    def read1(size: int) -> bytes:
+        fp.peek(1)  # waits with the reader's own buffer, not a new one of ``size`` (read1 would)
+        return fp.read1(size)
+
+    garbage = yield from decode_chunked(read1, STREAM_READ_SIZE)
     if garbage and raw.connection is not None:
         raw.connection.close()
     original = raw._original_response
