@@ -11,6 +11,11 @@ vendor's provider on the same (shared) transport: what users do. Then every stre
 awaits a call inside its ``async for`` (more of them than the thread pool has workers: a deadlock
 if streams held workers), and the streams end, half through ``aclosing``, half by ``break``.
 
+A control follows: the same calls beside as many streams of the same server read by the cheapest
+client there is (raw sockets, one selector thread that only drains them). It says what the
+machine and the server cost the calls when the streams' reading costs almost nothing: the part of
+the gap between the rows and 1.0x that the library's reading of its streams causes.
+
 Reported: median and p99 latency; peak RSS per open stream ((VmRSS with the streams open - before)
 / streams); threads before, open and after (no stream's reader may be left); urllib3's
 "connection pool is full" warnings.
@@ -23,6 +28,8 @@ import contextlib
 import json
 import logging
 import os
+import selectors
+import socket
 import statistics
 import threading
 import time
@@ -69,6 +76,8 @@ class _Run:
     ended: int = 0  # streams that ended on their own (the server must outlast the run)
     phase: str = "opening the streams"  # what is being waited for now
     deadlock: str = ""  # what timed out
+    control: dict[str, list[float]] = field(default_factory=dict)  # beside streams read by a selector thread
+    control_events_per_s: float = 0.0
 
 
 def rss_kb() -> int:
@@ -152,6 +161,56 @@ class _Streams:
             self.ended += 1
 
 
+class _CheapStreams:
+    """``n`` streams of the same server read by the cheapest client: raw sockets, the request
+    written by hand, one selector thread that drains whatever arrives and counts events."""
+
+    def __init__(self, port: int, n: int, gap_ms: int) -> None:
+        body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
+                           "stream": True}).encode()
+        request = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                   f"Content-Type: application/json\r\nAuthorization: Bearer {KEY}\r\n"
+                   f"x-bench-chunks: 1000000\r\nx-bench-chunk-delay-ms: {gap_ms}\r\n"
+                   f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+        self.events = 0
+        self._stop = threading.Event()
+        self._selector = selectors.DefaultSelector()
+        self._socks = []
+        for _ in range(n):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=HANG_S)
+            sock.sendall(request)
+            sock.setblocking(False)
+            self._selector.register(sock, selectors.EVENT_READ)
+            self._socks.append(sock)
+        self._thread = threading.Thread(target=self._drain, name="bench-cheap-streams", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while not self._stop.is_set():
+            for key, _ in self._selector.select(0.2):
+                with contextlib.suppress(BlockingIOError):
+                    self.events += key.fileobj.recv(1 << 16).count(b"\n\n")  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(HANG_S)
+        for sock in self._socks:
+            sock.close()
+        self._selector.close()
+
+
+async def _control(port: int, targets: dict[str, Call], streams: int, calls: int, rounds: int, gap_ms: int,
+                   run: _Run) -> None:
+    cheap = await asyncio.get_running_loop().run_in_executor(None, _CheapStreams, port, streams, gap_ms)
+    try:
+        await asyncio.sleep(2 * gap_ms / 1000)
+        events, start = cheap.events, time.perf_counter()
+        await _timed(targets, calls, rounds, run.control)
+        run.control_events_per_s = (cheap.events - events) / (time.perf_counter() - start)
+    finally:
+        cheap.close()
+
+
 async def _measure(port: int, streams: int, calls: int, rounds: int, gap_ms: int) -> _Run:
     url = f"http://127.0.0.1:{port}"
     pacing = {"x-bench-chunks": "1000000", "x-bench-chunk-delay-ms": str(gap_ms)}
@@ -182,6 +241,8 @@ async def _measure(port: int, streams: int, calls: int, rounds: int, gap_ms: int
     run.readers_left = _readers()
     run.threads.append(threading.active_count())
     await _timed(targets, calls, rounds, run.baseline)  # the baseline again, against drift
+    run.phase = "calls beside streams read by a selector thread"
+    await _control(port, targets, streams, calls, rounds, gap_ms, run)
     return run
 
 
@@ -228,6 +289,8 @@ def bench_many_streams(port: int, row: Callable[..., R], *, streams: int = 1000,
               + (f"; {run.ended} streams ended early" if run.ended else ""))
     bare_ratio = statistics.median(run.loaded.get("bare requests") or [float("nan")]) / statistics.median(
         run.baseline["bare requests"])
+    control = {name: statistics.median(values) / statistics.median(run.baseline[name])
+               for name, values in run.control.items() if values}
     rows = []
     for name, base in run.baseline.items():
         loaded = run.loaded.get(name) or [float("nan")]
@@ -242,9 +305,21 @@ def bench_many_streams(port: int, row: Callable[..., R], *, streams: int = 1000,
         rows.append(row(f"generate() beside {streams} open streams: {name}", b * 1000, o * 1000, "ms", o / b,
                         "<= 1.1x", clean and o / b <= 1.1,
                         f"{calls} calls x {rounds} rounds, baseline: the same calls alone; {p99}; bare requests "
-                        f"{bare_ratio:.3f}x beside the same streams; an event every {gap_ms} ms per stream; {health}",
+                        f"{bare_ratio:.3f}x beside the same streams; {control.get(name, float('nan')):.3f}x beside "
+                        f"streams read by the cheapest client (the control row); an event every {gap_ms} ms per "
+                        f"stream; {health}",
                         {**extra, "pool_full": full, "threads": run.threads, "readers_left": run.readers_left,
                          "deadlock": run.deadlock}))
+    if control:
+        ours = max(v for k, v in control.items() if k != "bare requests")
+        rows.append(row(f"generate() beside {streams} selector-read streams (control)",
+                        1.0, ours, "x", ours, "-", None,
+                        "ratio: the calls beside the same number of the same server's streams, read by raw sockets "
+                        "and one selector thread that only drains them, over the calls alone: "
+                        + ", ".join(f"{k} {v:.3f}x" for k, v in control.items())
+                        + f"; {run.control_events_per_s:.0f} events/s received. What the machine and the server "
+                        "cost the calls when reading the streams costs almost nothing",
+                        {"ratios": control, "events_per_s": run.control_events_per_s}))
     before, open_kb, inner_kb = run.rss_kb
     per_stream = (open_kb - before) / streams
     rows.append(row(f"peak RSS per open stream ({streams} open)", before / 1024, open_kb / 1024, "MB", per_stream,
