@@ -30,6 +30,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._wait import WouldBlock
+
 if TYPE_CHECKING:  # asyncio costs ~15 ms to import: loaded only when something is awaited
     import asyncio
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -44,7 +46,7 @@ _lock = threading.Lock()
 _executor: ThreadPoolExecutor | None = None
 _max_workers = int(os.environ.get("MIRROR_PROVIDERS_THREADS", "0")) or 32
 
-_ITEM, _END, _ERROR = 0, 1, 2
+_ITEM, _END, _ERROR, _HANDOVER = 0, 1, 2, 3
 _inboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Inbox] = weakref.WeakKeyDictionary()
 _active = 0  # calls running on library threads now (observable: tests check nothing is left running)
 
@@ -344,23 +346,7 @@ async def iterate_in_thread(
     window = _Window(max_buffer)
     started: list[Iterator[T]] = []
 
-    def work() -> None:
-        it: Iterator[T] | None = None
-        try:
-            it = factory()
-            started.append(it)
-            for item in it:
-                if not window.take() or not inbox.post(handoff, _ITEM, item):
-                    return
-            inbox.post(handoff, _END, None)
-        except BaseException as exc:  # re-raised on the consumer side, unchanged
-            if not window.closed:
-                inbox.post(handoff, _ERROR, exc)
-        finally:
-            close = getattr(it, "close", None)
-            if close is not None:
-                close()
-
+    work = functools.partial(_read_in_thread, factory, window, inbox, handoff, started)
     ctx = contextvars.copy_context()
     # A daemon: a stream its consumer forgot must not keep the interpreter from exiting.
     threading.Thread(target=ctx.run, args=(_counted(work),), name="mirror-stream", daemon=True).start()
@@ -376,6 +362,12 @@ async def iterate_in_thread(
             if kind == _ITEM:
                 window.give()
                 yield value
+            elif kind == _HANDOVER:
+                ended = True  # the worker is gone; what is left is read here
+                rest, wait = value
+                async for item in _read_on_loop(loop, rest, wait, max_buffer):
+                    yield item
+                return
             else:
                 ended = True
                 if kind == _ERROR:
@@ -387,3 +379,136 @@ async def iterate_in_thread(
             abort = getattr(started[0], "abort", None) if started else None
             if abort is not None:
                 abort()  # wake a worker blocked on the network; it then closes the iterator
+
+
+def _read_in_thread(factory: Callable[[], Iterator[T]], window: _Window, inbox: _Inbox, handoff: _Handoff,
+                    started: list[Iterator[T]]) -> None:
+    """A stream's reader thread: ``factory()``'s items posted to the loop, then its end or error;
+    or, at its first ``WouldBlock``, the iterator itself (``_HANDOVER``), read on the loop from then."""
+    it: Iterator[T] | None = None
+    try:
+        it = factory()
+        started.append(it)
+        for item in it:
+            if item.__class__ is WouldBlock:  # the rest is read on the loop (``_wait``)
+                if inbox.post(handoff, _HANDOVER, (it, item)):
+                    it = None  # the loop's now: not closed here
+                return
+            if not window.take() or not inbox.post(handoff, _ITEM, item):
+                return
+        inbox.post(handoff, _END, None)
+    except BaseException as exc:  # re-raised on the consumer side, unchanged
+        if not window.closed:
+            inbox.post(handoff, _ERROR, exc)
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
+
+
+async def _read_on_loop(loop: asyncio.AbstractEventLoop, it: Iterator[T], wait: WouldBlock,
+                        max_buffer: int) -> AsyncIterator[T]:
+    """Go on with ``it`` on the loop's thread (``_LoopReader``); closed here, whatever ends it
+    (the consumer stopping early included)."""
+    reader = _LoopReader(loop, it, wait.fd, max_buffer)
+    items = reader.items
+    try:
+        while True:
+            if not items:
+                reader.waiter = loop.create_future()
+                await reader.waiter
+                continue
+            kind, value = items.popleft()
+            if kind == _ITEM:
+                reader.taken()
+                yield value
+            elif kind == _END:
+                return
+            else:
+                raise value
+    finally:
+        reader.close()
+
+
+class _LoopReader:
+    """A stream read on its event loop: while its socket is watched (``add_reader``), each time it
+    is readable the stream takes steps here, in the loop's thread, until its source has nothing
+    more to read (a ``WouldBlock``), and the items go to the consumer's deque. The socket stays
+    watched from one event to the next (no ``epoll_ctl`` per event); it is left unwatched while
+    the consumer is ``max_buffer`` items behind (backpressure), and once the stream has ended."""
+
+    __slots__ = ("_loop", "_it", "_fd", "_max", "_watching", "_resuming", "_done", "items", "waiter")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, it: Iterator[Any], fd: int, max_buffer: int) -> None:
+        self._loop, self._it, self._fd, self._max = loop, it, fd, max_buffer
+        self._watching = self._resuming = self._done = False
+        self.items: deque[tuple[int, Any]] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self._watch()
+
+    def _watch(self) -> None:
+        if not self._watching and not self._done:
+            try:
+                self._loop.add_reader(self._fd, self._step)
+            except NotImplementedError:  # a loop without readers (Windows' proactor): a worker waits
+                import select
+
+                def readable() -> None:
+                    select.select([self._fd], [], [])
+
+                future = self._loop.run_in_executor(get_executor(), readable)
+                future.add_done_callback(lambda _: self._step())
+                return
+            self._watching = True
+
+    def _unwatch(self) -> None:
+        if self._watching:
+            self._watching = False
+            self._loop.remove_reader(self._fd)
+
+    def _step(self) -> None:
+        """Readable (or resumed after backpressure): the steps the bytes there allow."""
+        self._resuming = False
+        if self._done:
+            return
+        items = self.items
+        try:
+            for item in self._it:
+                if item.__class__ is WouldBlock:
+                    if item.fd != self._fd:  # (one stream, one socket: never seen, but then watch that one)
+                        self._unwatch()
+                        self._fd = item.fd
+                    self._watch()
+                    break
+                items.append((_ITEM, item))
+                if len(items) >= self._max:
+                    self._unwatch()  # the consumer is behind: resumed by ``taken``
+                    break
+            else:
+                self._finish((_END, None))
+        except Exception as exc:  # re-raised on the consumer side, unchanged
+            self._finish((_ERROR, exc))
+        waiter = self.waiter
+        if waiter is not None and items:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _finish(self, last: tuple[int, Any]) -> None:
+        self.items.append(last)
+        self._done = True
+        self._unwatch()
+
+    def taken(self) -> None:
+        """The consumer took an item: a reader held back by backpressure resumes at half."""
+        if not (self._watching or self._resuming or self._done) and len(self.items) <= self._max // 2:
+            self._resuming = True
+            self._loop.call_soon(self._step)  # its stream may hold items already read: a step, not a wait
+
+    def close(self) -> None:
+        self._unwatch()
+        if not self._done:
+            self._done = True
+            close = getattr(self._it, "close", None)
+            if close is not None:
+                close()

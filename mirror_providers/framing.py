@@ -1,7 +1,8 @@
 """Stream framing: Server-Sent Events and JSON lines (Ollama).
 
 Both decoders take an iterator of byte chunks exactly as they arrive and yield each event as soon
-as its last byte is in: no read-ahead. Line splitting happens on bytes (only CR, LF, CRLF), and
+as its last byte is in: no read-ahead. A ``WouldBlock`` marker among the chunks (``_wait``) is
+yielded as it is, between events. Line splitting happens on bytes (only CR, LF, CRLF), and
 text is decoded only once an event or line is complete, so a UTF-8 character split across chunks
 or a U+2028 inside JSON never breaks a line (docs/protocols.md §8.1).
 
@@ -37,6 +38,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 from ._redact import snippet
+from ._wait import WouldBlock
 from .errors import ResponseTooLargeError, StreamError
 
 __all__ = ["ServerSentEvent", "iter_json_lines", "iter_sse", "loads"]
@@ -117,6 +119,9 @@ def iter_sse(chunks: Iterable[bytes], max_event_bytes: int | None = None) -> Ite
     try:
         # A blank line after EOF dispatches an unterminated last event (the lenient choice).
         for chunk in itertools.chain(chunks, (b"\n\n",)):
+            if chunk.__class__ is WouldBlock:  # a non-blocking source has nothing now: passed up
+                yield chunk  # type: ignore[misc]
+                continue
             if head is not None:
                 head += chunk
                 if len(head) < len(_BOM) and _BOM.startswith(head):
@@ -222,6 +227,9 @@ def iter_json_lines(chunks: Iterable[bytes], max_line_bytes: int | None = None) 
     pending: list[bytes] = []  # the unfinished line's bytes
     held = 0  # their length
     for chunk in itertools.chain(chunks, (b"\n",)):  # an LF after EOF ends an unterminated last line
+        if chunk.__class__ is WouldBlock:  # a non-blocking source has nothing now: passed up
+            yield chunk
+            continue
         if _LF not in chunk:
             if chunk:
                 pending.append(chunk)

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from . import _telemetry
+from ._wait import WouldBlock
 from .errors import ConfigurationError
 
 __all__ = ["instrument", "instrumented", "uninstrument"]
@@ -86,6 +87,8 @@ def _server(provider: Any) -> dict[str, Any]:
 
 
 class _OpenTelemetry:
+    passes_markers = True  # its stream wrapper passes an async stream's loop markers up (``_wait``)
+
     def __init__(self, trace: Any, tracer: Any, meter: Any, capture_content: bool) -> None:
         self._trace, self._tracer, self._capture = trace, tracer, capture_content
         self._duration = meter.create_histogram("gen_ai.client.operation.duration", unit="s",
@@ -171,9 +174,10 @@ class _OpenTelemetry:
         text: list[str] = []
         try:
             for chunk in chunks:
-                last = chunk
-                if self._capture:
-                    text.append(chunk.content)
+                if chunk.__class__ is not WouldBlock:  # (a stream read on its loop: ``_wait``)
+                    last = chunk
+                    if self._capture:
+                        text.append(chunk.content)
                 yield chunk
         except BaseException as exc:
             if isinstance(exc, GeneratorExit):  # the consumer stopped early: not an error

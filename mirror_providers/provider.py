@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from . import _aio, _telemetry, hooks
 from ._call import CallScope, call_aborted, current_call, on_abort
 from ._stats import Stats, percentiles
+from ._wait import WouldBlock, reads_on_loop
 from .conversation import Conversation
 from .embeddings import EmbedRequest, build_embed_request
 from .errors import SHAPE_ERRORS, CallbackError, InvalidResponseError, ProviderError, ValidationError
@@ -141,6 +142,8 @@ class Provider:
     """
 
     provider_id: ClassVar[str] = "provider"
+    # Whether ``stream()`` may read on the event loop (``_wait``): HTTP providers say so.
+    _READS_ON_LOOP: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self._stats = Stats()
@@ -351,8 +354,9 @@ class Provider:
         try:
             if told:
                 for chunk in chunks:
-                    count += 1
-                    last = chunk
+                    if chunk.__class__ is not WouldBlock:  # type: ignore[comparison-overlap]  # (``_wait``)
+                        count += 1
+                        last = chunk
                     yield chunk
             else:
                 yield from chunks
@@ -432,7 +436,22 @@ class Provider:
         """
         request = build_request(prompt, options)
         self._check(request)  # refused here, before a worker is taken
-        return _aio.iterate_in_thread(lambda: self.stream_sync(request))
+        if not self._reads_on_loop():
+            return _aio.iterate_in_thread(lambda: self.stream_sync(request))
+
+        def opened() -> ChunkStream:  # on the stream's worker, in the stream's context
+            reads_on_loop.set(True)
+            return self.stream_sync(request)
+
+        return _aio.iterate_in_thread(opened)
+
+    def _reads_on_loop(self) -> bool:
+        """Whether ``stream()`` may read this provider's stream on the event loop (``_wait``):
+        only where every layer between the body and the chunks passes its markers up (an HTTP
+        provider's own ``stream_sync``; no wrapper of a subclass's, no tracer that is not ours)."""
+        telemetry = _telemetry.active
+        return (self._READS_ON_LOOP and type(self).stream_sync is Provider.stream_sync
+                and (telemetry is None or getattr(telemetry, "passes_markers", False)))
 
     def submit(self, prompt: Prompt, **options: Unpack[Options]) -> Future[GenerationResult]:
         """Start ``generate_sync`` on the library's thread pool and return its ``Future``."""

@@ -27,6 +27,7 @@ from .. import models as model_data
 from .._call import current_call, on_abort
 from .._redact import redact, redact_url, snippet, split_userinfo
 from .._timers import call_at
+from .._wait import WouldBlock, reads_on_loop
 from ..embeddings import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, EmbedRequest, embedding_model, sum_usage
 from ..errors import (
     SHAPE_ERRORS,
@@ -424,6 +425,7 @@ class HttpProvider(Provider):
     ``ConfigurationError`` naming it, before any request could be sent.
     """
 
+    _READS_ON_LOOP: ClassVar[bool] = True  # async streams read on the event loop where the body allows (_wait)
     DEFAULT_BASE_URL: ClassVar[str] = ""
     BASE_URL_RULE: ClassVar[str] = "use the base URL the vendor documents"  # said when a URL answers 404
     DEFAULT_MODEL: ClassVar[str] = ""
@@ -1216,6 +1218,9 @@ class HttpProvider(Provider):
         refused = False
         with contextlib.closing(chunks):  # a consumer that stops early closes the stream at once
             for chunk in chunks:
+                if chunk.__class__ is WouldBlock:  # type: ignore[comparison-overlap]
+                    yield chunk
+                    continue
                 if chunk.finish_reason is None:
                     kept.append(chunk.content)
                     refused = refused or bool(chunk.refusal)
@@ -1250,6 +1255,10 @@ class HttpProvider(Provider):
                                     f"(a server that ignores \"stream\"?): {text}", provider=self.provider_id,
                                     model=self._model, status=200, request_id=request_id)
 
+    def _check_stream_head(self, stream: StreamResponse, request_id: str | None) -> None:
+        if self.FRAMING == "sse" and _media_type(stream.headers) == "application/json":
+            raise self._annotate(self._whole_instead_of_stream(stream, request_id), 0)
+
     def _stream_end(self) -> str:
         """What the stream's terminator is called in errors."""
         return self.STREAM_END
@@ -1272,11 +1281,14 @@ class HttpProvider(Provider):
         with stream:
             request_id = self._request_id(stream.headers)
             limits = parse_rate_limits(stream.headers)
-            if self.FRAMING == "sse" and _media_type(stream.headers) == "application/json":
-                raise self._annotate(self._whole_instead_of_stream(stream, request_id), 0)
+            self._check_stream_head(stream, request_id)
             idle = _IdleWatch(idle_s, stream.abort)
+            on_loop = _read_on_loop(stream)
             try:
                 for frame in _FRAMINGS[self.FRAMING](stream.iter_bytes(), self.limits.max_event_bytes):
+                    if frame.__class__ is WouldBlock:
+                        yield frame  # type: ignore[misc]  # nothing to read now: the loop resumes this when there is
+                        continue
                     try:
                         out = feed(frame)
                     except ErrorEvent as event:
@@ -1298,8 +1310,8 @@ class HttpProvider(Provider):
                         else:
                             yield self._reasoning_chunk(out, index, parser.model)
                             index += 1
-                    if parser.done:
-                        stream.drain()  # the rest is the body's end: the connection can be reused
+                    if parser.done:  # the rest is the body's end: read, so the connection can be reused
+                        yield from _drained(stream, on_loop)  # type: ignore[misc]
                         break
             except ProviderError as exc:
                 if idle.fired and not isinstance(exc, RequestTimeout):
@@ -1542,6 +1554,24 @@ class HttpProvider(Provider):
                 exc.message = f"{exc.message} ({self.CONNECT_HINT.format(base_url=self.base_url)})"
         exc.chunks_delivered = delivered
         return exc
+
+
+def _read_on_loop(stream: StreamResponse) -> bool:
+    """Whether ``stream`` is an async stream's, to be read on its event loop (``_wait``), and now
+    reads so. The flag is then cleared in the stream's context: a stream opened inside it (a hook's)
+    reads as usual."""
+    if not reads_on_loop.get() or not stream.nonblocking():
+        return False
+    reads_on_loop.set(False)
+    return True
+
+
+def _drained(stream: StreamResponse, on_loop: bool) -> Iterator[WouldBlock]:
+    """Read the rest of a complete stream's body; read on the loop, its waits are yielded."""
+    if on_loop:
+        yield from stream.draining()
+    else:
+        stream.drain()
 
 
 class _IdleWatch:

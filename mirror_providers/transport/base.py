@@ -18,6 +18,7 @@ from dataclasses import field
 from .._call import CallControl
 from .._lazy import dataclass
 from .._timers import call_at
+from .._wait import WouldBlock
 from ..errors import ConfigurationError
 
 __all__ = ["DEFAULT_LIMITS", "DEFAULT_POOL_SIZE", "DEFAULT_TIMEOUT", "SECRET_HEADERS", "STREAM_READ_SIZE",
@@ -165,6 +166,8 @@ class StreamResponse:
         chunks: an iterator of body bytes, each yielded as soon as it arrives.
         on_close: called once when the response is closed (releases the connection).
         on_abort: called by ``abort()`` from any thread to wake a blocked read (socket shutdown).
+        on_nonblocking: switches the body's source to reads that do not block (see
+            ``nonblocking``); None when the source cannot.
     """
 
     def __init__(
@@ -174,13 +177,21 @@ class StreamResponse:
         chunks: Iterable[bytes],
         on_close: Callable[[], None] | None = None,
         on_abort: Callable[[], None] | None = None,
+        on_nonblocking: Callable[[], bool] | None = None,
     ) -> None:
         self.status = status
         self.headers = headers
         self._chunks = iter(chunks)
         self._on_close = on_close
         self._on_abort = on_abort
+        self._on_nonblocking = on_nonblocking
         self.closed = False
+
+    def nonblocking(self) -> bool:
+        """From now on, where the body's source would wait for bytes it yields a ``WouldBlock``
+        marker instead (``_wait``: an async stream read on its event loop). False, changing
+        nothing, when the source cannot read that way."""
+        return self._on_nonblocking is not None and not self.closed and self._on_nonblocking()
 
     def iter_bytes(self) -> Iterator[bytes]:
         """Yield body bytes as they arrive; closes the response at the end."""
@@ -222,6 +233,28 @@ class StreamResponse:
             return True
         except Exception:  # noqa: BLE001 - a broken tail after a complete answer is not an error
             return False
+        finally:
+            timer.cancel()
+            self.close()
+
+    def draining(self, max_bytes: int = 64 * 1024, max_s: float = 0.1) -> Iterator[WouldBlock]:
+        """``drain()`` for a non-blocking source: yields its ``WouldBlock`` markers, and nothing
+        else, while the body's end has not come (``max_s`` still bounds it: the connection is
+        broken off then, which wakes the reader of the marker)."""
+        if self.closed:
+            return
+        timer = call_at(time.monotonic() + max_s, self.abort)
+        size = 0
+        try:
+            for piece in self._chunks:
+                if piece.__class__ is WouldBlock:
+                    yield piece
+                    continue
+                size += len(piece)
+                if size > max_bytes:
+                    return
+        except Exception:  # noqa: BLE001, S110 - a broken tail after a complete answer is not an error
+            pass
         finally:
             timer.cancel()
             self.close()

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 
 from .._redact import snippet
+from .._wait import WouldBlock
 
 __all__ = ["MAX_LINE", "MAX_TRAILERS", "decode_chunked"]
 
@@ -33,7 +34,8 @@ _SIZE, _DATA, _CRLF, _TRAILER, _DONE = 0, 1, 2, 3, 4
 
 
 def decode_chunked(read1: Callable[[int], bytes], size: int) -> Generator[bytes, None, bool]:
-    """Yield a chunked body's data as it arrives, reading with ``read1(size)``.
+    """Yield a chunked body's data as it arrives, reading with ``read1(size)``. A ``WouldBlock``
+    that ``read1`` returns (a non-blocking source with nothing to read) is yielded as it is.
 
     Returns (as the generator's value) True when bytes followed the body's end in the same read:
     the connection holds something that is not a response to anything and must not be reused.
@@ -59,6 +61,9 @@ def decode_chunked(read1: Callable[[int], bytes], size: int) -> Generator[bytes,
         buf = buf[pos:]
         try:
             more = read1(size)
+            while more.__class__ is WouldBlock:  # a non-blocking source has nothing now (``_wait``)
+                yield more
+                more = read1(size)
         except TimeoutError:
             import urllib3.exceptions
 

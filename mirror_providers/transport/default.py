@@ -15,6 +15,7 @@ import contextlib
 import functools
 import io
 import os
+import socket
 import threading
 import time
 import weakref
@@ -23,8 +24,10 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
+from .. import _wait
 from .._call import current_call
 from .._timers import call_at
+from .._wait import WouldBlock
 from ..errors import (
     CallAbortedError,
     ConnectError,
@@ -361,11 +364,13 @@ class RequestsTransport(Transport):
                 expiry.cancel()
             resp.close()
 
+        sources: list[_Source] = []
         chunks: Iterator[bytes] = _iter_decoded(resp, request, expiry, limits.max_stream_bytes, "stream",
-                                                release=guard.release)
+                                                release=guard.release, nonblocking=sources)
         if exchange is not None:
             chunks = exchange.stream(resp.status_code, resp.headers, chunks)
-        return StreamResponse(resp.status_code, resp.headers, chunks, close, guard.shutdown)
+        return StreamResponse(resp.status_code, resp.headers, chunks, close, guard.shutdown,
+                              sources[0].nonblocking if sources else None)
 
     def retain(self, url: str) -> None:
         """One more user (a provider) of the connections to ``url``'s host; see ``release``."""
@@ -512,14 +517,17 @@ def _past_limit(what: str, request: HttpRequest, limit: int) -> ResponseTooLarge
     return ResponseTooLargeError(f"{what} from {_origin(request.url)} decodes to more than {limit} bytes (Limits)")
 
 
-def _pieces(resp: requests.Response) -> tuple[Iterable[bytes], Callable[[bytes], Iterator[bytes]] | None]:
-    """How ``_iter_decoded`` reads ``resp``: its pieces as they arrive, and the decompressor to
-    run them through (None: urllib3 decodes them, or nothing needs to)."""
+def _pieces(resp: requests.Response) -> tuple[Iterable[bytes], Callable[[bytes], Iterator[bytes]] | None,
+                                             _Source | None]:
+    """How ``_iter_decoded`` reads ``resp``: its pieces as they arrive, the decompressor to run
+    them through (None: urllib3 decodes them, or nothing needs to), and the source that can be
+    switched to reads that do not block (None: this body cannot be read that way)."""
     import urllib3.response
 
     raw = resp.raw
     pieces: Iterable[bytes]
     inflate: Callable[[bytes], Iterator[bytes]] | None = None
+    source: _Source | None = None
     if isinstance(raw, urllib3.response.BaseHTTPResponse):
         encoding = (resp.headers.get("content-encoding") or "").strip().lower()
         ours = encoding in ("gzip", "x-gzip", "deflate")
@@ -529,26 +537,95 @@ def _pieces(resp: requests.Response) -> tuple[Iterable[bytes], Callable[[bytes],
         decode = not ours and encoding not in ("", "identity")
         if isinstance(raw, urllib3.response.HTTPResponse) and raw.chunked and raw.supports_chunked_reads():
             fp = raw._fp.fp  # type: ignore[union-attr]
+            sock = getattr(getattr(fp, "raw", None), "_sock", None)  # what socket.makefile reads from
             if not decode and raw.chunk_left is None and isinstance(fp, io.BufferedReader):
-                pieces = _chunked(raw, fp)  # nothing of the body read yet, no decoder of urllib3's needed
+                # Nothing of the body read yet, and no decoder of urllib3's needed.
+                source = _Source(fp, sock if isinstance(sock, socket.socket) else None)
+                pieces = _chunked(raw, source)
             else:
                 pieces = raw.read_chunked(STREAM_READ_SIZE, decode_content=decode)
         else:
             pieces = iter(functools.partial(raw.read1, STREAM_READ_SIZE, decode_content=decode), b"")
     else:  # a stand-in such as vcrpy's replay stub, whose body is already decoded
         pieces = iter(functools.partial(raw.read1, STREAM_READ_SIZE), b"")
-    return pieces, inflate
+    return pieces, inflate, source if source is not None and source.sock is not None else None
 
 
-def _chunked(raw: urllib3.response.HTTPResponse, fp: io.BufferedReader) -> Generator[bytes, None, None]:
+class _Source:
+    """The reads of a chunked body: blocking (the socket's read timeout applies), or, once
+    ``nonblocking()`` was called, never blocking: where a read would wait, it returns the
+    ``WouldBlock`` marker of the socket instead (``_wait``). The socket's timeout is put back
+    when the body has been read, before its connection goes back to the pool.
+
+    Not blocking, the first read takes what the connection's reader holds (body bytes that came
+    with the headers); after it the reader is empty for good, and each read is one ``recv`` of
+    the socket. A ``recv`` that returned less than asked for emptied the socket, most likely: the
+    read after it returns the marker without asking again (bytes that came meanwhile make the
+    socket readable at once, so nothing waits for them)."""
+
+    __slots__ = ("fp", "sock", "marker", "_timeout", "_buffered", "_drained", "_tls")
+
+    def __init__(self, fp: io.BufferedReader, sock: socket.socket | None) -> None:
+        self.fp = fp
+        self.sock = sock
+        self.marker: WouldBlock | None = None
+        self._timeout: float | None = None
+        self._buffered = True
+        self._drained = False
+        self._tls = hasattr(sock, "pending")
+
+    def nonblocking(self) -> bool:
+        if self.sock is None:
+            return False
+        if self.marker is None:
+            self._timeout = self.sock.gettimeout()
+            self.sock.settimeout(0.0)
+            self.marker = _wait.marker(self.sock.fileno())
+        return True
+
+    def restore(self) -> None:
+        if self.marker is not None and self.sock is not None:
+            with contextlib.suppress(OSError):  # closed meanwhile: nothing to put back
+                self.sock.settimeout(self._timeout)
+
+    def read1(self, size: int) -> bytes:
+        marker = self.marker
+        if marker is None:
+            self.fp.peek(1)  # waits with the reader's own buffer, not a new one of ``size`` (read1 would)
+            return self.fp.read1(size)
+        if self._buffered:
+            self._buffered = False
+            try:
+                data = self.fp.read1(size)  # what it holds, else one recv that does not wait
+            except OSError as exc:
+                if isinstance(exc, BlockingIOError) or type(exc).__name__ == "SSLWantReadError":
+                    return marker
+                raise
+            if data:
+                return data
+            # Empty: EOF, or (a plain socket's reader says both alike) nothing yet: ask the socket.
+        elif self._drained:
+            self._drained = False
+            return marker
+        sock = self.sock
+        assert sock is not None
+        try:
+            data = sock.recv(size)
+        except OSError as exc:
+            if isinstance(exc, BlockingIOError) or type(exc).__name__ == "SSLWantReadError":
+                return marker  # (TLS: no whole record yet)
+            raise
+        if len(data) < size and not (self._tls and sock.pending()):  # type: ignore[attr-defined]
+            self._drained = True
+        return data  # b"": EOF
+
+
+def _chunked(raw: urllib3.response.HTTPResponse, source: _Source) -> Generator[bytes, None, None]:
     """A chunked body decoded straight from the connection's reader (``chunked``), then finished
     as urllib3 finishes one: http.client's response closed, so the connection can be reused,
     unless bytes followed the body (then it is closed: they answer nothing)."""
-    def read1(size: int) -> bytes:
-        fp.peek(1)  # waits with the reader's own buffer, not a new one of ``size`` (read1 would)
-        return fp.read1(size)
-
-    garbage = yield from decode_chunked(read1, STREAM_READ_SIZE)
+    garbage = yield from decode_chunked(source.read1, STREAM_READ_SIZE)
+    source.restore()
     if garbage and raw.connection is not None:
         raw.connection.close()
     original = raw._original_response
@@ -558,7 +635,19 @@ def _chunked(raw: urllib3.response.HTTPResponse, fp: io.BufferedReader) -> Gener
 
 def _iter_decoded(resp: requests.Response, request: HttpRequest, expiry: _Expiry | None,
                   limit: int | None, what: str, wire_limit: int | None = None,
-                  release: Callable[[], None] | None = None) -> Generator[bytes, None, None]:
+                  release: Callable[[], None] | None = None,
+                  nonblocking: list[_Source] | None = None) -> Generator[bytes, None, None]:
+    """``_decoded``'s generator over ``resp``'s pieces; the source that can read without
+    blocking, if there is one, is appended to ``nonblocking``."""
+    pieces, inflate, source = _pieces(resp)
+    if nonblocking is not None and source is not None:
+        nonblocking.append(source)
+    return _decoded(resp, pieces, inflate, request, expiry, limit, what, wire_limit, release)
+
+
+def _decoded(resp: requests.Response, pieces: Iterable[bytes], inflate: Callable[[bytes], Iterator[bytes]] | None,
+             request: HttpRequest, expiry: _Expiry | None, limit: int | None, what: str, wire_limit: int | None,
+             release: Callable[[], None] | None) -> Generator[bytes, None, None]:
     """Yield the body's bytes, decompressed, as soon as any arrive, at most ``STREAM_READ_SIZE``
     at a time.
 
@@ -571,8 +660,7 @@ def _iter_decoded(resp: requests.Response, request: HttpRequest, expiry: _Expiry
     bytes and ``wire_limit`` the received ones.
     """
     raw = resp.raw
-    pieces, inflate = _pieces(resp)
-    received = decoded = 0
+    received = 0
     try:
         if inflate is None:  # the usual case, each piece as it came (decoded is received): one loop
             for piece in pieces:
@@ -582,18 +670,8 @@ def _iter_decoded(resp: requests.Response, request: HttpRequest, expiry: _Expiry
                 if limit is not None and received > limit:
                     raise _past_limit(what, request, limit)
                 yield piece
-            pieces = ()
-        for piece in pieces:
-            received += len(piece)
-            if wire_limit is not None and received > wire_limit:
-                raise _past_wire_limit(what, request, wire_limit)
-            for out in (inflate(piece) if inflate is not None else (piece,)):
-                decoded += len(out)
-                if limit is not None and decoded > limit:
-                    raise _past_limit(what, request, limit)
-                yield out
-        if inflate is not None:
-            yield from inflate(b"")  # anything the decompressor still holds
+        else:
+            yield from _inflated(pieces, inflate, request, limit, what, wire_limit)
     except ResponseTooLargeError:
         raise
     except _caught() as exc:
@@ -606,6 +684,24 @@ def _iter_decoded(resp: requests.Response, request: HttpRequest, expiry: _Expiry
     release = release or getattr(raw, "release_conn", None)
     if release is not None:
         release()
+
+
+def _inflated(pieces: Iterable[bytes], inflate: Callable[[bytes], Iterator[bytes]], request: HttpRequest,
+              limit: int | None, what: str, wire_limit: int | None) -> Iterator[bytes]:
+    received = decoded = 0
+    for piece in pieces:
+        if piece.__class__ is WouldBlock:
+            yield piece  # nothing for the decompressor: passed up as it is
+            continue
+        received += len(piece)
+        if wire_limit is not None and received > wire_limit:
+            raise _past_wire_limit(what, request, wire_limit)
+        for out in inflate(piece):
+            decoded += len(out)
+            if limit is not None and decoded > limit:
+                raise _past_limit(what, request, limit)
+            yield out
+    yield from inflate(b"")  # anything the decompressor still holds
 
 
 class _ConnGuard:
