@@ -363,11 +363,27 @@ async def iterate_in_thread(
                 window.give()
                 yield value
             elif kind == _HANDOVER:
-                ended = True  # the worker is gone; what is left is read here
+                ended = True  # the worker is gone; what is left is read here, on the loop
                 rest, wait = value
-                async for item in _read_on_loop(loop, rest, wait, max_buffer):
-                    yield item
-                return
+                reader = _LoopReader(loop, rest, wait.fd, max_buffer)
+                items = reader.items
+                try:  # the same loop, on the reader's items (inline: a nested async generator
+                    # would be closed only when collected, with its socket still watched)
+                    while True:
+                        if not items:
+                            reader.waiter = loop.create_future()
+                            await reader.waiter
+                            continue
+                        kind, value = items.popleft()
+                        if kind == _ITEM:
+                            reader.taken()
+                            yield value
+                        elif kind == _END:
+                            return
+                        else:
+                            raise value
+                finally:
+                    reader.close()
             else:
                 ended = True
                 if kind == _ERROR:
@@ -404,30 +420,6 @@ def _read_in_thread(factory: Callable[[], Iterator[T]], window: _Window, inbox: 
         close = getattr(it, "close", None)
         if close is not None:
             close()
-
-
-async def _read_on_loop(loop: asyncio.AbstractEventLoop, it: Iterator[T], wait: WouldBlock,
-                        max_buffer: int) -> AsyncIterator[T]:
-    """Go on with ``it`` on the loop's thread (``_LoopReader``); closed here, whatever ends it
-    (the consumer stopping early included)."""
-    reader = _LoopReader(loop, it, wait.fd, max_buffer)
-    items = reader.items
-    try:
-        while True:
-            if not items:
-                reader.waiter = loop.create_future()
-                await reader.waiter
-                continue
-            kind, value = items.popleft()
-            if kind == _ITEM:
-                reader.taken()
-                yield value
-            elif kind == _END:
-                return
-            else:
-                raise value
-    finally:
-        reader.close()
 
 
 class _LoopReader:
