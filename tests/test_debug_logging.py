@@ -178,7 +178,7 @@ def test_off_no_records_and_no_work(server: FakeServer, caplog: pytest.LogCaptur
     add_openai_routes(server)
     with RequestsTransport() as t:
         with t.open_stream(HttpRequest("POST", server.url + "/v1/chat/completions", {}, b'{"stream": true}')) as s:
-            assert getattr(s._chunks, "__name__", "") == "_iter_decoded"  # no wrapper around the chunks
+            assert getattr(s._chunks, "__name__", "") == "_decoded"  # no wrapper around the chunks
             assert b"[DONE]" in b"".join(s.iter_bytes())
         assert t.send(HttpRequest("GET", server.url + "/v1/models")).status == 200
     assert caplog.records and not [r for r in caplog.records if r.name.startswith("mirror_providers")]

@@ -15,7 +15,6 @@ import contextlib
 import functools
 import io
 import os
-import socket
 import threading
 import time
 import weakref
@@ -55,6 +54,8 @@ from .chunked import decode_chunked
 from .environ import Settings
 
 if TYPE_CHECKING:
+    import socket
+
     import requests
     import requests.adapters
     import requests.cookies
@@ -540,6 +541,8 @@ def _pieces(resp: requests.Response) -> tuple[Iterable[bytes], Callable[[bytes],
             sock = getattr(getattr(fp, "raw", None), "_sock", None)  # what socket.makefile reads from
             if not decode and raw.chunk_left is None and isinstance(fp, io.BufferedReader):
                 # Nothing of the body read yet, and no decoder of urllib3's needed.
+                import socket  # (loaded by then: urllib3 uses it)
+
                 source = _Source(fp, sock if isinstance(sock, socket.socket) else None)
                 pieces = _chunked(raw, source)
             else:
