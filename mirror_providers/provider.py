@@ -430,8 +430,11 @@ class Provider:
         return await _aio.run_sync(call, on_cancel=scope.abort)
 
     def stream(self, prompt: Prompt, **options: Unpack[Options]) -> AsyncIterator[StreamChunk]:
-        """Async iterator over ``stream_sync``'s chunks, read on a worker thread.
+        """Async iterator over ``stream_sync``'s chunks.
 
+        The stream is opened on a worker thread. An HTTP provider's chunked answer is then read
+        on the event loop itself, as its bytes arrive (no thread per open stream; hooks called
+        at the stream's end run on the loop's thread then); any other is read on the worker.
         Leaving the ``async for`` early, or cancelling the task, closes the HTTP response.
         """
         request = build_request(prompt, options)

@@ -654,9 +654,9 @@ def _decoded(resp: requests.Response, pieces: Iterable[bytes], inflate: Callable
     """Yield the body's bytes, decompressed, as soon as any arrive, at most ``STREAM_READ_SIZE``
     at a time.
 
-    The deliberate choice of reads: a chunked body (what streaming servers send) is read one
-    HTTP chunk at a time with urllib3's ``read_chunked``, which yields each chunk as soon as it is
-    complete (and splits a huge one); any other body goes through ``read1``, which returns
+    The deliberate choice of reads: a chunked body (what streaming servers send) is decoded from
+    the connection's reader, all the chunks of each read at once (``chunked``; urllib3's
+    ``read_chunked`` when urllib3 must decode it); any other body goes through ``read1``, which returns
     whatever is available, where ``iter_content(chunk_size=None)`` would read a body without
     chunked encoding to EOF first. gzip and deflate are undone here, ``STREAM_READ_SIZE`` of
     output at a time, so a small bomb never inflates in one piece; ``limit`` caps the decoded
