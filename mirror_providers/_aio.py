@@ -38,6 +38,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import _wait
 from ._wait import WouldBlock
 
 if TYPE_CHECKING:  # asyncio costs ~15 ms to import: loaded only when something is awaited
@@ -341,15 +342,24 @@ def _inbox(loop: asyncio.AbstractEventLoop) -> _Inbox:
 
 
 async def iterate_in_thread(
-    factory: Callable[[], Iterator[T]], *, max_buffer: int = 64
+    factory: Callable[[], Iterator[T]], *, max_buffer: int = 64, reads_on_loop: bool = False
 ) -> AsyncIterator[T]:
     """Iterate ``factory()`` on a worker thread and yield its items here.
 
-    ``factory`` runs on the worker too, so opening the connection does not block the loop.
+    ``factory`` runs on the worker too, so opening the connection does not block the loop. With
+    ``reads_on_loop``, and a loop that can watch sockets, it runs with ``_wait.reads_on_loop``
+    set: its iterator may then hand itself to the loop with a ``WouldBlock``.
     """
     import asyncio
 
     loop = asyncio.get_running_loop()
+    if reads_on_loop and _watches_sockets(loop):
+        opened = factory
+
+        def factory() -> Iterator[T]:
+            _wait.reads_on_loop.set(True)  # in the worker's copy of the context: the stream's
+            return opened()
+
     inbox, handoff = _inbox(loop), _Handoff()
     window = _Window(max_buffer)
     started: list[Iterator[T]] = []
@@ -400,6 +410,7 @@ async def iterate_in_thread(
     finally:
         if not ended:  # the consumer stopped early
             window.close()  # a worker blocked on a full buffer wakes and stops
+            _close_handed_over(items)
             abort = getattr(started[0], "abort", None) if started else None
             if abort is not None:
                 abort()  # wake a worker blocked on the network; it then closes the iterator
@@ -415,7 +426,7 @@ def _read_in_thread(factory: Callable[[], Iterator[T]], window: _Window, inbox: 
         started.append(it)
         for item in it:
             if item.__class__ is WouldBlock:  # the rest is read on the loop (``_wait``)
-                if inbox.post(handoff, _HANDOVER, (it, item)):
+                if not window.closed and inbox.post(handoff, _HANDOVER, (it, item)):
                     it = None  # the loop's now: not closed here
                 return
             if not window.take() or not inbox.post(handoff, _ITEM, item):
@@ -428,6 +439,23 @@ def _read_in_thread(factory: Callable[[], Iterator[T]], window: _Window, inbox: 
         close = getattr(it, "close", None)
         if close is not None:
             close()
+
+
+def _close_handed_over(items: deque[tuple[int, Any]]) -> None:
+    """A stream handed over to the loop, but whose consumer stopped before taking it: closed."""
+    for kind, value in items:
+        if kind == _HANDOVER:
+            close = getattr(value[0], "close", None)
+            if close is not None:
+                close()
+
+
+def _watches_sockets(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``loop.add_reader`` works: not on Windows' proactor loop (which lacks it)."""
+    import asyncio
+
+    proactor = getattr(asyncio, "ProactorEventLoop", None)
+    return proactor is None or not isinstance(loop, proactor)
 
 
 class _LoopReader:
@@ -448,17 +476,7 @@ class _LoopReader:
 
     def _watch(self) -> None:
         if not self._watching and not self._done:
-            try:
-                self._loop.add_reader(self._fd, self._step)
-            except NotImplementedError:  # a loop without readers (Windows' proactor): a worker waits
-                import select
-
-                def readable() -> None:
-                    select.select([self._fd], [], [])
-
-                future = self._loop.run_in_executor(get_executor(), readable)
-                future.add_done_callback(lambda _: self._step())
-                return
+            self._loop.add_reader(self._fd, self._step)
             self._watching = True
 
     def _unwatch(self) -> None:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from . import _aio, _telemetry, hooks
 from ._call import CallScope, call_aborted, current_call, on_abort
 from ._stats import Stats, percentiles
-from ._wait import WouldBlock, reads_on_loop
+from ._wait import WouldBlock
 from .conversation import Conversation
 from .embeddings import EmbedRequest, build_embed_request
 from .errors import SHAPE_ERRORS, CallbackError, InvalidResponseError, ProviderError, ValidationError
@@ -439,14 +439,7 @@ class Provider:
         """
         request = build_request(prompt, options)
         self._check(request)  # refused here, before a worker is taken
-        if not self._reads_on_loop():
-            return _aio.iterate_in_thread(lambda: self.stream_sync(request))
-
-        def opened() -> ChunkStream:  # on the stream's worker, in the stream's context
-            reads_on_loop.set(True)
-            return self.stream_sync(request)
-
-        return _aio.iterate_in_thread(opened)
+        return _aio.iterate_in_thread(lambda: self.stream_sync(request), reads_on_loop=self._reads_on_loop())
 
     def _reads_on_loop(self) -> bool:
         """Whether ``stream()`` may read this provider's stream on the event loop (``_wait``):
