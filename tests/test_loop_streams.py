@@ -10,6 +10,8 @@ its timeout, and the thread kept where the body cannot be read that way.
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -312,3 +314,48 @@ def test_a_slow_consumer_holds_the_reader_back_and_loses_nothing() -> None:
         llm.close()
 
 
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for localhost, made with the openssl command."""
+    openssl = shutil.which("openssl")
+    assert openssl, "the openssl command is needed to make a test certificate (apt-get install openssl)"
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = str(d / "cert.pem"), str(d / "key.pem")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def test_over_tls_records_of_any_size_arrive_whole_and_the_connection_is_reused(
+        certificate: tuple[str, str]) -> None:
+    # Frames from a few bytes to 40 KB: TLS records (16 KB at most) split them, and a read may
+    # leave decrypted bytes in the TLS layer that the socket no longer signals.
+    words = [f"w{i}" + "y" * (i * 997 % 40000) for i in range(300)]
+    gate = threading.Event()
+    with FakeServer(tls=certificate) as server:
+        _gated_route(server, openai_sse(" ".join(words)), gate, first=3)
+        url = server.url.replace("127.0.0.1", "localhost")
+        llm = OpenAIProvider(api_key="sk-test", base_url=url + "/v1", max_retries=0, timeout=WAIT,
+                             verify=certificate[0])
+
+        async def main() -> tuple[list[str], int]:
+            out: list[str] = []
+            readers = -1
+            async for chunk in llm.stream("hi"):
+                out.append(chunk.content)
+                if len(out) == 2:
+                    await asyncio.sleep(0.05)
+                    readers = _readers()  # the server silent now; read on the loop, no thread
+                    gate.set()
+            return out, readers
+
+        for _ in range(2):
+            gate.clear()
+            out, readers = asyncio.run(asyncio.wait_for(main(), WAIT))
+            assert "".join(out).split() == words
+            assert readers == 0
+        assert server.connections == 1
+        llm.close()
