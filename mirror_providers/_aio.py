@@ -27,7 +27,7 @@ import os
 import threading
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._wait import WouldBlock
@@ -365,8 +365,12 @@ async def iterate_in_thread(
             elif kind == _HANDOVER:
                 ended = True  # the worker is gone; what is left is read here
                 rest, wait = value
-                async for item in _read_on_loop(loop, rest, wait, max_buffer):
-                    yield item
+                on_loop = _read_on_loop(loop, rest, wait, max_buffer)
+                try:
+                    async for item in on_loop:
+                        yield item
+                finally:  # a consumer's aclose() (or break) closes the stream before it returns,
+                    await on_loop.aclose()  # not in a task the loop's finalizer starts later
                 return
             else:
                 ended = True
@@ -407,7 +411,7 @@ def _read_in_thread(factory: Callable[[], Iterator[T]], window: _Window, inbox: 
 
 
 async def _read_on_loop(loop: asyncio.AbstractEventLoop, it: Iterator[T], wait: WouldBlock,
-                        max_buffer: int) -> AsyncIterator[T]:
+                        max_buffer: int) -> AsyncGenerator[T, None]:
     """Go on with ``it`` on the loop's thread (``_LoopReader``); closed here, whatever ends it
     (the consumer stopping early included)."""
     reader = _LoopReader(loop, it, wait.fd, max_buffer)
