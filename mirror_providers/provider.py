@@ -433,8 +433,9 @@ class Provider:
         """Async iterator over ``stream_sync``'s chunks.
 
         The stream is opened on a worker thread. An HTTP provider's chunked answer is then read
-        on the event loop itself, as its bytes arrive (no thread per open stream; hooks called
-        at the stream's end run on the loop's thread then); any other is read on the worker.
+        on the event loop itself, as its bytes arrive (no thread per open stream), unless hooks
+        are registered (they run on the stream's thread, where blocking stalls nothing else);
+        any other answer is read on the worker.
         Leaving the ``async for`` early, or cancelling the task, closes the HTTP response.
         """
         request = build_request(prompt, options)
@@ -444,9 +445,12 @@ class Provider:
     def _reads_on_loop(self) -> bool:
         """Whether ``stream()`` may read this provider's stream on the event loop (``_wait``):
         only where every layer between the body and the chunks passes its markers up (an HTTP
-        provider's own ``stream_sync``; no wrapper of a subclass's, no tracer that is not ours)."""
+        provider's own ``stream_sync``; no wrapper of a subclass's, no tracer that is not ours),
+        and with no hook registered: a hook may block (post the usage somewhere, make a call),
+        which on the loop's thread would stall every task, so a stream with hooks keeps its thread."""
         telemetry = _telemetry.active
         return (self._READS_ON_LOOP and type(self).stream_sync is Provider.stream_sync
+                and not (self._hooks or hooks.global_hooks())  # they would run on the loop's thread
                 and (telemetry is None or getattr(telemetry, "passes_markers", False)))
 
     def submit(self, prompt: Prompt, **options: Unpack[Options]) -> Future[GenerationResult]:

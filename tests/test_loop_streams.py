@@ -359,3 +359,72 @@ def test_over_tls_records_of_any_size_arrive_whole_and_the_connection_is_reused(
             assert readers == 0
         assert server.connections == 1
         llm.close()
+
+
+def test_a_flood_of_keep_alives_never_holds_the_loop_for_more_than_a_read() -> None:
+    def chat(req: Received, reply: Reply) -> None:
+        frames = openai_sse("after the flood")
+        reply.head(200, {"Content-Type": "text/event-stream"}, chunked=True)
+        reply.chunk(frames[0])
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:  # comments only, as fast as the socket takes them: no chunk to count
+            reply.chunk(b": ping\n\n" * 8192)
+        for frame in frames[1:]:
+            reply.chunk(frame)
+        reply.end_chunks()
+
+    with FakeServer() as server:
+        server.route("POST", "/v1/chat/completions", chat)
+        llm = OpenAIProvider(api_key="sk-test", base_url=server.url + "/v1", max_retries=0, timeout=WAIT)
+
+        async def main() -> tuple[str, float]:
+            gaps: list[float] = []
+            stop = False
+
+            async def heartbeat() -> None:
+                last = time.monotonic()
+                while not stop:
+                    await asyncio.sleep(0.001)
+                    now = time.monotonic()
+                    gaps.append(now - last)
+                    last = now
+
+            beat = asyncio.ensure_future(heartbeat())
+            text = "".join([c.content async for c in llm.stream("hi")])
+            stop = True
+            await beat
+            return text, max(gaps)
+
+        text, gap = asyncio.run(asyncio.wait_for(main(), WAIT))
+        assert text == "after the flood"
+        assert gap < 0.2  # one read (64 KB) at a time, then the loop's other tasks
+        llm.close()
+
+
+def test_a_stream_with_hooks_keeps_its_thread() -> None:
+    gate = threading.Event()
+    with FakeServer() as server:
+        _gated_route(server, openai_sse("alpha beta"), gate)
+        llm = OpenAIProvider(api_key="sk-test", base_url=server.url + "/v1", max_retries=0, timeout=WAIT)
+
+        class Hook:
+            def on_stream_end(self, event: Any) -> None:
+                pass
+
+        llm.add_hook(Hook())
+
+        async def main() -> tuple[str, int]:
+            out, readers = [], -1
+            async for chunk in llm.stream("hi"):
+                out.append(chunk.content)
+                if readers < 0:
+                    await asyncio.sleep(0.05)
+                    readers = _readers()
+                    gate.set()
+            return "".join(out), readers
+
+        try:
+            assert asyncio.run(asyncio.wait_for(main(), WAIT)) == ("alpha beta", 1)
+        finally:
+            gate.set()
+        llm.close()

@@ -1272,6 +1272,7 @@ class HttpProvider(Provider):
         one. A stream that sends nothing but keep-alives (SSE comments, blank lines, frames the
         parser calls ``KEEPALIVE``) for the read timeout is broken off with ``RequestTimeout``,
         as a silent one would be."""
+        wants_loop = _claim_loop()  # before the request: a hook's stream must not see the flag
         parser = self._stream_parser()
         http = self._request("POST", path, payload, request.timeout, self._deadline(request.deadline_s, stream=True))
         assert http.timeout is not None
@@ -1283,7 +1284,7 @@ class HttpProvider(Provider):
             limits = parse_rate_limits(stream.headers)
             self._check_stream_head(stream, request_id)
             idle = _IdleWatch(idle_s, stream.abort)
-            on_loop = _read_on_loop(stream)
+            on_loop = wants_loop and stream.nonblocking()
             try:
                 for frame in _FRAMINGS[self.FRAMING](stream.iter_bytes(), self.limits.max_event_bytes):
                     if frame.__class__ is WouldBlock:
@@ -1556,11 +1557,12 @@ class HttpProvider(Provider):
         return exc
 
 
-def _read_on_loop(stream: StreamResponse) -> bool:
-    """Whether ``stream`` is an async stream's, to be read on its event loop (``_wait``), and now
-    reads so. The flag is then cleared in the stream's context: a stream opened inside it (a hook's)
-    reads as usual."""
-    if not reads_on_loop.get() or not stream.nonblocking():
+def _claim_loop() -> bool:
+    """Whether this stream is an async stream's, to be read on its event loop where its body
+    allows (``_wait``). The flag is cleared in the stream's context at once, before anything is
+    sent: a stream a hook opens inside this one (``on_request``, ``on_retry``, ``on_error``,
+    ``on_stream_end``), or one opened after a body that cannot be read that way, reads as usual."""
+    if not reads_on_loop.get():
         return False
     reads_on_loop.set(False)
     return True

@@ -562,9 +562,10 @@ class _Source:
 
     Not blocking, the first read takes what the connection's reader holds (body bytes that came
     with the headers); after it the reader is empty for good, and each read is one ``recv`` of
-    the socket. A ``recv`` that returned less than asked for emptied the socket, most likely: the
-    read after it returns the marker without asking again (bytes that came meanwhile make the
-    socket readable at once, so nothing waits for them)."""
+    the socket. The read after a ``recv`` that brought bytes returns the marker without asking
+    again: the loop runs its other work before this stream reads on (bytes that came meanwhile
+    make the socket readable at once, so nothing waits for them), and a ``recv`` that would find
+    nothing, most often the case, is saved."""
 
     __slots__ = ("fp", "sock", "marker", "_timeout", "_buffered", "_drained", "_tls")
 
@@ -618,8 +619,10 @@ class _Source:
             if isinstance(exc, BlockingIOError) or type(exc).__name__ == "SSLWantReadError":
                 return marker  # (TLS: no whole record yet)
             raise
-        if len(data) < size and not (self._tls and sock.pending()):  # type: ignore[attr-defined]
-            self._drained = True
+        # After each read that brought bytes, the loop gets its turn before the next one (a
+        # server that floods the socket never holds the loop for more than a read), unless the
+        # TLS layer holds decrypted bytes already: no readiness would be signalled for those.
+        self._drained = not (self._tls and sock.pending())  # type: ignore[attr-defined]
         return data  # b"": EOF
 
 
