@@ -1286,7 +1286,7 @@ class HttpProvider(Provider):
             idle = _IdleWatch(idle_s, stream.abort)
             on_loop = wants_loop and stream.nonblocking()
             try:
-                for frame in _FRAMINGS[self.FRAMING](stream.iter_bytes(), self.limits.max_event_bytes):
+                for frame in _FRAMINGS[self.FRAMING](stream.pieces(), self.limits.max_event_bytes):
                     if frame.__class__ is WouldBlock:
                         yield frame  # type: ignore[misc]  # nothing to read now: the loop resumes this when there is
                         continue

@@ -193,6 +193,11 @@ class StreamResponse:
         nothing, when the source cannot read that way."""
         return self._on_nonblocking is not None and not self.closed and self._on_nonblocking()
 
+    def pieces(self) -> Iterator[bytes]:
+        """``iter_bytes`` without closing the response at the end (its ``with`` block or
+        ``close()`` does): one generator less between the body and its reader."""
+        return filter(None, self._chunks)
+
     def iter_bytes(self) -> Iterator[bytes]:
         """Yield body bytes as they arrive; closes the response at the end."""
         try:
