@@ -5,7 +5,9 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import os
+import shutil
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -127,3 +129,16 @@ def cassette(request: pytest.FixtureRequest, recorded_day: str) -> Iterator[Any]
 def server() -> Iterator[FakeServer]:
     with FakeServer() as s:
         yield s
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for localhost, made with the openssl command."""
+    openssl = shutil.which("openssl")
+    assert openssl, "the openssl command is needed to make a test certificate (apt-get install openssl)"
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = str(d / "cert.pem"), str(d / "key.pem")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                   check=True, capture_output=True)
+    return cert, key

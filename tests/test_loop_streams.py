@@ -10,8 +10,6 @@ its timeout, and the thread kept where the body cannot be read that way.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -312,21 +310,6 @@ def test_a_slow_consumer_holds_the_reader_back_and_loses_nothing() -> None:
         assert words == [f"w{i}{'x' * 1000}" for i in range(20000)]
         assert held < 20000  # the server was held back by TCP: the reader stopped reading
         llm.close()
-
-
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    """A self-signed certificate for localhost, made with the openssl command."""
-    openssl = shutil.which("openssl")
-    assert openssl, "the openssl command is needed to make a test certificate (apt-get install openssl)"
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = str(d / "cert.pem"), str(d / "key.pem")
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
-                    "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
-                   check=True, capture_output=True)
-    return cert, key
 
 
 def test_over_tls_records_of_any_size_arrive_whole_and_the_connection_is_reused(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
-import subprocess
 from typing import Any
 
 import pytest
@@ -18,19 +16,6 @@ from mirror_providers.transport import HttpResponse, MockTransport
 
 from .conftest import CASSETTES
 from .server import FakeServer, add_openai_routes
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    """A self-signed certificate for localhost, made with the openssl command."""
-    openssl = shutil.which("openssl")
-    assert openssl, "the openssl command is needed to make a test certificate (apt-get install openssl)"
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = str(d / "cert.pem"), str(d / "key.pem")
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
-                    "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
-                   check=True, capture_output=True)
-    return cert, key
 
 
 def test_tls_verified_by_default(certificate: tuple[str, str]) -> None:
