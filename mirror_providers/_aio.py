@@ -233,11 +233,12 @@ async def run_sync(fn: Callable[..., T], /, *args: Any, on_cancel: Callable[[], 
 class _Handoff:
     """One stream's items on the loop's side, and the consumer's future while it waits for one."""
 
-    __slots__ = ("items", "waiter")
+    __slots__ = ("items", "waiter", "taken")
 
-    def __init__(self) -> None:
+    def __init__(self, window: _Window) -> None:
         self.items: deque[tuple[int, Any]] = deque()
         self.waiter: asyncio.Future[None] | None = None
+        self.taken = window.give  # the consumer took an item: the reader may run one further ahead
 
     def put(self, kind: int, value: Any) -> None:
         self.items.append((kind, value))
@@ -360,8 +361,8 @@ async def iterate_in_thread(
             _wait.reads_on_loop.set(True)  # in the worker's copy of the context: the stream's
             return opened()
 
-    inbox, handoff = _inbox(loop), _Handoff()
     window = _Window(max_buffer)
+    inbox, handoff = _inbox(loop), _Handoff(window)
     started: list[Iterator[T]] = []
 
     work = functools.partial(_read_in_thread, factory, window, inbox, handoff, started)
@@ -369,48 +370,34 @@ async def iterate_in_thread(
     # A daemon: a stream its consumer forgot must not keep the interpreter from exiting.
     threading.Thread(target=ctx.run, args=(_counted(work),), name="mirror-stream", daemon=True).start()
     ended = False
-    items = handoff.items
+    source: _Handoff | _LoopReader = handoff  # where the items come from: the thread, then the loop
+    reader: _LoopReader | None = None
     try:
         while True:
+            items = source.items
             if not items:
-                handoff.waiter = loop.create_future()
-                await handoff.waiter
+                source.waiter = loop.create_future()
+                await source.waiter
                 continue
             kind, value = items.popleft()
             if kind == _ITEM:
-                window.give()
+                source.taken()
                 yield value
             elif kind == _HANDOVER:
                 ended = True  # the worker is gone; what is left is read here, on the loop
                 rest, wait = value
-                reader = _LoopReader(loop, rest, wait.fd, max_buffer)
-                items = reader.items
-                try:  # the same loop, on the reader's items (inline: a nested async generator
-                    # would be closed only when collected, with its socket still watched)
-                    while True:
-                        if not items:
-                            reader.waiter = loop.create_future()
-                            await reader.waiter
-                            continue
-                        kind, value = items.popleft()
-                        if kind == _ITEM:
-                            reader.taken()
-                            yield value
-                        elif kind == _END:
-                            return
-                        else:
-                            raise value
-                finally:
-                    reader.close()
+                source = reader = _LoopReader(loop, rest, wait.fd, max_buffer)
             else:
                 ended = True
                 if kind == _ERROR:
                     raise value
                 return
     finally:
-        if not ended:  # the consumer stopped early
+        if reader is not None:
+            reader.close()  # unwatched, and the stream closed if it had not ended
+        elif not ended:  # the consumer stopped early
             window.close()  # a worker blocked on a full buffer wakes and stops
-            _close_handed_over(items)
+            _close_handed_over(handoff.items)
             abort = getattr(started[0], "abort", None) if started else None
             if abort is not None:
                 abort()  # wake a worker blocked on the network; it then closes the iterator
