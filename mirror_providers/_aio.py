@@ -479,10 +479,7 @@ class _LoopReader:
         items = self.items
         try:
             for item in self._it:
-                if item.__class__ is WouldBlock:
-                    if item.fd != self._fd:  # (one stream, one socket: never seen, but then watch that one)
-                        self._unwatch()
-                        self._fd = item.fd
+                if item.__class__ is WouldBlock:  # (its socket's: one stream, one socket)
                     self._watch()
                     break
                 items.append((_ITEM, item))

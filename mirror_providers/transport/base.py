@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import field
 
 from .._call import CallControl
@@ -226,28 +226,20 @@ class StreamResponse:
         rather than being closed; for a stream whose answer is complete (its terminator came).
         Stops after ``max_bytes`` or ``max_s`` (breaking the connection then); any error is
         swallowed, the answer being had already. True when the body ended within bounds."""
-        if self.closed:
-            return False
-        timer = call_at(time.monotonic() + max_s, self.abort)
-        size = 0
-        try:
-            for piece in self._chunks:
-                size += len(piece)
-                if size > max_bytes:
-                    return False
-            return True
-        except Exception:  # noqa: BLE001 - a broken tail after a complete answer is not an error
-            return False
-        finally:
-            timer.cancel()
-            self.close()
+        steps = self.draining(max_bytes, max_s)
+        while True:  # a blocking source yields nothing: its first step is the whole drain
+            try:
+                next(steps)
+            except StopIteration as done:
+                return bool(done.value)
 
-    def draining(self, max_bytes: int = 64 * 1024, max_s: float = 0.1) -> Iterator[WouldBlock]:
-        """``drain()`` for a non-blocking source: yields its ``WouldBlock`` markers, and nothing
-        else, while the body's end has not come (``max_s`` still bounds it: the connection is
-        broken off then, which wakes the reader of the marker)."""
+    def draining(self, max_bytes: int = 64 * 1024, max_s: float = 0.1) -> Generator[WouldBlock, None, bool]:
+        """``drain()`` step by step, for a non-blocking source: yields its ``WouldBlock`` markers,
+        and nothing else, while the body's end has not come (``max_s`` still bounds it: the
+        connection is broken off then, which wakes the reader of the marker). Returns ``drain()``'s
+        answer."""
         if self.closed:
-            return
+            return False
         timer = call_at(time.monotonic() + max_s, self.abort)
         size = 0
         try:
@@ -257,9 +249,10 @@ class StreamResponse:
                     continue
                 size += len(piece)
                 if size > max_bytes:
-                    return
-        except Exception:  # noqa: BLE001, S110 - a broken tail after a complete answer is not an error
-            pass
+                    return False
+            return True
+        except Exception:  # noqa: BLE001 - a broken tail after a complete answer is not an error
+            return False
         finally:
             timer.cancel()
             self.close()

@@ -579,8 +579,7 @@ class _Source:
         self._tls = hasattr(sock, "pending")
 
     def nonblocking(self) -> bool:
-        if self.sock is None:
-            return False
+        assert self.sock is not None  # (a source without one is never offered: ``_pieces``)
         if self.marker is None:
             self._timeout = self.sock.gettimeout()
             self.sock.settimeout(0.0)
