@@ -423,18 +423,21 @@ def _read_in_thread(factory: Callable[[], Iterator[T]], window: _Window, inbox: 
         if not window.closed:
             inbox.post(handoff, _ERROR, exc)
     finally:
-        close = getattr(it, "close", None)
-        if close is not None:
-            close()
+        _close(it)
+
+
+def _close(it: object) -> None:
+    """Close an iterator that has a ``close()`` (a generator, a ``ChunkStream``); others have nothing to release."""
+    close = getattr(it, "close", None)
+    if close is not None:
+        close()
 
 
 def _close_handed_over(items: deque[tuple[int, Any]]) -> None:
     """A stream handed over to the loop, but whose consumer stopped before taking it: closed."""
     for kind, value in items:
         if kind == _HANDOVER:
-            close = getattr(value[0], "close", None)
-            if close is not None:
-                close()
+            _close(value[0])
 
 
 def _watches_sockets(loop: asyncio.AbstractEventLoop) -> bool:
@@ -511,6 +514,4 @@ class _LoopReader:
         self._unwatch()
         if not self._done:
             self._done = True
-            close = getattr(self._it, "close", None)
-            if close is not None:
-                close()
+            _close(self._it)
