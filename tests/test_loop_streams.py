@@ -32,6 +32,7 @@ from .server import (
     add_openai_routes,
     openai_sse,
 )
+from .waiting import Heartbeat, eventually_async
 
 WAIT = 10.0  # bound on anything that must happen; reaching it is the failure
 
@@ -104,9 +105,7 @@ def test_no_reader_thread_while_streams_are_open_and_the_loop_keeps_running() ->
 
             beat = asyncio.ensure_future(heartbeat())
             streams = [asyncio.ensure_future(consume()) for _ in range(20)]
-            deadline = time.monotonic() + WAIT
-            while server.open_connections < 20 and time.monotonic() < deadline:  # every stream is open
-                await asyncio.sleep(0.01)
+            assert await eventually_async(lambda: server.open_connections >= 20, within=WAIT)  # all open
             await asyncio.sleep(0.05)  # their first frames read; the server now silent
             readers = _readers()
             start = ticks
@@ -361,22 +360,10 @@ def test_a_flood_of_keep_alives_never_holds_the_loop_for_more_than_a_read() -> N
         llm = OpenAIProvider(api_key="sk-test", base_url=server.url + "/v1", max_retries=0, timeout=WAIT)
 
         async def main() -> tuple[str, float]:
-            gaps: list[float] = []
-            stop = False
-
-            async def heartbeat() -> None:
-                last = time.monotonic()
-                while not stop:
-                    await asyncio.sleep(0.001)
-                    now = time.monotonic()
-                    gaps.append(now - last)
-                    last = now
-
-            beat = asyncio.ensure_future(heartbeat())
+            beat = Heartbeat()
+            beat.start()
             text = "".join([c.content async for c in llm.stream("hi")])
-            stop = True
-            await beat
-            return text, max(gaps)
+            return text, await beat.stop()
 
         text, gap = asyncio.run(asyncio.wait_for(main(), WAIT))
         assert text == "after the flood"

@@ -28,6 +28,7 @@ from mirror_providers.openai import OpenAIProvider
 from mirror_providers.pooling import FallbackChain, ProviderPool
 
 from ..server import FakeServer, Received, Reply, openai_completion, openai_sse
+from ..waiting import Heartbeat
 
 SSE = {"Content-Type": "text/event-stream"}
 JSON = {"Content-Type": "application/json"}
@@ -40,32 +41,6 @@ def _provider(server: FakeServer, timeout: float = 5.0, **kw: Any) -> OpenAIProv
 
 def _wire(frames: list[bytes]) -> bytes:
     return b"".join(b"%x\r\n%s\r\n" % (len(f), f) for f in frames) + b"0\r\n\r\n"
-
-
-class _Heartbeat:
-    """A task that ticks every 10 ms; ``max_gap`` is the longest the loop kept it waiting."""
-
-    def __init__(self) -> None:
-        self.max_gap = 0.0
-        self._stop = False
-        self._task: asyncio.Task[None] | None = None
-
-    async def _run(self) -> None:
-        last = time.monotonic()
-        while not self._stop:
-            await asyncio.sleep(0.01)
-            now = time.monotonic()
-            self.max_gap = max(self.max_gap, now - last)
-            last = now
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> float:
-        self._stop = True
-        assert self._task is not None
-        await self._task
-        return self.max_gap
 
 
 async def _collect(llm: OpenAIProvider, **kw: Any) -> tuple[list[Any], BaseException | None]:
@@ -150,7 +125,7 @@ def test_a_blocking_hook_at_a_loop_read_streams_end_does_not_block_the_loop() ->
         llm.add_hook(Hook())
 
         async def main() -> float:
-            beat = _Heartbeat()
+            beat = Heartbeat()
             beat.start()
             out, err = await _collect(llm)
             assert err is None and "".join(c.content for c in out) == "one two"
@@ -178,7 +153,7 @@ def test_a_silent_server_mid_stream_is_a_read_timeout_and_deadline_s_holds() -> 
         llm = _provider(server, timeout=0.6)
 
         async def main() -> None:
-            beat = _Heartbeat()
+            beat = Heartbeat()
             beat.start()
             t0 = time.monotonic()
             out, err = await _collect(llm)
@@ -256,7 +231,7 @@ def test_hostile_heads_and_bodies_never_block_the_loop(case: str) -> None:
         llm = _provider(server, timeout=2)
 
         async def main() -> list[tuple[list[Any], BaseException | None]]:
-            beat = _Heartbeat()
+            beat = Heartbeat()
             beat.start()
             t0 = time.monotonic()
             results = await asyncio.gather(*[_collect(llm) for _ in range(4)])
