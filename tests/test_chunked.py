@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import Callable, Iterator
+from unittest import mock
 
 import pytest
 import urllib3.exceptions
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 
 from mirror_providers.errors import ProtocolError, RequestTimeout
 from mirror_providers.openai import OpenAIProvider
-from mirror_providers.transport import HttpRequest, RequestsTransport, Timeout
+from mirror_providers.transport import HttpRequest, RequestsTransport, Timeout, chunked
 from mirror_providers.transport.chunked import MAX_LINE, MAX_TRAILERS, decode_chunked
 
 from .server import FakeServer, Received, Reply, openai_sse
@@ -68,6 +69,28 @@ def test_any_cut_of_a_body_decodes_to_its_data(parts: list[bytes], cuts: list[in
     pieces, garbage = _decode(_chunked(parts, ext=ext, eol=eol, trailers=trailers), cuts)
     assert b"".join(pieces) == b"".join(parts)
     assert all(pieces) and not garbage
+
+
+def _outcome(wire: bytes, cuts: list[int]) -> object:
+    try:
+        return _decode(wire, cuts)
+    except urllib3.exceptions.ProtocolError as exc:
+        return str(exc)
+
+
+@settings(max_examples=400, deadline=None)
+@given(parts=st.lists(st.binary(min_size=1, max_size=40), min_size=1, max_size=6),
+       damage=st.lists(st.tuples(st.integers(0, 400), st.sampled_from(b"0aF\r\n; xZ")), max_size=3),
+       cuts=st.lists(st.integers(1, 64), max_size=30))
+def test_the_whole_chunk_shortcut_decides_every_body_as_the_general_path_does(
+        parts: list[bytes], damage: list[tuple[int, int]], cuts: list[int]) -> None:
+    # Valid bodies with a few bytes changed, in any cuts: the same pieces, or the same error.
+    wire = bytearray(_chunked(parts))
+    for at, byte in damage:
+        wire[at % len(wire)] = byte
+    with mock.patch.object(chunked, "_PLAIN_SIZE", lambda buf, pos: None):
+        general = _outcome(bytes(wire), list(cuts))
+    assert _outcome(bytes(wire), list(cuts)) == general
 
 
 def test_data_is_yielded_before_the_next_read_blocks() -> None:

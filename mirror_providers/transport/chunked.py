@@ -19,6 +19,7 @@ truncated body is ``urllib3.exceptions.ProtocolError``, a read that times out is
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Generator
 
 from .._redact import snippet
@@ -31,6 +32,7 @@ MAX_TRAILERS = 100  # as http.client's _MAXHEADERS
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 _CR, _LF = 13, 10
 _SIZE, _DATA, _CRLF, _TRAILER, _DONE = 0, 1, 2, 3, 4
+_PLAIN_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})\r\n").match  # the size line every server sends
 
 
 def decode_chunked(read1: Callable[[int], bytes], size: int) -> Generator[bytes, None, bool]:
@@ -92,6 +94,16 @@ def _parse(buf: bytes, at: _Position, out: list[bytes]) -> int:
     pos, n = 0, len(buf)
     while pos < n:
         state = at.state
+        if state == _SIZE:  # the usual case first: a whole chunk, a plain size line, data, CRLF
+            plain = _PLAIN_SIZE(buf, pos)
+            if plain is not None:
+                start = plain.end()
+                end = start + int(plain[1], 16)
+                if end > start and buf[end:end + 2] == b"\r\n":
+                    out.append(buf[start:end])
+                    pos = end + 2
+                    continue
+            # Anything else (an extension, a last chunk, a part of one) goes the general way.
         if state == _DATA:
             take = min(n - pos, at.left)
             out.append(buf if take == n else buf[pos:pos + take])
