@@ -455,10 +455,12 @@ class _LoopReader:
     watched from one event to the next (no ``epoll_ctl`` per event); it is left unwatched while
     the consumer is ``max_buffer`` items behind (backpressure), and once the stream has ended."""
 
-    __slots__ = ("_loop", "_it", "_fd", "_max", "_watching", "_resuming", "_done", "items", "waiter")
+    __slots__ = ("_loop", "_it", "_within", "_fd", "_max", "_watching", "_resuming", "_done", "items", "waiter")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, it: Iterator[Any], fd: int, max_buffer: int) -> None:
         self._loop, self._it, self._fd, self._max = loop, it, fd, max_buffer
+        # A ``ChunkStream`` runs the steps in its own context, entered once per wake-up, not per step.
+        self._within: Callable[[Callable[[Iterator[Any]], None]], None] | None = getattr(it, "within", None)
         self._watching = self._resuming = self._done = False
         self.items: deque[tuple[int, Any]] = deque()
         self.waiter: asyncio.Future[None] | None = None
@@ -479,25 +481,31 @@ class _LoopReader:
         self._resuming = False
         if self._done:
             return
-        items = self.items
         try:
-            for item in self._it:
-                if item.__class__ is WouldBlock:  # (its socket's: one stream, one socket)
-                    self._watch()
-                    break
-                items.append((_ITEM, item))
-                if len(items) >= self._max:
-                    self._unwatch()  # the consumer is behind: resumed by ``taken``
-                    break
+            if self._within is None:
+                self._take(self._it)
             else:
-                self._finish((_END, None))
+                self._within(self._take)
         except Exception as exc:  # re-raised on the consumer side, unchanged
             self._finish((_ERROR, exc))
         waiter = self.waiter
-        if waiter is not None and items:
+        if waiter is not None and self.items:
             self.waiter = None
             if not waiter.done():
                 waiter.set_result(None)
+
+    def _take(self, it: Iterator[Any]) -> None:
+        items = self.items
+        for item in it:
+            if item.__class__ is WouldBlock:  # (its socket's: one stream, one socket)
+                if not self._watching:
+                    self._watch()
+                return
+            items.append((_ITEM, item))
+            if len(items) >= self._max:
+                self._unwatch()  # the consumer is behind: resumed by ``taken``
+                return
+        self._finish((_END, None))
 
     def _finish(self, last: tuple[int, Any]) -> None:
         self.items.append(last)

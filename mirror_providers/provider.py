@@ -58,6 +58,7 @@ __all__ = ["ChunkStream", "Provider", "call_aborted", "current_scope", "on_abort
 set_max_workers = _aio.set_max_workers
 
 Answer = TypeVar("Answer", GenerationResult, EmbeddingResult)
+T = TypeVar("T")
 
 
 def thread_pool_size() -> int:
@@ -95,21 +96,30 @@ class ChunkStream(Iterator[StreamChunk]):
     def __init__(self, chunks: Iterator[StreamChunk]) -> None:
         self._chunks = chunks
         self._scope: CallScope | None = None
-        self._run: Callable[..., StreamChunk] | None = None
+        self._run: Callable[..., Any] | None = None
 
     def __iter__(self) -> ChunkStream:
         return self
 
     def __next__(self) -> StreamChunk:
-        if self._run is None:
-            # The stream runs in a context of its own, made at the first chunk, where its abort
-            # scope is set: cheaper per chunk than setting and resetting the scope around each
-            # one, and what the stream sets in its context stays there.
-            self._scope = CallScope(current_call.get())
-            context = contextvars.copy_context()
-            context.run(current_call.set, self._scope)
-            self._run = context.run
-        return self._run(next, self._chunks)
+        chunk: StreamChunk = (self._run or self._context())(next, self._chunks)
+        return chunk
+
+    def within(self, take: Callable[[Iterator[StreamChunk]], T]) -> T:
+        """``take(chunks)`` run in the stream's context, as ``next`` is: a reader that takes
+        several steps at once (``_aio``'s loop reader) enters the context once for all of them."""
+        result: T = (self._run or self._context())(take, self._chunks)
+        return result
+
+    def _context(self) -> Callable[..., Any]:
+        # The stream runs in a context of its own, made at the first chunk, where its abort
+        # scope is set: cheaper per chunk than setting and resetting the scope around each
+        # one, and what the stream sets in its context stays there.
+        self._scope = CallScope(current_call.get())
+        context = contextvars.copy_context()
+        context.run(current_call.set, self._scope)
+        self._run = context.run
+        return self._run
 
     def close(self) -> None:
         close = getattr(self._chunks, "close", None)
