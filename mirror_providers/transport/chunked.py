@@ -35,12 +35,14 @@ _SIZE, _DATA, _CRLF, _TRAILER, _DONE = 0, 1, 2, 3, 4
 _PLAIN_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})\r\n").match  # the size line every server sends
 
 
-def decode_chunked(read1: Callable[[int], bytes], size: int) -> Generator[bytes, None, bool]:
+def decode_chunked(read1: Callable[[int], bytes], size: int,
+                   end: Callable[[bool], None] | None = None) -> Generator[bytes, None, bool]:
     """Yield a chunked body's data as it arrives, reading with ``read1(size)``. A ``WouldBlock``
     that ``read1`` returns (a non-blocking source with nothing to read) is yielded as it is.
 
     Returns (as the generator's value) True when bytes followed the body's end in the same read:
     the connection holds something that is not a response to anything and must not be reused.
+    ``end``, if given, is called with that value first, as soon as the body is complete.
 
     Raises:
         urllib3.exceptions.ProtocolError: a malformed size, CRLF or trailer, or EOF before the end.
@@ -59,7 +61,10 @@ def decode_chunked(read1: Callable[[int], bytes], size: int) -> Generator[bytes,
         if out:
             yield b"".join(out) if len(out) > 1 else out[0]
         if at.state == _DONE:
-            return pos < len(buf)
+            garbage = pos < len(buf)
+            if end is not None:
+                end(garbage)
+            return garbage
         buf = buf[pos:]
         try:
             more = read1(size)
@@ -71,8 +76,10 @@ def decode_chunked(read1: Callable[[int], bytes], size: int) -> Generator[bytes,
 
             raise urllib3.exceptions.ReadTimeoutError(None, None, "Read timed out.") from None  # type: ignore[arg-type]
         if not more:
-            if at.state == _TRAILER:
-                return False  # EOF instead of the trailers' blank line: "some sites" (urllib3)
+            if at.state == _TRAILER:  # EOF instead of the trailers' blank line: "some sites" (urllib3)
+                if end is not None:
+                    end(False)
+                return False
             raise _error("body", "ended prematurely")
         buf = buf + more if buf else more
 

@@ -625,11 +625,16 @@ class _Source:
         return data  # b"": EOF
 
 
-def _chunked(raw: urllib3.response.HTTPResponse, source: _Source) -> Generator[bytes, None, None]:
+def _chunked(raw: urllib3.response.HTTPResponse, source: _Source) -> Generator[bytes, None, bool]:
     """A chunked body decoded straight from the connection's reader (``chunked``), then finished
-    as urllib3 finishes one: http.client's response closed, so the connection can be reused,
-    unless bytes followed the body (then it is closed: they answer nothing)."""
-    garbage = yield from decode_chunked(source.read1, STREAM_READ_SIZE)
+    by ``_finish_chunked`` (called by the decoder at the body's end: no generator between them)."""
+    return decode_chunked(source.read1, STREAM_READ_SIZE, functools.partial(_finish_chunked, raw, source))
+
+
+def _finish_chunked(raw: urllib3.response.HTTPResponse, source: _Source, garbage: bool) -> None:
+    """A chunked body read to its end, finished as urllib3 finishes one: http.client's response
+    closed, so the connection can be reused, unless bytes followed the body (then it is closed:
+    they answer nothing)."""
     source.restore()
     if garbage and raw.connection is not None:
         raw.connection.close()
