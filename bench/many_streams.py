@@ -11,6 +11,13 @@ vendor's provider on the same (shared) transport: what users do. Then every stre
 awaits a call inside its ``async for`` (more of them than the thread pool has workers: a deadlock
 if streams held workers), and the streams end, half through ``aclosing``, half by ``break``.
 
+The rows' ratios come from paired blocks, taken while the streams are open: ``BLOCK`` calls of a
+target while the streams send, then ``BLOCK`` while the server holds them open but silent
+(``/bench/pause``), in ABBA order. The machine drifts by tens of percent within a second, so rounds
+seconds apart (the calls alone before and after the streams, then beside them) measure drift as
+much as load. Those rounds are still run and reported beside the paired ratio. So is what silent
+open streams cost against none, which is what the paired baseline leaves out.
+
 A control follows: the same calls beside as many streams of the same server read by the cheapest
 client there is (raw sockets, one selector thread that only drains them). It says what the
 machine and the server cost the calls when the streams' reading costs almost nothing: the part of
@@ -49,6 +56,7 @@ __all__ = ["PoolFull", "bench_many_streams"]
 R = TypeVar("R")
 KEY = "sk-bench-key"
 HANG_S = 120.0  # far beyond what a run needs: reaching it is a deadlock, reported as such
+BLOCK = 20  # calls in one block of the paired measurement
 
 
 class PoolFull(logging.Handler):
@@ -78,6 +86,11 @@ class _Run:
     deadlock: str = ""  # what timed out
     control: dict[str, list[float]] = field(default_factory=dict)  # beside streams read by a selector thread
     control_events_per_s: float = 0.0
+    # Paired blocks (the rows' verdict): calls beside the same open streams, silent / sending.
+    silent: dict[str, list[float]] = field(default_factory=dict)
+    sending: dict[str, list[float]] = field(default_factory=dict)
+    control_silent: dict[str, list[float]] = field(default_factory=dict)
+    control_sending: dict[str, list[float]] = field(default_factory=dict)
 
 
 def rss_kb() -> int:
@@ -111,6 +124,41 @@ async def _timed(targets: dict[str, Call], calls: int, rounds: int, into: dict[s
                 result = await asyncio.wait_for(call(), HANG_S)
                 out.append(time.perf_counter() - start)
                 assert result
+
+
+class _Pacer:
+    """Holds the server's paced streams open but silent, or lets them send (``bench/server.py``)."""
+
+    def __init__(self, url: str) -> None:
+        self._session = requests.Session()
+        self._url = url
+
+    async def flowing(self, on: bool) -> None:
+        path = "/bench/resume" if on else "/bench/pause"
+        await asyncio.get_running_loop().run_in_executor(None, lambda: self._session.post(
+            self._url + path, timeout=HANG_S).raise_for_status())
+
+
+async def _paired(targets: dict[str, Call], calls: int, rounds: int, pacer: _Pacer, silent: dict[str, list[float]],
+                  sending: dict[str, list[float]], gap_ms: int) -> None:
+    """The calls beside the open streams in alternating blocks, the streams silent in one and
+    sending in the next (ABBA order), ``calls * rounds`` calls each way per target.
+
+    The machine this runs on drifts by tens of percent over fractions of a second (per-block
+    ratios of the cheapest load spread from 0.7x to 1.7x); blocks of a few tens of milliseconds,
+    side by side, see the same drift, where rounds seconds apart do not. The silent blocks are
+    the calls alone but for idle open sockets (the rows report what those cost against no
+    streams at all)."""
+    block = max(1, min(BLOCK, calls))
+    settle = min(0.03, gap_ms / 1000 / 4)  # the events already on their way are read; then it is quiet
+    try:
+        for pair in range(max(1, calls * rounds // block)):
+            for on in ((False, True) if pair % 2 else (True, False)):
+                await pacer.flowing(on)
+                await asyncio.sleep(settle)
+                await _timed(targets, block, 1, sending if on else silent)
+    finally:
+        await pacer.flowing(True)
 
 
 def _bare(url: str) -> Call:
@@ -200,13 +248,14 @@ class _CheapStreams:
 
 
 async def _control(port: int, targets: dict[str, Call], streams: int, calls: int, rounds: int, gap_ms: int,
-                   run: _Run) -> None:
+                   run: _Run, pacer: _Pacer) -> None:
     cheap = await asyncio.get_running_loop().run_in_executor(None, _CheapStreams, port, streams, gap_ms)
     try:
         await asyncio.sleep(2 * gap_ms / 1000)
         events, start = cheap.events, time.perf_counter()
         await _timed(targets, calls, rounds, run.control)
         run.control_events_per_s = (cheap.events - events) / (time.perf_counter() - start)
+        await _paired(targets, calls, rounds, pacer, run.control_silent, run.control_sending, gap_ms)
     finally:
         cheap.close()
 
@@ -220,13 +269,14 @@ async def _measure(port: int, streams: int, calls: int, rounds: int, gap_ms: int
                                 "another provider": lambda: other.generate("hi"),
                                 "bare requests": _bare(url + "/v1/chat/completions")}
     run = _Run()
+    pacer = _Pacer(url)
     await _timed(targets, max(5, calls // 5), 1, {})  # warm up: workers started, connections open
     await _timed(targets, calls, rounds, run.baseline)
     run.threads.append(threading.active_count())
     run.rss_kb[0] = rss_kb()
     load = _Streams(llm, streams)
     try:
-        await _loaded(load, targets, calls, rounds, gap_ms, run)
+        await _loaded(load, targets, calls, rounds, gap_ms, run, pacer)
     except asyncio.TimeoutError:
         run.deadlock = run.phase
     load.stop.set()
@@ -242,12 +292,12 @@ async def _measure(port: int, streams: int, calls: int, rounds: int, gap_ms: int
     run.threads.append(threading.active_count())
     await _timed(targets, calls, rounds, run.baseline)  # the baseline again, against drift
     run.phase = "calls beside streams read by a selector thread"
-    await _control(port, targets, streams, calls, rounds, gap_ms, run)
+    await _control(port, targets, streams, calls, rounds, gap_ms, run, pacer)
     return run
 
 
 async def _loaded(load: _Streams, targets: dict[str, Call], calls: int, rounds: int, gap_ms: int,
-                  run: _Run) -> None:
+                  run: _Run, pacer: _Pacer) -> None:
     await asyncio.wait_for(load.opened.wait(), HANG_S)
     await asyncio.sleep(2 * gap_ms / 1000)  # settled: what piled up while the others opened is read
     run.rss_kb[1] = rss_kb()
@@ -259,6 +309,9 @@ async def _loaded(load: _Streams, targets: dict[str, Call], calls: int, rounds: 
     run.events_per_s = (load.events - events) / wall
     run.cores_used = (time.process_time() - cpu) / wall
     run.rss_kb[1] = max(run.rss_kb[1], rss_kb())
+    run.phase = "calls beside the streams, paired blocks"
+    await _paired(targets, calls, rounds, pacer, run.silent, run.sending, gap_ms)
+    await asyncio.sleep(2 * gap_ms / 1000)  # every stream sending again before the calls inside
     start = time.perf_counter()
     load.call_inside = True
     run.phase = "a call inside each stream's loop"
@@ -287,39 +340,54 @@ def bench_many_streams(port: int, row: Callable[..., R], *, streams: int = 1000,
               f"a call inside each stream's loop: all {streams} in {run.inner_s:.2f} s"
               + (f"; DEADLOCK: {run.deadlock}" if run.deadlock else "")
               + (f"; {run.ended} streams ended early" if run.ended else ""))
-    bare_ratio = statistics.median(run.loaded.get("bare requests") or [float("nan")]) / statistics.median(
-        run.baseline["bare requests"])
-    control = {name: statistics.median(values) / statistics.median(run.baseline[name])
-               for name, values in run.control.items() if values}
+    def ratio(over: dict[str, list[float]], under: dict[str, list[float]], name: str) -> float:
+        if not over.get(name) or not under.get(name):
+            return float("nan")
+        return statistics.median(over[name]) / statistics.median(under[name])
+
+    paired = {name: ratio(run.sending, run.silent, name) for name in run.baseline}
+    classic = {name: ratio(run.loaded, run.baseline, name) for name in run.baseline}
+    idle = {name: ratio(run.silent, run.baseline, name) for name in run.baseline}
+    control = {name: ratio(run.control_sending, run.control_silent, name) for name in run.baseline}
+    control_classic = {name: ratio(run.control, run.baseline, name) for name in run.baseline}
+    method = (f"paired blocks: {BLOCK} calls beside the open streams while they send, then {BLOCK} while the server "
+              f"holds them silent (ABBA), {calls * rounds} calls each way")
     rows = []
-    for name, base in run.baseline.items():
-        loaded = run.loaded.get(name) or [float("nan")]
-        b, o = statistics.median(base), statistics.median(loaded)
-        p99 = f"p99 {pct(base, 0.99) * 1000:.2f} -> {pct(loaded, 0.99) * 1000:.2f} ms"
-        extra = {"p99_ms": [pct(base, 0.99) * 1000, pct(loaded, 0.99) * 1000]}
+    for name in run.baseline:
+        silent, sending = run.silent.get(name) or [float("nan")], run.sending.get(name) or [float("nan")]
+        b, o = statistics.median(silent), statistics.median(sending)
+        p99 = f"p99 {pct(silent, 0.99) * 1000:.2f} -> {pct(sending, 0.99) * 1000:.2f} ms"
+        others = (f"rounds seconds apart instead (the calls alone before and after the streams, then beside them): "
+                  f"{classic[name]:.3f}x; silent open streams against none: {idle[name]:.3f}x")
+        extra = {"p99_ms": [pct(silent, 0.99) * 1000, pct(sending, 0.99) * 1000], "rounds_ratio": classic[name],
+                 "idle_streams_ratio": idle[name]}
         if name == "bare requests":  # the floor: what the library's calls are up against
             rows.append(row(f"bare requests beside {streams} open streams (info)", b * 1000, o * 1000, "ms", o / b,
                             "-", None, f"{p99}; the same calls through a bare requests.Session: what the machine, "
-                                       "the server and the streams add without this library in the call", extra))
+                                       f"the server and the streams add without this library in the call; {others}",
+                            extra))
             continue
         rows.append(row(f"generate() beside {streams} open streams: {name}", b * 1000, o * 1000, "ms", o / b,
                         "<= 1.1x", clean and o / b <= 1.1,
-                        f"{calls} calls x {rounds} rounds, baseline: the same calls alone; {p99}; bare requests "
-                        f"{bare_ratio:.3f}x beside the same streams; {control.get(name, float('nan')):.3f}x beside "
-                        f"streams read by the cheapest client (the control row); an event every {gap_ms} ms per "
-                        f"stream; {health}",
+                        f"{method}; baseline: the same calls beside the same streams held silent; {p99}; {others}; "
+                        f"bare requests {paired['bare requests']:.3f}x beside the same streams; "
+                        f"{control.get(name, float('nan')):.3f}x beside streams read by the cheapest client (the "
+                        f"control row); an event every {gap_ms} ms per stream; {health}",
                         {**extra, "pool_full": full, "threads": run.threads, "readers_left": run.readers_left,
                          "deadlock": run.deadlock}))
-    if control:
+    if run.control_sending:
         ours = max(v for k, v in control.items() if k != "bare requests")
         rows.append(row(f"generate() beside {streams} selector-read streams (control)",
                         1.0, ours, "x", ours, "-", None,
                         "ratio: the calls beside the same number of the same server's streams, read by raw sockets "
-                        "and one selector thread that only drains them, over the calls alone: "
+                        "and one selector thread that only drains them, sending over silent (paired blocks): "
                         + ", ".join(f"{k} {v:.3f}x" for k, v in control.items())
+                        + "; in rounds seconds apart against no streams: "
+                        + ", ".join(f"{k} {v:.3f}x" for k, v in control_classic.items())
                         + f"; {run.control_events_per_s:.0f} events/s received. What the machine and the server "
                         "cost the calls when reading the streams costs almost nothing",
-                        {"ratios": control, "events_per_s": run.control_events_per_s}))
+                        {"ratios": control, "rounds_ratios": control_classic,
+                         "events_per_s": run.control_events_per_s}))
     before, open_kb, inner_kb = run.rss_kb
     per_stream = (open_kb - before) / streams
     rows.append(row(f"peak RSS per open stream ({streams} open)", before / 1024, open_kb / 1024, "MB", per_stream,

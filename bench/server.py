@@ -12,6 +12,10 @@ Each request is shaped by headers:
 
 A streamed chunk's text is the server's clock (``time.time()``) when it was written, so a client
 can tell how long a chunk took to reach it. ``GET /stats`` returns connections accepted.
+``POST /bench/pause`` holds every paced stream (one with ``x-bench-chunk-delay-ms``) after its
+current chunk, open but silent; ``POST /bench/resume`` lets them go on, each after a random part
+of its gap, so they do not all send at once: the streams1k rows measure calls beside the same open
+streams while they send and while they are silent, in alternating blocks.
 
 Run alone: ``python bench/server.py --port 8765``.
 """
@@ -22,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import random
 import time
 
 ROUTES = {"/v1/chat/completions": "openai", "/v1/responses": "responses", "/v1/messages": "anthropic",
@@ -94,6 +99,8 @@ def tail_frames(vendor: str, n: int) -> bytes:
 class Server:
     def __init__(self) -> None:
         self.connections = 0
+        self.flowing = asyncio.Event()  # cleared: paced streams hold (``/bench/pause``)
+        self.flowing.set()
 
     slow_count = 0  # requests that asked for a latency tail
 
@@ -124,6 +131,9 @@ class Server:
             await asyncio.sleep(delay)
         if path == "/stats":
             return self.send(writer, 200, json.dumps({"connections": self.connections}).encode())
+        if path in ("/bench/pause", "/bench/resume"):
+            self.flowing.clear() if path == "/bench/pause" else self.flowing.set()
+            return self.send(writer, 200, b'{"ok":true}')
         vendor = ROUTES.get(path)
         if vendor is None:
             return self.send(writer, 404, b'{"error":"no route"}')
@@ -148,6 +158,9 @@ class Server:
                     await asyncio.sleep(pause)
                 elif gap:
                     await asyncio.sleep(gap)
+                    if not self.flowing.is_set():  # paused: silent until resumed, then back at a random phase
+                        await self.flowing.wait()
+                        await asyncio.sleep(random.random() * gap)
         writer.write(b"".join(batch))
         self.chunk(writer, tail_frames(vendor, n))
         writer.write(b"0\r\n\r\n")
