@@ -345,7 +345,7 @@ def bench_many_streams(port: int, row: Callable[..., R], *, streams: int = 1000,
             return float("nan")
         return statistics.median(over[name]) / statistics.median(under[name])
 
-    paired = {name: ratio(run.sending, run.silent, name) for name in run.baseline}
+    bare = ratio(run.sending, run.silent, "bare requests")
     classic = {name: ratio(run.loaded, run.baseline, name) for name in run.baseline}
     idle = {name: ratio(run.silent, run.baseline, name) for name in run.baseline}
     control = {name: ratio(run.control_sending, run.control_silent, name) for name in run.baseline}
@@ -370,7 +370,7 @@ def bench_many_streams(port: int, row: Callable[..., R], *, streams: int = 1000,
         rows.append(row(f"generate() beside {streams} open streams: {name}", b * 1000, o * 1000, "ms", o / b,
                         "<= 1.1x", clean and o / b <= 1.1,
                         f"{method}; baseline: the same calls beside the same streams held silent; {p99}; {others}; "
-                        f"bare requests {paired['bare requests']:.3f}x beside the same streams; "
+                        f"bare requests {bare:.3f}x beside the same streams; "
                         f"{control.get(name, float('nan')):.3f}x beside streams read by the cheapest client (the "
                         f"control row); an event every {gap_ms} ms per stream; {health}",
                         {**extra, "pool_full": full, "threads": run.threads, "readers_left": run.readers_left,
